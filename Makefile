@@ -1,0 +1,42 @@
+# lucid-sweep: the two set-up commands of README.md are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# libtorch is installed once into a cache folder outside the checkout; torch-sys finds it here.
+LIBTORCH := $(shell scripts/install-libtorch.sh)
+export LIBTORCH
+CARGO ?= cargo
+
+.PHONY: all build release demo test lint unit services-start services-stop fixtures
+
+all: build
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+release:
+	$(CARGO) build --release --workspace --bins
+
+# Runs the main job on the embedded default (see README.md).
+demo: release
+	scripts/demo.sh
+
+# Everything CI runs: formatting, lints, every test against real services.
+test: lint services-start unit
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+services-start:
+	scripts/services.sh start all
+
+services-stop:
+	scripts/services.sh stop all
+
+unit:
+	source <(scripts/services.sh env) && $(CARGO) test --workspace --no-fail-fast
+
+# Dev only, not run in CI: regenerate the TensorFlow fixtures (needs Python + tensorflow-cpu).
+fixtures:
+	python3 tools/gen_fixtures.py

@@ -1,0 +1,5 @@
+//! `lucid-coordinator`: plans, submits and tracks sweeps.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The shared vocabulary of lucid-sweep: the wire contract between coordinator and workers.
+//!
+//! **Architecture Invariant:** this crate does no I/O and uses no lapin, S3 or tch.
+//! The one exception is [`SweepSpec::load`], which reads the spec file and the environment through the
+//! `config` crate; everything else is pure functions over values, so nothing here has I/O failures to
+//! handle and every rule can be unit-tested.
+//!
+//! **Architecture Invariant:** the task message ([`task`]), the result sidecar ([`result`]), the run
+//! manifest ([`manifest`]) and the object key layout ([`keys`]) are the wire contract. Changing their shape
+//! means bumping a `schema_version`; changing the key layout orphans every stored image.
+//!
+//! # Layout
+//!
+//! - [`ids`]: validated identifiers ([`RunId`], [`SeedId`], [`LayerName`]); each is one key segment.
+//! - [`spec`]: the sweep spec ([`SweepSpec`]), its sources and precedence, and its validation.
+//! - [`channels`]: channel range lists (`0-7,12`) and their expansion against a layer width.
+//! - [`task`]: the task message ([`TaskMessage`]) and its defensive decoding.
+//! - [`result`]: the result sidecar ([`ResultSidecar`]) written next to each PNG.
+//! - [`keys`]: object keys for images, sidecars and the manifest, and their inverse.
+//! - [`manifest`]: the run manifest ([`RunManifest`]).
+//! - [`plan`]: pure task enumeration from a spec and layer widths ([`plan::plan`]).
+#![warn(missing_docs)]
+
+pub mod channels;
+pub mod ids;
+pub mod keys;
+pub mod manifest;
+pub mod plan;
+pub mod result;
+pub mod spec;
+pub mod task;
+
+pub use channels::ChannelSelection;
+pub use ids::{IdError, LayerName, RunId, SeedId};
+pub use keys::{KeyPrefix, Kind, parse_key};
+pub use manifest::{CheckpointRef, RunManifest};
+pub use plan::{LayerWidths, Plan, PlanError};
+pub use result::{Provenance, RenderOutcome, ResultSidecar};
+pub use spec::{InvalidField, ModelLocation, RenderSettings, SpecError, SweepSpec};
+pub use task::{DecodeError, TaskMessage};

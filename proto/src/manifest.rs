@@ -1,0 +1,226 @@
+//! The run manifest, `{prefix}/{run}/run.json`: what a run is, written once by the coordinator before
+//! the first task is published. A rerun with the same run id compares against it so that one key space
+//! never mixes images made from different settings or checkpoints.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{RunId, SeedId};
+use crate::plan::{Plan, SeedCounts};
+use crate::spec::{ModelLocation, RenderSettings, SweepSpec};
+
+/// The manifest schema this crate writes and reads.
+pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+
+/// Which checkpoint a seed was rendered from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointRef {
+    /// Where it was read from.
+    pub location: ModelLocation,
+    /// Content digest of the checkpoint, as computed by the checkpoint reader.
+    pub digest: String,
+}
+
+/// The manifest object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunManifest {
+    /// Always [`MANIFEST_SCHEMA_VERSION`] for manifests built by this crate.
+    pub schema_version: u32,
+    /// The run.
+    pub run_id: RunId,
+    /// The spec, redacted (no credentials ever; see [`SweepSpec::redacted`]).
+    pub spec: SweepSpec,
+    /// The render settings of every task, with their fingerprint implied.
+    pub settings: RenderSettings,
+    /// Version of the coordinator that planned the run.
+    pub code_version: String,
+    /// The checkpoint of each seed.
+    pub checkpoints: BTreeMap<SeedId, CheckpointRef>,
+    /// Total tasks of the run.
+    pub task_count: u64,
+    /// Tasks per seed and layer.
+    pub layer_counts: Vec<SeedCounts>,
+}
+
+/// Why a stored manifest could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ManifestError {
+    /// Not valid manifest JSON; serde's message.
+    #[error("malformed run manifest: {0}")]
+    Malformed(String),
+    /// A schema version this build does not read.
+    #[error("unsupported run manifest schema_version {found}, this build reads {supported}")]
+    UnsupportedVersion {
+        /// The version in the manifest.
+        found: u64,
+        /// The version this build reads.
+        supported: u32,
+    },
+}
+
+impl RunManifest {
+    /// The manifest of `plan`, made from `spec` (stored redacted).
+    pub fn new(
+        spec: &SweepSpec,
+        plan: &Plan,
+        code_version: impl Into<String>,
+        checkpoints: BTreeMap<SeedId, CheckpointRef>,
+    ) -> Self {
+        Self {
+            schema_version: MANIFEST_SCHEMA_VERSION,
+            run_id: plan.run_id.clone(),
+            spec: spec.redacted(),
+            settings: plan.settings,
+            code_version: code_version.into(),
+            checkpoints,
+            task_count: plan.task_count(),
+            layer_counts: plan.counts(),
+        }
+    }
+
+    /// Pretty-printed JSON, as stored.
+    pub fn encode(&self) -> Vec<u8> {
+        // serialising plain strings and numbers into a Vec cannot fail
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses a stored manifest, checking the schema version first.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+        match value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64)
+        {
+            Some(v) if v == u64::from(MANIFEST_SCHEMA_VERSION) => {}
+            Some(found) => {
+                return Err(ManifestError::UnsupportedVersion {
+                    found,
+                    supported: MANIFEST_SCHEMA_VERSION,
+                });
+            }
+            None => {
+                return Err(ManifestError::Malformed(
+                    "missing or non-integer `schema_version`".into(),
+                ));
+            }
+        }
+        serde_json::from_value(value).map_err(|e| ManifestError::Malformed(e.to_string()))
+    }
+
+    /// Why `self` (stored) and `new` (about to run) cannot share one run's key space, or `None` when they
+    /// can: they must agree on the render settings and on each common seed's checkpoint digest. Channel
+    /// and layer selections may differ (a rerun may extend a run).
+    pub fn conflict_with(&self, new: &RunManifest) -> Option<String> {
+        if self.run_id != new.run_id {
+            return Some(format!(
+                "run id {} differs from {}",
+                new.run_id, self.run_id
+            ));
+        }
+        if self.settings != new.settings {
+            return Some(format!(
+                "render settings differ: stored fingerprint {}, new {}",
+                self.settings.fingerprint(),
+                new.settings.fingerprint()
+            ));
+        }
+        for (seed, stored) in &self.checkpoints {
+            if let Some(now) = new.checkpoints.get(seed)
+                && now.digest != stored.digest
+            {
+                return Some(format!(
+                    "checkpoint of seed {seed} differs: stored digest {}, new {}",
+                    stored.digest, now.digest
+                ));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{plan, tests as plan_tests};
+
+    fn manifest() -> RunManifest {
+        let mut spec = plan_tests::spec(&["a", "b"]);
+        spec.queue.uri = "amqp://user:secret@host/%2f".into();
+        let mut clean = spec.clone();
+        clean.queue.uri = "amqp://host/%2f".into();
+        let p = plan(&clean, &plan_tests::widths_for(&clean)).unwrap();
+        let checkpoints = spec
+            .models
+            .iter()
+            .map(|(s, loc)| {
+                (
+                    s.clone(),
+                    CheckpointRef {
+                        location: loc.clone(),
+                        digest: format!("sha256:{s}"),
+                    },
+                )
+            })
+            .collect();
+        RunManifest::new(&spec, &p, "0.1.0", checkpoints)
+    }
+
+    #[test]
+    fn round_trip_and_counts() {
+        let m = manifest();
+        assert_eq!(m.task_count, 2 * 10037);
+        assert_eq!(m.layer_counts[1].seed.as_str(), "b");
+        let bytes = m.encode();
+        assert_eq!(RunManifest::decode(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn credentials_are_never_stored() {
+        let text = String::from_utf8(manifest().encode()).unwrap();
+        assert!(!text.contains("secret"), "{text}");
+        assert!(text.contains("amqp://host/%2f"));
+    }
+
+    #[test]
+    fn decode_errors() {
+        let mut v: serde_json::Value = serde_json::from_slice(&manifest().encode()).unwrap();
+        v["schema_version"] = 2.into();
+        assert!(matches!(
+            RunManifest::decode(&serde_json::to_vec(&v).unwrap()),
+            Err(ManifestError::UnsupportedVersion { found: 2, .. })
+        ));
+        assert!(matches!(
+            RunManifest::decode(b"[]"),
+            Err(ManifestError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn conflicts() {
+        let a = manifest();
+        assert_eq!(a.conflict_with(&a.clone()), None);
+        let mut b = a.clone();
+        b.settings.steps = 1;
+        assert!(
+            a.conflict_with(&b)
+                .unwrap()
+                .starts_with("render settings differ")
+        );
+        let mut c = a.clone();
+        c.checkpoints
+            .values_mut()
+            .for_each(|r| r.digest = "other".into());
+        assert!(
+            a.conflict_with(&c)
+                .unwrap()
+                .starts_with("checkpoint of seed a differs")
+        );
+        let mut d = a.clone();
+        d.layer_counts.truncate(1);
+        assert_eq!(a.conflict_with(&d), None);
+    }
+}

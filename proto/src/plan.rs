@@ -1,0 +1,401 @@
+//! Pure task enumeration: a spec plus each seed's layer widths gives the ordered list of tasks.
+//!
+//! Order is seed (sorted by id), then layer in network order (the order of the widths given, whatever
+//! order `layers` lists them in), then channel ascending. The coordinator reads the widths from the
+//! checkpoints; this module never looks at a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::channels::ChannelBoundsError;
+use crate::ids::{LayerName, RunId, SeedId};
+use crate::spec::{InvalidField, LayerSelection, ModelLocation, RenderSettings, SweepSpec};
+use crate::task::TaskMessage;
+
+/// Layer widths of one network in network order: `(layer, number of channels)`.
+pub type LayerWidths = Vec<(LayerName, usize)>;
+
+/// Why a spec cannot be planned against the given widths.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// The spec itself is invalid.
+    #[error(transparent)]
+    Spec(#[from] InvalidField),
+    /// A seed of the spec has no widths.
+    #[error("models.{seed}: no layer widths were given for this seed")]
+    MissingSeed {
+        /// The seed.
+        seed: SeedId,
+    },
+    /// Widths were given for a seed the spec does not name.
+    #[error("layer widths were given for seed {seed}, which is not in models")]
+    UnexpectedSeed {
+        /// The seed.
+        seed: SeedId,
+    },
+    /// The widths of a seed list a layer twice.
+    #[error("layer {layer} appears twice in the layer widths of seed {seed}")]
+    DuplicateLayer {
+        /// The seed.
+        seed: SeedId,
+        /// The repeated layer.
+        layer: LayerName,
+    },
+    /// The spec names a layer the network does not have.
+    #[error("{field}: unknown layer {layer} for seed {seed}; the network has {known}")]
+    UnknownLayer {
+        /// Where the spec names it (`layers` or `channels_per_layer.{layer}`).
+        field: String,
+        /// The seed whose network lacks it.
+        seed: SeedId,
+        /// The unknown layer.
+        layer: LayerName,
+        /// The network's layers, comma-separated.
+        known: String,
+    },
+    /// A channel range reaches past a layer's width.
+    #[error("seed {seed}: {source}")]
+    Channels {
+        /// The seed.
+        seed: SeedId,
+        /// Names the layer and range.
+        source: ChannelBoundsError,
+    },
+}
+
+/// One selected layer of one seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerPlan {
+    /// The layer.
+    pub layer: LayerName,
+    /// Its number of channels.
+    pub width: usize,
+    /// The selected channels, ascending.
+    pub channels: Vec<u32>,
+}
+
+/// The selected layers of one seed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedPlan {
+    /// The seed.
+    pub seed: SeedId,
+    /// Its checkpoint.
+    pub model: ModelLocation,
+    /// Selected layers in network order.
+    pub layers: Vec<LayerPlan>,
+}
+
+/// Everything a run renders.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The run.
+    pub run_id: RunId,
+    /// Settings shared by all tasks.
+    pub settings: RenderSettings,
+    /// Per-seed plans, sorted by seed.
+    pub seeds: Vec<SeedPlan>,
+}
+
+/// Task count of one layer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerCount {
+    /// The layer.
+    pub layer: LayerName,
+    /// Its number of channels.
+    pub width: usize,
+    /// Tasks planned for it.
+    pub tasks: u64,
+}
+
+/// Task counts of one seed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SeedCounts {
+    /// The seed.
+    pub seed: SeedId,
+    /// Per selected layer, in network order.
+    pub layers: Vec<LayerCount>,
+    /// Sum over the layers.
+    pub tasks: u64,
+}
+
+/// Plans `spec` against each seed's layer widths (network order).
+pub fn plan(spec: &SweepSpec, widths: &BTreeMap<SeedId, LayerWidths>) -> Result<Plan, PlanError> {
+    spec.validate()?;
+    if let Some(seed) = widths.keys().find(|s| !spec.models.contains_key(*s)) {
+        return Err(PlanError::UnexpectedSeed { seed: seed.clone() });
+    }
+    let mut seeds = Vec::with_capacity(spec.models.len());
+    for (seed, model) in &spec.models {
+        let layer_widths = widths
+            .get(seed)
+            .ok_or_else(|| PlanError::MissingSeed { seed: seed.clone() })?;
+        seeds.push(plan_seed(spec, seed, model, layer_widths)?);
+    }
+    Ok(Plan {
+        run_id: spec.run_id.clone(),
+        settings: spec.settings(),
+        seeds,
+    })
+}
+
+fn plan_seed(
+    spec: &SweepSpec,
+    seed: &SeedId,
+    model: &ModelLocation,
+    widths: &[(LayerName, usize)],
+) -> Result<SeedPlan, PlanError> {
+    let mut known = BTreeSet::new();
+    for (layer, _) in widths {
+        if !known.insert(layer) {
+            return Err(PlanError::DuplicateLayer {
+                seed: seed.clone(),
+                layer: layer.clone(),
+            });
+        }
+    }
+    let unknown = |field: String, layer: &LayerName| PlanError::UnknownLayer {
+        field,
+        seed: seed.clone(),
+        layer: layer.clone(),
+        known: widths
+            .iter()
+            .map(|(l, _)| l.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
+    if let LayerSelection::Only(selected) = &spec.layers
+        && let Some(layer) = selected.iter().find(|l| !known.contains(l))
+    {
+        return Err(unknown("layers".into(), layer));
+    }
+    if let Some(layer) = spec.channels_per_layer.keys().find(|l| !known.contains(l)) {
+        return Err(unknown(format!("channels_per_layer.{layer}"), layer));
+    }
+    let layers = widths
+        .iter()
+        .filter(|(layer, _)| spec.layers.contains(layer))
+        .map(|(layer, width)| {
+            let channels = spec
+                .channels_for(layer)
+                .expand(layer.as_str(), *width)
+                .map_err(|source| PlanError::Channels {
+                    seed: seed.clone(),
+                    source,
+                })?;
+            Ok(LayerPlan {
+                layer: layer.clone(),
+                width: *width,
+                channels,
+            })
+        })
+        .collect::<Result<Vec<_>, PlanError>>()?;
+    Ok(SeedPlan {
+        seed: seed.clone(),
+        model: model.clone(),
+        layers,
+    })
+}
+
+impl Plan {
+    /// Every task, in (seed, layer, channel) order; built lazily.
+    pub fn tasks(&self) -> impl Iterator<Item = TaskMessage> + '_ {
+        self.seeds.iter().flat_map(move |s| {
+            s.layers.iter().flat_map(move |l| {
+                l.channels.iter().map(move |&channel| {
+                    TaskMessage::new(
+                        self.run_id.clone(),
+                        s.seed.clone(),
+                        l.layer.clone(),
+                        channel,
+                        self.settings,
+                        s.model.clone(),
+                    )
+                })
+            })
+        })
+    }
+
+    /// Total number of tasks.
+    pub fn task_count(&self) -> u64 {
+        self.counts().iter().map(|s| s.tasks).sum()
+    }
+
+    /// Task counts per seed and layer.
+    pub fn counts(&self) -> Vec<SeedCounts> {
+        self.seeds
+            .iter()
+            .map(|s| {
+                let layers: Vec<LayerCount> = s
+                    .layers
+                    .iter()
+                    .map(|l| LayerCount {
+                        layer: l.layer.clone(),
+                        width: l.width,
+                        tasks: l.channels.len() as u64,
+                    })
+                    .collect();
+                SeedCounts {
+                    seed: s.seed.clone(),
+                    tasks: layers.iter().map(|l| l.tasks).sum(),
+                    layers,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::channels::ChannelSelection;
+
+    pub(crate) const ALEXNET: [(&str, usize); 8] = [
+        ("conv1", 64),
+        ("conv2", 192),
+        ("conv3", 384),
+        ("conv4", 384),
+        ("conv5", 256),
+        ("fc6", 4096),
+        ("fc7", 4096),
+        ("fc8", 565),
+    ];
+
+    pub(crate) fn alexnet() -> LayerWidths {
+        ALEXNET
+            .iter()
+            .map(|(l, w)| (l.parse().unwrap(), *w))
+            .collect()
+    }
+
+    pub(crate) fn spec(seeds: &[&str]) -> SweepSpec {
+        let models: String = seeds
+            .iter()
+            .map(|s| format!("{s} = \"/data/{s}\"\n"))
+            .collect();
+        SweepSpec::parse_toml(&format!(
+            "run_id = \"r\"\n[storage]\nbucket = \"lucid-test\"\n[models]\n{models}"
+        ))
+        .unwrap()
+    }
+
+    pub(crate) fn widths_for(spec: &SweepSpec) -> BTreeMap<SeedId, LayerWidths> {
+        spec.models.keys().map(|s| (s.clone(), alexnet())).collect()
+    }
+
+    #[test]
+    fn full_alexnet_counts() {
+        let spec = spec(&["training_seed_02", "training_seed_01"]);
+        let plan = plan(&spec, &widths_for(&spec)).unwrap();
+        let counts = plan.counts();
+        assert_eq!(counts.len(), 2);
+        assert_eq!(counts[0].seed.as_str(), "training_seed_01");
+        for c in &counts {
+            assert_eq!(c.tasks, 10037);
+            assert_eq!(c.layers.len(), 8);
+            assert_eq!(c.layers[7].tasks, 565);
+        }
+        assert_eq!(plan.task_count(), 2 * 10037);
+        assert_eq!(plan.tasks().count(), 2 * 10037);
+    }
+
+    #[test]
+    fn ordering_is_seed_layer_channel() {
+        let mut spec = spec(&["b", "a"]);
+        spec.channels = ChannelSelection::parse("0-1").unwrap();
+        // listed out of network order: tasks still follow the network
+        spec.layers = LayerSelection::Only(vec!["fc8".parse().unwrap(), "conv2".parse().unwrap()]);
+        let plan = plan(&spec, &widths_for(&spec)).unwrap();
+        let ids: Vec<String> = plan.tasks().map(|t| t.task_id).collect();
+        assert_eq!(
+            ids,
+            [
+                "r/a/conv2/0000",
+                "r/a/conv2/0001",
+                "r/a/fc8/0000",
+                "r/a/fc8/0001",
+                "r/b/conv2/0000",
+                "r/b/conv2/0001",
+                "r/b/fc8/0000",
+                "r/b/fc8/0001",
+            ]
+        );
+        let first = plan.tasks().next().unwrap();
+        assert_eq!(first.model, ModelLocation::Local("/data/a".into()));
+        assert_eq!(first.settings, spec.settings());
+    }
+
+    #[test]
+    fn per_layer_channels() {
+        let mut spec = spec(&["a"]);
+        spec.channels = ChannelSelection::parse("0-3").unwrap();
+        spec.channels_per_layer.insert(
+            "conv1".parse().unwrap(),
+            ChannelSelection::parse("0-15").unwrap(),
+        );
+        let plan = plan(&spec, &widths_for(&spec)).unwrap();
+        let counts = plan.counts();
+        assert_eq!(counts[0].layers[0].tasks, 16);
+        assert_eq!(counts[0].tasks, 16 + 7 * 4);
+    }
+
+    #[test]
+    fn errors_name_the_layer() {
+        let mut s = spec(&["a"]);
+        s.layers = LayerSelection::Only(vec!["conv9".parse().unwrap()]);
+        let err = plan(&s, &widths_for(&s)).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "layers: unknown layer conv9 for seed a; the network has conv1, conv2"
+            ),
+            "{err}"
+        );
+
+        let mut s = spec(&["a"]);
+        s.channels_per_layer
+            .insert("pool1".parse().unwrap(), ChannelSelection::All);
+        let err = plan(&s, &widths_for(&s)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("channels_per_layer.pool1: unknown layer pool1"),
+            "{err}"
+        );
+
+        let mut s = spec(&["a"]);
+        s.channels = ChannelSelection::parse("0-100").unwrap();
+        let err = plan(&s, &widths_for(&s)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "seed a: channels of layer conv1: range 0-100 is beyond the layer width 64"
+        );
+
+        let s = spec(&["a", "b"]);
+        let mut w = widths_for(&s);
+        w.remove(&"b".parse().unwrap());
+        assert_eq!(
+            plan(&s, &w).unwrap_err().to_string(),
+            "models.b: no layer widths were given for this seed"
+        );
+        w.insert("b".parse().unwrap(), alexnet());
+        w.insert("c".parse().unwrap(), alexnet());
+        assert!(matches!(
+            plan(&s, &w),
+            Err(PlanError::UnexpectedSeed { .. })
+        ));
+
+        let s = spec(&["a"]);
+        let mut w = widths_for(&s);
+        w.values_mut()
+            .for_each(|v| v.push(("conv1".parse().unwrap(), 3)));
+        assert!(matches!(
+            plan(&s, &w),
+            Err(PlanError::DuplicateLayer { .. })
+        ));
+
+        let mut s = spec(&["a"]);
+        s.render.steps = 0;
+        assert!(matches!(plan(&s, &widths_for(&s)), Err(PlanError::Spec(_))));
+    }
+}

@@ -1,0 +1,204 @@
+//! The result sidecar: the `.json` object written next to each PNG, recording how it was made.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{LayerName, RunId, SeedId};
+use crate::spec::RenderSettings;
+use crate::task::TaskMessage;
+
+/// The sidecar schema this crate writes and reads.
+pub const RESULT_SCHEMA_VERSION: u32 = 1;
+
+/// What the optimisation produced, measured by the worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderOutcome {
+    /// Objective value before the first step.
+    pub objective_start: f64,
+    /// Objective value after the last step.
+    pub objective_end: f64,
+    /// Wall time of this image's share of its batch, in seconds.
+    pub render_seconds: f64,
+    /// SHA-256 of the PNG bytes, 64 lowercase hex digits.
+    pub png_sha256: String,
+}
+
+/// Who made the image and when; the caller reads the clock (this crate never does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Provenance {
+    /// Worker instance id (pod name, host:pid).
+    pub worker_id: String,
+    /// Version of the code that rendered (crate version plus git revision).
+    pub code_version: String,
+    /// RFC 3339 timestamp of completion.
+    pub created_at: String,
+}
+
+/// The sidecar object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultSidecar {
+    /// Always [`RESULT_SCHEMA_VERSION`] for sidecars built by this crate.
+    pub schema_version: u32,
+    /// The task's id.
+    pub task_id: String,
+    /// The run.
+    pub run_id: RunId,
+    /// The network.
+    pub seed: SeedId,
+    /// The layer.
+    pub layer: LayerName,
+    /// The channel.
+    pub channel: u32,
+    /// The settings the image was rendered with.
+    pub settings: RenderSettings,
+    /// Objective value before the first step.
+    pub objective_start: f64,
+    /// Objective value after the last step.
+    pub objective_end: f64,
+    /// Optimisation steps run (equals `settings.steps` for a complete render).
+    pub steps: u32,
+    /// Image side in pixels.
+    pub size: u32,
+    /// Wall time of this image's share of its batch, in seconds.
+    pub render_seconds: f64,
+    /// Worker instance id.
+    pub worker_id: String,
+    /// Version of the rendering code.
+    pub code_version: String,
+    /// RFC 3339 timestamp of completion, as given by the caller.
+    pub created_at: String,
+    /// SHA-256 of the PNG bytes, lowercase hex.
+    pub png_sha256: String,
+}
+
+/// Why a sidecar body could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SidecarError {
+    /// Not valid sidecar JSON; serde's message.
+    #[error("malformed result sidecar: {0}")]
+    Malformed(String),
+    /// A schema version this build does not read.
+    #[error("unsupported result sidecar schema_version {found}, this build reads {supported}")]
+    UnsupportedVersion {
+        /// The version in the sidecar.
+        found: u64,
+        /// The version this build reads.
+        supported: u32,
+    },
+}
+
+impl ResultSidecar {
+    /// The sidecar of `task`'s render.
+    pub fn from_task(task: &TaskMessage, outcome: RenderOutcome, provenance: Provenance) -> Self {
+        Self {
+            schema_version: RESULT_SCHEMA_VERSION,
+            task_id: task.task_id.clone(),
+            run_id: task.run_id.clone(),
+            seed: task.seed.clone(),
+            layer: task.layer.clone(),
+            channel: task.channel,
+            settings: task.settings,
+            objective_start: outcome.objective_start,
+            objective_end: outcome.objective_end,
+            steps: task.settings.steps,
+            size: task.settings.size,
+            render_seconds: outcome.render_seconds,
+            worker_id: provenance.worker_id,
+            code_version: provenance.code_version,
+            created_at: provenance.created_at,
+            png_sha256: outcome.png_sha256,
+        }
+    }
+
+    /// Pretty-printed JSON, as stored.
+    pub fn encode(&self) -> Vec<u8> {
+        // serialising plain strings and numbers into a Vec cannot fail
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// Parses a stored sidecar, checking the schema version first.
+    pub fn decode(bytes: &[u8]) -> Result<Self, SidecarError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| SidecarError::Malformed(e.to_string()))?;
+        match value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64)
+        {
+            Some(v) if v == u64::from(RESULT_SCHEMA_VERSION) => {}
+            Some(found) => {
+                return Err(SidecarError::UnsupportedVersion {
+                    found,
+                    supported: RESULT_SCHEMA_VERSION,
+                });
+            }
+            None => {
+                return Err(SidecarError::Malformed(
+                    "missing or non-integer `schema_version`".into(),
+                ));
+            }
+        }
+        serde_json::from_value(value).map_err(|e| SidecarError::Malformed(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ModelLocation, RenderSection};
+
+    fn sidecar() -> ResultSidecar {
+        let task = TaskMessage::new(
+            "run1".parse().unwrap(),
+            "s1".parse().unwrap(),
+            "fc8".parse().unwrap(),
+            564,
+            RenderSection::default().settings(),
+            ModelLocation::parse("/data/s1").unwrap(),
+        );
+        ResultSidecar::from_task(
+            &task,
+            RenderOutcome {
+                objective_start: 0.1,
+                objective_end: 12.5,
+                render_seconds: 3.25,
+                png_sha256: "ab".repeat(32),
+            },
+            Provenance {
+                worker_id: "worker-0".into(),
+                code_version: "0.1.0+abc".into(),
+                created_at: "2025-01-02T03:04:05Z".into(),
+            },
+        )
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sidecar();
+        assert_eq!(s.task_id, "run1/s1/fc8/0564");
+        assert_eq!((s.steps, s.size), (512, 224));
+        let bytes = s.encode();
+        assert_eq!(ResultSidecar::decode(&bytes).unwrap(), s);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["created_at"], "2025-01-02T03:04:05Z");
+    }
+
+    #[test]
+    fn decode_errors() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sidecar().encode()).unwrap();
+        v["schema_version"] = 9.into();
+        let err = ResultSidecar::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(matches!(
+            err,
+            SidecarError::UnsupportedVersion { found: 9, .. }
+        ));
+        assert!(matches!(
+            ResultSidecar::decode(b"{"),
+            Err(SidecarError::Malformed(_))
+        ));
+        v["schema_version"] = 1.into();
+        v["seed"] = "..".into();
+        let err = ResultSidecar::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("invalid seed id"), "{err}");
+    }
+}

@@ -1,0 +1,302 @@
+//! The task message: one channel of one layer of one seed to render. The AMQP body is its JSON.
+//!
+//! Decoding is defensive because a queue can hold anything: the size is checked before parsing, the
+//! schema version is read from a loose JSON value before the strict parse, identifiers are validated,
+//! and the task id must match the one derived from the other fields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{IdError, LayerName, RunId, SeedId};
+use crate::spec::{InvalidField, ModelLocation, RenderSettings};
+
+/// The task message schema this crate writes and reads.
+pub const TASK_SCHEMA_VERSION: u32 = 1;
+
+/// The deterministic task id `"{run}/{seed}/{layer}/{channel:04}"`; also the AMQP message id.
+pub fn task_id(run: &RunId, seed: &SeedId, layer: &LayerName, channel: u32) -> String {
+    format!("{run}/{seed}/{layer}/{channel:04}")
+}
+
+/// One unit of work.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskMessage {
+    /// Always [`TASK_SCHEMA_VERSION`] for messages built by this crate.
+    pub schema_version: u32,
+    /// `"{run}/{seed}/{layer}/{channel:04}"`, see [`task_id`].
+    pub task_id: String,
+    /// The run this task belongs to.
+    pub run_id: RunId,
+    /// Which network.
+    pub seed: SeedId,
+    /// Which layer.
+    pub layer: LayerName,
+    /// Which channel of the layer.
+    pub channel: u32,
+    /// The render settings; tasks with equal [`RenderSettings::fingerprint`] may share a batch.
+    pub settings: RenderSettings,
+    /// Where the seed's checkpoint lives.
+    pub model: ModelLocation,
+}
+
+/// Why a message body is not an acceptable task. Each variant is a different failure a worker may want
+/// to count separately; none of them gets better on redelivery.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum DecodeError {
+    /// The body is larger than the configured limit (checked before parsing).
+    #[error("task message is too large: {len} bytes, limit {max}")]
+    TooLarge {
+        /// Size of the body.
+        len: usize,
+        /// The limit (`queue.max_message_bytes`).
+        max: usize,
+    },
+    /// Not JSON, not an object, or fields missing or of the wrong type; serde's message.
+    #[error("malformed task message: {0}")]
+    Malformed(String),
+    /// A schema version this build does not read.
+    #[error("unsupported task schema_version {found}, this build reads {supported}")]
+    UnsupportedVersion {
+        /// The version in the message.
+        found: u64,
+        /// The version this build reads.
+        supported: u32,
+    },
+    /// A run id, seed id or layer name breaks the identifier rules.
+    #[error("task message has an {0}")]
+    InvalidIdentifier(#[from] IdError),
+    /// A field value is out of range or inconsistent (task id mismatch, bad settings).
+    #[error("task message field {0}")]
+    InvalidField(#[from] InvalidField),
+}
+
+/// The strict shape of a version-1 message, with identifiers still unvalidated strings so that an
+/// invalid one gets its own error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTaskV1 {
+    #[allow(dead_code)]
+    schema_version: u32,
+    task_id: String,
+    run_id: String,
+    seed: String,
+    layer: String,
+    channel: u32,
+    settings: RenderSettings,
+    model: ModelLocation,
+}
+
+impl TaskMessage {
+    /// Builds a task, deriving its id.
+    pub fn new(
+        run_id: RunId,
+        seed: SeedId,
+        layer: LayerName,
+        channel: u32,
+        settings: RenderSettings,
+        model: ModelLocation,
+    ) -> Self {
+        Self {
+            schema_version: TASK_SCHEMA_VERSION,
+            task_id: task_id(&run_id, &seed, &layer, channel),
+            run_id,
+            seed,
+            layer,
+            channel,
+            settings,
+            model,
+        }
+    }
+
+    /// The JSON body.
+    pub fn encode(&self) -> Vec<u8> {
+        // serialising plain strings and numbers into a Vec cannot fail
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses and checks a body of at most `max_bytes` bytes.
+    pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Self, DecodeError> {
+        if bytes.len() > max_bytes {
+            return Err(DecodeError::TooLarge {
+                len: bytes.len(),
+                max: max_bytes,
+            });
+        }
+        let value: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| DecodeError::Malformed("expected a JSON object".into()))?;
+        let version = object
+            .get("schema_version")
+            .ok_or_else(|| DecodeError::Malformed("missing field `schema_version`".into()))?
+            .as_u64()
+            .ok_or_else(|| {
+                DecodeError::Malformed("`schema_version` must be a non-negative integer".into())
+            })?;
+        if version != u64::from(TASK_SCHEMA_VERSION) {
+            return Err(DecodeError::UnsupportedVersion {
+                found: version,
+                supported: TASK_SCHEMA_VERSION,
+            });
+        }
+        let raw: RawTaskV1 =
+            serde_json::from_value(value).map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        let task = TaskMessage::new(
+            RunId::new(raw.run_id)?,
+            SeedId::new(raw.seed)?,
+            LayerName::new(raw.layer)?,
+            raw.channel,
+            raw.settings,
+            raw.model,
+        );
+        if task.task_id != raw.task_id {
+            return Err(InvalidField::new(
+                "task_id",
+                format!(
+                    "{:?} does not match the other fields, expected {:?}",
+                    raw.task_id, task.task_id
+                ),
+            )
+            .into());
+        }
+        task.settings.validate("settings")?;
+        Ok(task)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::RenderSection;
+
+    fn sample() -> TaskMessage {
+        TaskMessage::new(
+            "run1".parse().unwrap(),
+            "training_seed_01".parse().unwrap(),
+            "conv2".parse().unwrap(),
+            7,
+            RenderSection::default().settings(),
+            ModelLocation::parse("s3://models/seed01").unwrap(),
+        )
+    }
+
+    fn json(task: &TaskMessage) -> serde_json::Value {
+        serde_json::from_slice(&task.encode()).unwrap()
+    }
+
+    fn decode_value(v: &serde_json::Value) -> Result<TaskMessage, DecodeError> {
+        TaskMessage::decode(&serde_json::to_vec(v).unwrap(), 65_536)
+    }
+
+    #[test]
+    fn round_trip() {
+        let task = sample();
+        assert_eq!(task.task_id, "run1/training_seed_01/conv2/0007");
+        let bytes = task.encode();
+        assert_eq!(TaskMessage::decode(&bytes, 65_536).unwrap(), task);
+        let v = json(&task);
+        assert_eq!(v["model"], "s3://models/seed01");
+        assert_eq!(v["settings"]["objective"], "channel");
+        assert_eq!(v["schema_version"], 1);
+    }
+
+    #[test]
+    fn too_large_is_checked_first() {
+        let bytes = sample().encode();
+        let err = TaskMessage::decode(&bytes, bytes.len() - 1).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::TooLarge {
+                len: bytes.len(),
+                max: bytes.len() - 1
+            }
+        );
+        // even garbage is rejected for size before parsing
+        assert!(matches!(
+            TaskMessage::decode(&[b'x'; 100], 10),
+            Err(DecodeError::TooLarge { len: 100, max: 10 })
+        ));
+    }
+
+    #[test]
+    fn malformed() {
+        for body in [
+            &b"not json"[..],
+            b"[1,2]",
+            b"{}",
+            b"{\"schema_version\": \"1\"}",
+        ] {
+            let err = TaskMessage::decode(body, 1000).unwrap_err();
+            assert!(matches!(err, DecodeError::Malformed(_)), "{err}");
+        }
+        let mut v = json(&sample());
+        v.as_object_mut().unwrap().remove("channel");
+        let err = decode_value(&v).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed task message: missing field `channel`"
+        );
+        let mut v = json(&sample());
+        v["extra"] = 1.into();
+        assert!(matches!(decode_value(&v), Err(DecodeError::Malformed(m)) if m.contains("extra")));
+        let mut v = json(&sample());
+        v["settings"]["objective"] = "max".into();
+        assert!(matches!(decode_value(&v), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn unsupported_version_is_read_from_loose_json() {
+        // a v2 message may have any shape; only schema_version is read
+        let body = br#"{"schema_version": 2, "whatever": [1, 2, 3]}"#;
+        let err = TaskMessage::decode(body, 1000).unwrap_err();
+        assert_eq!(
+            err,
+            DecodeError::UnsupportedVersion {
+                found: 2,
+                supported: 1
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "unsupported task schema_version 2, this build reads 1"
+        );
+    }
+
+    #[test]
+    fn invalid_identifiers() {
+        for (field, bad) in [("run_id", ".."), ("seed", "a/b"), ("layer", "x\u{7}")] {
+            let mut v = json(&sample());
+            v[field] = bad.into();
+            let err = decode_value(&v).unwrap_err();
+            assert!(
+                matches!(err, DecodeError::InvalidIdentifier(_)),
+                "{field}: {err}"
+            );
+        }
+        let mut v = json(&sample());
+        v["layer"] = "../../etc".into();
+        let err = decode_value(&v).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("task message has an invalid layer name \"../../etc\"")
+        );
+    }
+
+    #[test]
+    fn inconsistent_fields() {
+        let mut v = json(&sample());
+        v["task_id"] = "run1/training_seed_01/conv2/0008".into();
+        let err = decode_value(&v).unwrap_err();
+        assert!(
+            err.to_string().starts_with("task message field task_id: "),
+            "{err}"
+        );
+        let mut v = json(&sample());
+        v["settings"]["steps"] = 0.into();
+        let err = decode_value(&v).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "task message field settings.steps: must be between 1 and 100000, got 0"
+        );
+    }
+}

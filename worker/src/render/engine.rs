@@ -1,0 +1,483 @@
+//! The optimisation loop: many channels of one layer rendered together.
+
+use std::time::Instant;
+
+use tch::{Device, Kind, Tensor};
+
+use super::objective::{Objective, diversity_penalty, evaluate as objective_of};
+use super::param::{INIT_SD, ImageParam, ParamKind, variable_shape};
+use super::seeding::{channel_rng, normals, transform_rng};
+use super::transform::{Draw, TransformSet, Transforms, draw_plan};
+use crate::model::{AlexNet, ModelError};
+
+/// Learning rate of lucid's Adam.
+pub const DEFAULT_LR: f64 = 0.05;
+/// Lucid's default threshold: 512 steps, i.e. 513 Adam updates.
+pub const DEFAULT_STEPS: u32 = 512;
+/// Lucid's default image side.
+pub const DEFAULT_SIZE: usize = 224;
+/// Adam updates during which lucid redirects ReLU gradients (its global step ≤ 16).
+pub const RELU_REDIRECT_UPDATES: u32 = 17;
+/// Smallest accepted image side (as the sweep spec).
+pub const MIN_SIZE: usize = 16;
+/// Largest accepted image side (as the sweep spec).
+pub const MAX_SIZE: usize = 4096;
+/// Largest accepted step count.
+pub const MAX_STEPS: u32 = 100_000;
+
+/// Everything that determines an image besides the model, layer and channel.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Settings {
+    /// Lucid's threshold: the optimisation makes `steps + 1` Adam updates, as `render_vis` does.
+    pub steps: u32,
+    /// Side of the square image in pixels.
+    pub size: usize,
+    /// What is maximised.
+    pub objective: Objective,
+    /// The image parameterisation.
+    pub param: ParamKind,
+    /// Whether colours go through lucid's decorrelation matrix.
+    pub decorrelate: bool,
+    /// Transformation robustness.
+    pub transforms: TransformSet,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Seed of the run; with the model seed, layer and channel it fixes the initial image.
+    pub run_seed: u64,
+    /// Lucid's ReLU gradient redirect for the first 17 updates.
+    pub relu_redirect: bool,
+    /// Lucid's diversity term: `weight` and images per channel (each channel gets `copies` images).
+    pub diversity: Option<Diversity>,
+}
+
+/// Lucid's diversity option: `copies` images per channel, penalised by `weight` times the similarity of
+/// their layer Gram matrices.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Diversity {
+    /// Penalty weight (lucid's examples use 100).
+    pub weight: f64,
+    /// Images per channel, at least 2.
+    pub copies: usize,
+}
+
+impl Settings {
+    /// Lucid's defaults: 512 steps, 224 px, channel objective, FFT + decorrelated colour, standard
+    /// transforms, Adam 0.05, ReLU redirect on.
+    pub fn lucid() -> Self {
+        Self {
+            steps: DEFAULT_STEPS,
+            size: DEFAULT_SIZE,
+            objective: Objective::Channel,
+            param: ParamKind::Fft,
+            decorrelate: true,
+            transforms: TransformSet::Standard,
+            lr: DEFAULT_LR,
+            run_seed: 0,
+            relu_redirect: true,
+            diversity: None,
+        }
+    }
+
+    /// Adam updates made: lucid's `render_vis` runs `max(thresholds) + 1` of them.
+    pub fn updates(&self) -> u32 {
+        self.steps + 1
+    }
+}
+
+/// Why a render was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The layer is not in the model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A channel index beyond the layer's width.
+    #[error("channel {channel} out of range for layer {layer}: it has {width} channels (0..={})", width.saturating_sub(1))]
+    ChannelOutOfRange {
+        /// The layer.
+        layer: String,
+        /// The requested channel.
+        channel: usize,
+        /// The layer's channel count.
+        width: usize,
+    },
+    /// A setting outside its valid range.
+    #[error("invalid render setting {field}: {reason}")]
+    InvalidSetting {
+        /// The setting's name.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// libtorch failed (for example out of device memory).
+    #[error("libtorch error while rendering {layer}: {source}")]
+    Torch {
+        /// The layer being rendered.
+        layer: String,
+        /// libtorch's error.
+        source: tch::TchError,
+    },
+}
+
+/// One finished image.
+#[derive(Debug, Clone)]
+pub struct RenderedImage {
+    /// The channel it maximises.
+    pub channel: usize,
+    /// Which copy of the channel (0 unless the diversity option is on).
+    pub copy: usize,
+    /// Side in pixels.
+    pub size: usize,
+    /// Interleaved 8-bit RGB, row-major, `size * size * 3` bytes.
+    pub rgb: Vec<u8>,
+    /// The objective on the initial image, untransformed.
+    pub objective_start: f64,
+    /// The objective on the final image, untransformed.
+    pub objective_end: f64,
+}
+
+/// A batch's images and how long it took.
+#[derive(Debug)]
+pub struct BatchOutput {
+    /// One image per requested channel (times copies), in request order.
+    pub images: Vec<RenderedImage>,
+    /// Wall time of the optimisation and read-back.
+    pub seconds: f64,
+}
+
+/// Renders `channels` of `layer` together: one variable per image, one transform draw per step for the
+/// batch, loss = −Σ objectives. `model_seed` names the model for seeding.
+pub fn render_batch(
+    model: &AlexNet,
+    model_seed: &str,
+    layer: &str,
+    channels: &[usize],
+    settings: &Settings,
+) -> Result<BatchOutput, RenderError> {
+    let target = model.layer_index(layer)?;
+    validate(model, target, channels, settings)?;
+    let torch_err = |source| RenderError::Torch {
+        layer: layer.to_string(),
+        source,
+    };
+    let started = Instant::now();
+    let device = model.device();
+    let copies = settings.diversity.map_or(1, |d| d.copies);
+    let images_per_batch = channels.len() * copies;
+
+    // Initial variables: one seeded stream per (channel, copy).
+    let shape = variable_shape(settings.param, settings.size);
+    let per_image: usize = shape.iter().map(|&d| d as usize).product();
+    let mut init = Vec::with_capacity(per_image * images_per_batch);
+    let mut order = Vec::with_capacity(images_per_batch);
+    for &channel in channels {
+        for copy in 0..copies {
+            let key = if copy == 0 {
+                layer.to_string()
+            } else {
+                format!("{layer}#copy{copy}")
+            };
+            init.extend(normals(
+                &mut channel_rng(settings.run_seed, model_seed, &key, channel),
+                per_image,
+                INIT_SD,
+            ));
+            order.push((channel, copy));
+        }
+    }
+    let mut full_shape = vec![images_per_batch as i64];
+    full_shape.extend(&shape);
+    let var = Tensor::f_from_slice(&init)
+        .and_then(|t| t.f_view(full_shape.as_slice()))
+        .and_then(|t| t.f_to_device(device))
+        .map_err(torch_err)?
+        .set_requires_grad(true);
+    let channel_index: Vec<i64> = order.iter().map(|&(c, _)| c as i64).collect();
+    let channel_t = model.index_tensor(&channel_index);
+
+    let param = ImageParam::new(settings.param, settings.size, settings.decorrelate, device);
+    let transforms = Transforms::new(settings.transforms, settings.size, device);
+    let plan = draw_plan(
+        &mut transform_rng(settings.run_seed, model_seed, layer),
+        settings.updates() as usize,
+    );
+    let mut adam = Adam::new(&var, settings.lr).map_err(torch_err)?;
+
+    let objective_start =
+        evaluate(model, target, &param, &var, &channel_t, settings.objective).map_err(torch_err)?;
+    for (update, draw) in plan.iter().enumerate() {
+        let redirect = settings.relu_redirect && (update as u32) < RELU_REDIRECT_UPDATES;
+        step(
+            model,
+            target,
+            &param,
+            &transforms,
+            &var,
+            &channel_t,
+            draw,
+            settings,
+            redirect,
+        )
+        .map_err(torch_err)?;
+        adam.step(&var).map_err(torch_err)?;
+    }
+    let objective_end =
+        evaluate(model, target, &param, &var, &channel_t, settings.objective).map_err(torch_err)?;
+    let rgb = {
+        let _guard = tch::no_grad_guard();
+        super::param::to_rgb8(&param.images(&var)).map_err(torch_err)?
+    };
+    let images = order
+        .iter()
+        .zip(rgb)
+        .enumerate()
+        .map(|(i, (&(channel, copy), rgb))| RenderedImage {
+            channel,
+            copy,
+            size: settings.size,
+            rgb,
+            objective_start: objective_start[i],
+            objective_end: objective_end[i],
+        })
+        .collect();
+    Ok(BatchOutput {
+        images,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Checks channels and settings before any device work.
+fn validate(
+    model: &AlexNet,
+    target: usize,
+    channels: &[usize],
+    settings: &Settings,
+) -> Result<(), RenderError> {
+    let spec = model.layer_spec(target);
+    let invalid = |field, reason: String| Err(RenderError::InvalidSetting { field, reason });
+    if channels.is_empty() {
+        return invalid("channels", "no channels to render".into());
+    }
+    if let Some(&channel) = channels.iter().find(|&&c| c >= spec.out_channels) {
+        return Err(RenderError::ChannelOutOfRange {
+            layer: spec.name.clone(),
+            channel,
+            width: spec.out_channels,
+        });
+    }
+    if settings.steps == 0 || settings.steps > MAX_STEPS {
+        return invalid(
+            "steps",
+            format!("must be between 1 and {MAX_STEPS}, got {}", settings.steps),
+        );
+    }
+    if settings.size < MIN_SIZE || settings.size > MAX_SIZE {
+        return invalid(
+            "size",
+            format!(
+                "must be between {MIN_SIZE} and {MAX_SIZE} px, got {}",
+                settings.size
+            ),
+        );
+    }
+    if !(settings.lr.is_finite() && settings.lr > 0.0) {
+        return invalid(
+            "lr",
+            format!("must be a positive number, got {}", settings.lr),
+        );
+    }
+    if let Some(d) = settings.diversity
+        && (d.copies < 2 || !d.weight.is_finite())
+    {
+        return invalid(
+            "diversity",
+            format!(
+                "needs at least 2 copies and a finite weight, got {} copies, weight {}",
+                d.copies, d.weight
+            ),
+        );
+    }
+    let seen = Transforms::min_output_side(settings.transforms, settings.size);
+    let needed = model.min_input_side(target) as i64;
+    if seen < needed {
+        return invalid(
+            "size",
+            format!(
+                "{} px is too small for layer {}: after transforms the network sees {seen} px, and {} needs at least {needed} px",
+                settings.size, spec.name, spec.name
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// The objective of each image without transforms.
+fn evaluate(
+    model: &AlexNet,
+    target: usize,
+    param: &ImageParam,
+    var: &Tensor,
+    channels: &Tensor,
+    objective: Objective,
+) -> Result<Vec<f64>, tch::TchError> {
+    let _guard = tch::no_grad_guard();
+    let acts = model.forward_to(&param.images(var), target);
+    let values = objective_of(objective, &acts, channels).f_to_kind(Kind::Double)?;
+    Vec::<f64>::try_from(&values)
+}
+
+/// One forward and backward pass, leaving the gradient in `var.grad()`.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    model: &AlexNet,
+    target: usize,
+    param: &ImageParam,
+    transforms: &Transforms,
+    var: &Tensor,
+    channels: &Tensor,
+    draw: &Draw,
+    settings: &Settings,
+    redirect: bool,
+) -> Result<(), tch::TchError> {
+    let x = transforms.apply(&param.images(var), draw);
+    let loss_of = |acts: &Tensor| -> Tensor {
+        let objectives = objective_of(settings.objective, acts, channels).sum(Kind::Float);
+        match settings.diversity {
+            Some(d) => {
+                let penalty = diversity_penalty(acts, d.copies as i64).sum(Kind::Float);
+                -(objectives - penalty * d.weight)
+            }
+            None => -objectives,
+        }
+    };
+    if !redirect || target == 0 {
+        let loss = loss_of(&model.forward_to(&x, target));
+        loss.f_backward()?;
+        return Ok(());
+    }
+    // Lucid's redirected ReLU gradient, done by hand: the network runs as segments between ReLUs, each
+    // starting from a detached leaf; the backward pass walks the segments from the top and applies the
+    // redirect rule at every ReLU.
+    let input = x.detach().set_requires_grad(true);
+    let mut leaves = vec![input.shallow_clone()];
+    let mut pre_relu = Vec::with_capacity(target);
+    let mut h = AlexNet::preprocess(&input);
+    for i in 0..target {
+        let z = model.add_bias(i, &model.conv(i, &h));
+        let r = z.detach().relu().set_requires_grad(true);
+        h = model.after_relu(i, r.shallow_clone());
+        leaves.push(r);
+        pre_relu.push(z);
+    }
+    let loss = loss_of(&model.conv(target, &h));
+    let mut grad = Tensor::f_run_backward(&[&loss], &[&leaves[target]], false, false)?.remove(0);
+    for i in (0..target).rev() {
+        let z = &pre_relu[i];
+        let g_z = redirected_relu_grad(&z.detach(), &grad);
+        let vjp = (z * g_z).sum(Kind::Float);
+        grad = Tensor::f_run_backward(&[&vjp], &[&leaves[i]], false, false)?.remove(0);
+    }
+    (x * grad).sum(Kind::Float).f_backward()
+}
+
+/// Lucid's `redirected_relu_grad`: per batch element, the ordinary ReLU gradient where any of it gets
+/// through, otherwise the incoming gradient except where `x < 0` and the gradient would push `x` lower.
+pub fn redirected_relu_grad(x: &Tensor, grad: &Tensor) -> Tensor {
+    let negative = x.lt(0.0);
+    let zeros = grad.zeros_like();
+    let relu_grad = grad.where_self(&negative.logical_not(), &zeros);
+    let pushing_lower = negative.logical_and(&grad.gt(0.0));
+    let redirected = zeros.where_self(&pushing_lower, grad);
+    let b = x.size()[0];
+    let magnitude = relu_grad
+        .view([b, -1])
+        .norm_scalaropt_dim(2, [1].as_slice(), false)
+        .view([b, 1, 1, 1]);
+    relu_grad.where_self(&magnitude.gt(0.0), &redirected)
+}
+
+/// Adam as TensorFlow's `AdamOptimizer` computes it (β1 0.9, β2 0.999, ε 1e-8 added to √v).
+#[derive(Debug)]
+pub struct Adam {
+    lr: f64,
+    m: Tensor,
+    v: Tensor,
+    t: i32,
+}
+
+impl Adam {
+    /// β1 of lucid's optimiser.
+    pub const BETA1: f64 = 0.9;
+    /// β2 of lucid's optimiser.
+    pub const BETA2: f64 = 0.999;
+    /// ε of lucid's optimiser.
+    pub const EPSILON: f64 = 1e-8;
+
+    /// Zeroed moments for `var`.
+    pub fn new(var: &Tensor, lr: f64) -> Result<Self, tch::TchError> {
+        Ok(Self {
+            lr,
+            m: var.f_zeros_like()?,
+            v: var.f_zeros_like()?,
+            t: 0,
+        })
+    }
+
+    /// Applies one update from `var.grad()` and clears the gradient.
+    pub fn step(&mut self, var: &Tensor) -> Result<(), tch::TchError> {
+        let _guard = tch::no_grad_guard();
+        self.t += 1;
+        let mut grad = var.grad();
+        if !grad.defined() {
+            return Ok(());
+        }
+        let lr_t =
+            self.lr * (1.0 - Self::BETA2.powi(self.t)).sqrt() / (1.0 - Self::BETA1.powi(self.t));
+        let _ = self.m.f_mul_scalar_(Self::BETA1)?;
+        let _ = self.m.f_add_(&(&grad * (1.0 - Self::BETA1)))?;
+        let _ = self.v.f_mul_scalar_(Self::BETA2)?;
+        let _ = self.v.f_add_(&(&grad * &grad * (1.0 - Self::BETA2)))?;
+        let update = &self.m / (self.v.f_sqrt()? + Self::EPSILON) * lr_t;
+        let mut var = var.shallow_clone();
+        let _ = var.f_sub_(&update)?;
+        let _ = grad.f_zero_()?;
+        Ok(())
+    }
+}
+
+/// The device a batch ran on, for metadata.
+pub fn device_name(device: Device) -> String {
+    crate::device::describe(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_applies_only_where_nothing_gets_through() {
+        // element 0: one positive input passes the plain ReLU gradient
+        // element 1: all inputs negative → the redirected gradient, zeroed where grad > 0
+        let x = Tensor::from_slice(&[1.0f32, -1.0, -2.0, -1.0, -1.0, -3.0]).view([2, 3, 1, 1]);
+        let g = Tensor::from_slice(&[0.5f32, 0.7, -0.2, 0.4, -0.3, -0.6]).view([2, 3, 1, 1]);
+        let out: Vec<f32> =
+            Vec::try_from(redirected_relu_grad(&x, &g).flatten(0, -1)).unwrap_or_default();
+        assert_eq!(out, vec![0.5, 0.0, 0.0, 0.0, -0.3, -0.6]);
+    }
+
+    #[test]
+    fn adam_matches_tensorflow_first_steps() {
+        // TF: lr_t = lr·sqrt(1−β2^t)/(1−β1^t); first step moves by ≈ lr·sign(g)
+        let var = Tensor::zeros([2], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let mut adam = Adam::new(&var, 0.05).expect("adam");
+        let loss = (&var * Tensor::from_slice(&[2.0f32, -0.001])).sum(Kind::Float);
+        loss.backward();
+        adam.step(&var).expect("step");
+        let v: Vec<f32> = Vec::try_from(var.detach()).unwrap_or_default();
+        // the second element shows TF's ε placement: 0.05·√0.001/0.1 · 1e-4/(√1e-9 + 1e-8)
+        assert!(
+            (v[0] + 0.05).abs() < 1e-6 && (v[1] - 0.049_984_2).abs() < 1e-6,
+            "{v:?}"
+        );
+        assert_eq!(var.grad().abs().sum(Kind::Float).double_value(&[]), 0.0);
+    }
+}

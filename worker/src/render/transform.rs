@@ -1,0 +1,306 @@
+//! Lucid's transformation robustness (`standard_transforms`), with one random draw per step shared by
+//! the whole batch.
+//!
+//! 1. pad 12 px with constant 0.5
+//! 2. jitter 8: crop to (H−8, W−8) at integer offsets 0..=8
+//! 3. random scale from {1 + (i−5)/50 : i = 0..10}, bilinear resize with TF1's `resize_bilinear`
+//!    semantics (no half-pixel centres), done as two interpolation matrices
+//! 4. random rotation by {−10..10} ∪ five extra 0 degrees about the centre, bilinear, fill 0
+//! 5. jitter 4
+//!
+//! Lucid's TF1 `tf.contrib.image.rotate` samples nearest-neighbour by default; we sample bilinearly
+//! (as lucent does with kornia), which passes gradient to all four neighbours instead of one.
+
+pub use lucid_proto::spec::Transforms as TransformSet;
+use rand::Rng;
+use tch::{Device, Kind, Tensor};
+
+/// Padding of step 1, in pixels.
+pub const PAD: i64 = 12;
+/// Crop of step 2.
+pub const JITTER_1: i64 = 8;
+/// Crop of step 5.
+pub const JITTER_2: i64 = 4;
+/// Rotation angles in degrees: −10..=10 plus five extra zeros (26 entries).
+pub const ANGLES: [i64; 26] = [
+    -10, -9, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 0, 0, 0,
+];
+
+/// The eleven scale factors `1 + (i − 5)/50`.
+pub fn scales() -> [f64; 11] {
+    std::array::from_fn(|i| 1.0 + (i as f64 - 5.0) / 50.0)
+}
+
+/// The side after scaling `side` by `scale`, truncated as TF's `tf.cast(scale * shape, int32)` in
+/// float32.
+pub fn scaled_side(side: i64, scale: f64) -> i64 {
+    ((scale as f32) * (side as f32)) as i64
+}
+
+/// One step's random choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Draw {
+    /// Offsets (y, x) of the first jitter, each 0..=8.
+    pub jitter_1: (i64, i64),
+    /// Index into [`scales`].
+    pub scale: usize,
+    /// Rotation in degrees.
+    pub angle: i64,
+    /// Offsets (y, x) of the second jitter, each 0..=4.
+    pub jitter_2: (i64, i64),
+}
+
+impl Draw {
+    /// Draws one step's choices in lucid's order.
+    pub fn sample(rng: &mut impl Rng) -> Self {
+        let jitter_1 = (
+            rng.random_range(0..=JITTER_1),
+            rng.random_range(0..=JITTER_1),
+        );
+        let scale = rng.random_range(0..11);
+        let angle = ANGLES[rng.random_range(0..ANGLES.len())];
+        let jitter_2 = (
+            rng.random_range(0..=JITTER_2),
+            rng.random_range(0..=JITTER_2),
+        );
+        Self {
+            jitter_1,
+            scale,
+            angle,
+            jitter_2,
+        }
+    }
+}
+
+/// The standard transforms prepared for one image size on one device.
+#[derive(Debug)]
+pub struct Transforms {
+    set: TransformSet,
+    /// Side after pad and the first jitter (the input of the scale step).
+    scale_input: i64,
+    /// Per scale: `(R_y [out, in], R_xᵀ [in, out])` interpolation matrices.
+    resize: Vec<(Tensor, Tensor)>,
+    device: Device,
+}
+
+impl Transforms {
+    /// Prepares the transforms for `size` x `size` images.
+    pub fn new(set: TransformSet, size: usize, device: Device) -> Self {
+        let scale_input = size as i64 + 2 * PAD - JITTER_1;
+        let resize = match set {
+            TransformSet::Standard => scales()
+                .iter()
+                .map(|&s| {
+                    let out = scaled_side(scale_input, s);
+                    let r = resize_matrix(scale_input, out).to_device(device);
+                    (r.shallow_clone(), r.tr().contiguous())
+                })
+                .collect(),
+            TransformSet::None => Vec::new(),
+        };
+        Self {
+            set,
+            scale_input,
+            resize,
+            device,
+        }
+    }
+
+    /// The smallest side the network can be shown for `size` px images.
+    pub fn min_output_side(set: TransformSet, size: usize) -> i64 {
+        match set {
+            TransformSet::Standard => {
+                scaled_side(size as i64 + 2 * PAD - JITTER_1, scales()[0]) - JITTER_2
+            }
+            TransformSet::None => size as i64,
+        }
+    }
+
+    /// Applies one step's transforms to a `[B, 3, H, W]` batch.
+    pub fn apply(&self, x: &Tensor, draw: &Draw) -> Tensor {
+        if self.set == TransformSet::None {
+            return x.shallow_clone();
+        }
+        let padded = pad_constant(x, PAD, 0.5);
+        let cropped = crop(&padded, JITTER_1, draw.jitter_1);
+        let (ry, rx_t) = &self.resize[draw.scale];
+        let scaled = ry.matmul(&cropped.matmul(rx_t));
+        let rotated = rotate(&scaled, draw.angle, self.device);
+        crop(&rotated, JITTER_2, draw.jitter_2)
+    }
+
+    /// Side of the scale step's input (after pad and first jitter).
+    pub fn scale_input(&self) -> i64 {
+        self.scale_input
+    }
+}
+
+/// Pads the two spatial dimensions by `pad` with the constant `value`.
+pub fn pad_constant(x: &Tensor, pad: i64, value: f64) -> Tensor {
+    (x - value).constant_pad_nd([pad, pad, pad, pad]) + value
+}
+
+/// Crops `d` pixels off each spatial dimension starting at `offset` (y, x).
+pub fn crop(x: &Tensor, d: i64, offset: (i64, i64)) -> Tensor {
+    let size = x.size();
+    let (h, w) = (size[2], size[3]);
+    x.narrow(2, offset.0, h - d).narrow(3, offset.1, w - d)
+}
+
+/// TF1 `resize_bilinear` (align_corners=False, half_pixel_centers=False) from `input` to `output`
+/// samples along one axis, as an `[output, input]` matrix.
+pub fn resize_matrix(input: i64, output: i64) -> Tensor {
+    let ratio = input as f64 / output as f64;
+    let mut m = vec![0f32; (input * output) as usize];
+    for o in 0..output {
+        let src = o as f64 * ratio;
+        let lo = (src.floor() as i64).min(input - 1);
+        let hi = (lo + 1).min(input - 1);
+        let frac = (src - lo as f64) as f32;
+        m[(o * input + lo) as usize] += 1.0 - frac;
+        m[(o * input + hi) as usize] += frac;
+    }
+    Tensor::from_slice(&m).view([output, input])
+}
+
+/// Rotates a square batch by `degrees` about its centre, bilinear, filling with 0 outside.
+pub fn rotate(x: &Tensor, degrees: i64, device: Device) -> Tensor {
+    if degrees == 0 {
+        return x.shallow_clone();
+    }
+    let size = x.size();
+    let theta_rad = (degrees as f64).to_radians();
+    let (s, c) = theta_rad.sin_cos();
+    let theta = Tensor::from_slice(&[c as f32, -s as f32, 0.0, s as f32, c as f32, 0.0])
+        .view([1, 2, 3])
+        .to_device(device)
+        .expand([size[0], 2, 3], false);
+    let grid = Tensor::affine_grid_generator(&theta.to_kind(x.kind()), size.as_slice(), true);
+    // interpolation 0 = bilinear, padding 0 = zeros
+    x.grid_sampler(&grid, 0, 0, true)
+}
+
+/// Draws `n` steps of transform choices.
+pub fn draw_plan(rng: &mut impl Rng, n: usize) -> Vec<Draw> {
+    (0..n).map(|_| Draw::sample(rng)).collect()
+}
+
+/// A `[1, 3, n, n]` test pattern on the CPU; used by tests.
+#[doc(hidden)]
+pub fn ramp(n: i64) -> Tensor {
+    Tensor::arange(n * n * 3, (Kind::Float, Device::Cpu)).view([1, 3, n, n]) / (n * n * 3) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn scale_list_and_sides_match_lucid() {
+        let s = scales();
+        assert!((s[0] - 0.9).abs() < 1e-12 && (s[10] - 1.1).abs() < 1e-12 && s[5] == 1.0);
+        // 224 px: pad → 248, jitter → 240; 0.9 → 216, 1.1 → 264
+        assert_eq!(scaled_side(240, s[0]), 216);
+        assert_eq!(scaled_side(240, s[10]), 264);
+        assert_eq!(
+            Transforms::min_output_side(TransformSet::Standard, 224),
+            212
+        );
+    }
+
+    #[test]
+    fn pad_and_crop_shapes_and_content() {
+        let x = ramp(4);
+        let p = pad_constant(&x, 2, 0.5);
+        assert_eq!(p.size(), vec![1, 3, 8, 8]);
+        assert!((p.double_value(&[0, 1, 0, 0]) - 0.5).abs() < 1e-7);
+        assert!((p.double_value(&[0, 1, 2, 2]) - x.double_value(&[0, 1, 0, 0])).abs() < 1e-7);
+        let c = crop(&p, 3, (1, 2));
+        assert_eq!(c.size(), vec![1, 3, 5, 5]);
+        assert!((c.double_value(&[0, 2, 0, 0]) - p.double_value(&[0, 2, 1, 2])).abs() < 1e-7);
+    }
+
+    #[test]
+    fn resize_matrix_follows_tf1_legacy_bilinear() {
+        // 4 → 2: out 0 samples in 0, out 1 samples in 2 (no half-pixel offset)
+        let m = resize_matrix(4, 2);
+        assert_eq!(
+            Vec::<f32>::try_from(m.flatten(0, -1)).ok(),
+            Some(vec![1., 0., 0., 0., 0., 0., 1., 0.])
+        );
+        // 2 → 4: out 1 is the midpoint, out 3 clamps to the last input
+        let m = resize_matrix(2, 4);
+        let v: Vec<f32> = Vec::try_from(m.flatten(0, -1)).unwrap_or_default();
+        assert_eq!(v, vec![1., 0., 0.5, 0.5, 0., 1., 0., 1.]);
+        // rows sum to 1
+        let m = resize_matrix(240, 216);
+        let sums = m.sum_dim_intlist([1].as_slice(), false, Kind::Float);
+        assert!((sums - 1.0).abs().max().double_value(&[]) < 1e-6);
+    }
+
+    #[test]
+    fn rotation_about_centre() {
+        // a single bright pixel right of centre moves above or below it under ±90°
+        let x = Tensor::zeros([1, 1, 5, 5], (Kind::Float, Device::Cpu));
+        let _ = x.get(0).get(0).get(2).get(4).fill_(1.0);
+        let r = rotate(&x, 90, Device::Cpu);
+        assert_eq!(r.size(), vec![1, 1, 5, 5]);
+        let top = r.double_value(&[0, 0, 0, 2]);
+        let bottom = r.double_value(&[0, 0, 4, 2]);
+        assert!((top.max(bottom) - 1.0).abs() < 1e-5, "{top} {bottom}");
+        // the centre is fixed
+        let y = ramp(5);
+        let ry = rotate(&y, 7, Device::Cpu);
+        assert!((ry.double_value(&[0, 1, 2, 2]) - y.double_value(&[0, 1, 2, 2])).abs() < 1e-6);
+        // zero degrees is the identity
+        assert!(rotate(&y, 0, Device::Cpu).equal(&y));
+    }
+
+    #[test]
+    fn standard_transforms_output_sides() {
+        let t = Transforms::new(TransformSet::Standard, 224, Device::Cpu);
+        let x = Tensor::rand([2, 3, 224, 224], (Kind::Float, Device::Cpu));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let mut sides = std::collections::BTreeSet::new();
+        for draw in draw_plan(&mut rng, 200) {
+            let y = t.apply(&x, &draw);
+            let s = y.size();
+            assert_eq!(s[0..2], [2, 3]);
+            assert_eq!(s[2], s[3]);
+            assert_eq!(s[2], scaled_side(240, scales()[draw.scale]) - 4);
+            sides.insert(s[2]);
+        }
+        assert_eq!(sides.first(), Some(&212));
+        assert_eq!(sides.last(), Some(&260));
+        // identity settings keep the image: no jitter offset, scale 1, angle 0 → centre crop of the pad
+        let draw = Draw {
+            jitter_1: (4, 4),
+            scale: 5,
+            angle: 0,
+            jitter_2: (2, 2),
+        };
+        let y = t.apply(&x, &draw);
+        assert_eq!(y.size(), vec![2, 3, 236, 236]);
+        let inner = y.narrow(2, 6, 224).narrow(3, 6, 224);
+        assert!((inner - &x).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn draws_cover_lucid_ranges() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let plan = draw_plan(&mut rng, 5000);
+        assert!(
+            plan.iter()
+                .all(|d| (0..=8).contains(&d.jitter_1.0) && (0..=4).contains(&d.jitter_2.1))
+        );
+        assert!(plan.iter().any(|d| d.jitter_1.1 == 8) && plan.iter().any(|d| d.jitter_2.0 == 4));
+        let zeros = plan.iter().filter(|d| d.angle == 0).count() as f64 / 5000.0;
+        assert!(
+            (zeros - 6.0 / 26.0).abs() < 0.03,
+            "share of zero angles {zeros}"
+        );
+        assert!(plan.iter().any(|d| d.angle == -10) && plan.iter().any(|d| d.angle == 10));
+        assert!(plan.iter().any(|d| d.scale == 0) && plan.iter().any(|d| d.scale == 10));
+    }
+}

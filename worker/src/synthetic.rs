@@ -1,0 +1,248 @@
+//! Synthetic `alexnet_v2` model files with known first-layer filters: oriented Gabors and
+//! colour-opponent blobs. They are the render engine's ground truth (the image rendered for a filter
+//! must show its orientation or hue) and the demo models of the local sweep.
+//!
+//! conv1 is linear, and the mean of a linear, zero-mean filter's output over jittered positions does not
+//! depend on the image's pattern, so the ground truth is read one layer up: conv2's first channels are
+//! selectors (a single centre tap of weight 1 on conv1 channel k), so conv2 channel k is the rectified,
+//! pooled response of filter k, which a grating at the filter's orientation (or a field of its hue)
+//! maximises.
+
+use std::path::Path;
+
+use lucid_checkpoint::alexnet::LAYER_NAMES;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A first-layer filter of a synthetic model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Filter {
+    /// A luminance Gabor whose wave vector points at `degrees` (0 = varies along x, 90 = along y).
+    Gabor {
+        /// Wave-vector angle in degrees.
+        degrees: u32,
+    },
+    /// A Gaussian blob with weights `rgb` on the three colour channels.
+    Opponent {
+        /// Per-channel sign and weight.
+        rgb: [f32; 3],
+    },
+}
+
+/// The first-layer filters of the synthetic models: four Gabors, then red-green and green-red
+/// opponents, then blue-yellow and yellow-blue.
+pub fn demo_filters() -> Vec<Filter> {
+    vec![
+        Filter::Gabor { degrees: 0 },
+        Filter::Gabor { degrees: 45 },
+        Filter::Gabor { degrees: 90 },
+        Filter::Gabor { degrees: 135 },
+        Filter::Opponent {
+            rgb: [1.0, -1.0, 0.0],
+        },
+        Filter::Opponent {
+            rgb: [-1.0, 1.0, 0.0],
+        },
+        Filter::Opponent {
+            rgb: [-0.5, -0.5, 1.0],
+        },
+        Filter::Opponent {
+            rgb: [0.5, 0.5, -1.0],
+        },
+    ]
+}
+
+/// Wavelength of the Gabors in pixels.
+pub const GABOR_WAVELENGTH: f32 = 6.0;
+
+/// The wave vector (cycles/px along x, y) of a Gabor at `degrees`.
+pub fn wave_vector(degrees: u32) -> (f32, f32) {
+    let (s, c) = (degrees as f32).to_radians().sin_cos();
+    (c / GABOR_WAVELENGTH, s / GABOR_WAVELENGTH)
+}
+
+/// An 11x11x3 HWIO slice for one filter, row-major `[y][x][c]`.
+pub fn filter_weights(filter: Filter) -> Vec<f32> {
+    let k = 11i32;
+    let centre = 5.0f32;
+    let sigma = 2.5f32;
+    let mut out = Vec::with_capacity((k * k * 3) as usize);
+    for y in 0..k {
+        for x in 0..k {
+            let (dy, dx) = (y as f32 - centre, x as f32 - centre);
+            let envelope = (-(dx * dx + dy * dy) / (2.0 * sigma * sigma)).exp();
+            for c in 0..3 {
+                let w = match filter {
+                    Filter::Gabor { degrees } => {
+                        let (fx, fy) = wave_vector(degrees);
+                        envelope * (2.0 * std::f32::consts::PI * (fx * dx + fy * dy)).cos() / 3.0
+                    }
+                    Filter::Opponent { rgb } => envelope * rgb[c] / 3.0,
+                };
+                out.push(w * 0.5);
+            }
+        }
+    }
+    out
+}
+
+/// Widths of the synthetic model's layers after conv1.
+const DEEP_WIDTHS: [usize; 7] = [16, 16, 16, 16, 32, 32, 10];
+
+/// The layer whose first channels mirror the first-layer filters (rectified and pooled).
+pub const MIRROR_LAYER: &str = "conv2";
+
+/// Writes a synthetic `alexnet_v2` as `.safetensors` at `path`: conv1 holds `filters`, conv2's first
+/// `filters.len()` channels select them (centre tap 1), everything else is random Glorot-uniform from
+/// `seed`.
+///
+/// # Panics
+/// When more than 16 filters are given (conv2 is 16 wide).
+pub fn write_model(path: &Path, filters: &[Filter], seed: u64) -> std::io::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let n = filters.len();
+    // conv1: HWIO [11, 11, 3, n]
+    let per_filter: Vec<Vec<f32>> = filters.iter().map(|&f| filter_weights(f)).collect();
+    let mut conv1 = vec![0f32; 11 * 11 * 3 * n];
+    for (o, w) in per_filter.iter().enumerate() {
+        for (i, &v) in w.iter().enumerate() {
+            conv1[i * n + o] = v;
+        }
+    }
+    tensors.push(("alexnet_v2/conv1/weights".into(), vec![11, 11, 3, n], conv1));
+    tensors.push(("alexnet_v2/conv1/biases".into(), vec![n], vec![0.0; n]));
+    let kernels = [5usize, 3, 3, 3, 5, 1, 1];
+    let mut inputs = n;
+    for (i, (&width, &k)) in DEEP_WIDTHS.iter().zip(&kernels).enumerate() {
+        let name = LAYER_NAMES[i + 1];
+        let limit = (6.0 / ((k * k * inputs + k * k * width) as f32)).sqrt();
+        let mut w: Vec<f32> = (0..k * k * inputs * width)
+            .map(|_| rng.random_range(-limit..limit))
+            .collect();
+        let mut b: Vec<f32> = (0..width).map(|_| rng.random_range(-0.05..0.05)).collect();
+        if name == MIRROR_LAYER {
+            assert!(n <= width, "at most {width} first-layer filters");
+            for o in 0..n {
+                for y in 0..k {
+                    for x in 0..k {
+                        for i in 0..inputs {
+                            let centre_tap = y == k / 2 && x == k / 2 && i == o;
+                            w[((y * k + x) * inputs + i) * width + o] =
+                                if centre_tap { 1.0 } else { 0.0 };
+                        }
+                    }
+                }
+                b[o] = 0.0;
+            }
+        }
+        tensors.push((
+            format!("alexnet_v2/{name}/weights"),
+            vec![k, k, inputs, width],
+            w,
+        ));
+        tensors.push((format!("alexnet_v2/{name}/biases"), vec![width], b));
+        inputs = width;
+    }
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape, data)| {
+            (
+                name,
+                shape,
+                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, shape, data)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
+                .map(|view| (name.clone(), view))
+                .map_err(std::io::Error::other)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let serialized = safetensors::serialize(views, None).map_err(std::io::Error::other)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, serialized)
+}
+
+/// The dominant orientation (wave-vector angle in degrees, 0..180) of a square RGB image, from the
+/// power spectrum of its luminance, weighted over all non-DC frequencies by doubled-angle averaging.
+pub fn dominant_orientation(rgb: &[u8], size: usize) -> f64 {
+    let lum: Vec<f64> = rgb
+        .chunks(3)
+        .map(|p| (f64::from(p[0]) + f64::from(p[1]) + f64::from(p[2])) / 765.0)
+        .collect();
+    let mean = lum.iter().sum::<f64>() / lum.len() as f64;
+    let (mut sx, mut sy) = (0.0f64, 0.0f64);
+    let n = size as i64;
+    // a direct DFT over a frequency band is enough for test-sized images
+    for ky in -(n / 2)..(n / 2) {
+        for kx in 0..(n / 2) {
+            if kx == 0 && ky <= 0 {
+                continue;
+            }
+            let radius = ((kx * kx + ky * ky) as f64).sqrt() / n as f64;
+            if !(0.1..=0.45).contains(&radius) {
+                continue;
+            }
+            let (mut re, mut im) = (0.0, 0.0);
+            for y in 0..size {
+                for x in 0..size {
+                    let phase = -2.0
+                        * std::f64::consts::PI
+                        * ((kx * x as i64 + ky * y as i64) as f64 / n as f64);
+                    let v = lum[y * size + x] - mean;
+                    re += v * phase.cos();
+                    im += v * phase.sin();
+                }
+            }
+            let power = re * re + im * im;
+            // wave vector angle, y pointing down the rows
+            let angle = (ky as f64).atan2(kx as f64);
+            sx += power * (2.0 * angle).cos();
+            sy += power * (2.0 * angle).sin();
+        }
+    }
+    let degrees = sy.atan2(sx).to_degrees() / 2.0;
+    degrees.rem_euclid(180.0)
+}
+
+/// Smallest difference between two orientations in degrees (mod 180).
+pub fn orientation_difference(a: f64, b: f64) -> f64 {
+    let d = (a - b).rem_euclid(180.0);
+    d.min(180.0 - d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn orientation_of_synthetic_gratings() {
+        let size = 32usize;
+        for degrees in [0u32, 45, 90, 135] {
+            let w = filter_weights(Filter::Gabor { degrees });
+            // tile the filter's carrier over the image
+            let (fx, fy) = wave_vector(degrees);
+            let (fx, fy) = (f64::from(fx), f64::from(fy));
+            let mut rgb = Vec::new();
+            for y in 0..size {
+                for x in 0..size {
+                    let v = (2.0 * std::f64::consts::PI * (fx * x as f64 + fy * y as f64)).cos();
+                    let b = (127.5 + 100.0 * v) as u8;
+                    rgb.extend([b, b, b]);
+                }
+            }
+            let got = dominant_orientation(&rgb, size);
+            assert!(
+                orientation_difference(got, f64::from(degrees)) < 1.0,
+                "{degrees}: {got}"
+            );
+            assert_eq!(w.len(), 363);
+        }
+    }
+}

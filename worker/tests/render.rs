@@ -1,0 +1,258 @@
+//! The render engine against ground truth and the fixture checkpoints (CPU, small sizes and steps).
+
+mod common;
+
+use lucid_checkpoint::ModelFile;
+use lucid_worker::encode::decode_png;
+use lucid_worker::model::AlexNet;
+use lucid_worker::render::{Settings, render_batch};
+use lucid_worker::synthetic::{self, Filter};
+use tch::{Device, Kind, Tensor};
+
+fn settings(steps: u32, size: usize) -> Settings {
+    Settings {
+        steps,
+        size,
+        ..Settings::lucid()
+    }
+}
+
+fn load(path: &std::path::Path) -> AlexNet {
+    let file = ModelFile::open(path).expect("open model");
+    AlexNet::load(&file, Device::Cpu).expect("load model")
+}
+
+/// `[B, 3, H, W]` float images from 8-bit RGB buffers.
+fn to_tensor(images: &[Vec<u8>], size: usize) -> Tensor {
+    let flat: Vec<f32> = images
+        .iter()
+        .flatten()
+        .map(|&b| f32::from(b) / 255.0)
+        .collect();
+    Tensor::from_slice(&flat)
+        .view([images.len() as i64, size as i64, size as i64, 3])
+        .permute([0, 3, 1, 2])
+        .contiguous()
+}
+
+#[test]
+fn gabor_and_colour_opponent_filters_are_recovered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gabor.safetensors");
+    let filters = synthetic::demo_filters();
+    synthetic::write_model(&path, &filters, 7).expect("write synthetic model");
+    let model = load(&path);
+    let size = 64;
+    let channels: Vec<usize> = (0..filters.len()).collect();
+    let out = render_batch(
+        &model,
+        "synthetic",
+        synthetic::MIRROR_LAYER,
+        &channels,
+        &settings(96, size),
+    )
+    .expect("render");
+    for (image, filter) in out.images.iter().zip(&filters) {
+        assert!(
+            image.objective_end > image.objective_start,
+            "channel {} did not improve: {} → {}",
+            image.channel,
+            image.objective_start,
+            image.objective_end
+        );
+        match *filter {
+            Filter::Gabor { degrees } => {
+                let got = synthetic::dominant_orientation(&image.rgb, size);
+                let diff = synthetic::orientation_difference(got, f64::from(degrees));
+                assert!(
+                    diff <= 15.0,
+                    "Gabor at {degrees}°: image orientation {got:.1}° ({diff:.1}° off)"
+                );
+            }
+            Filter::Opponent { rgb } => {
+                let n = (size * size) as f64;
+                let mean = |c: usize| {
+                    image
+                        .rgb
+                        .iter()
+                        .skip(c)
+                        .step_by(3)
+                        .map(|&v| f64::from(v))
+                        .sum::<f64>()
+                        / n
+                        / 255.0
+                };
+                let (r, g, b) = (mean(0), mean(1), mean(2));
+                let hue = [r, g, b];
+                // the filter's preferred direction in colour space wins over the opposite one
+                let score: f64 = (0..3).map(|c| f64::from(rgb[c]) * (hue[c] - 0.5)).sum();
+                assert!(
+                    score > 0.1,
+                    "opponent {rgb:?}: mean colour {hue:?}, score {score}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fixture_channels_improve_and_are_selective() {
+    let model = load(&common::small_prefix("training_seed_01"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let size = 224usize;
+    for layer in ["conv2", "conv5", "fc6", "fc8"] {
+        let (ok, _, stderr) = common::run_worker(&[
+            "render",
+            "--checkpoint",
+            common::small_prefix("training_seed_01")
+                .to_str()
+                .expect("utf-8"),
+            "--layer",
+            layer,
+            "--channels",
+            "0-7",
+            "--steps",
+            "96",
+            "--size",
+            "224",
+            "--device",
+            "cpu",
+            "--out",
+            dir.path().to_str().expect("utf-8"),
+        ]);
+        assert!(ok, "render {layer} failed: {stderr}");
+        let folder = dir.path().join("training_seed_01").join(layer);
+        let mut images = Vec::new();
+        for c in 0..8 {
+            let bytes = std::fs::read(folder.join(format!("{c:04}.png"))).expect("png written");
+            let (w, h, rgb) = decode_png(&bytes).expect("valid png");
+            assert_eq!((w, h), (size, size));
+            images.push(rgb);
+            let meta: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(folder.join(format!("{c:04}.json"))).expect("sidecar written"),
+            )
+            .expect("sidecar is json");
+            let start = meta["objective_start"].as_f64().expect("objective_start");
+            let end = meta["objective_end"].as_f64().expect("objective_end");
+            assert!(end > start, "{layer} channel {c}: {start} → {end}");
+        }
+        // judge the saved PNGs with the model's own forward pass
+        let _guard = tch::no_grad_guard();
+        let target = model.layer_index(layer).expect("layer");
+        let acts = model.forward_to(&to_tensor(&images, size), target);
+        let means = acts
+            .narrow(1, 0, 8)
+            .mean_dim([2, 3].as_slice(), false, Kind::Float);
+        let m: Vec<Vec<f32>> = Vec::try_from(means).expect("matrix");
+        // "far above where it started": each image beats 16 uniform-noise images on its channel
+        tch::manual_seed(11);
+        let noise = Tensor::rand(
+            [16, 3, size as i64, size as i64],
+            (Kind::Float, Device::Cpu),
+        );
+        let noise_means = model
+            .forward_to(&noise, target)
+            .narrow(1, 0, 8)
+            .mean_dim([2, 3].as_slice(), false, Kind::Float)
+            .max_dim(0, false)
+            .0;
+        let noise_best: Vec<f32> = Vec::try_from(noise_means).expect("vector");
+        for c in 0..8 {
+            assert!(
+                m[c][c] > noise_best[c],
+                "{layer} channel {c}: rendered image {} does not beat noise {}",
+                m[c][c],
+                noise_best[c]
+            );
+        }
+        let selective = (0..8)
+            .filter(|&c| (0..8).all(|i| i == c || m[c][c] > m[i][c]))
+            .count();
+        assert!(
+            selective * 10 >= 8 * 9,
+            "{layer}: only {selective}/8 channels selective: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn a_channel_renders_the_same_alone_and_in_a_batch() {
+    let model = load(&common::small_prefix("training_seed_02"));
+    let s = settings(32, 64);
+    let alone = render_batch(&model, "training_seed_02", "conv3", &[5], &s).expect("alone");
+    let batch: Vec<usize> = (0..8).collect();
+    let together = render_batch(&model, "training_seed_02", "conv3", &batch, &s).expect("batch");
+    let a = &alone.images[0].rgb;
+    let b = &together.images[5].rgb;
+    assert_eq!(together.images[5].channel, 5);
+    let max_diff = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0);
+    assert!(max_diff <= 2, "max pixel difference {max_diff}/255");
+}
+
+#[test]
+fn relu_redirect_and_diversity_run() {
+    let model = load(&common::small_prefix("training_seed_01"));
+    let mut s = settings(20, 64);
+    let with = render_batch(&model, "training_seed_01", "conv4", &[0, 1], &s).expect("redirect on");
+    s.relu_redirect = false;
+    let without =
+        render_batch(&model, "training_seed_01", "conv4", &[0, 1], &s).expect("redirect off");
+    for (a, b) in with.images.iter().zip(&without.images) {
+        assert!(a.objective_end > a.objective_start && b.objective_end > b.objective_start);
+    }
+    s.diversity = Some(lucid_worker::render::Diversity {
+        weight: 100.0,
+        copies: 3,
+    });
+    let div = render_batch(&model, "training_seed_01", "conv4", &[2], &s).expect("diversity");
+    assert_eq!(div.images.len(), 3);
+    assert!(div.images[0].rgb != div.images[1].rgb, "copies differ");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message() {
+    let prefix = common::small_prefix("training_seed_01");
+    let prefix = prefix.to_str().expect("utf-8");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().to_str().expect("utf-8");
+    let cases: [(&[&str], &str); 5] = [
+        (&["--layer", "conv9"], "unknown layer \"conv9\""),
+        (
+            &["--layer", "fc8", "--channels", "8-12"],
+            "channels of layer fc8: range 8-12 is beyond the layer width 10",
+        ),
+        (
+            &["--layer", "conv2", "--steps", "0"],
+            "steps: must be between 1",
+        ),
+        (
+            &["--layer", "conv2", "--size", "100000"],
+            "size: must be between 16 and 4096",
+        ),
+        (
+            &["--layer", "fc6", "--size", "96"],
+            "too small for layer fc6",
+        ),
+    ];
+    for (extra, expected) in cases {
+        let mut args = vec![
+            "render",
+            "--checkpoint",
+            prefix,
+            "--device",
+            "cpu",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let (ok, _, stderr) = common::run_worker(&args);
+        assert!(!ok, "{extra:?} should fail");
+        assert!(stderr.contains(expected), "{extra:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -7,7 +7,7 @@ LIBTORCH := $(shell scripts/install-libtorch.sh)
 export LIBTORCH
 CARGO ?= cargo
 
-.PHONY: all build release demo test lint unit services-start services-stop fixtures
+.PHONY: all build release demo test lint unit deploy-check services-start services-stop fixtures
 
 all: build
 
@@ -21,8 +21,8 @@ release:
 demo: release
 	scripts/demo.sh
 
-# Everything CI runs: formatting, lints, every test against real services.
-test: lint services-start unit
+# Everything CI runs: formatting, lints, every test against real services, the deployment checks.
+test: lint services-start unit deploy-check
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -36,6 +36,10 @@ services-stop:
 
 unit:
 	source <(scripts/services.sh env) && $(CARGO) test --workspace --no-fail-fast
+
+# Helm chart lint/render/validate, Grafana dashboard, Prometheus rules (promtool).
+deploy-check:
+	scripts/check-deploy.sh
 
 # Dev only, not run in CI: regenerate the TensorFlow fixtures (needs Python + tensorflow-cpu).
 fixtures:

@@ -1,5 +1,232 @@
-//! `lucid-coordinator`: plans, submits and tracks sweeps.
+//! `lucid-coordinator`: plans, submits and tracks sweeps. Parses arguments, sets up tracing and calls
+//! `lucid_coordinator::commands`; all logic lives in the library.
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lucid_coordinator::commands::{self, SpecArgs, WatchArgs};
+use lucid_coordinator::services::{DEFAULT_RABBIT_API, RABBIT_API_ENV};
+use lucid_coordinator::status::DEFAULT_RATE_SAMPLE;
+use lucid_coordinator::submit::DEFAULT_CONFIRM_WINDOW;
+
+/// Plans, submits and tracks lucid-sweep runs.
+///
+/// The AMQP URI with its credentials comes from env LUCID_AMQP_URI or the file named by
+/// queue.uri_file; S3 keys from LUCID_S3_ACCESS_KEY_ID / LUCID_S3_SECRET_ACCESS_KEY (or AWS_*) or
+/// storage.credentials_file. Neither is accepted as a flag.
+#[derive(Parser, Debug)]
+#[command(name = "lucid-coordinator", version)]
+struct Cli {
+    /// Log format on stderr (filter with RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The spec file and its overrides.
+#[derive(Args, Debug, Clone)]
+struct SpecFlags {
+    /// Sweep spec (TOML).
+    #[arg(long, value_name = "FILE")]
+    spec: PathBuf,
+    /// Override a spec value, e.g. --set render.steps=64 (repeatable; credentials are refused).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+impl SpecFlags {
+    fn args(&self) -> SpecArgs {
+        SpecArgs {
+            file: self.spec.clone(),
+            sets: self.sets.clone(),
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Count the tasks per seed and layer from the real checkpoints and estimate GPU time.
+    ///
+    /// Layer widths are read from each seed's checkpoint (S3 models are downloaded into
+    /// ${LUCID_CACHE_DIR:-~/.cache/lucid-sweep}/models first). The estimate uses --rate-file
+    /// (JSON from `lucid-worker bench`) or built-in H200 rates, scaled by steps and image size.
+    Plan {
+        #[command(flatten)]
+        spec: SpecFlags,
+        /// Per-layer images/s measured by `lucid-worker bench`.
+        #[arg(long, value_name = "FILE")]
+        rate_file: Option<PathBuf>,
+    },
+    /// Publish the run's tasks whose results are not stored yet.
+    ///
+    /// Lists {prefix}/{run}/ once (a task is done when its .json sidecar exists), writes or checks
+    /// the run manifest run.json (refusing a run whose settings or checkpoints differ), then
+    /// publishes the missing tasks in seed, layer, channel order with publisher confirms.
+    Submit {
+        #[command(flatten)]
+        spec: SpecFlags,
+        /// Publishes awaiting their broker confirm at once.
+        #[arg(long, default_value_t = DEFAULT_CONFIRM_WINDOW)]
+        confirm_window: usize,
+    },
+    /// Show done / expected per seed and layer, queue depths, rate and ETA.
+    ///
+    /// The rate comes from the created_at timestamps of the last --rate-sample result sidecars.
+    Status {
+        #[command(flatten)]
+        spec: SpecFlags,
+        /// Check this run instead of the spec's run_id.
+        #[arg(long)]
+        run: Option<String>,
+        /// RabbitMQ management API (for unacked and consumer counts).
+        #[arg(long, env = RABBIT_API_ENV, default_value = DEFAULT_RABBIT_API)]
+        rabbit_api: String,
+        /// Sidecars read to measure the rate.
+        #[arg(long, default_value_t = DEFAULT_RATE_SAMPLE)]
+        rate_sample: usize,
+    },
+    /// Move every dead-lettered task back to the task queue.
+    RetryDead {
+        #[command(flatten)]
+        spec: SpecFlags,
+    },
+    /// Drop a run's queued (ready) tasks from the task queue.
+    ///
+    /// Tasks that workers hold unacknowledged are not touched.
+    Cancel {
+        #[command(flatten)]
+        spec: SpecFlags,
+        /// Cancel this run instead of the spec's run_id.
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Check a run's stored output against its plan; exits 2 on any violation.
+    ///
+    /// Every planned task must have exactly one PNG and one sidecar, nothing else may be stored under
+    /// the run but run.json, sidecars must decode and match their task, PNGs must be valid, of the
+    /// planned size and match their sidecar's sha256.
+    Verify {
+        #[command(flatten)]
+        spec: SpecFlags,
+        /// Verify this run instead of the spec's run_id.
+        #[arg(long)]
+        run: Option<String>,
+    },
+    /// Serve the run's progress and queue depths as Prometheus metrics until interrupted.
+    ///
+    /// Endpoints: /metrics and /healthz.
+    Watch {
+        #[command(flatten)]
+        spec: SpecFlags,
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:9187")]
+        listen: SocketAddr,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 15)]
+        interval_secs: u64,
+        /// RabbitMQ management API (for unacked counts).
+        #[arg(long, env = RABBIT_API_ENV, default_value = DEFAULT_RABBIT_API)]
+        rabbit_api: String,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let output = match command {
+        Command::Plan { spec, rate_file } => {
+            commands::plan(&spec.args(), rate_file.as_deref()).await?
+        }
+        Command::Submit {
+            spec,
+            confirm_window,
+        } => commands::submit(&spec.args(), confirm_window).await?,
+        Command::Status {
+            spec,
+            run,
+            rabbit_api,
+            rate_sample,
+        } => {
+            let args = spec.args().with_run(run.as_deref());
+            commands::status(&args, &rabbit_api, rate_sample).await?
+        }
+        Command::RetryDead { spec } => commands::retry_dead(&spec.args()).await?,
+        Command::Cancel { spec, run } => {
+            commands::cancel(&spec.args().with_run(run.as_deref())).await?
+        }
+        Command::Verify { spec, run } => {
+            let report = commands::verify(&spec.args().with_run(run.as_deref())).await?;
+            print!("{report}");
+            return Ok(if report.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(2)
+            });
+        }
+        Command::Watch {
+            spec,
+            listen,
+            interval_secs,
+            rabbit_api,
+        } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("failed to listen on {listen}"))?;
+            tracing::info!(addr = %listen, "serving /metrics and /healthz");
+            let watch_args = WatchArgs {
+                rabbit_api,
+                interval: Duration::from_secs(interval_secs.max(1)),
+            };
+            let shutdown = async {
+                if let Err(error) = tokio::signal::ctrl_c().await {
+                    tracing::error!(%error, "cannot listen for ctrl-c; stopping");
+                }
+            };
+            commands::watch(
+                &spec.args(),
+                &watch_args,
+                listener,
+                prometheus::Registry::new(),
+                shutdown,
+            )
+            .await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    println!("{output}");
+    Ok(ExitCode::SUCCESS)
 }

@@ -620,6 +620,12 @@ pub struct StorageSection {
     pub local_dir: Option<PathBuf>,
     /// Path of a file with the S3 access key and secret; unset means the AWS default chain.
     pub credentials_file: Option<PathBuf>,
+    /// PEM bundle of the CA certificates an `https://` endpoint is verified against, instead of the
+    /// platform's roots (a private CA); unset means env `LUCID_CA_FILE`, else the platform's roots.
+    pub ca_file: Option<PathBuf>,
+    /// How long one S3 operation keeps retrying transient failures (connection refused, timeouts, 5xx,
+    /// throttling) before giving up, in seconds; sized to ride out a store restart.
+    pub retry_for_secs: u64,
 }
 
 impl Default for StorageSection {
@@ -634,6 +640,8 @@ impl Default for StorageSection {
             checksum: ChecksumMode::WhenRequired,
             local_dir: None,
             credentials_file: None,
+            ca_file: None,
+            retry_for_secs: 120,
         }
     }
 }
@@ -647,6 +655,12 @@ impl StorageSection {
 
     fn validate(&self) -> Result<(), InvalidField> {
         self.key_prefix()?;
+        if !(1..=86_400).contains(&self.retry_for_secs) {
+            return Err(InvalidField::new(
+                "storage.retry_for_secs",
+                format!("must be 1 to 86400, got {}", self.retry_for_secs),
+            ));
+        }
         match self.kind {
             StorageKind::S3 => {
                 let bucket = self.bucket.as_deref().ok_or_else(|| {

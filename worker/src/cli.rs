@@ -97,6 +97,10 @@ pub struct RenderArgs {
     /// Turn off lucid's ReLU gradient redirect of the first 17 updates.
     #[arg(long)]
     pub no_relu_redirect: bool,
+    /// Apply the transforms step by step (pad, crop, resize, rotate, crop) instead of as one composed
+    /// affine sample.
+    #[arg(long)]
+    pub unfused_transforms: bool,
     /// Diversity weight (lucid uses 1e2); needs `--copies`.
     #[arg(long, requires = "copies")]
     pub diversity: Option<f64>,
@@ -145,6 +149,7 @@ impl RenderArgs {
             lr: self.lr,
             run_seed: self.seed,
             relu_redirect: !self.no_relu_redirect,
+            fused_transforms: !self.unfused_transforms,
             diversity: self
                 .diversity
                 .zip(self.copies)
@@ -269,14 +274,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Writes `seeds` synthetic demo models as `<out>/training_seed_NN/model.safetensors`.
-pub fn demo_models(out: &Path, seeds: u32) -> Result<()> {
+/// Writes `seeds` synthetic models as `<out>/training_seed_NN/model.safetensors`: the small demo
+/// network, or random weights at the ecoset widths.
+pub fn demo_models(out: &Path, seeds: u32, ecoset_widths: bool) -> Result<()> {
+    use crate::synthetic::{ECOSET_WIDTHS, demo_filters, write_model, write_random_model};
     for seed in 1..=seeds {
         let path = out
             .join(format!("training_seed_{seed:02}"))
             .join("model.safetensors");
-        crate::synthetic::write_model(&path, &crate::synthetic::demo_filters(), u64::from(seed))
-            .with_context(|| format!("failed to write {}", path.display()))?;
+        if ecoset_widths {
+            write_random_model(&path, ECOSET_WIDTHS, u64::from(seed))
+        } else {
+            write_model(&path, &demo_filters(), u64::from(seed))
+        }
+        .with_context(|| format!("failed to write {}", path.display()))?;
         println!("{}", path.display());
     }
     Ok(())

@@ -9,9 +9,11 @@
 //! - [`render`]: the engine (parameterisation, transforms, objectives, optimisation), no I/O.
 //! - [`encode`]: PNG encoding.
 //! - [`synthetic`]: model files with known first-layer filters (ground truth, demos).
+//! - [`bench`]: `lucid-worker bench`, throughput and phase breakdown.
 //! - [`cli`]: the one-off commands (`inspect`, `render`).
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod cli;
 pub mod device;
 pub mod encode;

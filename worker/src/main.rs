@@ -23,6 +23,8 @@ enum Command {
     },
     /// Render channels of one layer to a folder.
     Render(Box<cli::RenderArgs>),
+    /// Measure images/s and the time per phase (add `--all-layers` for a sweep estimate).
+    Bench(Box<lucid_worker::bench::BenchArgs>),
     /// Write the synthetic demo models (Gabor and colour-opponent first layers) under a folder.
     DemoModels {
         /// Output folder; gets `training_seed_NN/model.safetensors`.
@@ -30,6 +32,10 @@ enum Command {
         /// Number of seeds.
         #[arg(long, default_value_t = 2)]
         seeds: u32,
+        /// Random weights at the ecoset AlexNet's widths (64 … 4096, 565) instead of the small demo
+        /// network: for benchmarks (194 MB per seed; not committed).
+        #[arg(long)]
+        ecoset_widths: bool,
     },
 }
 
@@ -45,7 +51,12 @@ fn main() -> ExitCode {
     let result = match &args.command {
         Command::Inspect { path } => cli::inspect(path, &mut std::io::stdout().lock()),
         Command::Render(render) => cli::render(render),
-        Command::DemoModels { out, seeds } => cli::demo_models(out, *seeds),
+        Command::DemoModels {
+            out,
+            seeds,
+            ecoset_widths,
+        } => cli::demo_models(out, *seeds, *ecoset_widths),
+        Command::Bench(bench) => lucid_worker::bench::bench(bench).map(|_| ()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -51,6 +51,7 @@ pub struct AlexNet {
     layers: Vec<Layer>,
     spec: AlexNetSpec,
     device: Device,
+    channels_last: bool,
 }
 
 impl AlexNet {
@@ -83,11 +84,30 @@ impl AlexNet {
                 biases: biases.set_requires_grad(false),
             });
         }
-        Ok(Self {
+        let mut net = Self {
             layers,
             spec,
             device,
-        })
+            channels_last: false,
+        };
+        net.set_channels_last(device.is_cuda());
+        Ok(net)
+    }
+
+    /// Stores weights and feeds activations channels-last (NHWC strides), which lets cuDNN use its
+    /// faster NHWC tensor-core kernels; on by default on CUDA, off on the CPU.
+    pub fn set_channels_last(&mut self, on: bool) {
+        if on == self.channels_last {
+            return;
+        }
+        for layer in &mut self.layers {
+            layer.weights = if on {
+                to_channels_last(&layer.weights)
+            } else {
+                layer.weights.contiguous()
+            };
+        }
+        self.channels_last = on;
     }
 
     /// The layer table read from the model file.
@@ -124,9 +144,15 @@ impl AlexNet {
         &self.layers[index].spec
     }
 
-    /// Maps an RGB batch in [0, 1] to the [-1, 1] range the network was trained on.
-    pub fn preprocess(x: &Tensor) -> Tensor {
-        (x - 0.5) * 2.0
+    /// Maps an RGB batch in [0, 1] to the [-1, 1] range the network was trained on (channels-last
+    /// when the network is).
+    pub fn preprocess(&self, x: &Tensor) -> Tensor {
+        let x = (x - 0.5) * 2.0;
+        if self.channels_last {
+            to_channels_last(&x)
+        } else {
+            x
+        }
     }
 
     /// The pre-bias convolution of layer `index` applied to its input `x` (TF padding semantics).
@@ -172,7 +198,7 @@ impl AlexNet {
     /// The pre-bias output of layer `target` for an RGB batch `x` in [0, 1] (NCHW); layers after the
     /// target are not evaluated.
     pub fn forward_to(&self, x: &Tensor, target: usize) -> Tensor {
-        let mut h = Self::preprocess(x);
+        let mut h = self.preprocess(x);
         for i in 0..target {
             let z = self.add_bias(i, &self.conv(i, &h));
             h = self.after_relu(i, z.relu());
@@ -203,6 +229,11 @@ impl AlexNet {
             .to_kind(Kind::Int64)
             .to_device(self.device)
     }
+}
+
+/// The same values with NHWC strides (sizes stay NCHW), the layout cuDNN calls channels-last.
+pub fn to_channels_last(x: &Tensor) -> Tensor {
+    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
 }
 
 /// TensorFlow's SAME padding (before, after) for one spatial dimension.

@@ -99,62 +99,81 @@ pub const MIRROR_LAYER: &str = "conv2";
 /// # Panics
 /// When more than 16 filters are given (conv2 is 16 wide).
 pub fn write_model(path: &Path, filters: &[Filter], seed: u64) -> std::io::Result<()> {
+    let mut widths = [0usize; 8];
+    widths[0] = filters.len();
+    widths[1..].copy_from_slice(&DEEP_WIDTHS);
+    write_alexnet(path, Some(filters), widths, seed)
+}
+
+/// The layer widths of the ecoset AlexNet (conv1 … fc8).
+pub const ECOSET_WIDTHS: [usize; 8] = [64, 192, 384, 384, 256, 4096, 4096, 565];
+
+/// Writes an `alexnet_v2` with the given widths and random Glorot-uniform weights (for benchmarks at
+/// the real model's size; 48.5 M parameters with [`ECOSET_WIDTHS`]).
+pub fn write_random_model(path: &Path, widths: [usize; 8], seed: u64) -> std::io::Result<()> {
+    write_alexnet(path, None, widths, seed)
+}
+
+fn write_alexnet(
+    path: &Path,
+    filters: Option<&[Filter]>,
+    widths: [usize; 8],
+    seed: u64,
+) -> std::io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
-    let n = filters.len();
-    // conv1: HWIO [11, 11, 3, n]
-    let per_filter: Vec<Vec<f32>> = filters.iter().map(|&f| filter_weights(f)).collect();
-    let mut conv1 = vec![0f32; 11 * 11 * 3 * n];
-    for (o, w) in per_filter.iter().enumerate() {
-        for (i, &v) in w.iter().enumerate() {
-            conv1[i * n + o] = v;
-        }
-    }
-    tensors.push(("alexnet_v2/conv1/weights".into(), vec![11, 11, 3, n], conv1));
-    tensors.push(("alexnet_v2/conv1/biases".into(), vec![n], vec![0.0; n]));
-    let kernels = [5usize, 3, 3, 3, 5, 1, 1];
-    let mut inputs = n;
-    for (i, (&width, &k)) in DEEP_WIDTHS.iter().zip(&kernels).enumerate() {
-        let name = LAYER_NAMES[i + 1];
+    let kernels = [11usize, 5, 3, 3, 3, 5, 1, 1];
+    let mut views_data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut push = |name: String, shape: Vec<usize>, data: Vec<f32>| {
+        views_data.push((
+            name,
+            shape,
+            data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ));
+    };
+    let mut inputs = 3usize;
+    for (i, (&width, &k)) in widths.iter().zip(&kernels).enumerate() {
+        let name = LAYER_NAMES[i];
         let limit = (6.0 / ((k * k * inputs + k * k * width) as f32)).sqrt();
         let mut w: Vec<f32> = (0..k * k * inputs * width)
             .map(|_| rng.random_range(-limit..limit))
             .collect();
         let mut b: Vec<f32> = (0..width).map(|_| rng.random_range(-0.05..0.05)).collect();
-        if name == MIRROR_LAYER {
-            assert!(n <= width, "at most {width} first-layer filters");
-            for o in 0..n {
-                for y in 0..k {
-                    for x in 0..k {
-                        for i in 0..inputs {
-                            let centre_tap = y == k / 2 && x == k / 2 && i == o;
-                            w[((y * k + x) * inputs + i) * width + o] =
-                                if centre_tap { 1.0 } else { 0.0 };
+        match (i, filters) {
+            (0, Some(filters)) => {
+                for (o, &f) in filters.iter().enumerate() {
+                    for (j, &v) in filter_weights(f).iter().enumerate() {
+                        w[j * width + o] = v;
+                    }
+                    b[o] = 0.0;
+                }
+            }
+            (1, Some(filters)) => {
+                let n = filters.len();
+                assert!(n <= width, "at most {width} first-layer filters");
+                for o in 0..n {
+                    for y in 0..k {
+                        for x in 0..k {
+                            for c in 0..inputs {
+                                let centre_tap = y == k / 2 && x == k / 2 && c == o;
+                                w[((y * k + x) * inputs + c) * width + o] =
+                                    if centre_tap { 1.0 } else { 0.0 };
+                            }
                         }
                     }
+                    b[o] = 0.0;
                 }
-                b[o] = 0.0;
             }
+            _ => {}
         }
-        tensors.push((
+        push(
             format!("alexnet_v2/{name}/weights"),
             vec![k, k, inputs, width],
             w,
-        ));
-        tensors.push((format!("alexnet_v2/{name}/biases"), vec![width], b));
+        );
+        push(format!("alexnet_v2/{name}/biases"), vec![width], b);
         inputs = width;
     }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape, data)| {
-            (
-                name,
-                shape,
-                data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views = bytes
+    let views = views_data
         .iter()
         .map(|(name, shape, data)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)

@@ -256,3 +256,32 @@ fn bad_input_is_refused_with_a_clear_message() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn channels_last_layout_renders_the_same_images() {
+    // CUDA runs channels-last by default; the CPU can run it too, which keeps every code path (the
+    // ReLU redirect, diversity, objectives) tested with NHWC strides here
+    let mut model = load(&common::small_prefix("training_seed_01"));
+    let s = settings(20, 64);
+    let plain = render_batch(&model, "training_seed_01", "conv4", &[1, 3], &s).expect("nchw");
+    model.set_channels_last(true);
+    let nhwc = render_batch(&model, "training_seed_01", "conv4", &[1, 3], &s).expect("nhwc");
+    for (a, b) in plain.images.iter().zip(&nhwc.images) {
+        let max_diff = a
+            .rgb
+            .iter()
+            .zip(&b.rgb)
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap_or(0);
+        assert!(max_diff <= 2, "max pixel difference {max_diff}/255");
+    }
+    let mut with_diversity = s.clone();
+    with_diversity.diversity = Some(lucid_worker::render::Diversity {
+        weight: 100.0,
+        copies: 2,
+    });
+    let out = render_batch(&model, "training_seed_01", "conv4", &[1], &with_diversity)
+        .expect("diversity with channels-last");
+    assert_eq!(out.images.len(), 2);
+}

@@ -48,6 +48,9 @@ pub struct Settings {
     pub relu_redirect: bool,
     /// Lucid's diversity term: `weight` and images per channel (each channel gets `copies` images).
     pub diversity: Option<Diversity>,
+    /// Apply the transforms as one composed affine sample per update (faster; same geometry, one
+    /// interpolation instead of two) rather than pad, crop, resize, rotate and crop one by one.
+    pub fused_transforms: bool,
 }
 
 /// Lucid's diversity option: `copies` images per channel, penalised by `weight` times the similarity of
@@ -75,6 +78,7 @@ impl Settings {
             run_seed: 0,
             relu_redirect: true,
             diversity: None,
+            fused_transforms: true,
         }
     }
 
@@ -153,96 +157,234 @@ pub fn render_batch(
     channels: &[usize],
     settings: &Settings,
 ) -> Result<BatchOutput, RenderError> {
-    let target = model.layer_index(layer)?;
-    validate(model, target, channels, settings)?;
-    let torch_err = |source| RenderError::Torch {
-        layer: layer.to_string(),
-        source,
-    };
     let started = Instant::now();
-    let device = model.device();
-    let copies = settings.diversity.map_or(1, |d| d.copies);
-    let images_per_batch = channels.len() * copies;
-
-    // Initial variables: one seeded stream per (channel, copy).
-    let shape = variable_shape(settings.param, settings.size);
-    let per_image: usize = shape.iter().map(|&d| d as usize).product();
-    let mut init = Vec::with_capacity(per_image * images_per_batch);
-    let mut order = Vec::with_capacity(images_per_batch);
-    for &channel in channels {
-        for copy in 0..copies {
-            let key = if copy == 0 {
-                layer.to_string()
-            } else {
-                format!("{layer}#copy{copy}")
-            };
-            init.extend(normals(
-                &mut channel_rng(settings.run_seed, model_seed, &key, channel),
-                per_image,
-                INIT_SD,
-            ));
-            order.push((channel, copy));
-        }
+    let mut run = Optimisation::new(model, model_seed, layer, channels, settings)?;
+    let objective_start = run.objectives()?;
+    for update in 0..run.updates() {
+        run.update(update, &mut NoClock)?;
     }
-    let mut full_shape = vec![images_per_batch as i64];
-    full_shape.extend(&shape);
-    let var = Tensor::f_from_slice(&init)
-        .and_then(|t| t.f_view(full_shape.as_slice()))
-        .and_then(|t| t.f_to_device(device))
-        .map_err(torch_err)?
-        .set_requires_grad(true);
-    let channel_index: Vec<i64> = order.iter().map(|&(c, _)| c as i64).collect();
-    let channel_t = model.index_tensor(&channel_index);
-
-    let param = ImageParam::new(settings.param, settings.size, settings.decorrelate, device);
-    let transforms = Transforms::new(settings.transforms, settings.size, device);
-    let plan = draw_plan(
-        &mut transform_rng(settings.run_seed, model_seed, layer),
-        settings.updates() as usize,
-    );
-    let mut adam = Adam::new(&var, settings.lr).map_err(torch_err)?;
-
-    let objective_start =
-        evaluate(model, target, &param, &var, &channel_t, settings.objective).map_err(torch_err)?;
-    for (update, draw) in plan.iter().enumerate() {
-        let redirect = settings.relu_redirect && (update as u32) < RELU_REDIRECT_UPDATES;
-        step(
-            model,
-            target,
-            &param,
-            &transforms,
-            &var,
-            &channel_t,
-            draw,
-            settings,
-            redirect,
-        )
-        .map_err(torch_err)?;
-        adam.step(&var).map_err(torch_err)?;
-    }
-    let objective_end =
-        evaluate(model, target, &param, &var, &channel_t, settings.objective).map_err(torch_err)?;
-    let rgb = {
-        let _guard = tch::no_grad_guard();
-        super::param::to_rgb8(&param.images(&var)).map_err(torch_err)?
-    };
-    let images = order
-        .iter()
-        .zip(rgb)
-        .enumerate()
-        .map(|(i, (&(channel, copy), rgb))| RenderedImage {
-            channel,
-            copy,
-            size: settings.size,
-            rgb,
-            objective_start: objective_start[i],
-            objective_end: objective_end[i],
-        })
-        .collect();
+    let images = run.finish(objective_start)?;
     Ok(BatchOutput {
         images,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The phases of one update, as a benchmark times them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// Parameterisation (FFT, colour, sigmoid) and transforms, forward.
+    ParamTransforms,
+    /// The network up to the target layer and the objective.
+    Forward,
+    /// Backward through the network, the transforms and the parameterisation.
+    Backward,
+    /// The Adam update.
+    Optimiser,
+}
+
+/// Told when each phase of an update ends; benchmarks synchronise the device and read a clock.
+pub trait PhaseClock {
+    /// `phase` just ended.
+    fn mark(&mut self, phase: Phase);
+}
+
+/// A clock that does nothing: the production path never synchronises the device.
+#[derive(Debug)]
+pub struct NoClock;
+
+impl PhaseClock for NoClock {
+    fn mark(&mut self, _phase: Phase) {}
+}
+
+/// One batch's optimisation, prepared and stepped update by update.
+#[derive(Debug)]
+pub struct Optimisation<'a> {
+    model: &'a AlexNet,
+    layer: String,
+    target: usize,
+    settings: Settings,
+    param: ImageParam,
+    transforms: Transforms,
+    var: Tensor,
+    channel_t: Tensor,
+    order: Vec<(usize, usize)>,
+    plan: Vec<Draw>,
+    adam: Adam,
+}
+
+impl<'a> Optimisation<'a> {
+    /// Validates the request and builds the initial variables on the model's device.
+    pub fn new(
+        model: &'a AlexNet,
+        model_seed: &str,
+        layer: &str,
+        channels: &[usize],
+        settings: &Settings,
+    ) -> Result<Self, RenderError> {
+        let target = model.layer_index(layer)?;
+        validate(model, target, channels, settings)?;
+        let torch_err = |source| RenderError::Torch {
+            layer: layer.to_string(),
+            source,
+        };
+        let device = model.device();
+        let copies = settings.diversity.map_or(1, |d| d.copies);
+        let order: Vec<(usize, usize)> = channels
+            .iter()
+            .flat_map(|&c| (0..copies).map(move |copy| (c, copy)))
+            .collect();
+        let shape = variable_shape(settings.param, settings.size);
+        let init = initial_values(&order, settings.run_seed, model_seed, layer, &shape);
+        let mut full_shape = vec![order.len() as i64];
+        full_shape.extend(&shape);
+        let var = Tensor::f_from_slice(&init)
+            .and_then(|t| t.f_view(full_shape.as_slice()))
+            .and_then(|t| t.f_to_device(device))
+            .map_err(torch_err)?
+            .set_requires_grad(true);
+        let channel_index: Vec<i64> = order.iter().map(|&(c, _)| c as i64).collect();
+        let channel_t = model.index_tensor(&channel_index);
+        let param = ImageParam::new(settings.param, settings.size, settings.decorrelate, device);
+        let mut transforms = Transforms::new(settings.transforms, settings.size, device);
+        let plan = draw_plan(
+            &mut transform_rng(settings.run_seed, model_seed, layer),
+            settings.updates() as usize,
+        );
+        if settings.fused_transforms {
+            transforms.prepare_fused(settings.size, &plan, device);
+        }
+        let adam = Adam::new(&var, settings.lr).map_err(torch_err)?;
+        Ok(Self {
+            model,
+            layer: layer.to_string(),
+            target,
+            settings: settings.clone(),
+            param,
+            transforms,
+            var,
+            channel_t,
+            order,
+            plan,
+            adam,
+        })
+    }
+
+    /// Adam updates this optimisation makes.
+    pub fn updates(&self) -> usize {
+        self.plan.len()
+    }
+
+    /// Images in the batch.
+    pub fn batch_size(&self) -> usize {
+        self.order.len()
+    }
+
+    fn torch_err(&self, source: tch::TchError) -> RenderError {
+        RenderError::Torch {
+            layer: self.layer.clone(),
+            source,
+        }
+    }
+
+    /// Each image's objective, untransformed (synchronises with the device).
+    pub fn objectives(&self) -> Result<Vec<f64>, RenderError> {
+        evaluate(
+            self.model,
+            self.target,
+            &self.param,
+            &self.var,
+            &self.channel_t,
+            self.settings.objective,
+        )
+        .map_err(|e| self.torch_err(e))
+    }
+
+    /// Makes Adam update number `update` (0-based), telling `clock` as each phase ends.
+    pub fn update(&mut self, update: usize, clock: &mut dyn PhaseClock) -> Result<(), RenderError> {
+        let redirect = self.settings.relu_redirect && (update as u32) < RELU_REDIRECT_UPDATES;
+        // validation guarantees at least two updates, so the plan is never empty
+        let index = update % self.plan.len();
+        let draw = self.plan[index];
+        step(
+            self.model,
+            self.target,
+            &self.param,
+            &self.transforms,
+            &self.var,
+            &self.channel_t,
+            &draw,
+            index,
+            &self.settings,
+            redirect,
+            clock,
+        )
+        .map_err(|e| self.torch_err(e))?;
+        self.adam.step(&self.var).map_err(|e| self.torch_err(e))?;
+        clock.mark(Phase::Optimiser);
+        Ok(())
+    }
+
+    /// Reads the final images back, with `objective_start` from before the first update.
+    pub fn finish(self, objective_start: Vec<f64>) -> Result<Vec<RenderedImage>, RenderError> {
+        let objective_end = self.objectives()?;
+        let rgb = {
+            let _guard = tch::no_grad_guard();
+            super::param::to_rgb8(&self.param.images(&self.var)).map_err(|e| self.torch_err(e))?
+        };
+        Ok(self
+            .order
+            .iter()
+            .zip(rgb)
+            .enumerate()
+            .map(|(i, (&(channel, copy), rgb))| RenderedImage {
+                channel,
+                copy,
+                size: self.settings.size,
+                rgb,
+                objective_start: objective_start.get(i).copied().unwrap_or(f64::NAN),
+                objective_end: objective_end.get(i).copied().unwrap_or(f64::NAN),
+            })
+            .collect())
+    }
+}
+
+/// The initial variables of every (channel, copy), each from its own seeded stream, generated on all
+/// CPU cores (a 256-channel batch at 224 px draws 39 M normals).
+fn initial_values(
+    order: &[(usize, usize)],
+    run_seed: u64,
+    model_seed: &str,
+    layer: &str,
+    shape: &[i64],
+) -> Vec<f32> {
+    let per_image: usize = shape.iter().map(|&d| d as usize).product();
+    let mut init = vec![0f32; per_image * order.len()];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk_images = order.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (chunk, out) in order
+            .chunks(chunk_images)
+            .zip(init.chunks_mut(chunk_images * per_image))
+        {
+            scope.spawn(move || {
+                for (&(channel, copy), dst) in chunk.iter().zip(out.chunks_mut(per_image)) {
+                    let key = if copy == 0 {
+                        layer.to_string()
+                    } else {
+                        format!("{layer}#copy{copy}")
+                    };
+                    let values = normals(
+                        &mut channel_rng(run_seed, model_seed, &key, channel),
+                        per_image,
+                        INIT_SD,
+                    );
+                    dst.copy_from_slice(&values);
+                }
+            });
+        }
+    });
+    init
 }
 
 /// Checks channels and settings before any device work.
@@ -335,10 +477,13 @@ fn step(
     var: &Tensor,
     channels: &Tensor,
     draw: &Draw,
+    index: usize,
     settings: &Settings,
     redirect: bool,
+    clock: &mut dyn PhaseClock,
 ) -> Result<(), tch::TchError> {
-    let x = transforms.apply(&param.images(var), draw);
+    let x = transforms.apply_update(&param.images(var), draw, index);
+    clock.mark(Phase::ParamTransforms);
     let loss_of = |acts: &Tensor| -> Tensor {
         let objectives = objective_of(settings.objective, acts, channels).sum(Kind::Float);
         match settings.diversity {
@@ -351,7 +496,9 @@ fn step(
     };
     if !redirect || target == 0 {
         let loss = loss_of(&model.forward_to(&x, target));
+        clock.mark(Phase::Forward);
         loss.f_backward()?;
+        clock.mark(Phase::Backward);
         return Ok(());
     }
     // Lucid's redirected ReLU gradient, done by hand: the network runs as segments between ReLUs, each
@@ -360,7 +507,7 @@ fn step(
     let input = x.detach().set_requires_grad(true);
     let mut leaves = vec![input.shallow_clone()];
     let mut pre_relu = Vec::with_capacity(target);
-    let mut h = AlexNet::preprocess(&input);
+    let mut h = model.preprocess(&input);
     for i in 0..target {
         let z = model.add_bias(i, &model.conv(i, &h));
         let r = z.detach().relu().set_requires_grad(true);
@@ -369,6 +516,7 @@ fn step(
         pre_relu.push(z);
     }
     let loss = loss_of(&model.conv(target, &h));
+    clock.mark(Phase::Forward);
     let mut grad = Tensor::f_run_backward(&[&loss], &[&leaves[target]], false, false)?.remove(0);
     for i in (0..target).rev() {
         let z = &pre_relu[i];
@@ -376,7 +524,9 @@ fn step(
         let vjp = (z * g_z).sum(Kind::Float);
         grad = Tensor::f_run_backward(&[&vjp], &[&leaves[i]], false, false)?.remove(0);
     }
-    (x * grad).sum(Kind::Float).f_backward()
+    (x * grad).sum(Kind::Float).f_backward()?;
+    clock.mark(Phase::Backward);
+    Ok(())
 }
 
 /// Lucid's `redirected_relu_grad`: per batch element, the ordinary ReLU gradient where any of it gets
@@ -389,7 +539,7 @@ pub fn redirected_relu_grad(x: &Tensor, grad: &Tensor) -> Tensor {
     let redirected = zeros.where_self(&pushing_lower, grad);
     let b = x.size()[0];
     let magnitude = relu_grad
-        .view([b, -1])
+        .reshape([b, -1])
         .norm_scalaropt_dim(2, [1].as_slice(), false)
         .view([b, 1, 1, 1]);
     relu_grad.where_self(&magnitude.gt(0.0), &redirected)

@@ -36,12 +36,12 @@ pub fn evaluate(objective: Objective, acts: &Tensor, channels: &Tensor) -> Tenso
 pub fn diversity_penalty(acts: &Tensor, copies: i64) -> Tensor {
     let size = acts.size();
     let (b, c) = (size[0], size[1]);
-    let flat = acts.view([b, c, -1]);
-    let grams = flat.matmul(&flat.transpose(1, 2)).view([b, -1]);
+    let flat = acts.reshape([b, c, -1]);
+    let grams = flat.matmul(&flat.transpose(1, 2)).reshape([b, -1]);
     let norm = grams
         .norm_scalaropt_dim(2, [1].as_slice(), true)
         .clamp_min(1e-10);
-    let grams = (grams / norm).view([b / copies, copies, -1]);
+    let grams = (grams / norm).reshape([b / copies, copies, -1]);
     // Σ_i Σ_{j≠i} <g_i, g_j> = |Σ g|² − Σ |g_i|²
     let sum = grams.sum_dim_intlist([1].as_slice(), false, grams.kind());
     let total = (&sum * &sum).sum_dim_intlist([1].as_slice(), false, grams.kind());

@@ -37,6 +37,46 @@ pub fn scaled_side(side: i64, scale: f64) -> i64 {
     ((scale as f32) * (side as f32)) as i64
 }
 
+/// The affine map, in `grid_sample` normalised coordinates (align_corners), from the final output of
+/// the standard transforms to the padded image: jitter 1, scale, rotation and jitter 2 composed, so that
+/// one bilinear sample of the padded image replaces the resize, the rotation and the crops.
+///
+/// Pixel coordinates compose as `p_pad = j1 + r·(c + R·(u + j2 − c))`, where `u` is the output pixel,
+/// `r = in/out` the TF1 legacy resize ratio (no half-pixel offset), `c` the centre of the scaled image
+/// and `R` the rotation. Returns the `[2, 3]` matrix row-major, and the output side.
+pub fn fused_affine(size: usize, draw: &Draw) -> ([f32; 6], i64) {
+    let padded = size as f64 + 2.0 * PAD as f64;
+    let scale_input = size as i64 + 2 * PAD - JITTER_1;
+    let scaled = scaled_side(scale_input, scales()[draw.scale]);
+    let out = scaled - JITTER_2;
+    let r = scale_input as f64 / scaled as f64;
+    let c = (scaled as f64 - 1.0) / 2.0;
+    let (s, cs) = (draw.angle as f64).to_radians().sin_cos();
+    // R = [[cos, −sin], [sin, cos]] acting on (x, y), as `rotate` does
+    let rot = |x: f64, y: f64| (cs * x - s * y, s * x + cs * y);
+    let (j1y, j1x) = (draw.jitter_1.0 as f64, draw.jitter_1.1 as f64);
+    let (j2y, j2x) = (draw.jitter_2.0 as f64, draw.jitter_2.1 as f64);
+    // translation in pixels: t = j1 + r·(c + R·(j2 − c))
+    let (rx, ry) = rot(j2x - c, j2y - c);
+    let (tx, ty) = (j1x + r * (c + rx), j1y + r * (c + ry));
+    // u = (a + 1)(out − 1)/2 and a_in = 2·p/(P − 1) − 1
+    let k = r * (out as f64 - 1.0) / (padded - 1.0);
+    let (ox, oy) = rot(1.0, 1.0);
+    let bx = 2.0 / (padded - 1.0) * (r * (out as f64 - 1.0) / 2.0 * ox + tx) - 1.0;
+    let by = 2.0 / (padded - 1.0) * (r * (out as f64 - 1.0) / 2.0 * oy + ty) - 1.0;
+    (
+        [
+            (k * cs) as f32,
+            (-k * s) as f32,
+            bx as f32,
+            (k * s) as f32,
+            (k * cs) as f32,
+            by as f32,
+        ],
+        out,
+    )
+}
+
 /// One step's random choices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Draw {
@@ -80,7 +120,11 @@ pub struct Transforms {
     scale_input: i64,
     /// Per scale: `(R_y [out, in], R_xᵀ [in, out])` interpolation matrices.
     resize: Vec<(Tensor, Tensor)>,
-    device: Device,
+    /// Per non-zero angle: the `[1, 2, 3]` rotation matrix, already on the device (no per-step copy).
+    rotations: Vec<(i64, Tensor)>,
+    /// With [`Transforms::prepare_fused`]: every update's composed affine map, `[updates, 1, 2, 3]` on
+    /// the device, and its output side.
+    fused: Option<(Tensor, Vec<i64>)>,
 }
 
 impl Transforms {
@@ -98,11 +142,55 @@ impl Transforms {
                 .collect(),
             TransformSet::None => Vec::new(),
         };
+        let rotations = match set {
+            TransformSet::Standard => (-10..=10)
+                .filter(|&a| a != 0)
+                .map(|a| (a, rotation_matrix(a).to_device(device)))
+                .collect(),
+            TransformSet::None => Vec::new(),
+        };
         Self {
             set,
             scale_input,
             resize,
-            device,
+            rotations,
+            fused: None,
+        }
+    }
+
+    /// Switches to the fused path for this optimisation's draws: each update becomes one pad and one
+    /// bilinear `grid_sample` of the composed affine map, uploaded for all updates at once (no per-step
+    /// host-to-device copy). The geometry is lucid's; the resize and rotation are interpolated once
+    /// instead of twice.
+    pub fn prepare_fused(&mut self, size: usize, plan: &[Draw], device: Device) {
+        if self.set == TransformSet::None || plan.is_empty() {
+            return;
+        }
+        let (thetas, sides): (Vec<[f32; 6]>, Vec<i64>) =
+            plan.iter().map(|d| fused_affine(size, d)).unzip();
+        let flat: Vec<f32> = thetas.iter().flatten().copied().collect();
+        let t = Tensor::from_slice(&flat)
+            .view([plan.len() as i64, 1, 2, 3])
+            .to_device(device);
+        self.fused = Some((t, sides));
+    }
+
+    /// Applies update `index`'s transforms: the fused path when prepared, else step by step.
+    pub fn apply_update(&self, x: &Tensor, draw: &Draw, index: usize) -> Tensor {
+        match &self.fused {
+            Some((thetas, sides)) if index < sides.len() => {
+                let size = x.size();
+                let padded = pad_constant(x, PAD, 0.5);
+                let out = sides[index];
+                let theta = thetas
+                    .get(index as i64)
+                    .expand([size[0], 2, 3], false)
+                    .to_kind(x.kind());
+                let grid =
+                    Tensor::affine_grid_generator(&theta, [size[0], size[1], out, out], true);
+                padded.grid_sampler(&grid, 0, 0, true)
+            }
+            _ => self.apply(x, draw),
         }
     }
 
@@ -125,7 +213,10 @@ impl Transforms {
         let cropped = crop(&padded, JITTER_1, draw.jitter_1);
         let (ry, rx_t) = &self.resize[draw.scale];
         let scaled = ry.matmul(&cropped.matmul(rx_t));
-        let rotated = rotate(&scaled, draw.angle, self.device);
+        let rotated = match self.rotations.iter().find(|(a, _)| *a == draw.angle) {
+            Some((_, theta)) => rotate_by(&scaled, theta),
+            None => scaled,
+        };
         crop(&rotated, JITTER_2, draw.jitter_2)
     }
 
@@ -163,21 +254,28 @@ pub fn resize_matrix(input: i64, output: i64) -> Tensor {
     Tensor::from_slice(&m).view([output, input])
 }
 
-/// Rotates a square batch by `degrees` about its centre, bilinear, filling with 0 outside.
+/// The `[1, 2, 3]` affine matrix of a rotation by `degrees` in normalised coordinates (CPU).
+pub fn rotation_matrix(degrees: i64) -> Tensor {
+    let (s, c) = (degrees as f64).to_radians().sin_cos();
+    Tensor::from_slice(&[c as f32, -s as f32, 0.0, s as f32, c as f32, 0.0]).view([1, 2, 3])
+}
+
+/// Rotates a square batch by the `[1, 2, 3]` matrix `theta` about its centre, bilinear, filling with
+/// 0 outside.
+pub fn rotate_by(x: &Tensor, theta: &Tensor) -> Tensor {
+    let size = x.size();
+    let theta = theta.expand([size[0], 2, 3], false).to_kind(x.kind());
+    let grid = Tensor::affine_grid_generator(&theta, size.as_slice(), true);
+    // interpolation 0 = bilinear, padding 0 = zeros
+    x.grid_sampler(&grid, 0, 0, true)
+}
+
+/// Rotates a square batch by `degrees` about its centre (identity for 0).
 pub fn rotate(x: &Tensor, degrees: i64, device: Device) -> Tensor {
     if degrees == 0 {
         return x.shallow_clone();
     }
-    let size = x.size();
-    let theta_rad = (degrees as f64).to_radians();
-    let (s, c) = theta_rad.sin_cos();
-    let theta = Tensor::from_slice(&[c as f32, -s as f32, 0.0, s as f32, c as f32, 0.0])
-        .view([1, 2, 3])
-        .to_device(device)
-        .expand([size[0], 2, 3], false);
-    let grid = Tensor::affine_grid_generator(&theta.to_kind(x.kind()), size.as_slice(), true);
-    // interpolation 0 = bilinear, padding 0 = zeros
-    x.grid_sampler(&grid, 0, 0, true)
+    rotate_by(x, &rotation_matrix(degrees).to_device(device))
 }
 
 /// Draws `n` steps of transform choices.
@@ -284,6 +382,44 @@ mod tests {
         assert_eq!(y.size(), vec![2, 3, 236, 236]);
         let inner = y.narrow(2, 6, 224).narrow(3, 6, 224);
         assert!((inner - &x).abs().max().double_value(&[]) < 1e-5);
+    }
+
+    #[test]
+    fn fused_transforms_match_the_step_by_step_path() {
+        // a smooth image, so single and double bilinear interpolation agree closely
+        let n = 64i64;
+        let yy = Tensor::arange(n, (Kind::Float, Device::Cpu)).view([1, 1, n, 1]) / n as f64;
+        let xx = Tensor::arange(n, (Kind::Float, Device::Cpu)).view([1, 1, 1, n]) / n as f64;
+        let img = Tensor::cat(
+            &[
+                (&yy * 3.0).sin() * 0.3 + 0.5 + &xx * 0.0,
+                (&xx * 2.0).cos() * 0.3 + 0.5 + &yy * 0.0,
+                (&xx + &yy) * 0.4 + 0.1,
+            ],
+            1,
+        );
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let plan = draw_plan(&mut rng, 40);
+        let mut t = Transforms::new(TransformSet::Standard, n as usize, Device::Cpu);
+        t.prepare_fused(n as usize, &plan, Device::Cpu);
+        let plain = Transforms::new(TransformSet::Standard, n as usize, Device::Cpu);
+        for (i, draw) in plan.iter().enumerate() {
+            let a = plain.apply(&img, draw);
+            let b = t.apply_update(&img, draw, i);
+            assert_eq!(a.size(), b.size());
+            let side = a.size()[2];
+            // Single vs double interpolation, and the outer edge of the padded image (clamped by TF's
+            // resize, blended with the zero fill by one grid sample: a one-pixel line) differ only
+            // near the border; inside, the geometry agrees.
+            let inner = |x: &Tensor| x.narrow(2, 16, side - 32).narrow(3, 16, side - 32);
+            let mean = (inner(&a) - inner(&b))
+                .abs()
+                .mean(Kind::Float)
+                .double_value(&[]);
+            assert!(mean < 1e-3, "update {i} {draw:?}: mean difference {mean}");
+            let err = (inner(&a) - inner(&b)).abs().max().double_value(&[]);
+            assert!(err < 0.01, "update {i} {draw:?}: max difference {err}");
+        }
     }
 
     #[test]

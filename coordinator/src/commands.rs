@@ -1,0 +1,179 @@
+//! One function per subcommand, as the binary runs them: load the spec, plan, connect, act, and
+//! return the text to print.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use lucid_proto::SweepSpec;
+use prometheus::Registry;
+use tokio::net::TcpListener;
+
+use crate::error::{Error, Result};
+use crate::estimate::{RateTable, estimate};
+use crate::models::ModelCache;
+use crate::plan::{Digests, plan_run, render_report};
+use crate::services::{connect_broker, management_api, open_store};
+use crate::submit::key_prefix;
+use crate::verify::VerifyReport;
+
+/// The spec arguments every command takes.
+#[derive(Debug, Clone)]
+pub struct SpecArgs {
+    /// The TOML spec file.
+    pub file: PathBuf,
+    /// `key=value` overrides, strongest last.
+    pub sets: Vec<String>,
+}
+
+impl SpecArgs {
+    /// Loads and validates the spec.
+    pub fn load(&self) -> Result<SweepSpec> {
+        crate::spec::load(&self.file, &self.sets)
+    }
+
+    /// The same arguments with `run_id` overridden (for `--run`).
+    pub fn with_run(mut self, run: Option<&str>) -> Self {
+        if let Some(run) = run {
+            self.sets.push(format!("run_id={run}"));
+        }
+        self
+    }
+}
+
+/// `plan`: tasks per seed and layer, the total and the GPU time estimate.
+pub async fn plan(args: &SpecArgs, rate_file: Option<&std::path::Path>) -> Result<String> {
+    let spec = args.load()?;
+    let table = match rate_file {
+        Some(path) => RateTable::load(path)?,
+        None => RateTable::h200_defaults(),
+    };
+    let run = plan_run(&spec, &ModelCache::from_env()?, Digests::Skip).await?;
+    Ok(render_report(&run.plan, &estimate(&run.plan, &table)))
+}
+
+/// `submit`: see [`crate::submit`].
+pub async fn submit(args: &SpecArgs, confirm_window: usize) -> Result<String> {
+    let spec = args.load()?;
+    let run = plan_run(&spec, &ModelCache::from_env()?, Digests::Compute).await?;
+    let store = open_store(&spec).await?;
+    store
+        .ensure_bucket()
+        .await
+        .map_err(|e| Error::storage("ensure the bucket exists", e))?;
+    let (broker, _uri) = connect_broker(&spec).await?;
+    let result = crate::submit::submit(&spec, &run, &store, &broker, confirm_window).await;
+    close(&broker).await;
+    Ok(result?.to_string())
+}
+
+/// `status`: see [`crate::status`].
+pub async fn status(args: &SpecArgs, rabbit_api: &str, sample: usize) -> Result<String> {
+    let spec = args.load()?;
+    let run = plan_run(&spec, &ModelCache::from_env()?, Digests::Skip).await?;
+    let store = open_store(&spec).await?;
+    let connected = connect_broker(&spec).await;
+    let report = match &connected {
+        Ok((broker, uri)) => {
+            let api = management_api(rabbit_api, uri);
+            crate::status::status(&spec, &run.plan, &store, Ok((broker, Some(&api))), sample).await
+        }
+        Err(e) => {
+            crate::status::status(
+                &spec,
+                &run.plan,
+                &store,
+                Err(crate::error::chain(e)),
+                sample,
+            )
+            .await
+        }
+    };
+    if let Ok((broker, _)) = &connected {
+        close(broker).await;
+    }
+    Ok(report?.to_string())
+}
+
+/// `retry-dead`: moves every dead-lettered task back to the task queue.
+pub async fn retry_dead(args: &SpecArgs) -> Result<String> {
+    let spec = args.load()?;
+    let (broker, _uri) = connect_broker(&spec).await?;
+    let moved = broker.retry_dead().await.map_err(|e| {
+        Error::queue(
+            format!(
+                "move {} back to {}",
+                spec.queue.dead_letter_queue, spec.queue.tasks
+            ),
+            e,
+        )
+    });
+    close(&broker).await;
+    Ok(format!(
+        "moved {} dead-lettered tasks back to {}",
+        moved?, spec.queue.tasks
+    ))
+}
+
+/// `cancel`: drops the run's ready tasks from the task queue.
+pub async fn cancel(args: &SpecArgs) -> Result<String> {
+    let spec = args.load()?;
+    let (broker, _uri) = connect_broker(&spec).await?;
+    let dropped = broker.cancel_run(spec.run_id.as_str()).await.map_err(|e| {
+        Error::queue(
+            format!("cancel run {} in {}", spec.run_id, spec.queue.tasks),
+            e,
+        )
+    });
+    close(&broker).await;
+    Ok(format!(
+        "cancelled {} queued tasks of run {} (tasks held by workers finish as usual)",
+        dropped?, spec.run_id
+    ))
+}
+
+/// `verify`: the report, and whether it found no violation.
+pub async fn verify(args: &SpecArgs) -> Result<VerifyReport> {
+    let spec = args.load()?;
+    let run = plan_run(&spec, &ModelCache::from_env()?, Digests::Skip).await?;
+    let store = open_store(&spec).await?;
+    crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?).await
+}
+
+/// `watch`'s settings besides the spec.
+#[derive(Debug, Clone)]
+pub struct WatchArgs {
+    /// The management API base URL.
+    pub rabbit_api: String,
+    /// Time between refreshes.
+    pub interval: Duration,
+}
+
+/// `watch`: serves metrics on `listener` until `shutdown`.
+pub async fn watch(
+    args: &SpecArgs,
+    watch_args: &WatchArgs,
+    listener: TcpListener,
+    registry: Registry,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let spec = args.load()?;
+    let run = plan_run(&spec, &ModelCache::from_env()?, Digests::Skip).await?;
+    let store = open_store(&spec).await?;
+    let amqp_uri = crate::services::amqp_uri(&spec.queue)?;
+    let config = crate::watch::WatchConfig {
+        spec,
+        plan: run.plan,
+        store,
+        amqp_uri,
+        rabbit_api: watch_args.rabbit_api.clone(),
+        interval: watch_args.interval,
+    };
+    crate::watch::run(listener, config, registry, shutdown).await
+}
+
+async fn close(broker: &lucid_queue::Broker) {
+    if let Err(error) = broker.close().await {
+        tracing::debug!(%error, "closing broker connection");
+    }
+}

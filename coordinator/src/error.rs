@@ -1,0 +1,147 @@
+//! The coordinator library's error type: every variant names the file, key, field or service involved.
+
+use std::path::PathBuf;
+
+/// A boxed error from a dependency whose concrete type does not matter to callers (storage, queue).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a coordinator operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The sweep spec could not be loaded or is invalid; the message names the file or field.
+    #[error("sweep spec {path}")]
+    Spec {
+        /// The spec file.
+        path: PathBuf,
+        /// What is wrong, naming the field.
+        source: lucid_proto::SpecError,
+    },
+    /// A `--set` override was refused (malformed, or it would put a credential on the command line).
+    #[error("--set {key}: {reason}")]
+    Override {
+        /// The override's key (never its value, which may be a secret).
+        key: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The tasks could not be enumerated from the spec and the checkpoints' layer widths.
+    #[error("cannot plan run")]
+    Plan(#[from] lucid_proto::PlanError),
+    /// A checkpoint could not be found, opened, read or digested.
+    #[error("checkpoint of seed {seed} at {location}")]
+    Checkpoint {
+        /// The seed whose model failed.
+        seed: String,
+        /// Where the model was looked for.
+        location: String,
+        /// The reader's error, naming the file (boxed: it is large).
+        source: Box<lucid_checkpoint::Error>,
+    },
+    /// A local file or folder operation failed.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done (`failed to write`, `failed to create cache folder`).
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An object-store operation failed.
+    #[error("storage: failed to {action}")]
+    Storage {
+        /// What was being done, naming the key or prefix.
+        action: String,
+        /// The storage crate's error.
+        source: BoxError,
+    },
+    /// A broker operation failed.
+    #[error("queue: failed to {action}")]
+    Queue {
+        /// What was being done, naming the queue.
+        action: String,
+        /// The queue crate's error.
+        source: BoxError,
+    },
+    /// The stored run manifest disagrees with the run about to be submitted.
+    #[error("run manifest {key} conflicts with this spec: {difference}; use a new run_id")]
+    ManifestConflict {
+        /// The manifest's key.
+        key: String,
+        /// What differs.
+        difference: String,
+    },
+    /// A stored object could not be decoded.
+    #[error("cannot decode {key}: {reason}")]
+    Decode {
+        /// The object's key.
+        key: String,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A rate file (`--rate-file`) is unreadable or malformed.
+    #[error("rate file {path}: {reason}")]
+    RateFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A model location cannot be used (an S3 listing with no usable files, an unsafe key).
+    #[error("model {location}: {reason}")]
+    Model {
+        /// The model location.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Setting up the metrics registry or HTTP listener failed.
+    #[error("metrics: {0}")]
+    Metrics(String),
+}
+
+impl Error {
+    /// A storage error for `action` (which names the key or prefix).
+    pub fn storage(action: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Storage {
+            action: action.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A queue error for `action` (which names the queue).
+    pub fn queue(action: impl Into<String>, source: impl Into<BoxError>) -> Self {
+        Error::Queue {
+            action: action.into(),
+            source: source.into(),
+        }
+    }
+
+    /// An I/O error for `action` on `path`.
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// `error` and its causes, joined by `: ` (what `anyhow`'s `{:#}` prints), for logs and reports.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // some errors repeat their cause in their own message; skip exact repeats
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
+/// The coordinator library's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,191 @@
+//! Building a run's plan from its spec and the real checkpoints: layer widths are read from each seed's
+//! model file, never assumed.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use lucid_checkpoint::alexnet::AlexNetSpec;
+use lucid_proto::plan::LayerWidths;
+use lucid_proto::{CheckpointRef, LayerName, ModelLocation, Plan, SeedId, SweepSpec};
+
+use crate::error::{Error, Result};
+use crate::estimate::Estimate;
+use crate::models::{ModelCache, open_local};
+
+/// Whether [`read_checkpoints`] hashes each checkpoint (needed for the run manifest, slow for big ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Digests {
+    /// Compute each checkpoint's content digest.
+    Compute,
+    /// Only read the layer widths.
+    Skip,
+}
+
+/// What was read from one seed's checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedCheckpoint {
+    /// The seed.
+    pub seed: SeedId,
+    /// Where the spec says its model lives.
+    pub location: ModelLocation,
+    /// Output channels per layer, in network order.
+    pub widths: LayerWidths,
+    /// The checkpoint's content digest, when asked for.
+    pub digest: Option<String>,
+}
+
+/// A plan together with the checkpoints it was made from.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    /// Every task of the run.
+    pub plan: Plan,
+    /// One entry per seed, in seed order.
+    pub checkpoints: Vec<SeedCheckpoint>,
+}
+
+impl PlannedRun {
+    /// The manifest's checkpoint table; seeds without a digest get an empty one.
+    pub fn checkpoint_refs(&self) -> BTreeMap<SeedId, CheckpointRef> {
+        self.checkpoints
+            .iter()
+            .map(|c| {
+                (
+                    c.seed.clone(),
+                    CheckpointRef {
+                        location: c.location.clone(),
+                        digest: c.digest.clone().unwrap_or_default(),
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Reads every seed's checkpoint (downloading S3 ones into `cache`) and returns its layer widths and,
+/// with [`Digests::Compute`], its digest. File reading and hashing run on blocking threads.
+pub async fn read_checkpoints(
+    spec: &SweepSpec,
+    cache: &ModelCache,
+    digests: Digests,
+) -> Result<Vec<SeedCheckpoint>> {
+    let mut out = Vec::with_capacity(spec.models.len());
+    for (seed, location) in &spec.models {
+        let path = cache.materialize(location, &spec.storage).await?;
+        let seed = seed.clone();
+        let location = location.clone();
+        let read = tokio::task::spawn_blocking(move || read_one(&seed, &location, &path, digests))
+            .await
+            .map_err(|e| Error::Model {
+                location: "checkpoint reader".into(),
+                reason: format!("reader thread failed: {e}"),
+            })??;
+        tracing::info!(
+            seed = %read.seed,
+            location = %read.location,
+            layers = read.widths.len(),
+            digest = read.digest.as_deref().unwrap_or("-"),
+            "read checkpoint"
+        );
+        out.push(read);
+    }
+    Ok(out)
+}
+
+fn read_one(
+    seed: &SeedId,
+    location: &ModelLocation,
+    path: &std::path::Path,
+    digests: Digests,
+) -> Result<SeedCheckpoint> {
+    let opened = open_local(seed, location, path)?;
+    let checkpoint_error = |source| Error::Checkpoint {
+        seed: seed.to_string(),
+        location: location.to_string(),
+        source: Box::new(source),
+    };
+    let net = AlexNetSpec::from_model(&opened.file).map_err(checkpoint_error)?;
+    let widths = net
+        .layers
+        .iter()
+        .map(|l| {
+            let name = LayerName::new(l.name.as_str()).map_err(|e| Error::Model {
+                location: location.to_string(),
+                reason: e.to_string(),
+            })?;
+            Ok((name, l.out_channels))
+        })
+        .collect::<Result<LayerWidths>>()?;
+    let digest = match digests {
+        Digests::Compute => Some(opened.file.digest().map_err(checkpoint_error)?),
+        Digests::Skip => None,
+    };
+    Ok(SeedCheckpoint {
+        seed: seed.clone(),
+        location: location.clone(),
+        widths,
+        digest,
+    })
+}
+
+/// The plan of `spec` over the widths in `checkpoints`.
+pub fn build_plan(spec: &SweepSpec, checkpoints: Vec<SeedCheckpoint>) -> Result<PlannedRun> {
+    let widths: BTreeMap<SeedId, LayerWidths> = checkpoints
+        .iter()
+        .map(|c| (c.seed.clone(), c.widths.clone()))
+        .collect();
+    let plan = lucid_proto::plan::plan(spec, &widths)?;
+    Ok(PlannedRun { plan, checkpoints })
+}
+
+/// Reads the checkpoints and plans the run in one step.
+pub async fn plan_run(
+    spec: &SweepSpec,
+    cache: &ModelCache,
+    digests: Digests,
+) -> Result<PlannedRun> {
+    let checkpoints = read_checkpoints(spec, cache, digests).await?;
+    build_plan(spec, checkpoints)
+}
+
+/// The `plan` command's report: tasks per seed and layer, the total, and the GPU time estimate.
+pub fn render_report(plan: &Plan, estimate: &Estimate) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {}: settings {} ({} steps, {} px)",
+        plan.run_id,
+        plan.settings.fingerprint(),
+        plan.settings.steps,
+        plan.settings.size
+    );
+    for seed in plan.counts() {
+        let _ = writeln!(out, "seed {}: {} tasks", seed.seed, seed.tasks);
+        for layer in &seed.layers {
+            let _ = writeln!(
+                out,
+                "  {:<8} {:>6} of {:>6} channels",
+                layer.layer.as_str(),
+                layer.tasks,
+                layer.width
+            );
+        }
+    }
+    let _ = writeln!(out, "total: {} tasks", plan.task_count());
+    let _ = writeln!(out, "estimated GPU time ({}):", estimate.source);
+    for layer in &estimate.layers {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>7} tasks at {:>7.2} img/s = {}",
+            layer.layer.as_str(),
+            layer.tasks,
+            layer.images_per_second,
+            crate::estimate::format_duration(layer.seconds)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  total {} on one GPU",
+        crate::estimate::format_duration(estimate.total_seconds)
+    );
+    out
+}

@@ -1,0 +1,152 @@
+//! What a run's listing says: which channels have a sidecar (done), which have a PNG, and what else is
+//! stored. Built from one `list` of `{prefix}/{run}/`; a task counts as done when its `.json` sidecar
+//! exists, because workers upload the PNG first and the sidecar last.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lucid_proto::{Kind, LayerName, Plan, SeedId, parse_key};
+
+/// A channel's identity inside a run.
+pub type ChannelKey = (SeedId, LayerName, u32);
+
+/// A run's listing, sorted into channel objects and the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredRun {
+    /// Channels with a sidecar, with the sidecar's key.
+    pub sidecars: BTreeMap<ChannelKey, String>,
+    /// Channels with a PNG, with the PNG's key.
+    pub pngs: BTreeMap<ChannelKey, String>,
+    /// Whether `run.json` is stored.
+    pub manifest: bool,
+    /// Keys that are neither a channel object at the expected depth nor the manifest.
+    pub other: Vec<String>,
+}
+
+impl StoredRun {
+    /// Sorts `keys` (a listing of `run_prefix`, which ends in `/`).
+    pub fn classify(run_prefix: &str, keys: &[String]) -> Self {
+        let mut stored = StoredRun::default();
+        for key in keys {
+            let Some(relative) = key.strip_prefix(run_prefix) else {
+                stored.other.push(key.clone());
+                continue;
+            };
+            if relative == lucid_proto::keys::MANIFEST_NAME {
+                stored.manifest = true;
+                continue;
+            }
+            // exactly seed/layer/file below the run prefix
+            let parsed = (relative.split('/').count() == 3)
+                .then(|| parse_key(relative))
+                .flatten();
+            match parsed {
+                Some((seed, layer, channel, Kind::Sidecar)) => {
+                    stored.sidecars.insert((seed, layer, channel), key.clone());
+                }
+                Some((seed, layer, channel, Kind::Png)) => {
+                    stored.pngs.insert((seed, layer, channel), key.clone());
+                }
+                None => stored.other.push(key.clone()),
+            }
+        }
+        stored
+    }
+
+    /// Whether `channel` has its sidecar (the task is done).
+    pub fn is_done(&self, seed: &SeedId, layer: &LayerName, channel: u32) -> bool {
+        self.sidecars
+            .contains_key(&(seed.clone(), layer.clone(), channel))
+    }
+}
+
+/// Done and expected counts of one seed × layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerProgress {
+    /// The seed.
+    pub seed: SeedId,
+    /// The layer.
+    pub layer: LayerName,
+    /// Planned channels with a sidecar.
+    pub done: u64,
+    /// Planned channels.
+    pub expected: u64,
+}
+
+/// Done / expected per seed and layer of `plan`, in plan order. Sidecars outside the plan are not
+/// counted.
+pub fn layer_progress(plan: &Plan, stored: &StoredRun) -> Vec<LayerProgress> {
+    let mut rows = Vec::new();
+    for seed in &plan.seeds {
+        for layer in &seed.layers {
+            let done = layer
+                .channels
+                .iter()
+                .filter(|&&c| stored.is_done(&seed.seed, &layer.layer, c))
+                .count() as u64;
+            rows.push(LayerProgress {
+                seed: seed.seed.clone(),
+                layer: layer.layer.clone(),
+                done,
+                expected: layer.channels.len() as u64,
+            });
+        }
+    }
+    rows
+}
+
+/// Total (done, expected) over `rows`.
+pub fn totals(rows: &[LayerProgress]) -> (u64, u64) {
+    rows.iter()
+        .fold((0, 0), |(d, e), r| (d + r.done, e + r.expected))
+}
+
+/// The planned channels, as a set, for membership tests.
+pub fn planned_channels(plan: &Plan) -> BTreeSet<ChannelKey> {
+    plan.seeds
+        .iter()
+        .flat_map(|s| {
+            s.layers.iter().flat_map(move |l| {
+                l.channels
+                    .iter()
+                    .map(move |&c| (s.seed.clone(), l.layer.clone(), c))
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classify_sorts_keys() {
+        let keys: Vec<String> = [
+            "p/r/run.json",
+            "p/r/s1/conv1/0000.png",
+            "p/r/s1/conv1/0000.json",
+            "p/r/s1/conv1/0001.png",
+            "p/r/s1/conv1/7.png",
+            "p/r/extra/s1/conv1/0002.json",
+            "p/r/notes.txt",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let stored = StoredRun::classify("p/r/", &keys);
+        assert!(stored.manifest);
+        assert_eq!(stored.sidecars.len(), 1);
+        assert_eq!(stored.pngs.len(), 2);
+        assert_eq!(
+            stored.other,
+            vec![
+                "p/r/s1/conv1/7.png".to_owned(),
+                "p/r/extra/s1/conv1/0002.json".to_owned(),
+                "p/r/notes.txt".to_owned()
+            ]
+        );
+        let s1: SeedId = "s1".parse().expect("seed");
+        let conv1: LayerName = "conv1".parse().expect("layer");
+        assert!(stored.is_done(&s1, &conv1, 0));
+        assert!(!stored.is_done(&s1, &conv1, 1));
+    }
+}

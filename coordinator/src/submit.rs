@@ -1,0 +1,136 @@
+//! `submit`: publish the tasks of a run whose results are not stored yet.
+//!
+//! 1. One `list` of `{prefix}/{run}/`; a task is done when its `.json` sidecar exists.
+//! 2. The run manifest `{prefix}/{run}/run.json`: written when absent; when present it must agree with
+//!    this run (settings and checkpoint digests, see [`RunManifest::conflict_with`]), else nothing is
+//!    published and the error names the difference. A stored manifest is never rewritten.
+//! 3. The missing tasks are published in (seed, layer, channel) order with publisher confirms.
+//!
+//! Submitting again while a run's tasks are still queued publishes those tasks a second time (they are
+//! not stored yet); workers are idempotent, so the cost is duplicate work, not wrong output. `cancel`
+//! first, or wait, to avoid it.
+
+use lucid_proto::{KeyPrefix, RunManifest, SweepSpec, TaskMessage};
+use lucid_queue::Broker;
+use lucid_storage::Store;
+
+use crate::error::{Error, Result};
+use crate::plan::PlannedRun;
+use crate::progress::StoredRun;
+
+/// The coordinator's version, recorded in manifests.
+pub const CODE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Publisher-confirm window used by `submit` unless told otherwise.
+pub const DEFAULT_CONFIRM_WINDOW: usize = 512;
+
+/// What a submit did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitReport {
+    /// Tasks published now.
+    pub published: u64,
+    /// Tasks in the plan.
+    pub expected: u64,
+    /// Tasks whose sidecar was already stored.
+    pub already_stored: u64,
+    /// Whether this submit wrote the manifest (false: it was already there and agreed).
+    pub wrote_manifest: bool,
+    /// The manifest's key.
+    pub manifest_key: String,
+}
+
+impl std::fmt::Display for SubmitReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "published {} of {} tasks ({} already stored)",
+            self.published, self.expected, self.already_stored
+        )
+    }
+}
+
+/// Submits `run` (planned with checkpoint digests) from `spec`: see the module docs.
+pub async fn submit(
+    spec: &SweepSpec,
+    run: &PlannedRun,
+    store: &Store,
+    broker: &Broker,
+    confirm_window: usize,
+) -> Result<SubmitReport> {
+    let prefix = key_prefix(spec)?;
+    let plan = &run.plan;
+    let run_prefix = prefix.run_prefix(&plan.run_id);
+    let keys = store
+        .list(&run_prefix)
+        .await
+        .map_err(|e| Error::storage(format!("list {run_prefix}"), e))?;
+    let stored = StoredRun::classify(&run_prefix, &keys);
+
+    let manifest_key = prefix.manifest_key(&plan.run_id);
+    let manifest = RunManifest::new(spec, plan, CODE_VERSION, run.checkpoint_refs());
+    let wrote_manifest = if stored.manifest {
+        let bytes = store
+            .get(&manifest_key)
+            .await
+            .map_err(|e| Error::storage(format!("get {manifest_key}"), e))?
+            .ok_or_else(|| Error::Decode {
+                key: manifest_key.clone(),
+                reason: "listed but gone".into(),
+            })?;
+        let existing = RunManifest::decode(&bytes).map_err(|e| Error::Decode {
+            key: manifest_key.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(difference) = existing.conflict_with(&manifest) {
+            return Err(Error::ManifestConflict {
+                key: manifest_key,
+                difference,
+            });
+        }
+        false
+    } else {
+        store
+            .put(&manifest_key, manifest.encode(), "application/json")
+            .await
+            .map_err(|e| Error::storage(format!("put {manifest_key}"), e))?;
+        tracing::info!(key = %manifest_key, "wrote run manifest");
+        true
+    };
+
+    let missing: Vec<TaskMessage> = plan
+        .tasks()
+        .filter(|t| !stored.is_done(&t.seed, &t.layer, t.channel))
+        .collect();
+    let expected = plan.task_count();
+    let already_stored = expected - missing.len() as u64;
+    let published = if missing.is_empty() {
+        0
+    } else {
+        broker
+            .publish_tasks(&missing, confirm_window)
+            .await
+            .map_err(|e| Error::queue(format!("publish to {}", spec.queue.tasks), e))?
+    };
+    tracing::info!(
+        run = %plan.run_id,
+        published,
+        expected,
+        already_stored,
+        queue = %spec.queue.tasks,
+        "submitted"
+    );
+    Ok(SubmitReport {
+        published,
+        expected,
+        already_stored,
+        wrote_manifest,
+        manifest_key,
+    })
+}
+
+/// The spec's validated storage prefix.
+pub fn key_prefix(spec: &SweepSpec) -> Result<KeyPrefix> {
+    spec.storage
+        .key_prefix()
+        .map_err(|e| Error::Plan(lucid_proto::PlanError::Spec(e)))
+}

@@ -1,0 +1,376 @@
+//! Checking a run's stored output against its plan.
+//!
+//! [`check`] is a pure function over the plan, one listing of `{prefix}/{run}/` and what was fetched
+//! (sidecar bodies, PNG facts), so it can be tested without a store; [`fetch_and_check`] does the I/O.
+//!
+//! Rules: every planned task has exactly one PNG and one sidecar at its key; nothing else is stored
+//! under the run except `run.json`; each sidecar decodes and names its own run, seed, layer, channel
+//! and task id, with the plan's settings; each PNG starts with the PNG signature and an `IHDR` of
+//! `size × size`, and hashes to the sidecar's `png_sha256`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use futures::StreamExt;
+use lucid_proto::task::task_id;
+use lucid_proto::{KeyPrefix, Plan, ResultSidecar};
+use lucid_storage::Store;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::progress::{StoredRun, planned_channels};
+
+/// The 8-byte PNG signature.
+pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+
+/// Bytes of a PNG kept for checking: signature, IHDR length and type, width and height.
+pub const PNG_HEAD_LEN: usize = 24;
+
+/// What verification needs from a PNG without keeping its bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PngFacts {
+    /// The first [`PNG_HEAD_LEN`] bytes (fewer if the file is shorter).
+    pub head: Vec<u8>,
+    /// SHA-256 of the whole file, lowercase hex.
+    pub sha256: String,
+}
+
+impl PngFacts {
+    /// The facts of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Self {
+            head: bytes[..bytes.len().min(PNG_HEAD_LEN)].to_vec(),
+            sha256: Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        }
+    }
+
+    /// `(width, height)` from the IHDR chunk, when the head is a PNG signature plus an IHDR.
+    pub fn dimensions(&self) -> Option<(u32, u32)> {
+        let h = &self.head;
+        if h.len() < PNG_HEAD_LEN || h[..8] != PNG_SIGNATURE || &h[12..16] != b"IHDR" {
+            return None;
+        }
+        let be = |i: usize| u32::from_be_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+        Some((be(16), be(20)))
+    }
+}
+
+/// The fetched objects of a run: sidecar bodies and PNG facts by key. A listed key missing here was
+/// listed but could not be fetched.
+#[derive(Debug, Clone, Default)]
+pub struct Fetched {
+    /// Sidecar bodies by key.
+    pub sidecars: BTreeMap<String, Vec<u8>>,
+    /// PNG facts by key.
+    pub pngs: BTreeMap<String, PngFacts>,
+}
+
+/// One broken rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Violation {
+    /// The run has no `run.json`.
+    MissingManifest {
+        /// The expected key.
+        key: String,
+    },
+    /// A planned task has no PNG.
+    MissingPng {
+        /// The task id.
+        task: String,
+    },
+    /// A planned task has no sidecar.
+    MissingSidecar {
+        /// The task id.
+        task: String,
+    },
+    /// A stored key that no planned task (or the manifest) accounts for.
+    Unexpected {
+        /// The key.
+        key: String,
+    },
+    /// A listed object could not be fetched.
+    Unreadable {
+        /// The key.
+        key: String,
+    },
+    /// A sidecar that does not decode.
+    BadSidecar {
+        /// The key.
+        key: String,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// A sidecar whose field disagrees with its key or the plan.
+    SidecarMismatch {
+        /// The key.
+        key: String,
+        /// The field.
+        field: &'static str,
+        /// What the key or plan implies.
+        expected: String,
+        /// What the sidecar says.
+        found: String,
+    },
+    /// A PNG that does not start with the PNG signature and an IHDR chunk.
+    BadPng {
+        /// The key.
+        key: String,
+    },
+    /// A PNG of the wrong size.
+    PngSize {
+        /// The key.
+        key: String,
+        /// The planned side.
+        expected: u32,
+        /// Width and height found.
+        found: (u32, u32),
+    },
+    /// A PNG whose SHA-256 differs from its sidecar's `png_sha256`.
+    PngDigest {
+        /// The PNG's key.
+        key: String,
+    },
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Violation::MissingManifest { key } => write!(f, "missing run manifest {key}"),
+            Violation::MissingPng { task } => write!(f, "missing png of task {task}"),
+            Violation::MissingSidecar { task } => write!(f, "missing sidecar of task {task}"),
+            Violation::Unexpected { key } => write!(f, "unexpected object {key}"),
+            Violation::Unreadable { key } => write!(f, "listed object {key} could not be read"),
+            Violation::BadSidecar { key, reason } => write!(f, "sidecar {key}: {reason}"),
+            Violation::SidecarMismatch {
+                key,
+                field,
+                expected,
+                found,
+            } => write!(f, "sidecar {key}: {field} is {found}, expected {expected}"),
+            Violation::BadPng { key } => {
+                write!(f, "png {key}: no PNG signature and IHDR chunk")
+            }
+            Violation::PngSize {
+                key,
+                expected,
+                found,
+            } => write!(
+                f,
+                "png {key}: {}x{} pixels, expected {expected}x{expected}",
+                found.0, found.1
+            ),
+            Violation::PngDigest { key } => {
+                write!(f, "png {key}: sha256 differs from its sidecar's png_sha256")
+            }
+        }
+    }
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Planned tasks.
+    pub expected: u64,
+    /// Planned tasks with both objects present and every check passed.
+    pub complete: u64,
+    /// Objects listed.
+    pub listed: u64,
+    /// Every broken rule, in plan order, then unexpected keys.
+    pub violations: Vec<Violation>,
+}
+
+impl VerifyReport {
+    /// Whether no rule was broken.
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} of {} tasks complete, {} objects listed, {} violations",
+            self.complete,
+            self.expected,
+            self.listed,
+            self.violations.len()
+        )?;
+        for v in &self.violations {
+            writeln!(f, "  {v}")?;
+        }
+        if self.ok() {
+            writeln!(f, "ok")?;
+        }
+        Ok(())
+    }
+}
+
+/// Checks `keys` (one listing of the run prefix) and `fetched` against `plan`. Pure.
+pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched) -> VerifyReport {
+    let run = &plan.run_id;
+    let run_prefix = prefix.run_prefix(run);
+    let stored = StoredRun::classify(&run_prefix, keys);
+    let mut violations = Vec::new();
+    if !stored.manifest {
+        violations.push(Violation::MissingManifest {
+            key: prefix.manifest_key(run),
+        });
+    }
+    let mut complete = 0;
+    for seed in &plan.seeds {
+        for layer in &seed.layers {
+            for &channel in &layer.channels {
+                let id = task_id(run, &seed.seed, &layer.layer, channel);
+                let ck = (seed.seed.clone(), layer.layer.clone(), channel);
+                let before = violations.len();
+                let png_key = stored.pngs.get(&ck);
+                let sidecar_key = stored.sidecars.get(&ck);
+                if png_key.is_none() {
+                    violations.push(Violation::MissingPng { task: id.clone() });
+                }
+                let mut sidecar = None;
+                match sidecar_key {
+                    None => violations.push(Violation::MissingSidecar { task: id.clone() }),
+                    Some(key) => match fetched.sidecars.get(key) {
+                        None => violations.push(Violation::Unreadable { key: key.clone() }),
+                        Some(body) => match ResultSidecar::decode(body) {
+                            Err(e) => violations.push(Violation::BadSidecar {
+                                key: key.clone(),
+                                reason: e.to_string(),
+                            }),
+                            Ok(s) => {
+                                check_sidecar(plan, key, &id, &ck, &s, &mut violations);
+                                sidecar = Some(s);
+                            }
+                        },
+                    },
+                }
+                if let Some(key) = png_key {
+                    match fetched.pngs.get(key) {
+                        None => violations.push(Violation::Unreadable { key: key.clone() }),
+                        Some(facts) => match facts.dimensions() {
+                            None => violations.push(Violation::BadPng { key: key.clone() }),
+                            Some(dims) => {
+                                let side = plan.settings.size;
+                                if dims != (side, side) {
+                                    violations.push(Violation::PngSize {
+                                        key: key.clone(),
+                                        expected: side,
+                                        found: dims,
+                                    });
+                                }
+                                if let Some(s) = &sidecar
+                                    && s.png_sha256 != facts.sha256
+                                {
+                                    violations.push(Violation::PngDigest { key: key.clone() });
+                                }
+                            }
+                        },
+                    }
+                }
+                if violations.len() == before {
+                    complete += 1;
+                }
+            }
+        }
+    }
+    let planned = planned_channels(plan);
+    let extra = stored
+        .sidecars
+        .iter()
+        .chain(stored.pngs.iter())
+        .filter(|(ck, _)| !planned.contains(*ck))
+        .map(|(_, key)| key.clone())
+        .chain(stored.other.iter().cloned());
+    let mut unexpected: Vec<String> = extra.collect();
+    unexpected.sort();
+    violations.extend(
+        unexpected
+            .into_iter()
+            .map(|key| Violation::Unexpected { key }),
+    );
+    VerifyReport {
+        expected: plan.task_count(),
+        complete,
+        listed: keys.len() as u64,
+        violations,
+    }
+}
+
+fn check_sidecar(
+    plan: &Plan,
+    key: &str,
+    id: &str,
+    ck: &crate::progress::ChannelKey,
+    s: &ResultSidecar,
+    out: &mut Vec<Violation>,
+) {
+    let mut field = |field: &'static str, expected: String, found: String| {
+        if expected != found {
+            out.push(Violation::SidecarMismatch {
+                key: key.to_owned(),
+                field,
+                expected,
+                found,
+            });
+        }
+    };
+    field("run_id", plan.run_id.to_string(), s.run_id.to_string());
+    field("seed", ck.0.to_string(), s.seed.to_string());
+    field("layer", ck.1.to_string(), s.layer.to_string());
+    field("channel", ck.2.to_string(), s.channel.to_string());
+    field("task_id", id.to_owned(), s.task_id.clone());
+    field(
+        "settings",
+        plan.settings.fingerprint(),
+        s.settings.fingerprint(),
+    );
+}
+
+/// How many objects [`fetch_and_check`] downloads at once.
+pub const FETCH_CONCURRENCY: usize = 16;
+
+/// Lists the run once, downloads every sidecar and PNG of the listing (PNGs reduced to [`PngFacts`]),
+/// and runs [`check`].
+pub async fn fetch_and_check(
+    store: &Store,
+    plan: &Plan,
+    prefix: &KeyPrefix,
+) -> Result<VerifyReport> {
+    let run_prefix = prefix.run_prefix(&plan.run_id);
+    let keys = store
+        .list(&run_prefix)
+        .await
+        .map_err(|e| Error::storage(format!("list {run_prefix}"), e))?;
+    let stored = StoredRun::classify(&run_prefix, &keys);
+    let wanted: Vec<(String, bool)> = stored
+        .sidecars
+        .values()
+        .map(|k| (k.clone(), false))
+        .chain(stored.pngs.values().map(|k| (k.clone(), true)))
+        .collect();
+    let mut downloads = futures::stream::iter(wanted)
+        .map(|(key, is_png)| async move {
+            let got = store.get(&key).await;
+            (key, is_png, got)
+        })
+        .buffer_unordered(FETCH_CONCURRENCY);
+    let mut fetched = Fetched::default();
+    while let Some((key, is_png, got)) = downloads.next().await {
+        match got {
+            Ok(Some(bytes)) if is_png => {
+                fetched.pngs.insert(key, PngFacts::of(&bytes));
+            }
+            Ok(Some(bytes)) => {
+                fetched.sidecars.insert(key, bytes);
+            }
+            Ok(None) => tracing::warn!(key = %key, "listed object vanished"),
+            Err(error) => return Err(Error::storage(format!("get {key}"), error)),
+        }
+    }
+    Ok(check(plan, prefix, &keys, &fetched))
+}

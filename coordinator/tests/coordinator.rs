@@ -1,0 +1,716 @@
+//! CLI and library tests of the coordinator against the real test services (`make services-start`;
+//! `source <(scripts/services.sh env)`). Without `LUCID_TEST_AMQP_URI` they are skipped, unless `CI` is
+//! set, in which case they fail.
+//!
+//! Each test gets its own temp dir, run id and queue names, so tests run in parallel.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use lucid_coordinator::commands::{SpecArgs, WatchArgs};
+use lucid_coordinator::verify::{self, Fetched, PngFacts, Violation};
+use lucid_proto::{
+    KeyPrefix, Plan, Provenance, RenderOutcome, ResultSidecar, SweepSpec, TaskMessage,
+};
+use lucid_queue::{Broker, QueueStats, Topology};
+use lucid_storage::Store;
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lucid-coordinator");
+
+struct Services {
+    amqp_uri: String,
+    rabbit_api: String,
+    s3_endpoint: String,
+    s3_key: String,
+    s3_secret: String,
+}
+
+fn services() -> Option<Services> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    match var("LUCID_TEST_AMQP_URI") {
+        Some(amqp_uri) => Some(Services {
+            amqp_uri,
+            rabbit_api: var("LUCID_TEST_RABBIT_API").unwrap_or("http://127.0.0.1:15672".into()),
+            s3_endpoint: var("LUCID_TEST_S3_ENDPOINT").unwrap_or("http://127.0.0.1:8333".into()),
+            s3_key: var("LUCID_TEST_S3_ACCESS_KEY").unwrap_or("lucidtest".into()),
+            s3_secret: var("LUCID_TEST_S3_SECRET_KEY").unwrap_or("lucidtestsecret".into()),
+        }),
+        None if var("CI").is_some() => {
+            panic!(
+                "CI is set but LUCID_TEST_AMQP_URI is not: run `source <(scripts/services.sh env)`"
+            )
+        }
+        None => {
+            eprintln!(
+                "skipping: LUCID_TEST_AMQP_URI is not set (source <(scripts/services.sh env))"
+            );
+            None
+        }
+    }
+}
+
+fn fixture(seed: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/alexnet_small")
+        .join(seed)
+}
+
+/// One test's world: a temp dir with a spec, credentials and URI files, a unique run and queue.
+struct TestRun {
+    dir: tempfile::TempDir,
+    services: Services,
+    run_id: String,
+    spec_path: PathBuf,
+}
+
+impl TestRun {
+    fn new(name: &str, channels: &str) -> Option<Self> {
+        let services = services()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let run_id = format!("t-{name}-{}-{}", std::process::id(), nanos % 1_000_000_000);
+        let creds = dir.path().join("s3-credentials");
+        std::fs::write(
+            &creds,
+            format!(
+                "access_key_id={}\nsecret_access_key={}\n",
+                services.s3_key, services.s3_secret
+            ),
+        )
+        .expect("write credentials");
+        let uri_file = dir.path().join("amqp-uri");
+        std::fs::write(&uri_file, &services.amqp_uri).expect("write uri file");
+        let spec = format!(
+            r#"
+run_id = "{run_id}"
+channels = "{channels}"
+[models]
+training_seed_01 = "{s1}"
+training_seed_02 = "{s2}"
+[render]
+steps = 16
+size = 64
+[storage]
+endpoint = "{endpoint}"
+bucket = "lucid-test"
+prefix = "coordinator-tests"
+credentials_file = "{creds}"
+[queue]
+uri_file = "{uri_file}"
+tasks = "lucid.test.{run_id}.tasks"
+dead_letter_exchange = "lucid.test.{run_id}.dlx"
+dead_letter_queue = "lucid.test.{run_id}.dead"
+"#,
+            s1 = fixture("training_seed_01").display(),
+            s2 = fixture("training_seed_02").display(),
+            endpoint = services.s3_endpoint,
+            creds = creds.display(),
+            uri_file = uri_file.display(),
+        );
+        let spec_path = dir.path().join("sweep.toml");
+        std::fs::write(&spec_path, spec).expect("write spec");
+        Some(Self {
+            dir,
+            services,
+            run_id,
+            spec_path,
+        })
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        std::process::Command::new(BIN)
+            .args(args)
+            .arg("--spec")
+            .arg(&self.spec_path)
+            .env("LUCID_AMQP_URI", &self.services.amqp_uri)
+            .env("LUCID_RABBIT_API", &self.services.rabbit_api)
+            .env("LUCID_CACHE_DIR", self.dir.path().join("cache"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run lucid-coordinator")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}\nstdout: {stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn spec(&self, sets: &[&str]) -> SweepSpec {
+        let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
+        lucid_coordinator::spec::load(&self.spec_path, &sets).expect("load spec")
+    }
+
+    fn spec_args(&self) -> SpecArgs {
+        SpecArgs {
+            file: self.spec_path.clone(),
+            sets: Vec::new(),
+        }
+    }
+
+    async fn plan(&self, spec: &SweepSpec) -> Plan {
+        let cache = lucid_coordinator::models::ModelCache::new(self.dir.path().join("cache"));
+        lucid_coordinator::plan::plan_run(spec, &cache, lucid_coordinator::plan::Digests::Skip)
+            .await
+            .expect("plan")
+            .plan
+    }
+
+    async fn broker(&self, spec: &SweepSpec) -> Broker {
+        Broker::connect(&self.services.amqp_uri, Topology::from_section(&spec.queue))
+            .await
+            .expect("connect broker")
+    }
+
+    async fn store(&self, spec: &SweepSpec) -> Store {
+        let store = Store::from_section(&spec.storage).await.expect("store");
+        store.ensure_bucket().await.expect("bucket");
+        store
+    }
+
+    fn prefix(&self, spec: &SweepSpec) -> KeyPrefix {
+        spec.storage.key_prefix().expect("prefix")
+    }
+}
+
+async fn stats(broker: &Broker) -> QueueStats {
+    broker.stats(None).await.expect("queue stats")
+}
+
+/// Waits until the ready count is `want` (quorum queue counts settle quickly but not instantly).
+async fn wait_ready(broker: &Broker, want: u64) -> QueueStats {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = stats(broker).await;
+        if s.ready == want || Instant::now() > deadline {
+            assert_eq!(s.ready, want, "timed out waiting for {want} ready tasks");
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn png_bytes(size: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, size, size);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().expect("png header");
+        let data = vec![128u8; (size * size * 3) as usize];
+        writer.write_image_data(&data).expect("png data");
+    }
+    out
+}
+
+fn sidecar_for(task: &TaskMessage, png: &[u8], created_at: &str) -> ResultSidecar {
+    ResultSidecar::from_task(
+        task,
+        RenderOutcome {
+            objective_start: 0.1,
+            objective_end: 2.5,
+            render_seconds: 0.5,
+            png_sha256: Sha256::digest(png)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        },
+        Provenance {
+            worker_id: "test".into(),
+            code_version: "test".into(),
+            created_at: created_at.into(),
+        },
+    )
+}
+
+/// Uploads a PNG and a valid sidecar for each task, as a worker would.
+async fn upload_results(store: &Store, prefix: &KeyPrefix, tasks: &[TaskMessage]) {
+    let png = png_bytes(64);
+    futures::stream::iter(tasks.iter().enumerate())
+        .map(|(i, task)| {
+            let png = png.clone();
+            async move {
+                let created = format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60);
+                let sidecar = sidecar_for(task, &png, &created);
+                let png_key = prefix.png_key(&task.run_id, &task.seed, &task.layer, task.channel);
+                let json_key =
+                    prefix.sidecar_key(&task.run_id, &task.seed, &task.layer, task.channel);
+                store
+                    .put(&png_key, png, "image/png")
+                    .await
+                    .expect("put png");
+                store
+                    .put(&json_key, sidecar.encode(), "application/json")
+                    .await
+                    .expect("put sidecar");
+            }
+        })
+        .buffer_unordered(8)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+#[test]
+fn plan_counts_tasks_from_the_checkpoints() {
+    let Some(t) = TestRun::new("plan", "all") else {
+        return;
+    };
+    let out = t.ok(&["plan"]);
+    assert!(out.contains("seed training_seed_01: 250 tasks"), "{out}");
+    assert!(out.contains("seed training_seed_02: 250 tasks"), "{out}");
+    assert!(out.contains("total: 500 tasks"), "{out}");
+    assert!(out.contains("fc6          64 of     64 channels"), "{out}");
+    assert!(
+        out.contains("estimated GPU time (built-in H200 rates)"),
+        "{out}"
+    );
+
+    let out = t.ok(&["plan", "--set", "channels=0-3"]);
+    assert!(out.contains("seed training_seed_01: 32 tasks"), "{out}");
+    assert!(out.contains("total: 64 tasks"), "{out}");
+
+    let rates = t.dir.path().join("rates.json");
+    std::fs::write(
+        &rates,
+        r#"{"device":"TestGPU","steps":16,"size":64,"layers":[{"layer":"conv1","images_per_second":1.0}]}"#,
+    )
+    .expect("write rates");
+    let rate_arg = rates.display().to_string();
+    let out = t.ok(&["plan", "--set", "layers=conv1", "--rate-file", &rate_arg]);
+    // 32 conv1 tasks at 1 img/s
+    assert!(out.contains("TestGPU rates"), "{out}");
+    assert!(
+        out.contains("conv1         32 tasks at    1.00 img/s = 32s"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn submit_publishes_only_missing_tasks() {
+    let Some(t) = TestRun::new("submit", "0-3") else {
+        return;
+    };
+    let spec = t.spec(&[]);
+    let broker = t.broker(&spec).await;
+    let store = t.store(&spec).await;
+    let prefix = t.prefix(&spec);
+    let plan = t.plan(&spec).await;
+    assert_eq!(plan.task_count(), 64);
+
+    let out = t.ok(&["submit"]);
+    assert!(
+        out.contains("published 64 of 64 tasks (0 already stored)"),
+        "{out}"
+    );
+    wait_ready(&broker, 64).await;
+    let manifest = store
+        .get(&prefix.manifest_key(&plan.run_id))
+        .await
+        .expect("get manifest")
+        .expect("manifest written");
+    let manifest = lucid_proto::RunManifest::decode(&manifest).expect("manifest decodes");
+    assert_eq!(manifest.task_count, 64);
+    assert_eq!(manifest.checkpoints.len(), 2);
+    assert!(manifest.checkpoints.values().all(|c| c.digest.len() == 64));
+
+    let tasks: Vec<TaskMessage> = plan.tasks().collect();
+    upload_results(&store, &prefix, &tasks[..10]).await;
+    let out = t.ok(&["submit"]);
+    assert!(
+        out.contains("published 54 of 64 tasks (10 already stored)"),
+        "{out}"
+    );
+    wait_ready(&broker, 64 + 54).await;
+
+    // conflicting settings are refused and publish nothing
+    let out = t.cli(&["submit", "--set", "render.steps=17"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("render settings differ"), "{stderr}");
+    wait_ready(&broker, 64 + 54).await;
+
+    upload_results(&store, &prefix, &tasks[10..]).await;
+    let out = t.ok(&["submit"]);
+    assert!(
+        out.contains("published 0 of 64 tasks (64 already stored)"),
+        "{out}"
+    );
+    wait_ready(&broker, 64 + 54).await;
+
+    let out = t.ok(&["status", "--rate-sample", "20"]);
+    assert!(out.contains("64 of 64 tasks done"), "{out}");
+    assert!(out.contains("conv1         4 / 4"), "{out}");
+    assert!(out.contains("118 ready, 0 unacked"), "{out}");
+    assert!(out.contains("rate: 1.00 img/s"), "{out}");
+
+    broker.delete_topology().await.expect("delete topology");
+}
+
+#[tokio::test]
+async fn invalid_specs_fail_naming_the_field_and_publish_nothing() {
+    let Some(t) = TestRun::new("invalid", "0-3") else {
+        return;
+    };
+    let spec = t.spec(&[]);
+    let broker = t.broker(&spec).await;
+
+    let cases: [(&[&str], &str); 3] = [
+        (&["submit", "--set", "render.steps=0"], "render.steps"),
+        (&["submit", "--set", "render.stepz=3"], "stepz"),
+        (
+            &["submit", "--set", "layers=conv1,conv9"],
+            "layers: unknown layer conv9",
+        ),
+    ];
+    for (args, field) in cases {
+        let out = t.cli(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(stderr.contains(field), "{args:?}: {stderr}");
+    }
+    let out = t.cli(&[
+        "submit",
+        "--set",
+        "queue.uri=amqp://guest:hunter2@127.0.0.1:5672/%2f",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--set queue.uri"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+
+    let unknown = t.dir.path().join("unknown.toml");
+    let text = std::fs::read_to_string(&t.spec_path).expect("read spec");
+    std::fs::write(&unknown, format!("{text}\n[render.extra]\n")).expect("write spec");
+    let out = std::process::Command::new(BIN)
+        .args(["submit", "--spec"])
+        .arg(&unknown)
+        .env("LUCID_AMQP_URI", &t.services.amqp_uri)
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("extra"), "{stderr}");
+
+    assert_eq!(stats(&broker).await.ready, 0, "nothing was published");
+    broker.delete_topology().await.expect("delete topology");
+}
+
+#[tokio::test]
+async fn verify_reports_missing_extra_and_mismatched_objects() {
+    let Some(t) = TestRun::new("verify", "0") else {
+        return;
+    };
+    let spec = t.spec(&[]);
+    let store = t.store(&spec).await;
+    let prefix = t.prefix(&spec);
+    let plan = t.plan(&spec).await;
+    let tasks: Vec<TaskMessage> = plan.tasks().collect();
+    assert_eq!(tasks.len(), 16);
+
+    t.ok(&["submit"]);
+    let out = t.cli(&["verify"]);
+    assert_eq!(out.status.code(), Some(2), "nothing rendered yet");
+
+    upload_results(&store, &prefix, &tasks).await;
+    let out = t.ok(&["verify"]);
+    assert!(out.contains("16 of 16 tasks complete"), "{out}");
+
+    let missing = &tasks[0];
+    let missing_key = prefix.sidecar_key(&missing.run_id, &missing.seed, &missing.layer, 0);
+    store.delete(&missing_key).await.expect("delete");
+    let extra_key = format!("{}stray.txt", prefix.run_prefix(&plan.run_id));
+    store
+        .put(&extra_key, b"x".to_vec(), "text/plain")
+        .await
+        .expect("put");
+    let victim = &tasks[1];
+    let victim_key = prefix.sidecar_key(&victim.run_id, &victim.seed, &victim.layer, 0);
+    let png = png_bytes(64);
+    let wrong = sidecar_for(&tasks[2], &png, "2026-01-01T00:00:00Z");
+    store
+        .put(&victim_key, wrong.encode(), "application/json")
+        .await
+        .expect("put");
+
+    let out = t.cli(&["verify", "--run", &t.run_id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.contains(&format!("missing sidecar of task {}", missing.task_id)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("unexpected object {extra_key}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "sidecar {victim_key}: layer is {}",
+            tasks[2].layer
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("14 of 16 tasks complete"), "{stdout}");
+
+    let broker = t.broker(&spec).await;
+    broker.delete_topology().await.expect("delete topology");
+}
+
+#[tokio::test]
+async fn verify_check_is_pure() {
+    let Some(t) = TestRun::new("verifypure", "0") else {
+        return;
+    };
+    let spec = t.spec(&["layers=fc8"]);
+    let plan = t.plan(&spec).await;
+    let prefix = t.prefix(&spec);
+    let png = png_bytes(64);
+    let mut keys = vec![prefix.manifest_key(&plan.run_id)];
+    let mut fetched = Fetched::default();
+    for task in plan.tasks() {
+        let png_key = prefix.png_key(&task.run_id, &task.seed, &task.layer, task.channel);
+        let json_key = prefix.sidecar_key(&task.run_id, &task.seed, &task.layer, task.channel);
+        fetched.pngs.insert(png_key.clone(), PngFacts::of(&png));
+        fetched.sidecars.insert(
+            json_key.clone(),
+            sidecar_for(&task, &png, "2026-01-01T00:00:00Z").encode(),
+        );
+        keys.extend([png_key, json_key]);
+    }
+    let report = verify::check(&plan, &prefix, &keys, &fetched);
+    assert!(report.ok(), "{report}");
+    assert_eq!(report.complete, 2);
+
+    // a PNG that is not one
+    let first_png = keys[1].clone();
+    fetched
+        .pngs
+        .insert(first_png.clone(), PngFacts::of(b"GIF89a"));
+    let report = verify::check(&plan, &prefix, &keys, &fetched);
+    assert_eq!(
+        report.violations,
+        vec![Violation::BadPng { key: first_png }]
+    );
+}
+
+#[tokio::test]
+async fn retry_dead_and_cancel() {
+    let Some(t) = TestRun::new("dead", "0") else {
+        return;
+    };
+    let spec = t.spec(&[]);
+    let broker = t.broker(&spec).await;
+    t.ok(&["submit"]);
+    wait_ready(&broker, 16).await;
+
+    // a worker gives one task up
+    let mut consumer = broker.consume("test-dead", 1).await.expect("consume");
+    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("timed out waiting for a delivery")
+        .expect("consumer open")
+        .expect("delivery");
+    delivery
+        .dead_letter("test gave up")
+        .await
+        .expect("dead letter");
+    consumer.cancel().await.expect("cancel consumer");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while stats(&broker).await.dead != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for a dead letter"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = t.ok(&["retry-dead"]);
+    assert!(out.contains("moved 1 dead-lettered tasks"), "{out}");
+    let s = wait_ready(&broker, 16).await;
+    assert_eq!(s.dead, 0);
+
+    // another run's tasks in the same queue survive a cancel
+    let other = format!("{}-other", t.run_id);
+    let other_set = format!("run_id={other}");
+    t.ok(&["submit", "--set", &other_set]);
+    wait_ready(&broker, 32).await;
+    let out = t.ok(&["cancel"]);
+    assert!(
+        out.contains(&format!("cancelled 16 queued tasks of run {}", t.run_id)),
+        "{out}"
+    );
+    wait_ready(&broker, 16).await;
+
+    broker.delete_topology().await.expect("delete topology");
+}
+
+/// The value of the sample `name{label="value"}` in an exposition, if present.
+fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn watch_exports_progress_and_queue_gauges() {
+    let Some(t) = TestRun::new("watch", "0") else {
+        return;
+    };
+    let spec = t.spec(&[]);
+    let broker = t.broker(&spec).await;
+    let store = t.store(&spec).await;
+    let prefix = t.prefix(&spec);
+    let plan = t.plan(&spec).await;
+    t.ok(&["submit"]);
+    wait_ready(&broker, 16).await;
+    let tasks: Vec<TaskMessage> = plan.tasks().collect();
+    upload_results(&store, &prefix, &tasks[..3]).await;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let args = t.spec_args();
+    let watch_args = WatchArgs {
+        rabbit_api: t.services.rabbit_api.clone(),
+        interval: Duration::from_secs(1),
+    };
+    let server = tokio::spawn(async move {
+        lucid_coordinator::commands::watch(
+            &args,
+            &watch_args,
+            listener,
+            prometheus::Registry::new(),
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+        .await
+    });
+
+    let client = reqwest::Client::new();
+    let run = &t.run_id;
+    let tasks_q = &spec.queue.tasks;
+    let dead_q = &spec.queue.dead_letter_queue;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let body = match client.get(format!("http://{addr}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let completed = sample(
+            &body,
+            &format!("lucid_run_tasks_completed{{run=\"{run}\"}}"),
+        );
+        let unacked = sample(
+            &body,
+            &format!("lucid_queue_unacked_messages{{queue=\"{tasks_q}\"}}"),
+        );
+        if completed == Some(3.0) && unacked.is_some() {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for /metrics: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        sample(&body, &format!("lucid_run_tasks_expected{{run=\"{run}\"}}")),
+        Some(16.0)
+    );
+    assert_eq!(
+        sample(&body, &format!("lucid_run_tasks_failed{{run=\"{run}\"}}")),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!("lucid_queue_ready_messages{{queue=\"{tasks_q}\"}}")
+        ),
+        Some(16.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!("lucid_queue_unacked_messages{{queue=\"{tasks_q}\"}}")
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            &format!("lucid_queue_dead_messages{{queue=\"{dead_q}\"}}")
+        ),
+        Some(0.0)
+    );
+    let refreshed = sample(&body, "lucid_coordinator_last_refresh_timestamp_seconds")
+        .expect("last refresh gauge");
+    assert!(refreshed > 1.7e9, "{refreshed}");
+
+    let health = client
+        .get(format!("http://{addr}/healthz"))
+        .send()
+        .await
+        .expect("healthz");
+    assert!(health.status().is_success());
+
+    stop_tx.send(()).expect("watch still running");
+    tokio::time::timeout(Duration::from_secs(15), server)
+        .await
+        .expect("timed out waiting for watch to shut down")
+        .expect("watch task")
+        .expect("watch result");
+
+    broker.delete_topology().await.expect("delete topology");
+}
+
+#[tokio::test]
+async fn plan_downloads_s3_models_into_the_cache() {
+    let Some(t) = TestRun::new("s3model", "all") else {
+        return;
+    };
+    let spec = t.spec(&[]);
+    let store = t.store(&spec).await;
+    let model_prefix = format!("coordinator-tests-models/{}/training_seed_02", t.run_id);
+    let local = fixture("training_seed_02");
+    for entry in std::fs::read_dir(&local).expect("read fixture dir") {
+        let path = entry.expect("dir entry").path();
+        let name = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        let bytes = std::fs::read(&path).expect("read fixture file");
+        store
+            .put(
+                &format!("{model_prefix}/{name}"),
+                bytes,
+                "application/octet-stream",
+            )
+            .await
+            .expect("upload model file");
+    }
+    let location = format!("models.training_seed_02=s3://lucid-test/{model_prefix}");
+    let out = t.ok(&["plan", "--set", &location]);
+    assert!(out.contains("seed training_seed_02: 250 tasks"), "{out}");
+    let cached = t
+        .dir
+        .path()
+        .join("cache/models/s3/lucid-test")
+        .join(&model_prefix)
+        .join("model.ckpt_epoch89.index");
+    assert!(cached.is_file(), "{} was not cached", cached.display());
+    // a second plan uses the cache
+    let out = t.ok(&["plan", "--set", &location]);
+    assert!(out.contains("total: 500 tasks"), "{out}");
+}

@@ -1,0 +1,932 @@
+//! A static HTML gallery of a lucid-sweep run, written next to the run's images.
+//!
+//! The crate does no network I/O: it reads the run through a [`GallerySource`] and writes the gallery
+//! through a [`GallerySink`], so the coordinator (S3) and the worker's local mode (a folder, through
+//! [`FolderStore`]) share one implementation.
+//!
+//! # Layout
+//!
+//! Keys are relative to the run root (`{prefix}/{run}/`), where the workers store
+//! `{seed}/{layer}/{channel:04}.png` and its `.json` sidecar. The gallery adds:
+//!
+//! ```text
+//! gallery/index.html                          seeds × layers: counts, previews, links
+//! gallery/{seed}/{layer}.html                 contact sheet of a layer (lazy-loaded sprites + tile links)
+//! gallery/{seed}/{layer}-{n}.png              sprite n: up to sprite_max_thumbs thumbnails in a grid
+//! gallery/{seed}/{layer}-preview.png          the first few thumbnails, for the index
+//! gallery/{seed}/{layer}/{channel:04}.html    one channel: the full PNG and its sidecar's metadata
+//! gallery/compare/{layer}.html                every channel of a layer, one tile per seed, aligned
+//! gallery/compare/{layer}/{channel:04}.html   one channel across every seed, side by side
+//! ```
+//!
+//! Every link is relative (computed from the page's key to the target's key), pages embed their CSS and
+//! load nothing from elsewhere, and all text is HTML-escaped, so the gallery works opened from disk and
+//! served from a bucket. Pages are written with content type [`HTML_CONTENT_TYPE`], images with
+//! [`PNG_CONTENT_TYPE`].
+//!
+//! A channel whose sidecar is missing or malformed, or whose PNG is missing or undecodable, still gets its
+//! tile and page, marked as such, and is counted in the [`GallerySummary`].
+//!
+//! # Calling from async code
+//!
+//! [`build`] blocks: decoding and downscaling thousands of PNGs is CPU work, spread over scoped threads
+//! that call [`GallerySource::read`] concurrently (hence `GallerySource: Sync`). From Tokio, run it
+//! inside `spawn_blocking` and let the source and sink bridge to the async client with a runtime
+//! `Handle`:
+//!
+//! ```text
+//! let handle = tokio::runtime::Handle::current();
+//! tokio::task::spawn_blocking(move || {
+//!     let source = S3Source { client, bucket, run_root, handle: handle.clone() };
+//!     let mut sink = S3Sink { /* same */ };
+//!     lucid_gallery::build(&source, &mut sink, &opts)
+//! }).await??;
+//! // where S3Source::read is `self.handle.block_on(get_object(key))`
+//! ```
+//!
+//! `Handle::block_on` is fine there: neither the blocking thread nor the gallery's own worker threads
+//! are runtime threads. A sink may also start uploads without waiting and wait for them all in
+//! [`GallerySink::flush`], which [`build`] calls last.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! use lucid_gallery::{FolderStore, GalleryOptions};
+//! let mut store = FolderStore::new(dir.path()); // the run folder: {seed}/{layer}/{channel:04}.png
+//! let source = store.clone();
+//! let summary = lucid_gallery::build(&source, &mut store, &GalleryOptions::recommended("run1"))?;
+//! assert_eq!(summary.images, 0); // an empty run still gets an index page
+//! assert_eq!(summary.pages, 1);
+//! # Ok(())
+//! # }
+//! ```
+
+mod html;
+mod inventory;
+mod paths;
+mod store;
+mod thumbs;
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use serde_json::Value;
+
+use crate::inventory::{Inventory, Presence};
+pub use crate::store::FolderStore;
+
+/// Content type of every page the gallery writes.
+pub const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
+/// Content type of every image the gallery writes.
+pub const PNG_CONTENT_TYPE: &str = "image/png";
+
+/// Thumbnails in a layer's preview on the index page.
+const PREVIEW_THUMBS: usize = 8;
+/// Columns of a layer's preview.
+const PREVIEW_COLUMNS: usize = 4;
+/// The most pixels a sprite may have on a side (browsers and memory stay comfortable below this).
+const MAX_SPRITE_SIDE: u64 = 16_384;
+
+/// Where the gallery reads a run: its keys and their bytes.
+///
+/// `Sync` because [`build`] reads from several threads at once.
+pub trait GallerySource: Sync {
+    /// Every key under the run root, relative to it (`seed/layer/0001.png`, `run.json`, …), in any order.
+    /// Keys that are not channel images or sidecars are ignored.
+    fn list_keys(&self) -> Result<Vec<String>, GalleryError>;
+
+    /// The bytes of `key`, one of the keys [`list_keys`](Self::list_keys) returned.
+    fn read(&self, key: &str) -> Result<Vec<u8>, GalleryError>;
+}
+
+/// Where the gallery writes its pages and images, keyed relative to the run root (`gallery/index.html`).
+pub trait GallerySink {
+    /// Stores `bytes` under `key` with `content_type` ([`HTML_CONTENT_TYPE`] or [`PNG_CONTENT_TYPE`]),
+    /// replacing any object already there.
+    fn write(&mut self, key: &str, bytes: Vec<u8>, content_type: &str) -> Result<(), GalleryError>;
+
+    /// Called once after the last write: a sink that writes in the background waits for those writes
+    /// here and reports the first failure. The default does nothing.
+    fn flush(&mut self) -> Result<(), GalleryError> {
+        Ok(())
+    }
+}
+
+/// How to build a gallery. Deliberately no `Default`: [`GalleryOptions::recommended`] names the usual
+/// values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GalleryOptions {
+    /// The run's id, shown in page titles.
+    pub run_id: String,
+    /// Side of a thumbnail in pixels (4 to 1024); images are scaled to fit with a box filter.
+    pub thumb_size: u32,
+    /// Thumbnails per sprite row (at most; a smaller layer gets a narrower sprite).
+    pub sprite_columns: u32,
+    /// Thumbnails per sprite: a layer with more channels gets several sprites.
+    pub sprite_max_thumbs: u32,
+    /// Threads reading and decoding images; 0 means one per available core. More than the cores helps
+    /// when reads wait on the network.
+    pub threads: usize,
+}
+
+impl GalleryOptions {
+    /// 64-pixel thumbnails in sprites of 32 × 32, one thread per core: a 4096-channel layer loads as
+    /// four 2048-pixel sprites.
+    pub fn recommended(run_id: impl Into<String>) -> Self {
+        Self {
+            run_id: run_id.into(),
+            thumb_size: 64,
+            sprite_columns: 32,
+            sprite_max_thumbs: 1024,
+            threads: 0,
+        }
+    }
+
+    fn validate(&self) -> Result<(), GalleryError> {
+        let fail = |m: String| Err(GalleryError::InvalidOptions(m));
+        if !(4..=1024).contains(&self.thumb_size) {
+            return fail(format!(
+                "thumb_size must be 4 to 1024, got {}",
+                self.thumb_size
+            ));
+        }
+        if self.sprite_columns == 0 || self.sprite_max_thumbs == 0 {
+            return fail("sprite_columns and sprite_max_thumbs must be at least 1".into());
+        }
+        let thumb = u64::from(self.thumb_size);
+        let cols = u64::from(self.sprite_columns.min(self.sprite_max_thumbs));
+        let rows = u64::from(self.sprite_max_thumbs).div_ceil(cols);
+        if cols * thumb > MAX_SPRITE_SIDE || rows * thumb > MAX_SPRITE_SIDE {
+            return fail(format!(
+                "sprites of {cols}x{rows} thumbnails of {thumb} px exceed {MAX_SPRITE_SIDE} px a side"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What [`build`] wrote and what it found wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GallerySummary {
+    /// HTML pages written.
+    pub pages: usize,
+    /// Contact-sheet sprites written (not counting previews).
+    pub sprites: usize,
+    /// Index previews written, one per seed and layer.
+    pub previews: usize,
+    /// Channel images decoded into thumbnails.
+    pub images: usize,
+    /// Channels found (a PNG or a sidecar or both).
+    pub channels: usize,
+    /// Channels with a sidecar but no PNG.
+    pub missing_images: usize,
+    /// Channels whose PNG could not be decoded.
+    pub unreadable_images: usize,
+    /// Channels with a PNG but no sidecar.
+    pub missing_sidecars: usize,
+    /// Channels whose sidecar is not a JSON object.
+    pub unreadable_sidecars: usize,
+}
+
+/// Why a gallery could not be built. Problems with single channels are not errors: they are marked in the
+/// gallery and counted in [`GallerySummary`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GalleryError {
+    /// The source could not list the run.
+    #[error("failed to list the run's objects: {message}")]
+    List {
+        /// The source's description of the failure.
+        message: String,
+    },
+    /// The source could not read a key.
+    #[error("failed to read {key}: {message}")]
+    Read {
+        /// The key relative to the run root.
+        key: String,
+        /// The source's description of the failure.
+        message: String,
+    },
+    /// The sink could not write a key.
+    #[error("failed to write {key}: {message}")]
+    Write {
+        /// The key relative to the run root.
+        key: String,
+        /// The sink's description of the failure.
+        message: String,
+    },
+    /// A file-system operation of [`FolderStore`] failed.
+    #[error("failed to {op} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`read`, `write`, `rename into`, …).
+        op: &'static str,
+        /// The path it was done to.
+        path: std::path::PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// A key that [`FolderStore`] refuses because it could leave the root.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected key.
+        key: String,
+        /// Which rule it broke.
+        reason: &'static str,
+    },
+    /// [`GalleryOptions`] out of range.
+    #[error("invalid gallery options: {0}")]
+    InvalidOptions(String),
+    /// Two objects would need the same key, or one would need a folder where the other is a file (for
+    /// example a seed named `compare`); nothing was written.
+    #[error("gallery object {key} collides with {other}")]
+    Collision {
+        /// The gallery key.
+        key: String,
+        /// The key or folder it collides with.
+        other: String,
+    },
+    /// A sprite or preview could not be encoded.
+    #[error("failed to encode {key}: {message}")]
+    Encode {
+        /// The key of the image.
+        key: String,
+        /// The encoder's message.
+        message: String,
+    },
+    /// A worker thread panicked (a bug).
+    #[error("a gallery worker thread panicked")]
+    WorkerPanicked,
+}
+
+/// What became of a channel's PNG.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ImageState {
+    /// Decoded; its size in pixels.
+    Ok { width: u32, height: u32 },
+    /// No PNG, only a sidecar.
+    Missing,
+    /// The PNG did not decode; the decoder's message.
+    Unreadable(String),
+}
+
+/// What became of a channel's sidecar.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SidecarState {
+    /// A JSON object; its fields are dropped once the channel's page is written.
+    Ok(serde_json::Map<String, Value>),
+    /// No sidecar, only a PNG.
+    Missing,
+    /// Not a JSON object; why.
+    Unreadable(String),
+}
+
+/// Where a channel's thumbnail sits: sprite `sprite`, cell (`col`, `row`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tile {
+    pub sprite: usize,
+    pub col: u32,
+    pub row: u32,
+}
+
+/// One channel of one seed's layer.
+#[derive(Debug, Clone)]
+pub(crate) struct Channel {
+    pub channel: u32,
+    pub image: ImageState,
+    pub sidecar: SidecarState,
+    pub objective_start: Option<f64>,
+    pub objective_end: Option<f64>,
+    pub tile: Tile,
+}
+
+/// One sprite of a contact sheet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sprite {
+    /// Index of the first channel (in the layer's sorted channels) it holds.
+    pub first: usize,
+    /// Channels it holds.
+    pub count: usize,
+    pub cols: u32,
+    pub rows: u32,
+}
+
+/// One seed's layer, as its pages need it.
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub seed: String,
+    pub layer: String,
+    pub channels: Vec<Channel>,
+    pub sprites: Vec<Sprite>,
+    pub thumb: u32,
+}
+
+impl Layer {
+    /// Channels per state: (missing images, unreadable images, missing sidecars, unreadable sidecars).
+    pub(crate) fn problems(&self) -> [usize; 4] {
+        let mut p = [0; 4];
+        for c in &self.channels {
+            match c.image {
+                ImageState::Missing => p[0] += 1,
+                ImageState::Unreadable(_) => p[1] += 1,
+                ImageState::Ok { .. } => {}
+            }
+            match c.sidecar {
+                SidecarState::Missing => p[2] += 1,
+                SidecarState::Unreadable(_) => p[3] += 1,
+                SidecarState::Ok(_) => {}
+            }
+        }
+        p
+    }
+}
+
+/// Splits `count` channels into sprites of at most `opts.sprite_max_thumbs`.
+fn sprite_layout(count: usize, opts: &GalleryOptions) -> Vec<Sprite> {
+    let max = opts.sprite_max_thumbs as usize;
+    let cols = opts.sprite_columns.min(opts.sprite_max_thumbs) as usize;
+    let cols = cols.min(count.max(1));
+    (0..count.div_ceil(max))
+        .map(|n| {
+            let first = n * max;
+            let count = max.min(count - first);
+            Sprite {
+                first,
+                count,
+                cols: cols as u32,
+                rows: count.div_ceil(cols) as u32,
+            }
+        })
+        .collect()
+}
+
+/// Columns and rows of a preview of `count` channels.
+fn preview_layout(count: usize) -> (u32, u32) {
+    let shown = count.min(PREVIEW_THUMBS);
+    let cols = shown.clamp(1, PREVIEW_COLUMNS);
+    (cols as u32, shown.div_ceil(cols).max(1) as u32)
+}
+
+/// Builds the gallery of the run that `source` lists and writes it to `sink` under `gallery/`.
+///
+/// Reads every channel PNG and sidecar once. Fails without writing anything on invalid options or a key
+/// collision; fails part-way on a source or sink error (a rerun rewrites every object).
+pub fn build(
+    source: &dyn GallerySource,
+    sink: &mut dyn GallerySink,
+    opts: &GalleryOptions,
+) -> Result<GallerySummary, GalleryError> {
+    opts.validate()?;
+    let keys = source.list_keys()?;
+    let inventory = Inventory::from_keys(&keys);
+    check_collisions(&planned_keys(&inventory, opts), &keys)?;
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(2, usize::from),
+        n => n,
+    };
+
+    let mut summary = GallerySummary::default();
+    let mut built: Vec<Layer> = Vec::new();
+    for (seed, layers) in &inventory.seeds {
+        for (layer, entries) in layers {
+            let mut built_layer = build_layer(
+                source,
+                sink,
+                opts,
+                threads,
+                seed,
+                layer,
+                entries,
+                &mut summary,
+            )?;
+            for c in &mut built_layer.channels {
+                if let SidecarState::Ok(map) = &mut c.sidecar {
+                    map.clear(); // the page is written: keep only the objectives for compare pages
+                }
+            }
+            built.push(built_layer);
+        }
+    }
+
+    for layer in &inventory.layer_names {
+        // every seed, so that a seed without this layer shows up as such
+        let per_seed: Vec<(&str, Option<&Layer>)> = inventory
+            .seeds
+            .iter()
+            .map(|(seed, _)| {
+                let found = built.iter().find(|l| &l.seed == seed && &l.layer == layer);
+                (seed.as_str(), found)
+            })
+            .collect();
+        let numbers: BTreeSet<u32> = per_seed
+            .iter()
+            .filter_map(|(_, l)| *l)
+            .flat_map(|l| l.channels.iter().map(|c| c.channel))
+            .collect();
+        let numbers: Vec<u32> = numbers.into_iter().collect();
+        let key = paths::compare_layer(layer);
+        put_page(
+            sink,
+            &mut summary,
+            &key,
+            html::compare_layer_page(
+                &key,
+                &opts.run_id,
+                layer,
+                opts.thumb_size,
+                &per_seed,
+                &numbers,
+            ),
+        )?;
+        for (i, &channel) in numbers.iter().enumerate() {
+            let key = paths::compare_channel(layer, channel);
+            let prev = i.checked_sub(1).map(|p| numbers[p]);
+            let next = numbers.get(i + 1).copied();
+            let page = html::compare_channel_page(
+                &key,
+                &opts.run_id,
+                layer,
+                channel,
+                &per_seed,
+                (prev, next),
+            );
+            put_page(sink, &mut summary, &key, page)?;
+        }
+    }
+
+    let key = paths::index();
+    let page = html::index_page(&key, &opts.run_id, &inventory, &built);
+    put_page(sink, &mut summary, &key, page)?;
+    sink.flush()?;
+    Ok(summary)
+}
+
+fn put_page(
+    sink: &mut dyn GallerySink,
+    summary: &mut GallerySummary,
+    key: &str,
+    page: String,
+) -> Result<(), GalleryError> {
+    sink.write(key, page.into_bytes(), HTML_CONTENT_TYPE)?;
+    summary.pages += 1;
+    Ok(())
+}
+
+/// Every key [`build`] will write for `inventory`, in writing order.
+fn planned_keys(inventory: &Inventory, opts: &GalleryOptions) -> Vec<String> {
+    let mut keys = Vec::new();
+    for (seed, layers) in &inventory.seeds {
+        for (layer, entries) in layers {
+            for n in 0..sprite_layout(entries.len(), opts).len() {
+                keys.push(paths::sprite(seed, layer, n));
+            }
+            keys.push(paths::preview(seed, layer));
+            keys.push(paths::layer_page(seed, layer));
+            for (channel, _) in entries {
+                keys.push(paths::channel_page(seed, layer, *channel));
+            }
+        }
+    }
+    for layer in &inventory.layer_names {
+        keys.push(paths::compare_layer(layer));
+        let numbers: BTreeSet<u32> = inventory
+            .seeds
+            .iter()
+            .flat_map(|(_, layers)| layers.iter().filter(|(l, _)| l == layer))
+            .flat_map(|(_, entries)| entries.iter().map(|(c, _)| *c))
+            .collect();
+        for channel in numbers {
+            keys.push(paths::compare_channel(layer, channel));
+        }
+    }
+    keys.push(paths::index());
+    keys
+}
+
+/// Fails if two planned keys are equal, or if any key (planned or source) would need a folder where
+/// another key is a file.
+fn check_collisions(planned: &[String], source: &[String]) -> Result<(), GalleryError> {
+    let collision = |key: &str, other: &str| {
+        Err(GalleryError::Collision {
+            key: key.to_owned(),
+            other: other.to_owned(),
+        })
+    };
+    let mut all: BTreeSet<&str> = source.iter().map(String::as_str).collect();
+    let mut seen = BTreeSet::new();
+    for key in planned {
+        // replacing a source key is fine: planned names are never channel objects (`0001.html`,
+        // `conv1-0.png`), so such a key is an earlier build's output
+        if !seen.insert(key.as_str()) {
+            return collision(key, key);
+        }
+        all.insert(key);
+    }
+    for key in &all {
+        for (i, _) in key.match_indices('/') {
+            if all.contains(&key[..i]) {
+                return collision(key, &key[..i]);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads, thumbnails and writes one seed's layer: sprites, preview, contact sheet and channel pages.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
+fn build_layer(
+    source: &dyn GallerySource,
+    sink: &mut dyn GallerySink,
+    opts: &GalleryOptions,
+    threads: usize,
+    seed: &str,
+    layer: &str,
+    entries: &[(u32, Presence)],
+    summary: &mut GallerySummary,
+) -> Result<Layer, GalleryError> {
+    let thumb = opts.thumb_size;
+    let loaded = parallel_map(entries, threads, |&(channel, presence)| {
+        load_channel(source, seed, layer, channel, presence, thumb)
+    })?;
+    let sprites = sprite_layout(entries.len(), opts);
+    let max = opts.sprite_max_thumbs as usize;
+    let mut channels = Vec::with_capacity(loaded.len());
+    let mut thumbs = Vec::with_capacity(loaded.len());
+    for (i, (mut channel, pixels)) in loaded.into_iter().enumerate() {
+        let sprite = &sprites[i / max];
+        let j = (i % max) as u32;
+        channel.tile = Tile {
+            sprite: i / max,
+            col: j % sprite.cols,
+            row: j / sprite.cols,
+        };
+        summary.channels += 1;
+        match channel.image {
+            ImageState::Ok { .. } => summary.images += 1,
+            ImageState::Missing => summary.missing_images += 1,
+            ImageState::Unreadable(_) => summary.unreadable_images += 1,
+        }
+        match channel.sidecar {
+            SidecarState::Ok(_) => {}
+            SidecarState::Missing => summary.missing_sidecars += 1,
+            SidecarState::Unreadable(_) => summary.unreadable_sidecars += 1,
+        }
+        channels.push(channel);
+        thumbs.push(pixels);
+    }
+
+    // Compose the sprites and the preview, then encode them in parallel.
+    let mut sheets: Vec<(String, u32, u32, Vec<u8>)> = Vec::new();
+    for (n, sprite) in sprites.iter().enumerate() {
+        let (w, h) = (sprite.cols * thumb, sprite.rows * thumb);
+        let mut rgb = thumbs::solid(w, h, thumbs::BACKGROUND);
+        for i in sprite.first..sprite.first + sprite.count {
+            let t = channels[i].tile;
+            paste_cell(&mut rgb, w, thumb, t.col, t.row, &channels[i], &thumbs[i]);
+        }
+        sheets.push((paths::sprite(seed, layer, n), w, h, rgb));
+    }
+    let (pcols, prows) = preview_layout(channels.len());
+    let (pw, ph) = (pcols * thumb, prows * thumb);
+    let mut rgb = thumbs::solid(pw, ph, thumbs::BACKGROUND);
+    for (i, channel) in channels.iter().take(PREVIEW_THUMBS).enumerate() {
+        let (col, row) = (i as u32 % pcols, i as u32 / pcols);
+        paste_cell(&mut rgb, pw, thumb, col, row, channel, &thumbs[i]);
+    }
+    sheets.push((paths::preview(seed, layer), pw, ph, rgb));
+    drop(thumbs);
+    let encoded = parallel_map(&sheets, threads, |(key, w, h, rgb)| {
+        thumbs::encode_png(*w, *h, rgb).map_err(|message| GalleryError::Encode {
+            key: key.clone(),
+            message,
+        })
+    })?;
+    let sprite_count = sprites.len();
+    for (n, ((key, ..), png)) in sheets.iter().zip(encoded).enumerate() {
+        sink.write(key, png, PNG_CONTENT_TYPE)?;
+        if n < sprite_count {
+            summary.sprites += 1;
+        } else {
+            summary.previews += 1;
+        }
+    }
+    drop(sheets);
+
+    let built = Layer {
+        seed: seed.to_owned(),
+        layer: layer.to_owned(),
+        channels,
+        sprites,
+        thumb,
+    };
+    let key = paths::layer_page(seed, layer);
+    put_page(
+        sink,
+        summary,
+        &key,
+        html::layer_page(&key, &opts.run_id, &built),
+    )?;
+    for i in 0..built.channels.len() {
+        let key = paths::channel_page(seed, layer, built.channels[i].channel);
+        let page = html::channel_page(&key, &opts.run_id, &built, i);
+        put_page(sink, summary, &key, page)?;
+    }
+    Ok(built)
+}
+
+/// Paints a channel's cell: its thumbnail, or the colour of its problem.
+fn paste_cell(
+    rgb: &mut [u8],
+    width: u32,
+    thumb: u32,
+    col: u32,
+    row: u32,
+    channel: &Channel,
+    pixels: &Option<Vec<u8>>,
+) {
+    let fill;
+    let cell = match (pixels, &channel.image) {
+        (Some(p), _) => p,
+        (None, ImageState::Missing) => {
+            fill = thumbs::solid(thumb, thumb, thumbs::MISSING);
+            &fill
+        }
+        (None, _) => {
+            fill = thumbs::solid(thumb, thumb, thumbs::UNREADABLE);
+            &fill
+        }
+    };
+    thumbs::paste(rgb, width, cell, thumb, thumb, col * thumb, row * thumb);
+}
+
+/// Reads and decodes one channel: its state and, if the PNG decoded, its thumbnail.
+fn load_channel(
+    source: &dyn GallerySource,
+    seed: &str,
+    layer: &str,
+    channel: u32,
+    presence: Presence,
+    thumb: u32,
+) -> Result<(Channel, Option<Vec<u8>>), GalleryError> {
+    let (image, pixels) = if presence.png {
+        let bytes = source.read(&paths::image(seed, layer, channel))?;
+        match thumbs::decode_png(&bytes) {
+            Ok(img) => (
+                ImageState::Ok {
+                    width: img.width,
+                    height: img.height,
+                },
+                Some(thumbs::thumbnail(&img, thumb)),
+            ),
+            Err(e) => (ImageState::Unreadable(e), None),
+        }
+    } else {
+        (ImageState::Missing, None)
+    };
+    let sidecar = if presence.sidecar {
+        let bytes = source.read(&paths::sidecar(seed, layer, channel))?;
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(map)) => SidecarState::Ok(map),
+            Ok(_) => SidecarState::Unreadable("not a JSON object".into()),
+            Err(e) => SidecarState::Unreadable(e.to_string()),
+        }
+    } else {
+        SidecarState::Missing
+    };
+    let number = |field: &str| match &sidecar {
+        SidecarState::Ok(map) => map.get(field).and_then(Value::as_f64),
+        _ => None,
+    };
+    let (objective_start, objective_end) = (number("objective_start"), number("objective_end"));
+    Ok((
+        Channel {
+            channel,
+            image,
+            sidecar,
+            objective_start,
+            objective_end,
+            tile: Tile {
+                sprite: 0,
+                col: 0,
+                row: 0,
+            },
+        },
+        pixels,
+    ))
+}
+
+/// `f` over `items` on up to `threads` scoped threads, results in input order; stops at the first error.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R, GalleryError> + Sync,
+) -> Result<Vec<R>, GalleryError> {
+    let threads = threads.clamp(1, items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let first_error: Mutex<Option<GalleryError>> = Mutex::new(None);
+    let parts: Vec<Vec<(usize, R)>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        match f(item) {
+                            Ok(r) => done.push((i, r)),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                let mut slot =
+                                    first_error.lock().unwrap_or_else(|p| p.into_inner());
+                                slot.get_or_insert(e);
+                            }
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| GalleryError::WorkerPanicked))
+            .collect::<Result<_, _>>()
+    })?;
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    let mut slots: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+    for (i, r) in parts.into_iter().flatten() {
+        slots[i] = Some(r);
+    }
+    slots
+        .into_iter()
+        .map(|r| r.ok_or(GalleryError::WorkerPanicked))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// An in-memory run: a source of fixed objects and a sink that records writes.
+    #[derive(Default)]
+    struct Memory {
+        objects: BTreeMap<String, Vec<u8>>,
+        written: Vec<(String, String)>,
+    }
+
+    impl GallerySource for Memory {
+        fn list_keys(&self) -> Result<Vec<String>, GalleryError> {
+            Ok(self.objects.keys().cloned().collect())
+        }
+        fn read(&self, key: &str) -> Result<Vec<u8>, GalleryError> {
+            self.objects
+                .get(key)
+                .cloned()
+                .ok_or_else(|| GalleryError::Read {
+                    key: key.into(),
+                    message: "no such key".into(),
+                })
+        }
+    }
+
+    impl GallerySink for Memory {
+        fn write(&mut self, key: &str, _: Vec<u8>, ct: &str) -> Result<(), GalleryError> {
+            self.written.push((key.into(), ct.into()));
+            Ok(())
+        }
+    }
+
+    fn opts() -> GalleryOptions {
+        GalleryOptions {
+            run_id: "r".into(),
+            thumb_size: 8,
+            sprite_columns: 4,
+            sprite_max_thumbs: 6,
+            threads: 3,
+        }
+    }
+
+    #[test]
+    fn writes_exactly_the_planned_keys() {
+        let mut run = Memory::default();
+        let png = thumbs::encode_png(2, 2, &[200; 12]).unwrap();
+        for seed in ["s1", "s2"] {
+            for ch in 0..9 {
+                run.objects
+                    .insert(paths::image(seed, "c1", ch), png.clone());
+                run.objects.insert(
+                    paths::sidecar(seed, "c1", ch),
+                    br#"{"objective_start": 1, "objective_end": 2.5}"#.to_vec(),
+                );
+            }
+        }
+        run.objects
+            .insert(paths::image("s2", "fc", 3), b"junk".to_vec());
+        run.objects.insert("run.json".into(), b"{}".to_vec());
+        let source = Memory {
+            objects: run.objects.clone(),
+            written: vec![],
+        };
+        let summary = build(&source, &mut run, &opts()).unwrap();
+        let inventory = Inventory::from_keys(&source.list_keys().unwrap());
+        let planned = planned_keys(&inventory, &opts());
+        let written: Vec<String> = run.written.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(written, planned);
+        for (key, ct) in &run.written {
+            let expected = if key.ends_with(".png") {
+                PNG_CONTENT_TYPE
+            } else {
+                HTML_CONTENT_TYPE
+            };
+            assert_eq!(ct, expected, "{key}");
+        }
+        // 9 channels in sprites of 6 → 2 sprites per seed for c1, 1 for s2/fc
+        assert_eq!(summary.sprites, 5);
+        assert_eq!(summary.previews, 3);
+        assert_eq!(summary.channels, 19);
+        assert_eq!(summary.images, 18);
+        assert_eq!(summary.unreadable_images, 1);
+        assert_eq!(summary.missing_sidecars, 1);
+        assert_eq!(
+            summary.pages,
+            written.iter().filter(|k| k.ends_with(".html")).count()
+        );
+    }
+
+    #[test]
+    fn collisions_are_refused_before_writing() {
+        let mut run = Memory::default();
+        let png = thumbs::encode_png(2, 2, &[200; 12]).unwrap();
+        // seed "compare" would put its pages where the compare pages go: gallery/compare/c1.html twice
+        run.objects.insert(paths::image("compare", "c1", 0), png);
+        let source = Memory {
+            objects: run.objects.clone(),
+            written: vec![],
+        };
+        let err = build(&source, &mut run, &opts()).unwrap_err();
+        assert!(matches!(err, GalleryError::Collision { .. }), "{err}");
+        assert!(run.written.is_empty());
+        assert!(check_collisions(&["a/b".into()], &["a".into()]).is_err());
+        assert!(check_collisions(&["a".into(), "a".into()], &[]).is_err());
+        assert!(check_collisions(&["a/b".into(), "a/c".into()], &["x".into()]).is_ok());
+    }
+
+    #[test]
+    fn options_are_validated() {
+        let mut o = opts();
+        o.thumb_size = 2;
+        assert!(build(&Memory::default(), &mut Memory::default(), &o).is_err());
+        let mut o = opts();
+        o.sprite_columns = 0;
+        assert!(o.validate().is_err());
+        let mut o = GalleryOptions::recommended("r");
+        o.sprite_max_thumbs = 1 << 20;
+        assert!(o.validate().is_err());
+        assert!(GalleryOptions::recommended("r").validate().is_ok());
+    }
+
+    #[test]
+    fn sprite_layouts() {
+        let o = GalleryOptions::recommended("r");
+        let s = sprite_layout(4096, &o);
+        assert_eq!(s.len(), 4);
+        assert!(
+            s.iter()
+                .all(|s| (s.cols, s.rows, s.count) == (32, 32, 1024))
+        );
+        let s = sprite_layout(8, &o);
+        assert_eq!((s.len(), s[0].cols, s[0].rows), (1, 8, 1));
+        let s = sprite_layout(40, &opts());
+        assert_eq!(s.len(), 7);
+        assert_eq!(
+            (s[6].first, s[6].count, s[6].cols, s[6].rows),
+            (36, 4, 4, 1)
+        );
+        assert_eq!(preview_layout(3), (3, 1));
+        assert_eq!(preview_layout(40), (4, 2));
+    }
+
+    #[test]
+    fn parallel_map_keeps_order_and_stops_on_error() {
+        let items: Vec<u32> = (0..100).collect();
+        let doubled = parallel_map(&items, 4, |&x| Ok(x * 2)).unwrap();
+        assert_eq!(doubled, items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        let err = parallel_map(&items, 4, |&x| {
+            if x == 50 {
+                Err(GalleryError::InvalidOptions("boom".into()))
+            } else {
+                Ok(x)
+            }
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("boom"));
+        assert!(
+            parallel_map(&[] as &[u32], 4, |&x| Ok(x))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! Opens built galleries from disk in headless Chromium (Debian's `chromium`) and checks that every image
+//! decodes and nothing logs an error, through `scripts/gallery-browser-check.mjs` (Node, no packages).
+//!
+//! Installs Chromium (and Node) if missing via `tests/support/setup-browser.sh`, and fails if they cannot
+//! run, unless `LUCID_SKIP_BROWSER=1`. Keeps a screenshot of a contact sheet in
+//! `docs/gallery-screenshot.png`: rewritten when the lead's demo renders (`out/demo/…`) are present, or
+//! when the file does not exist yet.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use lucid_gallery::{FolderStore, GalleryOptions};
+use support::{Pattern, make_run};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+fn file_url(path: &Path) -> String {
+    let mut url = String::from("file://");
+    for b in path.to_string_lossy().bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
+fn build(root: &Path, opts: &GalleryOptions) {
+    let mut store = FolderStore::new(root);
+    let source = store.clone();
+    let summary = lucid_gallery::build(&source, &mut store, opts).expect("gallery build");
+    eprintln!("built {}: {summary:?}", root.display());
+}
+
+/// Runs the check script on `pages` (relative to `root/gallery`), optionally saving a screenshot of
+/// the first page; panics with the script's report unless every page passed.
+fn check(root: &Path, pages: &[&str], screenshot: Option<&Path>) {
+    let script = workspace().join("scripts/gallery-browser-check.mjs");
+    let chromium = std::env::var("LUCID_CHROMIUM").unwrap_or_else(|_| "chromium".into());
+    let mut cmd = Command::new("node");
+    cmd.arg(&script).args(["--chromium", &chromium]);
+    if let Some(shot) = screenshot {
+        cmd.arg("--screenshot")
+            .arg(shot)
+            .args(["--screenshot-page", "0"]);
+    }
+    for page in pages {
+        cmd.arg(file_url(&root.join("gallery").join(page)));
+    }
+    let out = cmd
+        .output()
+        .expect("run node scripts/gallery-browser-check.mjs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(
+        out.status.success(),
+        "browser check failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.contains("\"ok\":true")).count(),
+        pages.len(),
+        "{stdout}"
+    );
+}
+
+/// Copies the lead's demo renders into `root` as a run; false if they are not there.
+fn copy_demo(root: &Path) -> bool {
+    let demo = workspace().join("out/demo");
+    let seeds = ["training_seed_01", "training_seed_02"];
+    if !seeds.iter().all(|s| demo.join(s).join("conv2").is_dir()) {
+        return false;
+    }
+    for seed in seeds {
+        let from = demo.join(seed).join("conv2");
+        let to = root.join(seed).join("conv2");
+        fs::create_dir_all(&to).expect("create demo folder");
+        for entry in fs::read_dir(&from).expect("read demo folder") {
+            let path = entry.expect("demo entry").path();
+            if let Some(name) = path.file_name() {
+                fs::copy(&path, to.join(name)).expect("copy demo file");
+            }
+        }
+    }
+    true
+}
+
+#[test]
+fn gallery_pages_load_in_chromium() {
+    if std::env::var("LUCID_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!("LUCID_SKIP_BROWSER=1: browser check skipped");
+        return;
+    }
+    let setup = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/setup-browser.sh"))
+        .status()
+        .expect("run setup-browser.sh");
+    assert!(
+        setup.success(),
+        "setup-browser.sh could not install chromium and node ({setup}); set LUCID_SKIP_BROWSER=1 to skip"
+    );
+
+    // A run with problems: a missing sidecar, a corrupt PNG, several sprites per layer.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    make_run(
+        root,
+        &["s1", "s2"],
+        &["conv1", "conv2"],
+        40,
+        32,
+        Pattern::Waves,
+    );
+    fs::remove_file(root.join("s1/conv1/0005.json")).expect("remove sidecar");
+    fs::write(root.join("s2/conv2/0007.png"), b"\x89PNG\r\n\x1a\ngarbage").expect("corrupt png");
+    let opts = GalleryOptions {
+        run_id: "run1".into(),
+        thumb_size: 32,
+        sprite_columns: 8,
+        sprite_max_thumbs: 16,
+        threads: 2,
+    };
+    build(root, &opts);
+    check(
+        root,
+        &[
+            "index.html",
+            "s1/conv1.html",
+            "s2/conv2.html",
+            "compare/conv2.html",
+            "compare/conv2/0007.html",
+            "s1/conv1/0005.html",
+        ],
+        None,
+    );
+
+    // The screenshot: the demo renders if present, else a synthetic run.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    let demo = copy_demo(root);
+    let (seed, layer, thumb) = if demo {
+        ("training_seed_01", "conv2", 128)
+    } else {
+        make_run(
+            root,
+            &["seed_01", "seed_02"],
+            &["conv2"],
+            24,
+            96,
+            Pattern::Waves,
+        );
+        ("seed_01", "conv2", 96)
+    };
+    let opts = GalleryOptions {
+        run_id: if demo { "demo" } else { "synthetic" }.into(),
+        thumb_size: thumb,
+        sprite_columns: 8,
+        sprite_max_thumbs: 1024,
+        threads: 2,
+    };
+    build(root, &opts);
+    let shot = root.join("screenshot.png");
+    let layer_page = format!("{seed}/{layer}.html");
+    check(root, &[&layer_page, "index.html"], Some(&shot));
+    let (w, h) = support::png_size(&fs::read(&shot).expect("read screenshot"));
+    assert_eq!(w, 1280);
+    assert!(h >= 200, "screenshot height {h}");
+    let docs = workspace().join("docs/gallery-screenshot.png");
+    if demo || !docs.exists() {
+        fs::copy(&shot, &docs).expect("keep screenshot in docs/");
+        eprintln!("screenshot saved to {}", docs.display());
+    }
+}

@@ -1,0 +1,64 @@
+//! The one error type of the crate.
+
+/// What went wrong talking to RabbitMQ. Every variant names the thing it was about (a redacted URI, a
+/// queue, a task id or a URL); none of them ever holds a password.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The connection (TCP, TLS, AMQP handshake or authentication) could not be made.
+    #[error("cannot connect to {uri_redacted}: {message}")]
+    Connect {
+        /// The URI with its password replaced by `***` (see [`crate::redact_uri`]).
+        uri_redacted: String,
+        /// The cause, with any occurrence of the password scrubbed.
+        message: String,
+    },
+    /// Declaring (or passively checking) a queue or exchange failed, e.g. it exists with other arguments.
+    #[error("cannot declare {queue}: {message}")]
+    Declare {
+        /// The queue or exchange.
+        queue: String,
+        /// The broker's or client's reason.
+        message: String,
+    },
+    /// A publish failed before the broker could confirm it (channel or connection error, message too large).
+    #[error("cannot publish task {task_id}: {message}")]
+    Publish {
+        /// The message id of the task.
+        task_id: String,
+        /// The reason.
+        message: String,
+    },
+    /// The broker negatively confirmed a publish: the message may not be stored.
+    #[error("broker nacked task {task_id}")]
+    Nacked {
+        /// The message id of the task.
+        task_id: String,
+    },
+    /// The broker returned a mandatory publish as unroutable (the queue or exchange is missing).
+    #[error("broker returned task {task_id} as unroutable")]
+    Returned {
+        /// The message id of the task.
+        task_id: String,
+    },
+    /// An ack or nack could not be sent because the delivery's channel is gone. The broker requeues the
+    /// delivery, so it will come again: the caller must treat it as not acknowledged.
+    #[error("acknowledgement lost: the delivery's channel closed, the broker will redeliver it")]
+    AckLost,
+    /// A RabbitMQ management API request failed.
+    #[error("management API request {url} failed: {message}")]
+    Management {
+        /// The URL (never holds credentials: they travel in a header).
+        url: String,
+        /// The reason.
+        message: String,
+    },
+    /// Any other AMQP failure (channel, consume, get, ack, close).
+    #[error("amqp error: {0}")]
+    Amqp(String),
+}
+
+impl QueueError {
+    pub(crate) fn amqp(context: &str, error: impl std::fmt::Display) -> Self {
+        QueueError::Amqp(format!("{context}: {error}"))
+    }
+}

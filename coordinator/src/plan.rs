@@ -70,7 +70,10 @@ pub async fn read_checkpoints(
 ) -> Result<Vec<SeedCheckpoint>> {
     let mut out = Vec::with_capacity(spec.models.len());
     for (seed, location) in &spec.models {
-        let path = cache.materialize(location, &spec.storage).await?;
+        let path = cache
+            .materialize(location, &spec.storage)
+            .await
+            .map_err(|e| Error::storage(format!("fetch model {location}"), e))?;
         let seed = seed.clone();
         let location = location.clone();
         let read = tokio::task::spawn_blocking(move || read_one(&seed, &location, &path, digests))

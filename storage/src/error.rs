@@ -37,6 +37,14 @@ pub enum StorageError {
         #[source]
         source: io::Error,
     },
+    /// A model location that holds no usable checkpoint files.
+    #[error("model {location}: {reason}")]
+    Model {
+        /// The location, as written in the spec.
+        location: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An S3 request failed, after retrying if the failure was transient.
     #[error(
         "s3 {op} s3://{bucket}/{key} failed after {attempts} attempt{}: {message}",

@@ -35,6 +35,7 @@ mod credentials;
 mod error;
 mod key;
 mod local;
+pub mod models;
 mod retry;
 mod s3;
 

@@ -8,6 +8,9 @@
 //! - [`model`]: the network, weights from [`lucid_checkpoint`].
 //! - [`render`]: the engine (parameterisation, transforms, objectives, optimisation), no I/O.
 //! - [`encode`]: PNG encoding.
+//! - [`pipeline`]: received task → render thread → PNG → storage → acknowledgement, shared by
+//!   `serve` and `local`.
+//! - [`serve`]: the distributed worker (RabbitMQ + S3, metrics and health endpoints).
 //! - [`synthetic`]: model files with known first-layer filters (ground truth, demos).
 //! - [`bench`]: `lucid-worker bench`, throughput and phase breakdown.
 //! - [`cli`]: the one-off commands (`inspect`, `render`).
@@ -18,5 +21,7 @@ pub mod cli;
 pub mod device;
 pub mod encode;
 pub mod model;
+pub mod pipeline;
 pub mod render;
+pub mod serve;
 pub mod synthetic;

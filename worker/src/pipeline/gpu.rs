@@ -1,0 +1,193 @@
+//! The dedicated render thread: it owns the device, the loaded models and every tensor, and takes
+//! batches over a channel, so libtorch work never runs on an async runtime thread.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use lucid_checkpoint::ModelFile;
+use tch::Device;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::model::AlexNet;
+use crate::render::{BatchOutput, RenderError, Settings, render_batch};
+
+/// Models kept loaded at once (each ecoset AlexNet is 194 MB of weights).
+const MODEL_CACHE: usize = 4;
+
+/// One batch for the render thread.
+#[derive(Debug)]
+pub struct GpuJob {
+    /// A local model path that [`lucid_checkpoint::discover`] resolves to exactly one seed.
+    pub model: PathBuf,
+    /// Seed id, used for seeding the images.
+    pub seed: String,
+    /// Layer to render.
+    pub layer: String,
+    /// Channels, one image each.
+    pub channels: Vec<usize>,
+    /// Render settings shared by the batch.
+    pub settings: Settings,
+    /// Where the result goes.
+    pub reply: oneshot::Sender<GpuReply>,
+}
+
+/// What the render thread made of a job.
+#[derive(Debug)]
+pub struct GpuReply {
+    /// The images of the channels that could be rendered (`None` when nothing was).
+    pub output: Option<BatchOutput>,
+    /// Channels refused for good, with the reason (out of range, unknown layer, unreadable model).
+    pub refused: Vec<(usize, String)>,
+    /// A failure that may pass on retry (out of memory, libtorch error), for every unrendered channel.
+    pub transient: Option<String>,
+    /// Seconds spent loading the model (0 when cached).
+    pub load_seconds: f64,
+}
+
+/// A handle to the render thread.
+#[derive(Debug, Clone)]
+pub struct GpuHandle {
+    tx: mpsc::Sender<GpuJob>,
+}
+
+impl GpuHandle {
+    /// Starts the render thread on `device`. The thread ends when every handle is dropped.
+    pub fn spawn(device: Device) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+        let (tx, mut rx) = mpsc::channel::<GpuJob>(1);
+        let thread = std::thread::Builder::new()
+            .name("lucid-render".into())
+            .spawn(move || {
+                if device.is_cuda() {
+                    tch::Cuda::cudnn_set_benchmark(true);
+                }
+                let mut models: HashMap<PathBuf, AlexNet> = HashMap::new();
+                while let Some(job) = rx.blocking_recv() {
+                    let reply = run_job(&mut models, device, &job);
+                    // the receiver may have given up (shutdown); nothing to do then
+                    let _ = job.reply.send(reply);
+                }
+            })?;
+        Ok((Self { tx }, thread))
+    }
+
+    /// Sends a job and waits for its reply; an error when the thread is gone.
+    pub async fn render(
+        &self,
+        job_without_reply: impl FnOnce(oneshot::Sender<GpuReply>) -> GpuJob,
+    ) -> Result<GpuReply, String> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.tx
+            .send(job_without_reply(reply_tx))
+            .await
+            .map_err(|_| "the render thread has stopped".to_string())?;
+        reply_rx
+            .await
+            .map_err(|_| "the render thread dropped the job".to_string())
+    }
+}
+
+fn run_job(models: &mut HashMap<PathBuf, AlexNet>, device: Device, job: &GpuJob) -> GpuReply {
+    let mut reply = GpuReply {
+        output: None,
+        refused: Vec::new(),
+        transient: None,
+        load_seconds: 0.0,
+    };
+    let refuse_all = |reply: &mut GpuReply, reason: String| {
+        reply.refused = job.channels.iter().map(|&c| (c, reason.clone())).collect();
+    };
+    if !models.contains_key(&job.model) {
+        let started = Instant::now();
+        let loaded = lucid_checkpoint::discover(&job.model)
+            .map_err(|e| e.to_string())
+            .and_then(|seeds| match seeds.as_slice() {
+                [one] => Ok(one.path.clone()),
+                [] => Err(format!("no checkpoint found at {}", job.model.display())),
+                many => Err(format!(
+                    "{} holds {} checkpoints; a task's model must name one seed",
+                    job.model.display(),
+                    many.len()
+                )),
+            })
+            .and_then(|path| ModelFile::open(&path).map_err(|e| e.to_string()))
+            .and_then(|file| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| AlexNet::load(&file, device)))
+                    .map_err(|_| "libtorch failed while loading the model".to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            });
+        match loaded {
+            Ok(model) => {
+                if models.len() >= MODEL_CACHE {
+                    models.clear();
+                }
+                models.insert(job.model.clone(), model);
+                reply.load_seconds = started.elapsed().as_secs_f64();
+            }
+            Err(reason) => {
+                refuse_all(
+                    &mut reply,
+                    format!("cannot load model {}: {reason}", job.model.display()),
+                );
+                return reply;
+            }
+        }
+    }
+    let Some(model) = models.get(&job.model) else {
+        refuse_all(&mut reply, "model cache lost the model".into());
+        return reply;
+    };
+    let target = match model.layer_index(&job.layer) {
+        Ok(t) => t,
+        Err(e) => {
+            refuse_all(&mut reply, e.to_string());
+            return reply;
+        }
+    };
+    let width = model.layer_spec(target).out_channels;
+    let (ok, bad): (Vec<usize>, Vec<usize>) = job.channels.iter().partition(|&&c| c < width);
+    reply.refused = bad
+        .into_iter()
+        .map(|c| {
+            (
+                c,
+                format!(
+                    "channel {c} out of range for layer {}: it has {width} channels",
+                    job.layer
+                ),
+            )
+        })
+        .collect();
+    if ok.is_empty() {
+        return reply;
+    }
+    let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        render_batch(model, &job.seed, &job.layer, &ok, &job.settings)
+    }));
+    match rendered {
+        Ok(Ok(output)) => reply.output = Some(output),
+        Ok(Err(RenderError::InvalidSetting { field, reason })) => {
+            let reason = format!("invalid render setting {field}: {reason}");
+            reply
+                .refused
+                .extend(ok.iter().map(|&c| (c, reason.clone())));
+        }
+        Ok(Err(e @ (RenderError::Model(_) | RenderError::ChannelOutOfRange { .. }))) => {
+            let reason = e.to_string();
+            reply
+                .refused
+                .extend(ok.iter().map(|&c| (c, reason.clone())));
+        }
+        Ok(Err(e @ RenderError::Torch { .. })) => reply.transient = Some(e.to_string()),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            reply.transient = Some(format!("libtorch failed while rendering: {message}"));
+        }
+    }
+    reply
+}

@@ -160,6 +160,16 @@ pub async fn verify(args: &SpecArgs) -> Result<VerifyReport> {
     crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?).await
 }
 
+/// `gallery`: builds the run's static HTML gallery and uploads it next to the run's objects.
+pub async fn gallery(
+    args: &SpecArgs,
+    gallery_args: &crate::gallery::GalleryArgs,
+) -> Result<crate::gallery::GalleryReport> {
+    let spec = args.load()?;
+    let store = open_store(&spec).await?;
+    crate::gallery::build(&spec, &store, gallery_args).await
+}
+
 /// `watch`'s settings besides the spec.
 #[derive(Debug, Clone)]
 pub struct WatchArgs {

@@ -95,6 +95,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The run's gallery could not be built or uploaded.
+    #[error("gallery of run {run}")]
+    Gallery {
+        /// The run.
+        run: String,
+        /// What failed, naming the key.
+        source: lucid_gallery::GalleryError,
+    },
     /// Setting up the metrics registry or HTTP listener failed.
     #[error("metrics: {0}")]
     Metrics(String),

@@ -14,7 +14,8 @@
 //! - [`submit`]: manifest check and publishing the missing tasks.
 //! - [`status`]: done / expected, queue depths, rate and ETA.
 //! - [`verify`]: the pure output checker and its fetching wrapper.
-//! - [`metrics`], [`watch`]: the Prometheus exporter.
+//! - [`metrics`], [`watch`]: the Prometheus exporter (served by [`lucid_telemetry::serve`]).
+//! - [`gallery`]: the run's static HTML gallery, built by [`lucid_gallery`] from the stored objects.
 //! - [`services`]: connecting to the broker and the store named by a spec.
 //! - [`commands`]: one function per subcommand, as the binary runs them.
 //!
@@ -25,6 +26,7 @@
 pub mod commands;
 pub mod error;
 pub mod estimate;
+pub mod gallery;
 pub mod metrics;
 pub mod models;
 pub mod plan;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lucid_coordinator::commands::{self, SpecArgs, WatchArgs};
+use lucid_coordinator::gallery::GalleryArgs;
 use lucid_coordinator::services::{DEFAULT_RABBIT_API, RABBIT_API_ENV};
 use lucid_coordinator::status::DEFAULT_RATE_SAMPLE;
 use lucid_coordinator::submit::DEFAULT_CONFIRM_WINDOW;
@@ -123,9 +124,29 @@ enum Command {
         #[arg(long)]
         run: Option<String>,
     },
+    /// Build the run's static HTML gallery and upload it under {prefix}/{run}/gallery/.
+    ///
+    /// Lists {prefix}/{run}/ once, reads every PNG and sidecar, and writes an index of seeds and
+    /// layers, a contact sheet per layer (thumbnail sprites), a page per channel and cross-seed
+    /// comparison pages. Every link is relative, so the gallery works from the bucket or a copy on
+    /// disk. Prints the index's key and a URL to open it.
+    Gallery {
+        #[command(flatten)]
+        spec: SpecFlags,
+        /// Build the gallery of this run instead of the spec's run_id.
+        #[arg(long)]
+        run: Option<String>,
+        /// Side of a thumbnail in pixels (4 to 1024).
+        #[arg(long, default_value_t = GalleryArgs::default().thumb_size)]
+        thumb_size: u32,
+        /// Threads reading and decoding images (0: one per core); reads wait on the network, so
+        /// more than the cores helps.
+        #[arg(long, default_value_t = GalleryArgs::default().threads)]
+        threads: usize,
+    },
     /// Serve the run's progress and queue depths as Prometheus metrics until interrupted.
     ///
-    /// Endpoints: /metrics and /healthz.
+    /// Endpoints: /metrics, /healthz and /readyz (ready after the first complete refresh).
     Watch {
         #[command(flatten)]
         spec: SpecFlags,
@@ -197,6 +218,20 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::from(2)
             });
         }
+        Command::Gallery {
+            spec,
+            run,
+            thumb_size,
+            threads,
+        } => {
+            let args = GalleryArgs {
+                thumb_size,
+                threads,
+            };
+            commands::gallery(&spec.args().with_run(run.as_deref()), &args)
+                .await?
+                .to_string()
+        }
         Command::Watch {
             spec,
             listen,
@@ -206,7 +241,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("failed to listen on {listen}"))?;
-            tracing::info!(addr = %listen, "serving /metrics and /healthz");
+            tracing::info!(addr = %listen, "serving /metrics, /healthz and /readyz");
             let watch_args = WatchArgs {
                 rabbit_api,
                 interval: Duration::from_secs(interval_secs.max(1)),

@@ -1,7 +1,8 @@
 //! The gauges `watch` exports. They live in a [`Registry`] passed in by the caller, so each test (and
 //! each `watch` instance) has its own.
 //!
-//! Labels are bounded sets only: the run id (one per watched run) and the queue name.
+//! Labels are bounded sets only: the run id (one per watched run) and the queue name. The text
+//! exposition is [`lucid_telemetry::encode`].
 
 use prometheus::{Gauge, IntCounterVec, IntGaugeVec, Opts, Registry};
 
@@ -81,11 +82,4 @@ impl Metrics {
         registry.register(Box::new(metrics.refresh_errors.clone()))?;
         Ok(metrics)
     }
-}
-
-/// The text exposition of everything in `registry`.
-pub fn encode(registry: &Registry) -> String {
-    prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap_or_else(|e| format!("# encoding failed: {e}\n"))
 }

@@ -663,6 +663,13 @@ async fn watch_exports_progress_and_queue_gauges() {
         .await
         .expect("healthz");
     assert!(health.status().is_success());
+    // the gauges above come from a complete refresh, so the watch is ready
+    let ready = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
 
     stop_tx.send(()).expect("watch still running");
     tokio::time::timeout(Duration::from_secs(15), server)
@@ -713,4 +720,115 @@ async fn plan_downloads_s3_models_into_the_cache() {
     // a second plan uses the cache
     let out = t.ok(&["plan", "--set", &location]);
     assert!(out.contains("total: 500 tasks"), "{out}");
+}
+
+/// Every `href="…"` and `src="…"` value in `html`.
+fn links(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["href=\"", "src=\""] {
+        let mut rest = html;
+        while let Some(start) = rest.find(attr) {
+            rest = &rest[start + attr.len()..];
+            let end = rest.find('"').expect("closing quote");
+            out.push(rest[..end].to_owned());
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
+/// The key a relative `link` on the page at `page_key` points to (fragment and query dropped).
+fn resolve(page_key: &str, link: &str) -> String {
+    let link = link.split(['#', '?']).next().unwrap_or_default();
+    let mut parts: Vec<&str> = page_key.split('/').collect();
+    parts.pop();
+    for segment in link.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.join("/")
+}
+
+#[tokio::test]
+async fn gallery_uploads_pages_and_sprites_with_relative_links() {
+    let Some(t) = TestRun::new("gallery", "0") else {
+        return;
+    };
+    let spec = t.spec(&[]);
+    let store = t.store(&spec).await;
+    let prefix = t.prefix(&spec);
+    let plan = t.plan(&spec).await;
+    let tasks: Vec<TaskMessage> = plan.tasks().collect();
+    // two layers of the first seed and the first layer of the second: a compare page with both seeds
+    let second_seed = tasks
+        .iter()
+        .find(|task| task.seed != tasks[0].seed)
+        .expect("two seeds")
+        .clone();
+    let uploaded = vec![tasks[0].clone(), tasks[1].clone(), second_seed];
+    upload_results(&store, &prefix, &uploaded).await;
+
+    let out = t.ok(&["gallery", "--thumb-size", "16", "--threads", "4"]);
+    let run_root = prefix.run_prefix(&uploaded[0].run_id);
+    let index = format!("{run_root}gallery/index.html");
+    assert!(out.contains(&format!("index: {index}")), "{out}");
+    let url = format!(
+        "{}/lucid-test/{index}",
+        t.services.s3_endpoint.trim_end_matches('/')
+    );
+    assert!(out.contains(&url), "{out}");
+
+    let (seed, layer) = (uploaded[0].seed.as_str(), uploaded[0].layer.as_str());
+    let html = "text/html; charset=utf-8";
+    for (key, content_type) in [
+        (index.clone(), html),
+        (format!("{run_root}gallery/{seed}/{layer}.html"), html),
+        (format!("{run_root}gallery/{seed}/{layer}/0000.html"), html),
+        (format!("{run_root}gallery/compare/{layer}.html"), html),
+        (format!("{run_root}gallery/compare/{layer}/0000.html"), html),
+        (
+            format!("{run_root}gallery/{seed}/{layer}-0.png"),
+            "image/png",
+        ),
+        (
+            format!("{run_root}gallery/{seed}/{layer}-preview.png"),
+            "image/png",
+        ),
+    ] {
+        let info = store
+            .head(&key)
+            .await
+            .expect("head")
+            .unwrap_or_else(|| panic!("{key} was not uploaded"));
+        assert_eq!(info.content_type.as_deref(), Some(content_type), "{key}");
+        assert!(info.size > 0, "{key} is empty");
+    }
+
+    let page = store
+        .get(&index)
+        .await
+        .expect("get index")
+        .expect("index exists");
+    let page = String::from_utf8(page).expect("utf-8 index");
+    let found = links(&page);
+    assert!(!found.is_empty(), "no links in {page}");
+    for link in &found {
+        assert!(
+            !link.starts_with('/') && !link.contains("://") && !link.starts_with("//"),
+            "link {link:?} in index.html is not relative"
+        );
+        if link.starts_with('#') || link.starts_with("data:") {
+            continue; // in-page anchors and inline data load nothing from elsewhere
+        }
+        let target = resolve(&index, link);
+        assert!(
+            store.exists(&target).await.expect("head link target"),
+            "index.html links to {link:?} ({target}), which does not exist"
+        );
+    }
 }

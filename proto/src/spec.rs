@@ -62,6 +62,15 @@ pub enum SpecError {
     /// A command-line override is not of the form `key=value`.
     #[error("invalid override {0:?}: expected key=value")]
     Override(String),
+    /// A command-line override was refused by [`parse_overrides`]: malformed, or it would put a
+    /// credential on the command line. Names the override's key (or its position), never its value.
+    #[error("--set {key}: {reason}")]
+    RefusedOverride {
+        /// The override's key, or `(argument N)` when the argument has no `=`.
+        key: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// The spec deserialised but a value breaks a rule.
     #[error(transparent)]
     Invalid(#[from] InvalidField),
@@ -212,6 +221,52 @@ pub fn parse_override(arg: &str) -> Result<(String, String), SpecError> {
         }
         _ => Err(SpecError::Override(arg.to_owned())),
     }
+}
+
+/// Words that mark an override key as a credential (matched case-insensitively anywhere in the key).
+const SECRET_WORDS: [&str; 5] = ["password", "secret", "token", "access_key", "session_key"];
+
+/// Splits `--set key=value` arguments into overrides for [`SweepSpec::load`], refusing credentials.
+///
+/// Overrides come from the command line, where they end up in shell history and process listings, so
+/// anything that looks like a credential is refused: keys naming a password, secret, token, access key
+/// or session key, and values holding a URI with a password (`amqp://user:pass@host`). A malformed
+/// argument is refused too. The error ([`SpecError::RefusedOverride`]) names the key, or the
+/// argument's position when it has no `=`, and never echoes the value, which may be a pasted secret.
+pub fn parse_overrides(args: &[String]) -> Result<Vec<(String, String)>, SpecError> {
+    args.iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let (key, value) = parse_override(arg).map_err(|_| SpecError::RefusedOverride {
+                key: format!("(argument {})", i + 1),
+                reason: "expected key=value".into(),
+            })?;
+            let lower = key.to_ascii_lowercase();
+            if SECRET_WORDS.iter().any(|w| lower.contains(w)) {
+                return Err(SpecError::RefusedOverride {
+                    key,
+                    reason: "credentials are not accepted on the command line; use env \
+                             LUCID_AMQP_URI, queue.uri_file, storage.credentials_file or \
+                             LUCID_S3_ACCESS_KEY_ID / LUCID_S3_SECRET_ACCESS_KEY"
+                        .into(),
+                });
+            }
+            if has_password(&value) {
+                return Err(SpecError::RefusedOverride {
+                    key,
+                    reason: "the value holds a URI with a password; put the full URI in env \
+                             LUCID_AMQP_URI or in the file named by queue.uri_file"
+                        .into(),
+                });
+            }
+            Ok((key, value))
+        })
+        .collect()
+}
+
+/// Whether `value` looks like `scheme://user:password@host…`.
+fn has_password(value: &str) -> bool {
+    value.contains("://") && userinfo(value).is_some_and(|user| user.contains(':'))
 }
 
 // ------------------------------------------------------------------------------------------ models
@@ -908,6 +963,57 @@ mod tests {
         );
     }
 
+    fn args(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn plain_overrides_pass() {
+        let parsed = parse_overrides(&args(&[
+            "render.steps=64",
+            "queue.uri=amqp://lucid@h/%2f",
+            "storage.endpoint=http://h:8333",
+        ]))
+        .expect("plain overrides");
+        assert_eq!(parsed[0], ("render.steps".into(), "64".into()));
+        assert_eq!(parsed[1].1, "amqp://lucid@h/%2f");
+        assert_eq!(parsed[2].1, "http://h:8333");
+        assert_eq!(parse_overrides(&[]).expect("no overrides"), Vec::new());
+    }
+
+    #[test]
+    fn credential_overrides_are_refused_without_echoing_them() {
+        for (arg, key) in [
+            ("queue.uri=amqp://guest:hunter2@h/%2f", "queue.uri"),
+            (
+                "storage.secret_access_key=hunter2",
+                "storage.secret_access_key",
+            ),
+            ("queue.password=hunter2", "queue.password"),
+            ("storage.Access_Key_Id=hunter2", "storage.Access_Key_Id"),
+            (
+                "storage.endpoint=http://ak:hunter2@h:8333",
+                "storage.endpoint",
+            ),
+        ] {
+            let err = parse_overrides(&args(&["render.steps=8", arg])).expect_err(arg);
+            assert!(
+                matches!(&err, SpecError::RefusedOverride { key: k, .. } if k == key),
+                "{err:?}"
+            );
+            let text = err.to_string();
+            assert!(!text.contains("hunter2"), "{text}");
+            assert!(text.starts_with(&format!("--set {key}: ")), "{text}");
+        }
+    }
+
+    #[test]
+    fn malformed_overrides_are_refused_by_position() {
+        let err = parse_overrides(&args(&["render.steps=8", "hunter2"])).expect_err("no =");
+        assert_eq!(err.to_string(), "--set (argument 2): expected key=value");
+        assert!(parse_overrides(&args(&["=value"])).is_err());
+    }
+
     #[test]
     fn load_validates_and_names_the_field() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
@@ -1200,7 +1306,7 @@ mod tests {
         let fixture =
             SweepSpec::parse_toml(include_str!("../../examples/fixture-sweep.toml")).unwrap();
         assert_eq!(fixture.models.len(), 2);
-        assert_eq!((fixture.render.steps, fixture.render.size), (16, 64));
+        assert_eq!((fixture.render.steps, fixture.render.size), (8, 224));
         assert_eq!(
             fixture.storage.endpoint.as_deref(),
             Some("http://127.0.0.1:8333")

@@ -10,6 +10,7 @@
 //! - [`encode`]: PNG encoding.
 //! - [`pipeline`]: received task → render thread → PNG → storage → acknowledgement, shared by
 //!   `serve` and `local`.
+//! - [`local`]: a whole sweep in one process (in-process queue, local folder) and its gallery.
 //! - [`serve`]: the distributed worker (RabbitMQ + S3, metrics and health endpoints).
 //! - [`synthetic`]: model files with known first-layer filters (ground truth, demos).
 //! - [`bench`]: `lucid-worker bench`, throughput and phase breakdown.
@@ -20,6 +21,7 @@ pub mod bench;
 pub mod cli;
 pub mod device;
 pub mod encode;
+pub mod local;
 pub mod model;
 pub mod pipeline;
 pub mod render;

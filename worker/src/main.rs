@@ -23,6 +23,8 @@ enum Command {
     },
     /// Render channels of one layer to a folder.
     Render(Box<cli::RenderArgs>),
+    /// Run a whole sweep on this machine: in-process queue, results in a local folder, then a gallery.
+    Local(Box<LocalArgs>),
     /// Consume render tasks from RabbitMQ and store the images in S3 (the GPU worker of a sweep).
     Serve(Box<ServeArgs>),
     /// Measure images/s and the time per phase (add `--all-layers` for a sweep estimate).
@@ -39,6 +41,104 @@ enum Command {
         #[arg(long)]
         ecoset_widths: bool,
     },
+}
+
+/// Arguments of `lucid-worker local`.
+#[derive(Debug, clap::Args)]
+struct LocalArgs {
+    /// The sweep spec (TOML); its queue and storage sections are not used.
+    #[arg(long)]
+    spec: PathBuf,
+    /// Overrides `key=value`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// Result folder (same layout as the S3 bucket); default `storage.local_dir` or `out`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: lucid_worker::device::DeviceChoice,
+    /// Images per optimisation (0: render.batch from the spec, else 256 on CUDA and 8 on the CPU).
+    #[arg(long, default_value_t = 0)]
+    batch: usize,
+    /// Skip building the HTML gallery at the end.
+    #[arg(long)]
+    no_gallery: bool,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn load_spec(
+    path: &std::path::Path,
+    set: &[String],
+) -> anyhow::Result<lucid_proto::spec::SweepSpec> {
+    use anyhow::Context;
+    let overrides = lucid_proto::spec::parse_overrides(set)?;
+    lucid_proto::spec::SweepSpec::load(Some(path), "LUCID", &overrides)
+        .with_context(|| format!("invalid sweep spec {}", path.display()))
+}
+
+fn batch_size(
+    requested: usize,
+    spec: &lucid_proto::spec::SweepSpec,
+    device: lucid_worker::device::DeviceChoice,
+) -> usize {
+    match (requested, spec.render.batch) {
+        (0, 0) => {
+            if device.resolve().map(|d| d.is_cuda()).unwrap_or(false) {
+                256
+            } else {
+                8
+            }
+        }
+        (0, b) => b as usize,
+        (b, _) => b,
+    }
+}
+
+fn local(args: &LocalArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::io::IsTerminal;
+    let spec = load_spec(&args.spec, &args.set)?;
+    let out = args
+        .out
+        .clone()
+        .or_else(|| spec.storage.local_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("out"));
+    let config = lucid_worker::local::LocalConfig {
+        batch: batch_size(args.batch, &spec, args.device),
+        spec,
+        out,
+        device: args.device,
+        gallery: !args.no_gallery,
+        progress: !args.quiet && std::io::stderr().is_terminal(),
+    };
+    let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
+    let summary = runtime.block_on(lucid_worker::local::run(config, shutdown_signal()))?;
+    println!(
+        "{} of {} images stored ({} already there, {} rendered now)",
+        summary.already_stored + summary.rendered,
+        summary.expected,
+        summary.already_stored,
+        summary.rendered
+    );
+    for (task, reason) in &summary.dead_lettered {
+        eprintln!("failed: {task}: {reason}");
+    }
+    if let Some(index) = &summary.gallery {
+        println!("gallery: {}", index.display());
+    }
+    if summary.interrupted {
+        anyhow::bail!("interrupted; run the same command again to resume");
+    }
+    if !summary.dead_lettered.is_empty() {
+        anyhow::bail!(
+            "{} task(s) failed; see dead-letters.json in the run folder",
+            summary.dead_lettered.len()
+        );
+    }
+    Ok(())
 }
 
 /// Arguments of `lucid-worker serve`. Credentials never come from flags: the AMQP URI from
@@ -77,13 +177,7 @@ struct ServeArgs {
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    let overrides = args
-        .set
-        .iter()
-        .map(|kv| lucid_proto::spec::parse_override(kv))
-        .collect::<Result<Vec<_>, _>>()?;
-    let spec = lucid_proto::spec::SweepSpec::load(Some(&args.spec), "LUCID", &overrides)
-        .with_context(|| format!("invalid sweep spec {}", args.spec.display()))?;
+    let spec = load_spec(&args.spec, &args.set)?;
     let uri_file = match &spec.queue.uri_file {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -181,6 +275,7 @@ fn main() -> ExitCode {
         } => cli::demo_models(out, *seeds, *ecoset_widths),
         Command::Bench(bench) => lucid_worker::bench::bench(bench).map(|_| ()),
         Command::Serve(args) => serve(args),
+        Command::Local(args) => local(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -171,13 +171,15 @@ impl Services {
                 "the end-to-end tests need the test services, but {} not set; start them and export \
                  their settings with: scripts/services.sh start all && source <(scripts/services.sh env) \
                  (or run `make test`)",
-                missing.join(", ")
-                    + if missing.len() == 1 { " is" } else { " are" }
+                missing.join(", ") + if missing.len() == 1 { " is" } else { " are" }
             );
             if std::env::var_os("CI").is_some() {
                 panic!("{message}");
             }
-            eprintln!("\n{bar}\nSKIPPED: {message}\n{bar}\n", bar = "!".repeat(100));
+            eprintln!(
+                "\n{bar}\nSKIPPED: {message}\n{bar}\n",
+                bar = "!".repeat(100)
+            );
             return None;
         }
         let var = |name: &str| get(name).unwrap_or_default();
@@ -289,7 +291,10 @@ impl Services {
             "truncate": 100_000,
         });
         let response = self
-            .rabbit(reqwest::Method::POST, &format!("queues/{VHOST}/{queue}/get"))
+            .rabbit(
+                reqwest::Method::POST,
+                &format!("queues/{VHOST}/{queue}/get"),
+            )
             .json(&body)
             .send()
             .unwrap_or_else(|e| panic!("management API: get from {queue}: {e}"));
@@ -303,11 +308,7 @@ impl Services {
             .iter()
             .map(|m| {
                 let properties = &m["properties"];
-                let header = |name: &str| {
-                    properties["headers"][name]
-                        .as_str()
-                        .map(str::to_string)
-                };
+                let header = |name: &str| properties["headers"][name].as_str().map(str::to_string);
                 PeekedMessage {
                     message_id: properties["message_id"].as_str().map(str::to_string),
                     reason: header("x-lucid-reason"),
@@ -331,7 +332,10 @@ impl Services {
     /// Deletes exchange `name` (no error when it does not exist).
     pub fn delete_exchange(&self, name: &str) {
         let result = self
-            .rabbit(reqwest::Method::DELETE, &format!("exchanges/{VHOST}/{name}"))
+            .rabbit(
+                reqwest::Method::DELETE,
+                &format!("exchanges/{VHOST}/{name}"),
+            )
             .send();
         if let Err(error) = result {
             eprintln!("lucid-e2e: deleting exchange {name} failed: {error}");
@@ -374,7 +378,9 @@ impl Services {
                 })
                 .unwrap_or_default()),
             Some("scalar") => Ok(vec![sample(&Value::Null, &data["result"])]),
-            _ => Err(format!("Prometheus query {expr:?}: unexpected result {data}")),
+            _ => Err(format!(
+                "Prometheus query {expr:?}: unexpected result {data}"
+            )),
         }
     }
 
@@ -934,14 +940,13 @@ max_message_bytes = 65536
     /// Polls `verify` until it exits 0 (every task has one PNG and one sidecar, the manifest is
     /// there); returns its report. Panics after `timeout` with the last report.
     pub fn wait_verified(&self, timeout: Duration) -> String {
-        let mut last = String::new();
         let started = Instant::now();
         loop {
             let output = self.coordinator("verify", &[]);
             if output.status.success() {
                 return output.stdout;
             }
-            last = format!("{}{}", tail(&output.stdout, 15), tail(&output.stderr, 5));
+            let last = format!("{}{}", tail(&output.stdout, 15), tail(&output.stderr, 5));
             assert!(
                 started.elapsed() < timeout,
                 "timed out after {timeout:?} waiting for `lucid-coordinator verify` of run {} to pass; last report:\n{last}",
@@ -1334,7 +1339,9 @@ pub fn promql_metric_names(expr: &str) -> BTreeSet<String> {
             while i < chars.len() && chars[i] != '\n' {
                 i += 1;
             }
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             // numbers, durations (after offset), hex and exponents
             while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
                 i += 1;
@@ -1393,7 +1400,9 @@ mod tests {
             ]
         );
         assert_eq!(
-            names(r#"max(up{job="lucid-coordinator", x="a}b"}) == 0 or sum without (a) (b offset 5m)"#),
+            names(
+                r#"max(up{job="lucid-coordinator", x="a}b"}) == 0 or sum without (a) (b offset 5m)"#
+            ),
             ["b", "up"]
         );
         assert_eq!(names("1e3 + 0x1f * .5"), Vec::<String>::new());

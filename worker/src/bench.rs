@@ -294,7 +294,7 @@ fn bench_layer(
     let per_update = t.elapsed().as_secs_f64() / args.updates as f64;
 
     let mut clock = SyncClock::new(device);
-    let phased = args.updates.min(20).max(1);
+    let phased = args.updates.clamp(1, 20);
     for u in 0..phased {
         run.update(args.warmup + args.updates + u, &mut clock)?;
     }

@@ -103,6 +103,24 @@ pub fn describe(device: Device) -> String {
     }
 }
 
+/// Free and total memory of the current CUDA device in bytes, from the CUDA runtime that libtorch
+/// loaded (`cudaMemGetInfo`); `None` on a CPU-only install.
+pub fn cuda_memory() -> Option<(u64, u64)> {
+    load_cuda_backend();
+    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> i32;
+    // SAFETY: looks up a symbol by a constant NUL-terminated name in the already-loaded libraries.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"cudaMemGetInfo".as_ptr()) };
+    if symbol.is_null() {
+        return None;
+    }
+    // SAFETY: cudaMemGetInfo has this C signature in every CUDA runtime version.
+    let get: MemGetInfo = unsafe { std::mem::transmute::<*mut libc::c_void, MemGetInfo>(symbol) };
+    let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: both pointers are valid for writes for the duration of the call.
+    let status = unsafe { get(&mut free, &mut total) };
+    (status == 0).then_some((free as u64, total as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,22 +146,4 @@ mod tests {
             Some("unknown device \"tpu\": expected auto, cpu, cuda or cuda:N")
         );
     }
-}
-
-/// Free and total memory of the current CUDA device in bytes, from the CUDA runtime that libtorch
-/// loaded (`cudaMemGetInfo`); `None` on a CPU-only install.
-pub fn cuda_memory() -> Option<(u64, u64)> {
-    load_cuda_backend();
-    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> i32;
-    // SAFETY: looks up a symbol by a constant NUL-terminated name in the already-loaded libraries.
-    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"cudaMemGetInfo".as_ptr()) };
-    if symbol.is_null() {
-        return None;
-    }
-    // SAFETY: cudaMemGetInfo has this C signature in every CUDA runtime version.
-    let get: MemGetInfo = unsafe { std::mem::transmute::<*mut libc::c_void, MemGetInfo>(symbol) };
-    let (mut free, mut total) = (0usize, 0usize);
-    // SAFETY: both pointers are valid for writes for the duration of the call.
-    let status = unsafe { get(&mut free, &mut total) };
-    (status == 0).then_some((free as u64, total as u64))
 }

@@ -218,10 +218,10 @@ fn prometheus_scrapes_a_two_worker_sweep_and_every_dashboard_query_has_data() {
         }
     }
     eprintln!(
-        "observed sweep took {:?} ({} panel queries, {} metric names, {} alert rules)",
+        "observed sweep took {:?} ({} panel queries, {} alert rules, metric names {:?})",
         started.elapsed(),
         panel_exprs.len(),
-        used.len(),
-        alert_exprs.len()
+        alert_exprs.len(),
+        used.keys().collect::<Vec<_>>()
     );
 }

@@ -115,16 +115,17 @@ fn sigterm_mid_batch_finishes_the_batch_and_loses_nothing() {
         run.submit().stdout.trim(),
         format!("published {TASKS} of {TASKS} tasks (0 already stored)")
     );
+    // it holds its whole prefetch: two full batches dispatched (dispatch is immediate for a full
+    // batch), four waiting
     wait_until(
         Duration::from_secs(60),
-        "worker-first to hold tasks (lucid_worker_in_flight > 0)",
+        "worker-first to hold 12 tasks (lucid_worker_in_flight == 12)",
         || {
             lucid_e2e::metric_value(&first.scrape(), "lucid_worker_in_flight", &[])
-                .is_some_and(|v| v > 0.0)
+                .is_some_and(|v| v >= 12.0)
         },
     );
-    // let the full groups reach the render thread (dispatch is immediate for a full batch)
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_millis(300));
     assert!(
         first.stored_task_ids().is_empty(),
         "the signal should arrive mid-batch, but worker-first already stored {:?}; make the batch slower",

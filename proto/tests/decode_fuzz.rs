@@ -152,11 +152,13 @@ fn alloc_bound(max: usize) -> usize {
 }
 
 fn sample(rng: &mut Rng) -> TaskMessage {
-    let mut render = RenderSection::default();
-    render.steps = 1 + rng.below(2048) as u32;
-    render.size = 16 + rng.below(1024) as u32;
-    render.run_seed = rng.next_u64();
-    render.lr = short_decimal_lr(rng);
+    let render = RenderSection {
+        steps: 1 + rng.below(2048) as u32,
+        size: 16 + rng.below(1024) as u32,
+        run_seed: rng.next_u64(),
+        lr: short_decimal_lr(rng),
+        ..RenderSection::default()
+    };
     let model = match rng.below(3) {
         0 => "s3://models/training_seed_01".to_owned(),
         1 => "/data/checkpoints/seed ünïcode/ckpt".to_owned(),

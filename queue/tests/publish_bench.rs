@@ -69,7 +69,9 @@ fn topology(window: usize) -> Topology {
 /// The real ecoset plan: ten seeds, every layer and channel, default render settings.
 fn ecoset_tasks() -> Vec<TaskMessage> {
     let models: String = (1..=10)
-        .map(|i| format!("training_seed_{i:02} = \"s3://lucid-models/ecoset/training_seed_{i:02}\"\n"))
+        .map(|i| {
+            format!("training_seed_{i:02} = \"s3://lucid-models/ecoset/training_seed_{i:02}\"\n")
+        })
         .collect();
     let spec = SweepSpec::parse_toml(&format!(
         "run_id = \"ecoset-bench\"\n[storage]\nbucket = \"lucid-bench\"\n[models]\n{models}"

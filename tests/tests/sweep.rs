@@ -205,7 +205,9 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
     std::fs::create_dir_all(&garbage_model).expect("create the garbage checkpoint folder");
     std::fs::write(
         garbage_model.join("model.ckpt_epoch89.index"),
-        b"this is not a LevelDB table, it is garbage\x00\x01\x02",
+        (0..256u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect::<Vec<u8>>(),
     )
     .expect("write the garbage checkpoint");
 
@@ -229,14 +231,14 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
                 .to_string(),
             vec![
                 "cannot load model".into(),
-                missing_model.display().to_string(),
+                format!("{} does not exist", missing_model.display()),
             ],
         ),
         (
             format!("{}/training_seed_01/conv9/0000", run.run_id),
             run.task_json("training_seed_01", "conv9", 0, &seed01)
                 .to_string(),
-            vec!["conv9".into()],
+            vec![r#"unknown layer "conv9""#.into()],
         ),
         (
             format!("{}/training_seed_01/conv1/0500", run.run_id),
@@ -250,7 +252,10 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
                 .to_string(),
             vec![
                 "cannot load model".into(),
-                garbage_model.display().to_string(),
+                garbage_model
+                    .join("model.ckpt_epoch89.index")
+                    .display()
+                    .to_string(),
             ],
         ),
     ];
@@ -294,6 +299,7 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
             .reason
             .as_deref()
             .unwrap_or_else(|| panic!("{id} has no x-lucid-reason header: {message:?}"));
+        eprintln!("dead-lettered {id}: {reason}");
         for part in expected {
             assert!(
                 reason.contains(part.as_str()),

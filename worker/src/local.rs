@@ -48,7 +48,7 @@ pub struct LocalConfig {
 }
 
 /// What a local run did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LocalSummary {
     /// Tasks in the plan.
     pub expected: usize,
@@ -62,6 +62,10 @@ pub struct LocalSummary {
     pub interrupted: bool,
     /// The gallery's index page, when built.
     pub gallery: Option<PathBuf>,
+    /// Wall time of the rendering part of the run, in seconds.
+    pub seconds: f64,
+    /// Share of that wall time the render thread spent rendering (1 − the device's idle share).
+    pub render_busy_share: f64,
 }
 
 /// The in-process queue's shared state: which tasks were acknowledged, requeued or given up.
@@ -218,6 +222,7 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         config.out.display()
     );
 
+    let started = std::time::Instant::now();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut queue: std::collections::VecDeque<(TaskMessage, u32)> =
         todo.into_iter().map(|t| (t, 0)).collect();
@@ -269,6 +274,12 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         }
     }
     bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    let render_busy_share = if seconds > 0.0 {
+        (metrics.gpu_busy_seconds.get() / seconds).min(1.0)
+    } else {
+        0.0
+    };
     let (rendered, dead) = {
         let l = ledger
             .lock()
@@ -297,6 +308,8 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         dead_lettered: dead,
         interrupted,
         gallery,
+        seconds,
+        render_busy_share,
     })
 }
 

@@ -123,6 +123,15 @@ fn local(args: &LocalArgs) -> anyhow::Result<()> {
         summary.already_stored,
         summary.rendered
     );
+    if summary.rendered > 0 {
+        println!(
+            "{:.2} images/s over {:.1} s; the render thread was busy {:.0}% of the time (device idle {:.0}%)",
+            summary.rendered as f64 / summary.seconds,
+            summary.seconds,
+            summary.render_busy_share * 100.0,
+            (1.0 - summary.render_busy_share) * 100.0
+        );
+    }
     for (task, reason) in &summary.dead_lettered {
         eprintln!("failed: {task}: {reason}");
     }

@@ -246,17 +246,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 rabbit_api,
                 interval: Duration::from_secs(interval_secs.max(1)),
             };
-            let shutdown = async {
-                if let Err(error) = tokio::signal::ctrl_c().await {
-                    tracing::error!(%error, "cannot listen for ctrl-c; stopping");
-                }
-            };
             commands::watch(
                 &spec.args(),
                 &watch_args,
                 listener,
                 prometheus::Registry::new(),
-                shutdown,
+                lucid_telemetry::shutdown_signal(),
             )
             .await?;
             return Ok(ExitCode::SUCCESS);

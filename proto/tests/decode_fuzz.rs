@@ -556,7 +556,8 @@ fn byte_mutations_of_a_valid_body_never_panic() {
         }
     }
     // a flipped bit inside a number or a model path often still decodes: the Ok path is exercised
-    assert!(tally.ok > 100, "{tally:?}");
+    // (the strict parse rejects duplicate keys that a loose one accepted, so fewer mutations pass)
+    assert!(tally.ok > 50, "{tally:?}");
     assert!(tally.malformed > 1000, "{tally:?}");
     assert!(tally.identifier + tally.field > 100, "{tally:?}");
 }
@@ -835,7 +836,6 @@ fn allocation_bound_holds_up_to_the_default_limit() {
 /// Reading only `schema_version` with a struct that ignores the other fields, then parsing the
 /// strict struct from the bytes, would keep both near 1 × the body.
 #[test]
-#[ignore = "known issue: the loose serde_json::Value parse amplifies memory 16x to 80x"]
 fn known_issue_allocation_bound_at_larger_limits() {
     for max in [256 << 10, 1 << 20, 8 << 20] {
         let n = (max - 2) / 2;
@@ -856,7 +856,6 @@ fn known_issue_allocation_bound_at_larger_limits() {
 /// than was encoded. Spec-written rates like `0.05` are not affected. Enabling `float_roundtrip` on
 /// serde_json fixes it.
 #[test]
-#[ignore = "known issue: serde_json without float_roundtrip changes some f64 lr by one ulp"]
 fn known_issue_arbitrary_lr_does_not_round_trip() {
     let mut rng = Rng(0x7a5c_0009);
     let mut changed = Vec::new();
@@ -882,7 +881,6 @@ fn known_issue_arbitrary_lr_does_not_round_trip() {
 /// `DecodeError::Malformed`, which the worker logs and puts in the `x-lucid-reason` header. In
 /// plain-text logs that is a log-injection vector (forged lines, terminal escapes).
 #[test]
-#[ignore = "known issue: malformed-message errors carry raw control characters from the body"]
 fn known_issue_error_messages_carry_raw_control_characters() {
     let valid: Value = serde_json::from_slice(&sample(&mut Rng(10)).encode()).expect("json");
     let mut bodies = Vec::new();

@@ -115,7 +115,10 @@ fn local(args: &LocalArgs) -> anyhow::Result<()> {
         progress: !args.quiet && std::io::stderr().is_terminal(),
     };
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
-    let summary = runtime.block_on(lucid_worker::local::run(config, shutdown_signal()))?;
+    let summary = runtime.block_on(lucid_worker::local::run(
+        config,
+        lucid_telemetry::shutdown_signal(),
+    ))?;
     println!(
         "{} of {} images stored ({} already there, {} rendered now)",
         summary.already_stored + summary.rendered,
@@ -236,32 +239,8 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let registry = prometheus::Registry::new();
         let health = lucid_telemetry::Health::new();
-        lucid_worker::serve::run(config, registry, health, shutdown_signal()).await
+        lucid_worker::serve::run(config, registry, health, lucid_telemetry::shutdown_signal()).await
     })
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-    tracing::info!("shutdown requested");
 }
 
 fn main() -> ExitCode {

@@ -128,8 +128,6 @@ pub async fn run(
     );
 
     tokio::pin!(shutdown);
-    let prefetch = u16::try_from((config.batch * 2).max(usize::from(config.spec.queue.prefetch)))
-        .unwrap_or(u16::MAX);
     let max_bytes = config.spec.queue.max_message_bytes;
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut groups: HashMap<String, Group> = HashMap::new();
@@ -153,7 +151,6 @@ pub async fn run(
                 continue;
             }
         };
-        let _ = prefetch;
         backoff = Duration::from_millis(500);
         health.set_ready(true);
         let mut tick = tokio::time::interval(Duration::from_millis(50));

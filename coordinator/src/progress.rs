@@ -23,6 +23,19 @@ pub struct StoredRun {
 }
 
 impl StoredRun {
+    /// Lists `run_prefix` in one pass and sorts the keys; returns the raw listing too.
+    pub async fn list(
+        store: &lucid_storage::Store,
+        run_prefix: &str,
+    ) -> crate::error::Result<(Vec<String>, Self)> {
+        let keys = store
+            .list(run_prefix)
+            .await
+            .map_err(|e| crate::error::Error::storage(format!("list {run_prefix}"), e))?;
+        let stored = Self::classify(run_prefix, &keys);
+        Ok((keys, stored))
+    }
+
     /// Sorts `keys` (a listing of `run_prefix`, which ends in `/`).
     pub fn classify(run_prefix: &str, keys: &[String]) -> Self {
         let mut stored = StoredRun::default();

@@ -19,7 +19,7 @@ use lucid_storage::Store;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::estimate::format_duration;
 use crate::progress::{LayerProgress, StoredRun, layer_progress, totals};
 use crate::submit::key_prefix;
@@ -121,11 +121,7 @@ pub async fn status(
 ) -> Result<StatusReport> {
     let prefix = key_prefix(spec)?;
     let run_prefix = prefix.run_prefix(&plan.run_id);
-    let keys = store
-        .list(&run_prefix)
-        .await
-        .map_err(|e| Error::storage(format!("list {run_prefix}"), e))?;
-    let stored = StoredRun::classify(&run_prefix, &keys);
+    let (_, stored) = StoredRun::list(store, &run_prefix).await?;
     let rows = layer_progress(plan, &stored);
     let (done, expected) = totals(&rows);
     let queue = match queue {

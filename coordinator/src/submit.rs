@@ -60,11 +60,7 @@ pub async fn submit(
     let prefix = key_prefix(spec)?;
     let plan = &run.plan;
     let run_prefix = prefix.run_prefix(&plan.run_id);
-    let keys = store
-        .list(&run_prefix)
-        .await
-        .map_err(|e| Error::storage(format!("list {run_prefix}"), e))?;
-    let stored = StoredRun::classify(&run_prefix, &keys);
+    let (_, stored) = StoredRun::list(store, &run_prefix).await?;
 
     let manifest_key = prefix.manifest_key(&plan.run_id);
     let manifest = RunManifest::new(spec, plan, CODE_VERSION, run.checkpoint_refs());

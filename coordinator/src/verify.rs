@@ -342,11 +342,7 @@ pub async fn fetch_and_check(
     prefix: &KeyPrefix,
 ) -> Result<VerifyReport> {
     let run_prefix = prefix.run_prefix(&plan.run_id);
-    let keys = store
-        .list(&run_prefix)
-        .await
-        .map_err(|e| Error::storage(format!("list {run_prefix}"), e))?;
-    let stored = StoredRun::classify(&run_prefix, &keys);
+    let (keys, stored) = StoredRun::list(store, &run_prefix).await?;
     let wanted: Vec<(String, bool)> = stored
         .sidecars
         .values()

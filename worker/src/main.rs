@@ -202,18 +202,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         .queue
         .resolve_uri(env_uri.as_deref(), uri_file.as_deref().map(str::trim));
     let device = args.device;
-    let batch = match (args.batch, spec.render.batch) {
-        (0, 0) if device == lucid_worker::device::DeviceChoice::Cpu => 8,
-        (0, 0) => {
-            if device.resolve().map(|d| d.is_cuda()).unwrap_or(false) {
-                256
-            } else {
-                8
-            }
-        }
-        (0, b) => b as usize,
-        (b, _) => b,
-    };
+    let batch = batch_size(args.batch, &spec, device);
     let worker_id = args.worker_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_string())

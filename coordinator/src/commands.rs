@@ -48,24 +48,19 @@ pub async fn plan(args: &SpecArgs, rate_file: Option<&std::path::Path>) -> Resul
         Some(path) => RateTable::load(path)?,
         None => RateTable::h200_defaults(),
     };
-    let run = plan_run(
-        &spec,
-        &ModelCache::from_env().map_err(|e| Error::storage("locate the model cache", e))?,
-        Digests::Skip,
-    )
-    .await?;
+    let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     Ok(render_report(&run.plan, &estimate(&run.plan, &table)))
+}
+
+/// The model cache named by the environment (see [`ModelCache::from_env`]).
+fn model_cache() -> Result<ModelCache> {
+    ModelCache::from_env().map_err(|e| Error::storage("locate the model cache", e))
 }
 
 /// `submit`: see [`crate::submit`].
 pub async fn submit(args: &SpecArgs, confirm_window: usize) -> Result<String> {
     let spec = args.load()?;
-    let run = plan_run(
-        &spec,
-        &ModelCache::from_env().map_err(|e| Error::storage("locate the model cache", e))?,
-        Digests::Compute,
-    )
-    .await?;
+    let run = plan_run(&spec, &model_cache()?, Digests::Compute).await?;
     let store = open_store(&spec).await?;
     store
         .ensure_bucket()
@@ -80,12 +75,7 @@ pub async fn submit(args: &SpecArgs, confirm_window: usize) -> Result<String> {
 /// `status`: see [`crate::status`].
 pub async fn status(args: &SpecArgs, rabbit_api: &str, sample: usize) -> Result<String> {
     let spec = args.load()?;
-    let run = plan_run(
-        &spec,
-        &ModelCache::from_env().map_err(|e| Error::storage("locate the model cache", e))?,
-        Digests::Skip,
-    )
-    .await?;
+    let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     let store = open_store(&spec).await?;
     let connected = connect_broker(&spec).await;
     let report = match &connected {
@@ -150,12 +140,7 @@ pub async fn cancel(args: &SpecArgs) -> Result<String> {
 /// `verify`: the report, and whether it found no violation.
 pub async fn verify(args: &SpecArgs) -> Result<VerifyReport> {
     let spec = args.load()?;
-    let run = plan_run(
-        &spec,
-        &ModelCache::from_env().map_err(|e| Error::storage("locate the model cache", e))?,
-        Digests::Skip,
-    )
-    .await?;
+    let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     let store = open_store(&spec).await?;
     crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?).await
 }
@@ -188,12 +173,7 @@ pub async fn watch(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let spec = args.load()?;
-    let run = plan_run(
-        &spec,
-        &ModelCache::from_env().map_err(|e| Error::storage("locate the model cache", e))?,
-        Digests::Skip,
-    )
-    .await?;
+    let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     let store = open_store(&spec).await?;
     let amqp_uri = crate::services::amqp_uri(&spec.queue)?;
     let config = crate::watch::WatchConfig {

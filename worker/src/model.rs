@@ -208,19 +208,11 @@ impl AlexNet {
 
     /// The smallest square input side for which layer `target` yields at least one output unit.
     pub fn min_input_side(&self, target: usize) -> usize {
-        // Walk back from one output unit through every convolution and pool.
-        let mut side = 1usize;
-        for i in (0..=target).rev() {
-            let spec = &self.layers[i].spec;
-            if i < target && spec.pool_after {
-                side = (side - 1) * 2 + 3;
-            }
-            side = match spec.padding {
-                Padding::Valid => (side - 1) * spec.stride + spec.kernel,
-                Padding::Same => (side - 1) * spec.stride + 1,
-            };
-        }
-        side
+        // the layer table's own geometry decides; the search stops at a few hundred px
+        let name = &self.layers[target].spec.name;
+        (1..)
+            .find(|&n| self.spec.output_side(name, n).is_ok())
+            .unwrap_or(usize::MAX)
     }
 
     /// A `[n]` int64 tensor on the model's device.

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use super::objective::{Objective, diversity_penalty, evaluate as objective_of};
 use super::param::{INIT_SD, ImageParam, ParamKind, variable_shape};
@@ -594,14 +594,10 @@ impl Adam {
     }
 }
 
-/// The device a batch ran on, for metadata.
-pub fn device_name(device: Device) -> String {
-    crate::device::describe(device)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Device;
 
     #[test]
     fn redirect_applies_only_where_nothing_gets_through() {

@@ -128,11 +128,6 @@ impl ImageParam {
         };
         t.sigmoid()
     }
-
-    /// The parameterisation kind.
-    pub fn kind(&self) -> ParamKind {
-        self.kind
-    }
 }
 
 /// Converts `[B, 3, H, W]` images in [0, 1] to 8-bit interleaved RGB rows, one `Vec` per image.

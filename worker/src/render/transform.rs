@@ -13,7 +13,7 @@
 
 pub use lucid_proto::spec::Transforms as TransformSet;
 use rand::Rng;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Padding of step 1, in pixels.
 pub const PAD: i64 = 12;
@@ -25,6 +25,11 @@ pub const JITTER_2: i64 = 4;
 pub const ANGLES: [i64; 26] = [
     -10, -9, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 0, 0, 0,
 ];
+
+/// Side of the scale step's input for `size` px images: after the pad and the first jitter.
+pub fn scale_input_side(size: usize) -> i64 {
+    size as i64 + 2 * PAD - JITTER_1
+}
 
 /// The eleven scale factors `1 + (i − 5)/50`.
 pub fn scales() -> [f64; 11] {
@@ -46,7 +51,7 @@ pub fn scaled_side(side: i64, scale: f64) -> i64 {
 /// and `R` the rotation. Returns the `[2, 3]` matrix row-major, and the output side.
 pub fn fused_affine(size: usize, draw: &Draw) -> ([f32; 6], i64) {
     let padded = size as f64 + 2.0 * PAD as f64;
-    let scale_input = size as i64 + 2 * PAD - JITTER_1;
+    let scale_input = scale_input_side(size);
     let scaled = scaled_side(scale_input, scales()[draw.scale]);
     let out = scaled - JITTER_2;
     let r = scale_input as f64 / scaled as f64;
@@ -116,8 +121,6 @@ impl Draw {
 #[derive(Debug)]
 pub struct Transforms {
     set: TransformSet,
-    /// Side after pad and the first jitter (the input of the scale step).
-    scale_input: i64,
     /// Per scale: `(R_y [out, in], R_xᵀ [in, out])` interpolation matrices.
     resize: Vec<(Tensor, Tensor)>,
     /// Per non-zero angle: the `[1, 2, 3]` rotation matrix, already on the device (no per-step copy).
@@ -130,7 +133,7 @@ pub struct Transforms {
 impl Transforms {
     /// Prepares the transforms for `size` x `size` images.
     pub fn new(set: TransformSet, size: usize, device: Device) -> Self {
-        let scale_input = size as i64 + 2 * PAD - JITTER_1;
+        let scale_input = scale_input_side(size);
         let resize = match set {
             TransformSet::Standard => scales()
                 .iter()
@@ -151,7 +154,6 @@ impl Transforms {
         };
         Self {
             set,
-            scale_input,
             resize,
             rotations,
             fused: None,
@@ -197,9 +199,7 @@ impl Transforms {
     /// The smallest side the network can be shown for `size` px images.
     pub fn min_output_side(set: TransformSet, size: usize) -> i64 {
         match set {
-            TransformSet::Standard => {
-                scaled_side(size as i64 + 2 * PAD - JITTER_1, scales()[0]) - JITTER_2
-            }
+            TransformSet::Standard => scaled_side(scale_input_side(size), scales()[0]) - JITTER_2,
             TransformSet::None => size as i64,
         }
     }
@@ -218,11 +218,6 @@ impl Transforms {
             None => scaled,
         };
         crop(&rotated, JITTER_2, draw.jitter_2)
-    }
-
-    /// Side of the scale step's input (after pad and first jitter).
-    pub fn scale_input(&self) -> i64 {
-        self.scale_input
     }
 }
 
@@ -270,28 +265,29 @@ pub fn rotate_by(x: &Tensor, theta: &Tensor) -> Tensor {
     x.grid_sampler(&grid, 0, 0, true)
 }
 
-/// Rotates a square batch by `degrees` about its centre (identity for 0).
-pub fn rotate(x: &Tensor, degrees: i64, device: Device) -> Tensor {
-    if degrees == 0 {
-        return x.shallow_clone();
-    }
-    rotate_by(x, &rotation_matrix(degrees).to_device(device))
-}
-
 /// Draws `n` steps of transform choices.
 pub fn draw_plan(rng: &mut impl Rng, n: usize) -> Vec<Draw> {
     (0..n).map(|_| Draw::sample(rng)).collect()
 }
 
-/// A `[1, 3, n, n]` test pattern on the CPU; used by tests.
-#[doc(hidden)]
-pub fn ramp(n: i64) -> Tensor {
-    Tensor::arange(n * n * 3, (Kind::Float, Device::Cpu)).view([1, 3, n, n]) / (n * n * 3) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Kind;
+
+    /// A `[1, 3, n, n]` test pattern.
+    fn ramp(n: i64) -> Tensor {
+        Tensor::arange(n * n * 3, (Kind::Float, Device::Cpu)).view([1, 3, n, n])
+            / (n * n * 3) as f64
+    }
+
+    /// Rotates by `degrees` about the centre (identity for 0).
+    fn rotate(x: &Tensor, degrees: i64, device: Device) -> Tensor {
+        if degrees == 0 {
+            return x.shallow_clone();
+        }
+        rotate_by(x, &rotation_matrix(degrees).to_device(device))
+    }
     use rand::SeedableRng;
 
     #[test]

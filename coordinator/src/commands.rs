@@ -1,6 +1,7 @@
 //! One function per subcommand, as the binary runs them: load the spec, plan, connect, act, and
 //! return the text to print.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -137,12 +138,88 @@ pub async fn cancel(args: &SpecArgs) -> Result<String> {
     ))
 }
 
-/// `verify`: the report, and whether it found no violation.
-pub async fn verify(args: &SpecArgs) -> Result<VerifyReport> {
+/// What `verify` checks besides the stored objects.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// Read the dead-letter queue (the run's dead letters are listed; a planned task among them is a
+    /// violation).
+    pub queue: bool,
+    /// The exact set of ids the run's dead letters must be (implies `queue`).
+    pub expect_dead: Option<BTreeSet<String>>,
+    /// At most this many dead letters are read.
+    pub dead_limit: usize,
+    /// A `lucid-coordinator watch` `/metrics` URL whose gauges must agree.
+    pub metrics_url: Option<String>,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            queue: true,
+            expect_dead: None,
+            dead_limit: 10_000,
+            metrics_url: None,
+        }
+    }
+}
+
+/// `verify`: the report (see [`crate::verify`]): stored objects, then the dead-letter queue, then
+/// the metrics, as `options` asks.
+pub async fn verify(args: &SpecArgs, options: &VerifyOptions) -> Result<VerifyReport> {
     let spec = args.load()?;
     let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     let store = open_store(&spec).await?;
-    crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?).await
+    let mut report = crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?).await?;
+    let mut dead_depth = None;
+    if options.queue || options.expect_dead.is_some() {
+        let (broker, _uri) = connect_broker(&spec).await?;
+        // one more than the limit tells a full read from a truncated one
+        let letters = broker.peek_dead(options.dead_limit.saturating_add(1)).await;
+        close(&broker).await;
+        let letters = letters
+            .map_err(|e| Error::queue(format!("read {}", spec.queue.dead_letter_queue), e))?;
+        let truncated = (letters.len() > options.dead_limit).then_some(options.dead_limit);
+        dead_depth = truncated.is_none().then_some(letters.len());
+        let ours = crate::verify::RunDeadLetter::of_run(spec.run_id.as_str(), &letters);
+        crate::verify::check_dead_letters(
+            &run.plan,
+            &mut report,
+            ours,
+            options.expect_dead.as_ref(),
+            truncated,
+        );
+    }
+    if let Some(url) = &options.metrics_url {
+        let exposition = fetch_text(url).await?;
+        crate::verify::check_metrics(
+            &run.plan,
+            &mut report,
+            &exposition,
+            &spec.queue.dead_letter_queue,
+            dead_depth,
+        );
+    }
+    Ok(report)
+}
+
+/// The body of a GET of `url`, which must answer 200.
+async fn fetch_text(url: &str) -> Result<String> {
+    let failed = |message: String| Error::MetricsRead {
+        url: url.to_owned(),
+        message,
+    };
+    let response = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| failed(e.to_string()))?
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(failed(format!("HTTP {}", response.status())));
+    }
+    response.text().await.map_err(|e| failed(e.to_string()))
 }
 
 /// `gallery`: builds the run's static HTML gallery and uploads it next to the run's objects.

@@ -63,6 +63,14 @@ pub enum Error {
         /// The queue crate's error.
         source: BoxError,
     },
+    /// A metrics endpoint could not be read.
+    #[error("cannot read metrics from {url}: {message}")]
+    MetricsRead {
+        /// The URL.
+        url: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The stored run manifest disagrees with the run about to be submitted.
     #[error("run manifest {key} conflicts with this spec: {difference}; use a new run_id")]
     ManifestConflict {

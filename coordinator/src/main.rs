@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lucid_coordinator::commands::{self, SpecArgs, WatchArgs};
+use lucid_coordinator::commands::{self, SpecArgs, VerifyOptions, WatchArgs};
 use lucid_coordinator::gallery::GalleryArgs;
 use lucid_coordinator::services::{DEFAULT_RABBIT_API, RABBIT_API_ENV};
 use lucid_coordinator::status::DEFAULT_RATE_SAMPLE;
@@ -123,6 +123,21 @@ enum Command {
         /// Verify this run instead of the spec's run_id.
         #[arg(long)]
         run: Option<String>,
+        /// The ids (task ids or message ids) the run's dead letters must be, exactly; repeat or
+        /// comma-separate them, or give the flag alone to require none. Without it the run's dead
+        /// letters are listed, and only planned tasks among them are violations.
+        #[arg(long, num_args = 0.., value_delimiter = ',')]
+        expect_dead: Option<Vec<String>>,
+        /// Read at most this many dead letters; more is reported as a violation.
+        #[arg(long, default_value_t = VerifyOptions::default().dead_limit)]
+        dead_limit: usize,
+        /// Check only the stored objects, not the dead-letter queue.
+        #[arg(long, conflicts_with = "expect_dead")]
+        skip_queue: bool,
+        /// A `lucid-coordinator watch` /metrics URL: its run and dead-letter gauges must agree
+        /// with what is stored and queued.
+        #[arg(long)]
+        metrics: Option<String>,
     },
     /// Build the run's static HTML gallery and upload it under {prefix}/{run}/gallery/.
     ///
@@ -209,8 +224,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Cancel { spec, run } => {
             commands::cancel(&spec.args().with_run(run.as_deref())).await?
         }
-        Command::Verify { spec, run } => {
-            let report = commands::verify(&spec.args().with_run(run.as_deref())).await?;
+        Command::Verify {
+            spec,
+            run,
+            expect_dead,
+            dead_limit,
+            skip_queue,
+            metrics,
+        } => {
+            let options = VerifyOptions {
+                queue: !skip_queue,
+                expect_dead: expect_dead.map(|ids| ids.into_iter().collect()),
+                dead_limit,
+                metrics_url: metrics,
+            };
+            let report = commands::verify(&spec.args().with_run(run.as_deref()), &options).await?;
             print!("{report}");
             return Ok(if report.ok() {
                 ExitCode::SUCCESS

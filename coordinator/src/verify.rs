@@ -8,7 +8,7 @@
 //! and task id, with the plan's settings; each PNG starts with the PNG signature and an `IHDR` of
 //! `size × size`, and hashes to the sidecar's `png_sha256`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use futures::StreamExt;
@@ -69,7 +69,7 @@ pub struct Fetched {
 }
 
 /// One broken rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Violation {
     /// The run has no `run.json`.
     MissingManifest {
@@ -133,6 +133,46 @@ pub enum Violation {
         /// The PNG's key.
         key: String,
     },
+    /// A planned task of the run sits in the dead-letter queue.
+    DeadLettered {
+        /// The task id.
+        task: String,
+        /// Why it was dead-lettered.
+        reason: String,
+    },
+    /// A dead letter of the run that was not expected (only with an expected set).
+    UnexpectedDeadLetter {
+        /// Its id.
+        id: String,
+        /// Why it was dead-lettered.
+        reason: String,
+    },
+    /// An expected dead letter that is not in the dead-letter queue.
+    MissingDeadLetter {
+        /// Its id.
+        id: String,
+    },
+    /// The same id more than once in the dead-letter queue.
+    DuplicateDeadLetter {
+        /// Its id.
+        id: String,
+        /// How many copies.
+        copies: usize,
+    },
+    /// The dead-letter queue held more messages than were read, so the check is incomplete.
+    DeadLettersTruncated {
+        /// How many were read.
+        limit: usize,
+    },
+    /// A metric disagrees with what is stored or queued.
+    MetricDisagrees {
+        /// The series, as `name{labels}`.
+        series: String,
+        /// What the store or queue says.
+        expected: f64,
+        /// The metric's value, `None` when the series is absent.
+        found: Option<f64>,
+    },
 }
 
 impl fmt::Display for Violation {
@@ -165,12 +205,47 @@ impl fmt::Display for Violation {
             Violation::PngDigest { key } => {
                 write!(f, "png {key}: sha256 differs from its sidecar's png_sha256")
             }
+            Violation::DeadLettered { task, reason } => {
+                write!(
+                    f,
+                    "planned task {task} is in the dead-letter queue: {reason}"
+                )
+            }
+            Violation::UnexpectedDeadLetter { id, reason } => {
+                write!(f, "unexpected dead letter {id}: {reason}")
+            }
+            Violation::MissingDeadLetter { id } => {
+                write!(
+                    f,
+                    "expected dead letter {id} is not in the dead-letter queue"
+                )
+            }
+            Violation::DuplicateDeadLetter { id, copies } => {
+                write!(
+                    f,
+                    "dead letter {id} is in the dead-letter queue {copies} times"
+                )
+            }
+            Violation::DeadLettersTruncated { limit } => write!(
+                f,
+                "the dead-letter queue holds more than the {limit} messages read; not all were checked"
+            ),
+            Violation::MetricDisagrees {
+                series,
+                expected,
+                found: Some(found),
+            } => write!(f, "metric {series} is {found}, expected {expected}"),
+            Violation::MetricDisagrees {
+                series,
+                expected,
+                found: None,
+            } => write!(f, "metric {series} is absent, expected {expected}"),
         }
     }
 }
 
 /// The outcome of a verification.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct VerifyReport {
     /// Planned tasks.
     pub expected: u64,
@@ -178,8 +253,10 @@ pub struct VerifyReport {
     pub complete: u64,
     /// Objects listed.
     pub listed: u64,
-    /// Every broken rule, in plan order, then unexpected keys.
+    /// Every broken rule, in plan order, then unexpected keys, then dead-letter and metric checks.
     pub violations: Vec<Violation>,
+    /// The run's dead letters, when the dead-letter queue was read ([`check_dead_letters`]).
+    pub dead_letters: Option<Vec<RunDeadLetter>>,
 }
 
 impl VerifyReport {
@@ -199,6 +276,12 @@ impl fmt::Display for VerifyReport {
             self.listed,
             self.violations.len()
         )?;
+        if let Some(dead) = &self.dead_letters {
+            writeln!(f, "{} dead letters of this run", dead.len())?;
+            for d in dead {
+                writeln!(f, "  dead {}: {}", d.id, d.reason)?;
+            }
+        }
         for v in &self.violations {
             writeln!(f, "  {v}")?;
         }
@@ -298,6 +381,149 @@ pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched
         complete,
         listed: keys.len() as u64,
         violations,
+        dead_letters: None,
+    }
+}
+
+/// A dead letter that belongs to the run: its id (the message id) and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDeadLetter {
+    /// The message id (a task id for tasks the coordinator published).
+    pub id: String,
+    /// `x-lucid-reason`, or the broker's `x-death` reason, or `(no reason)`.
+    pub reason: String,
+}
+
+impl RunDeadLetter {
+    /// The dead letters of `letters` that belong to run `run`: those whose message id starts with
+    /// `{run}/`, and those without one whose body names the run in `run_id`.
+    pub fn of_run(run: &str, letters: &[lucid_queue::DeadLetter]) -> Vec<Self> {
+        let prefix = format!("{run}/");
+        letters
+            .iter()
+            .filter_map(|letter| {
+                let id = match &letter.message_id {
+                    Some(id) if id.starts_with(&prefix) => id.clone(),
+                    Some(_) => return None,
+                    None => {
+                        let body: serde_json::Value = serde_json::from_slice(&letter.body).ok()?;
+                        if body.get("run_id")?.as_str()? != run {
+                            return None;
+                        }
+                        body.get("task_id")
+                            .and_then(|t| t.as_str())
+                            .unwrap_or("(no message id)")
+                            .to_owned()
+                    }
+                };
+                let reason = letter
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "(no reason)".to_owned());
+                Some(Self { id, reason })
+            })
+            .collect()
+    }
+}
+
+/// Checks the run's dead letters: no planned task may be among them, no id twice, and with
+/// `expected` they must be exactly that set. `truncated` says the queue held more than was read.
+/// Records the letters in the report. Pure.
+pub fn check_dead_letters(
+    plan: &Plan,
+    report: &mut VerifyReport,
+    dead: Vec<RunDeadLetter>,
+    expected: Option<&BTreeSet<String>>,
+    truncated: Option<usize>,
+) {
+    let run = &plan.run_id;
+    let planned: BTreeSet<String> = plan
+        .seeds
+        .iter()
+        .flat_map(|seed| {
+            seed.layers.iter().flat_map(move |layer| {
+                layer
+                    .channels
+                    .iter()
+                    .map(move |&c| task_id(run, &seed.seed, &layer.layer, c))
+            })
+        })
+        .collect();
+    let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
+    for d in &dead {
+        *copies.entry(d.id.as_str()).or_default() += 1;
+    }
+    let violations = &mut report.violations;
+    for (id, n) in &copies {
+        if *n > 1 {
+            violations.push(Violation::DuplicateDeadLetter {
+                id: (*id).to_owned(),
+                copies: *n,
+            });
+        }
+    }
+    for d in &dead {
+        if planned.contains(&d.id) {
+            violations.push(Violation::DeadLettered {
+                task: d.id.clone(),
+                reason: d.reason.clone(),
+            });
+        } else if expected.is_some_and(|e| !e.contains(&d.id)) {
+            violations.push(Violation::UnexpectedDeadLetter {
+                id: d.id.clone(),
+                reason: d.reason.clone(),
+            });
+        }
+    }
+    for id in expected.into_iter().flatten() {
+        if !copies.contains_key(id.as_str()) {
+            violations.push(Violation::MissingDeadLetter { id: id.clone() });
+        }
+    }
+    if let Some(limit) = truncated {
+        violations.push(Violation::DeadLettersTruncated { limit });
+    }
+    report.dead_letters = Some(dead);
+}
+
+/// Checks a `lucid-coordinator watch` exposition against the report: `lucid_run_tasks_expected`
+/// and `lucid_run_tasks_completed` of the run must equal the planned and complete counts, and
+/// (when the dead-letter queue was read) `lucid_queue_dead_messages` of `dead_letter_queue` must
+/// equal `dead_in_queue`, the queue's whole depth. Pure.
+pub fn check_metrics(
+    plan: &Plan,
+    report: &mut VerifyReport,
+    exposition: &str,
+    dead_letter_queue: &str,
+    dead_in_queue: Option<usize>,
+) {
+    let run = plan.run_id.as_str();
+    let mut expect = |name: &str, label: (&str, &str), expected: f64| {
+        let found = lucid_telemetry::sample_value(exposition, name, &[label]);
+        if found != Some(expected) {
+            report.violations.push(Violation::MetricDisagrees {
+                series: format!("{name}{{{}=\"{}\"}}", label.0, label.1),
+                expected,
+                found,
+            });
+        }
+    };
+    expect(
+        "lucid_run_tasks_expected",
+        ("run", run),
+        report.expected as f64,
+    );
+    expect(
+        "lucid_run_tasks_completed",
+        ("run", run),
+        report.complete as f64,
+    );
+    if let Some(depth) = dead_in_queue {
+        expect(
+            "lucid_queue_dead_messages",
+            ("queue", dead_letter_queue),
+            depth as f64,
+        );
     }
 }
 

@@ -4,6 +4,7 @@
 //!
 //! Each test gets its own temp dir, run id and queue names, so tests run in parallel.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -504,6 +505,126 @@ async fn verify_check_is_pure() {
 }
 
 #[tokio::test]
+async fn verify_checks_dead_letters_and_metrics() {
+    let Some(t) = TestRun::new("verifydead", "0") else {
+        return;
+    };
+    let spec = t.spec(&["layers=fc8"]);
+    let plan = t.plan(&spec).await;
+    let prefix = t.prefix(&spec);
+    let tasks: Vec<TaskMessage> = plan.tasks().collect();
+    let report = || {
+        verify::check(
+            &plan,
+            &prefix,
+            &[prefix.manifest_key(&plan.run_id)],
+            &Fetched::default(),
+        )
+    };
+    let letter = |id: Option<&str>, body: &str, reason: &str| lucid_queue::DeadLetter {
+        message_id: id.map(str::to_owned),
+        body: body.as_bytes().to_vec(),
+        reason: Some(reason.to_owned()),
+        deaths: 0,
+    };
+    let poison = format!("{}/malformed", plan.run_id);
+    let letters = vec![
+        letter(Some(&poison), "{", "malformed task message"),
+        letter(Some(&tasks[0].task_id), "", "cannot load model"),
+        letter(Some("other-run/x/conv1/0000"), "", "not ours"),
+        letter(
+            None,
+            &format!(
+                r#"{{"run_id":"{}","task_id":"{}/y"}}"#,
+                plan.run_id, plan.run_id
+            ),
+            "no id",
+        ),
+        letter(Some(&poison), "{", "malformed task message"),
+    ];
+    let ours = verify::RunDeadLetter::of_run(plan.run_id.as_str(), &letters);
+    assert_eq!(ours.len(), 4, "{ours:?}");
+
+    let mut r = report();
+    let before = r.violations.len();
+    let expected: BTreeSet<String> = [poison.clone(), format!("{}/absent", plan.run_id)].into();
+    verify::check_dead_letters(&plan, &mut r, ours.clone(), Some(&expected), None);
+    let new: Vec<String> = r.violations[before..]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert!(
+        new.contains(&format!(
+            "dead letter {poison} is in the dead-letter queue 2 times"
+        )),
+        "{new:?}"
+    );
+    assert!(
+        new.iter().any(|v| v.starts_with(&format!(
+            "planned task {} is in the dead-letter queue: cannot load model",
+            tasks[0].task_id
+        ))),
+        "{new:?}"
+    );
+    assert!(
+        new.contains(&format!("unexpected dead letter {}/y: no id", plan.run_id)),
+        "{new:?}"
+    );
+    assert!(
+        new.contains(&format!(
+            "expected dead letter {}/absent is not in the dead-letter queue",
+            plan.run_id
+        )),
+        "{new:?}"
+    );
+    assert_eq!(new.len(), 4, "{new:?}");
+    assert!(r.to_string().contains("4 dead letters of this run"));
+
+    // without an expected set only the planned task counts
+    let mut r = report();
+    let before = r.violations.len();
+    verify::check_dead_letters(&plan, &mut r, ours[..1].to_vec(), None, Some(10));
+    let new: Vec<String> = r.violations[before..]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(
+        new,
+        vec![
+            "the dead-letter queue holds more than the 10 messages read; not all were checked"
+                .to_string()
+        ]
+    );
+
+    // metrics: expected and completed of the run, the dead-letter queue's depth
+    let run = plan.run_id.as_str();
+    let exposition = format!(
+        "lucid_run_tasks_expected{{run=\"{run}\"}} 2\nlucid_run_tasks_completed{{run=\"{run}\"}} 1\nlucid_queue_dead_messages{{queue=\"d\"}} 3\n"
+    );
+    let mut r = report();
+    let before = r.violations.len();
+    verify::check_metrics(&plan, &mut r, &exposition, "d", Some(3));
+    let new: Vec<String> = r.violations[before..]
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    assert_eq!(
+        new,
+        vec![format!(
+            "metric lucid_run_tasks_completed{{run=\"{run}\"}} is 1, expected 0"
+        )]
+    );
+    let mut r = report();
+    let before = r.violations.len();
+    verify::check_metrics(&plan, &mut r, "", "d", Some(0));
+    assert_eq!(
+        r.violations.len() - before,
+        3,
+        "absent series are violations"
+    );
+}
+
+#[tokio::test]
 async fn retry_dead_and_cancel() {
     let Some(t) = TestRun::new("dead", "0") else {
         return;
@@ -533,6 +654,21 @@ async fn retry_dead_and_cancel() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // verify reads the dead-letter queue: a planned task there is a violation
+    let out = t.cli(&["verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(stdout.contains("1 dead letters of this run"), "{stdout}");
+    assert!(
+        stdout.contains("is in the dead-letter queue: test gave up"),
+        "{stdout}"
+    );
+    let out = t.cli(&["verify", "--skip-queue"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !stdout.contains("dead letters of this run"),
+        "--skip-queue reads no queue: {stdout}"
+    );
     let out = t.ok(&["retry-dead"]);
     assert!(out.contains("moved 1 dead-lettered tasks"), "{out}");
     let s = wait_ready(&broker, 16).await;

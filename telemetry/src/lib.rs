@@ -248,3 +248,48 @@ mod tests {
             .expect("server task");
     }
 }
+
+/// The value of the first sample `name` in the Prometheus text exposition `text` whose labels
+/// include every `(label, value)` pair of `labels`; `None` when no sample matches or its value does
+/// not parse. Label values are compared as written (escaped) in the exposition.
+pub fn sample_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (sample_name, label_text) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}')?),
+                None => (series, ""),
+            };
+            if sample_name != name {
+                return None;
+            }
+            let pairs: Vec<&str> = label_text
+                .split("\",")
+                .map(|p| p.trim_end_matches('"'))
+                .collect();
+            let all = labels
+                .iter()
+                .all(|(k, v)| pairs.iter().any(|p| p.split_once("=\"") == Some((k, v))));
+            if all { value.parse().ok() } else { None }
+        })
+}
+
+#[cfg(test)]
+mod sample_tests {
+    use super::sample_value;
+
+    const TEXT: &str = "# HELP x y\n# TYPE a counter\na{outcome=\"ok\",run=\"r1\"} 3\na{outcome=\"okish\",run=\"r1\"} 5\nb 7.5\n";
+
+    #[test]
+    fn finds_samples_by_name_and_exact_labels() {
+        assert_eq!(sample_value(TEXT, "a", &[("outcome", "ok")]), Some(3.0));
+        assert_eq!(
+            sample_value(TEXT, "a", &[("outcome", "okish"), ("run", "r1")]),
+            Some(5.0)
+        );
+        assert_eq!(sample_value(TEXT, "a", &[("run", "r2")]), None);
+        assert_eq!(sample_value(TEXT, "b", &[]), Some(7.5));
+        assert_eq!(sample_value(TEXT, "c", &[]), None);
+    }
+}

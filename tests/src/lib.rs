@@ -536,24 +536,7 @@ pub fn scrape(url: &str) -> String {
 
 /// The value of the sample `name` whose labels include every `(label, value)` of `labels` in a
 /// Prometheus text exposition; `None` when there is none.
-pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (sample_name, label_text) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            if sample_name != name {
-                return None;
-            }
-            let all = labels
-                .iter()
-                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
-            if all { value.parse().ok() } else { None }
-        })
-}
+pub use lucid_telemetry::sample_value as metric_value;
 
 /// The sample names (`lucid_worker_phase_seconds_bucket`, …) of a Prometheus text exposition.
 pub fn sample_names(text: &str) -> BTreeSet<String> {
@@ -1372,6 +1355,123 @@ pub fn promql_metric_names(expr: &str) -> BTreeSet<String> {
         }
     }
     names
+}
+
+// ------------------------------------------------------------- per-process environment (TLS tests)
+//
+// Additive helpers for tests whose processes need an environment other than the services' one
+// (tests/tls.rs sets and removes `LUCID_CA_FILE`). The spec's `storage.endpoint` and `queue.uri`, and
+// the `LUCID_AMQP_URI` every process gets, come from the `Services` a `TestRun` is built from: to
+// point a run elsewhere (e.g. at TLS front-ends), build it from a clone of `Services` whose
+// `amqp_uri` and `s3_endpoint` are changed, or pass `--set storage.endpoint=…` in `sets`.
+
+/// One change to a child process's environment, applied after the services' variables:
+/// `(name, Some(value))` sets `name`, `(name, None)` removes it.
+pub type EnvChange<'a> = (&'a str, Option<&'a str>);
+
+impl TestRun {
+    /// [`TestRun::command`] with `env` applied.
+    fn command_with_env(&self, binary_name: &str, env: &[EnvChange<'_>]) -> Command {
+        let mut command = self.command(binary_name);
+        for (name, value) in env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        command
+    }
+
+    /// Like [`TestRun::coordinator_with_sets`], with `env` applied to the process's environment.
+    pub fn coordinator_with_env(
+        &self,
+        subcommand: &str,
+        sets: &[&str],
+        extra: &[&str],
+        env: &[EnvChange<'_>],
+    ) -> CommandOutput {
+        let mut command = self.command_with_env("lucid-coordinator", env);
+        command.arg(subcommand).args(self.spec_args());
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        command.args(extra);
+        let n = self.commands.fetch_add(1, Ordering::Relaxed);
+        ProcessGuard::spawn(
+            &format!("coordinator-{subcommand}-{n}"),
+            command,
+            self.dir.path(),
+        )
+        .finish(COORDINATOR_TIMEOUT)
+    }
+
+    /// Like [`TestRun::wait_verified`], running `verify` with `env` applied.
+    pub fn wait_verified_with_env(&self, timeout: Duration, env: &[EnvChange<'_>]) -> String {
+        let started = Instant::now();
+        loop {
+            let output = self.coordinator_with_env("verify", &[], &[], env);
+            if output.status.success() {
+                return output.stdout;
+            }
+            let last = format!("{}{}", tail(&output.stdout, 15), tail(&output.stderr, 5));
+            assert!(
+                started.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for `lucid-coordinator verify` of run {} to pass; last report:\n{last}",
+                self.run_id
+            );
+            std::thread::sleep(Duration::from_secs(2));
+        }
+    }
+
+    /// Like [`TestRun::spawn_worker`], with `env` applied to the process's environment.
+    pub fn spawn_worker_with_env(
+        &self,
+        name: &str,
+        sets: &[&str],
+        env: &[EnvChange<'_>],
+    ) -> Worker {
+        let port = free_port();
+        let mut command = self.command_with_env("lucid-worker", env);
+        command.arg("serve").args(self.spec_args());
+        for set in sets {
+            command.args(["--set", set]);
+        }
+        command.args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--device",
+            "cpu",
+            "--batch",
+            "4",
+            "--linger-ms",
+            "300",
+            "--worker-id",
+            name,
+            "--drain-timeout-secs",
+            &WORKER_DRAIN_TIMEOUT.as_secs().to_string(),
+            "--log-format",
+            "json",
+        ]);
+        let mut worker = Worker {
+            process: ProcessGuard::spawn(name, command, self.dir.path()),
+            port,
+        };
+        let ready_url = format!("{}/readyz", worker.base_url());
+        wait_until(
+            WORKER_READY_TIMEOUT,
+            &format!("worker {name} to answer 200 on {ready_url}"),
+            || {
+                if let Some(status) = worker.process.try_wait() {
+                    panic!(
+                        "worker {name} exited with {status} before it was ready; stderr:\n{}",
+                        tail(&worker.process.stderr(), 40)
+                    );
+                }
+                self.services.get_status(&ready_url) == Some(200)
+            },
+        );
+        worker
+    }
 }
 
 #[cfg(test)]

@@ -81,6 +81,13 @@ impl StorageError {
         )
     }
 
+    /// Whether the failure is this machine's own (a local file-system operation: full disk, an
+    /// unwritable folder) rather than the task's or the remote store's: another worker may well
+    /// succeed, so the task must go back to the queue and this worker should stop taking work.
+    pub fn is_local_fault(&self) -> bool {
+        matches!(self, StorageError::Io { .. })
+    }
+
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         StorageError::Io {
             op,

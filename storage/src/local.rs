@@ -114,7 +114,9 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it into place; a failed write
+/// leaves no partial file behind. Shared with the model cache.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(StorageError::io(
             "write",

@@ -124,7 +124,7 @@ impl ModelCache {
                 location: location.to_string(),
                 reason: format!("object {key} was listed but is gone"),
             })?;
-            write_atomically(&target, &bytes)?;
+            crate::local::write_atomically(&target, &bytes)?;
             tracing::info!(key = %key, path = %target.display(), bytes = bytes.len(), "downloaded model file");
         }
         Ok(dir)
@@ -140,31 +140,6 @@ fn safe_join(dir: &Path, relative: &str) -> Option<PathBuf> {
     rel.components()
         .all(|c| matches!(c, Component::Normal(_)))
         .then(|| dir.join(rel))
-}
-
-/// Writes `bytes` to a temporary file beside `target` and renames it into place.
-fn write_atomically(target: &Path, bytes: &[u8]) -> Result<()> {
-    let parent = target.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|source| StorageError::Io {
-        op: "create cache folder",
-        path: parent.to_path_buf(),
-        source,
-    })?;
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|source| StorageError::Io {
-        op: "write",
-        path: tmp.clone(),
-        source,
-    })?;
-    std::fs::rename(&tmp, target).map_err(|source| StorageError::Io {
-        op: "move into place",
-        path: target.to_path_buf(),
-        source,
-    })
 }
 
 #[cfg(test)]

@@ -939,12 +939,12 @@ max_message_bytes = 65536
         }
     }
 
-    /// Starts `lucid-worker serve` for this run on a free port (CPU, batch 4, linger 300 ms, drain
-    /// timeout 60 s, JSON logs) with `sets` as extra overrides, and waits until `/readyz` answers 200
-    /// (it consumes).
-    pub fn spawn_worker(&self, name: &str, sets: &[&str]) -> Worker {
+    /// Starts `lucid-worker serve` like [`TestRun::spawn_worker`] with `env` added to its
+    /// environment, without waiting for it to be ready.
+    pub fn start_worker(&self, name: &str, sets: &[&str], env: &[(&str, String)]) -> Worker {
         let port = free_port();
         let mut command = self.command("lucid-worker");
+        command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
         command.arg("serve").args(self.spec_args());
         for set in sets {
             command.args(["--set", set]);
@@ -965,10 +965,17 @@ max_message_bytes = 65536
             "--log-format",
             "json",
         ]);
-        let mut worker = Worker {
+        Worker {
             process: ProcessGuard::spawn(name, command, self.dir.path()),
             port,
-        };
+        }
+    }
+
+    /// Starts `lucid-worker serve` for this run on a free port (CPU, batch 4, linger 300 ms, drain
+    /// timeout 60 s, JSON logs) with `sets` as extra overrides, and waits until `/readyz` answers 200
+    /// (it consumes).
+    pub fn spawn_worker(&self, name: &str, sets: &[&str]) -> Worker {
+        let mut worker = self.start_worker(name, sets, &[]);
         let ready_url = format!("{}/readyz", worker.base_url());
         wait_until(
             WORKER_READY_TIMEOUT,
@@ -1056,6 +1063,315 @@ impl Drop for TestRun {
         self.services.delete_queue(&self.tasks_queue);
         self.services.delete_queue(&self.dead_letter_queue);
         self.services.delete_exchange(&self.dead_letter_exchange);
+    }
+}
+
+// ------------------------------------------------------------------- fault tests and invariants
+
+/// Serialises the tests that stop or restart a shared service (RabbitMQ, SeaweedFS): hold the guard
+/// for the whole test. Tests in other test binaries never overlap (cargo runs binaries one by one).
+pub fn exclusive_services() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A RabbitMQ user of one test with a password no other test knows, so that a scan of the test's
+/// logs for it finds only leaks. Deleted on drop.
+#[derive(Debug)]
+pub struct PrivateAmqpUser {
+    services: Services,
+    /// The user name.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl Drop for PrivateAmqpUser {
+    fn drop(&mut self) {
+        let _ = self
+            .services
+            .rabbit(reqwest::Method::DELETE, &format!("users/{}", self.user))
+            .send();
+    }
+}
+
+impl TestRun {
+    /// Creates a RabbitMQ user with a fresh random password (tagged `monitoring`, full permissions
+    /// on `/`) and makes every process of this run connect as it.
+    pub fn use_private_amqp_user(&mut self) -> PrivateAmqpUser {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let user = format!("u-{}", self.run_id);
+        let password = format!("amqp-pw-{nanos:x}-{:x}", std::process::id());
+        let created = self
+            .services
+            .rabbit(reqwest::Method::PUT, &format!("users/{user}"))
+            .json(&json!({"password": password, "tags": "monitoring"}))
+            .send()
+            .expect("create a RabbitMQ user");
+        assert!(
+            created.status().is_success(),
+            "create user {user}: {}",
+            created.status()
+        );
+        let granted = self
+            .services
+            .rabbit(reqwest::Method::PUT, &format!("permissions/%2f/{user}"))
+            .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
+            .send()
+            .expect("grant the RabbitMQ user permissions");
+        assert!(
+            granted.status().is_success(),
+            "grant {user}: {}",
+            granted.status()
+        );
+        let host = self.services.amqp_uri_without_credentials();
+        let (scheme, rest) = host.split_once("://").expect("an AMQP URI has a scheme");
+        self.services.amqp_uri = format!("{scheme}://{user}:{password}@{rest}");
+        PrivateAmqpUser {
+            services: self.services.clone(),
+            user,
+            password,
+        }
+    }
+
+    /// Every file in the run's folder (spec, stdout and stderr of every process), with its text.
+    pub fn log_files(&self) -> Vec<(PathBuf, String)> {
+        let mut out = Vec::new();
+        let mut stack = vec![self.dir.path().to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(bytes) = std::fs::read(&path) {
+                    out.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Panics if any file of the run's folder holds one of `secrets` (raw, or percent-encoded as in a
+    /// URI); returns how many files and bytes were scanned.
+    pub fn assert_no_secrets_in_logs(&self, secrets: &[&str]) -> (usize, usize) {
+        let files = self.log_files();
+        let mut bytes = 0;
+        for (path, text) in &files {
+            bytes += text.len();
+            for secret in secrets {
+                assert!(!secret.is_empty(), "an empty secret cannot be scanned for");
+                let encoded: String = secret
+                    .bytes()
+                    .map(|b| match b {
+                        b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                            (b as char).to_string()
+                        }
+                        _ => format!("%{b:02X}"),
+                    })
+                    .collect();
+                for form in [secret.to_string(), encoded] {
+                    assert!(
+                        !text.contains(&form),
+                        "{} contains a secret (of length {})",
+                        path.display(),
+                        secret.len()
+                    );
+                }
+            }
+        }
+        assert!(
+            files
+                .iter()
+                .any(|(p, _)| p.extension().is_some_and(|e| e == "stderr")),
+            "no process logs found in {}",
+            self.dir.path().display()
+        );
+        (files.len(), bytes)
+    }
+
+    /// The invariant check after a sweep (with or without faults): `lucid-coordinator verify`
+    /// passes with the run's dead letters exactly `expected_dead` (message ids) and, with `watch`,
+    /// with the watch's gauges agreeing; it is polled until it passes (the watch refreshes every
+    /// second) or `timeout`. Then the workers' counters must agree: `dead_lettered` sums to the
+    /// dead letters, and `ok` plus `skipped_existing` cover every task. Returns verify's report.
+    pub fn assert_invariants(
+        &self,
+        expected_dead: &[String],
+        watch: Option<&Watch>,
+        workers: &[&Worker],
+        timeout: Duration,
+    ) -> String {
+        let mut args = vec!["--expect-dead".to_string()];
+        if !expected_dead.is_empty() {
+            args.push(expected_dead.join(","));
+        }
+        if let Some(watch) = watch {
+            args.push("--metrics".into());
+            args.push(watch.metrics_url());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let started = Instant::now();
+        let report = loop {
+            let output = self.coordinator("verify", &args);
+            if output.status.success() {
+                break output.stdout;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "invariants of run {} do not hold after {timeout:?}:\n{}{}",
+                self.run_id,
+                tail(&output.stdout, 30),
+                tail(&output.stderr, 10)
+            );
+            std::thread::sleep(Duration::from_secs(1));
+        };
+        let expected = self.expected_tasks();
+        assert!(
+            report.contains(&format!("{expected} of {expected} tasks complete")),
+            "{report}"
+        );
+        assert!(
+            report.contains(&format!("{} dead letters of this run", expected_dead.len())),
+            "{report}"
+        );
+        if !workers.is_empty() {
+            let sum = |outcome: &str| workers.iter().map(|w| w.tasks(outcome)).sum::<f64>();
+            assert_eq!(
+                sum("dead_lettered"),
+                expected_dead.len() as f64,
+                "the workers' dead_lettered counters and the dead-letter queue disagree"
+            );
+            let settled = sum("ok") + sum("skipped_existing");
+            assert!(
+                settled >= expected as f64,
+                "the workers' ok + skipped_existing ({settled}) do not cover the {expected} tasks"
+            );
+        }
+        report
+    }
+
+    /// How many tasks `plan` counts for this run.
+    pub fn expected_tasks(&self) -> u64 {
+        let plan = self.coordinator("plan", &[]);
+        let text = plan.expect_success("lucid-coordinator plan");
+        text.lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("total: ")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no `total: N tasks` line in the plan:\n{text}"))
+    }
+}
+
+impl Services {
+    /// Uploads every file of the folder `dir` to `s3://{bucket}/{prefix}/{file name}` (the bucket is
+    /// created if needed) and returns that location, as a spec's `[models]` names it.
+    pub fn upload_model(&self, dir: &Path, bucket: &str, prefix: &str) -> String {
+        let section = lucid_proto::spec::StorageSection {
+            kind: lucid_proto::spec::StorageKind::S3,
+            endpoint: Some(self.s3_endpoint.clone()),
+            bucket: Some(bucket.to_owned()),
+            retry_for_secs: 30,
+            ..lucid_proto::spec::StorageSection::default()
+        };
+        let credentials = lucid_storage::Credentials {
+            access_key_id: self.s3_access_key.clone(),
+            secret_access_key: self.s3_secret_key.clone(),
+        };
+        let store = lucid_storage::Store::S3(
+            lucid_storage::S3Store::new(&section, credentials).expect("an S3 store"),
+        );
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async {
+            store
+                .ensure_bucket()
+                .await
+                .expect("create the model bucket");
+            let entries = std::fs::read_dir(dir)
+                .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()));
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let bytes = std::fs::read(&path)
+                    .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+                store
+                    .put(
+                        &format!("{prefix}/{name}"),
+                        bytes,
+                        "application/octet-stream",
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot upload {}: {e}", path.display()));
+            }
+        });
+        format!("s3://{bucket}/{prefix}")
+    }
+}
+
+/// Runs `scripts/services.sh ACTION SERVICE` and panics if it fails.
+pub fn services_script(action: &str, service: &str) {
+    let output = Command::new(workspace_root().join("scripts/services.sh"))
+        .args([action, service])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/services.sh {action} {service}: {e}"));
+    assert!(
+        output.status.success(),
+        "scripts/services.sh {action} {service} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Runs `rabbitmqctl ARGS` and panics if it fails.
+pub fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Restarts what a fault test stopped when it is dropped, even if the test panicked.
+pub struct Restore {
+    action: Option<Box<dyn FnOnce()>>,
+}
+
+impl std::fmt::Debug for Restore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Restore")
+    }
+}
+
+impl Restore {
+    /// Calls `action` on drop.
+    pub fn new(action: impl FnOnce() + 'static) -> Self {
+        Self {
+            action: Some(Box::new(action)),
+        }
+    }
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Some(action) = self.action.take() {
+            action();
+        }
     }
 }
 

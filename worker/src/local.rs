@@ -26,9 +26,11 @@ use prometheus::Registry;
 use tokio::task::JoinSet;
 
 use crate::device::DeviceChoice;
-use crate::pipeline::gpu::GpuHandle;
+use crate::pipeline::gpu::{GpuHandle, RenderMode};
 use crate::pipeline::metrics::WorkerMetrics;
-use crate::pipeline::{BatchContext, Item, ModelResolver, TaskHandle, process_batch};
+use crate::pipeline::{
+    BatchContext, Item, ModelResolver, TaskHandle, WorkerFault, code_version, process_batch,
+};
 
 /// What `local` needs besides the spec.
 #[derive(Debug, Clone)]
@@ -198,9 +200,11 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         .context("cannot write the run manifest")?;
 
     let device = config.device.resolve()?;
-    let (gpu, _thread) = GpuHandle::spawn(device).context("failed to start the render thread")?;
+    let (gpu, _thread) = GpuHandle::spawn(device, RenderMode::Optimise)
+        .context("failed to start the render thread")?;
     let registry = Registry::new();
     let metrics = WorkerMetrics::register(&registry)?;
+    let (fault, mut fault_rx) = WorkerFault::new();
     let ctx = Arc::new(BatchContext {
         store: store.clone(),
         prefix: prefix.clone(),
@@ -212,6 +216,8 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
             storage: spec.storage.clone(),
             cache,
         },
+        code_version: code_version(RenderMode::Optimise),
+        fault,
     });
     let bar = progress_bar(config.progress, todo.len() as u64);
     eprintln!(
@@ -228,11 +234,16 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         todo.into_iter().map(|t| (t, 0)).collect();
     let mut in_flight: JoinSet<()> = JoinSet::new();
     let mut interrupted = false;
+    let mut fault_reason: Option<String> = None;
     tokio::pin!(shutdown);
     loop {
         // requeued tasks go to the back with one more attempt
+        // (after an interrupt or a fault they are dropped: unfinished work is found again on resume)
         if let Ok(mut l) = ledger.lock() {
-            queue.extend(l.requeued.drain(..));
+            let requeued = l.requeued.drain(..);
+            if !interrupted {
+                queue.extend(requeued);
+            }
         }
         while in_flight.len() < 2 && !queue.is_empty() {
             let batch = next_batch(&mut queue, config.batch);
@@ -260,6 +271,13 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
                 queue.clear();
                 eprintln!("\ninterrupted: finishing the batches in flight (files are renamed into place; the run resumes next time)");
             }
+            Ok(()) = fault_rx.changed(), if fault_reason.is_none() => {
+                fault_reason = fault_rx.borrow_and_update().clone();
+                if fault_reason.is_some() {
+                    interrupted = true;
+                    queue.clear();
+                }
+            }
             done = in_flight.join_next() => {
                 if let Some(Err(error)) = done {
                     tracing::error!(%error, "a batch task failed");
@@ -274,6 +292,12 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         }
     }
     bar.finish_and_clear();
+    if let Some(reason) = fault_reason {
+        anyhow::bail!(
+            "stopped: {reason}; nothing unfinished was recorded as done, and the run resumes \
+             where it stopped once the cause is fixed"
+        );
+    }
     let seconds = started.elapsed().as_secs_f64();
     let render_busy_share = if seconds > 0.0 {
         (metrics.gpu_busy_seconds.get() / seconds).min(1.0)

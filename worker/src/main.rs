@@ -185,10 +185,29 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
+    /// Benchmark only: store the images the optimisation would start from, without optimising or
+    /// running the model, to measure the queue-and-storage path alone. Refused unless the
+    /// environment has LUCID_BENCHMARK=1; its sidecars' code_version says so.
+    #[arg(long)]
+    benchmark_renderer: bool,
 }
+
+/// The environment variable that must be `1` for `serve --benchmark-renderer`.
+const BENCHMARK_ENV: &str = "LUCID_BENCHMARK";
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     use anyhow::Context;
+    let render_mode = if args.benchmark_renderer {
+        if std::env::var(BENCHMARK_ENV).as_deref() != Ok("1") {
+            anyhow::bail!(
+                "--benchmark-renderer stores images that are not optimised; it is for benchmarks \
+                 only and refused unless {BENCHMARK_ENV}=1 is set"
+            );
+        }
+        lucid_worker::pipeline::gpu::RenderMode::SkipOptimisation
+    } else {
+        lucid_worker::pipeline::gpu::RenderMode::Optimise
+    };
     let spec = load_spec(&args.spec, &args.set)?;
     let uri_file = match &spec.queue.uri_file {
         Some(path) => Some(
@@ -223,6 +242,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         linger: std::time::Duration::from_millis(args.linger_ms),
         worker_id,
         model_cache,
+        render_mode,
     };
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     runtime.block_on(async move {

@@ -23,9 +23,11 @@ use prometheus::Registry;
 use tokio::task::JoinSet;
 
 use crate::device::DeviceChoice;
-use crate::pipeline::gpu::GpuHandle;
+use crate::pipeline::gpu::{GpuHandle, RenderMode};
 use crate::pipeline::metrics::{WorkerMetrics, outcome};
-use crate::pipeline::{BatchContext, Item, ModelResolver, TaskHandle, process_batch};
+use crate::pipeline::{
+    BatchContext, Item, ModelResolver, TaskHandle, WorkerFault, code_version, process_batch,
+};
 
 /// Batches in flight at once: one rendering, one encoding and uploading.
 const MAX_BATCHES_IN_FLIGHT: usize = 2;
@@ -51,6 +53,8 @@ pub struct ServeConfig {
     pub worker_id: String,
     /// Cache folder for models downloaded from S3.
     pub model_cache: PathBuf,
+    /// What the render thread does; anything but [`RenderMode::Optimise`] is for benchmarks only.
+    pub render_mode: RenderMode,
 }
 
 struct AmqpHandle(Delivery);
@@ -106,7 +110,9 @@ pub async fn run(
         .key_prefix()
         .context("invalid storage prefix")?;
     let device = config.device.resolve()?;
-    let (gpu, _thread) = GpuHandle::spawn(device).context("failed to start the render thread")?;
+    let (fault, mut fault_rx) = WorkerFault::new();
+    let (gpu, _thread) = GpuHandle::spawn(device, config.render_mode)
+        .context("failed to start the render thread")?;
     let ctx = BatchContext {
         store,
         prefix,
@@ -118,7 +124,15 @@ pub async fn run(
             storage: config.spec.storage.clone(),
             cache: lucid_storage::models::ModelCache::new(config.model_cache.clone()),
         },
+        code_version: code_version(config.render_mode),
+        fault,
     };
+    if config.render_mode != RenderMode::Optimise {
+        tracing::warn!(
+            mode = ?config.render_mode,
+            "BENCHMARK RENDERER: images are not optimised; use this only to measure queue and storage"
+        );
+    }
     let ctx = Arc::new(ctx);
     tracing::info!(
         worker_id = %config.worker_id,
@@ -133,6 +147,7 @@ pub async fn run(
     let mut groups: HashMap<String, Group> = HashMap::new();
     let mut backoff = Duration::from_millis(500);
     let mut stopping = false;
+    let mut fault_reason: Option<String> = None;
 
     'connection: while !stopping {
         let connected = tokio::select! {
@@ -163,6 +178,20 @@ pub async fn run(
                         tracing::warn!(%error, "cancelling the consumer failed");
                     }
                     break;
+                }
+                Ok(()) = fault_rx.changed(), if fault_reason.is_none() => {
+                    let reason = fault_rx.borrow_and_update().clone();
+                    if let Some(reason) = reason {
+                        tracing::error!(%reason, "stopping: this worker cannot continue; its tasks go back to the queue");
+                        fault_reason = Some(reason);
+                        stopping = true;
+                        health.set_ready(false);
+                        health.set_broken();
+                        if let Err(error) = consumer.cancel().await {
+                            tracing::warn!(%error, "cancelling the consumer failed");
+                        }
+                        break;
+                    }
                 }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
@@ -218,6 +247,9 @@ pub async fn run(
     drain(&mut in_flight, config.drain_timeout).await;
     let _ = http_stop_tx.send(());
     let _ = http.await;
+    if let Some(reason) = fault_reason {
+        anyhow::bail!("stopped because this worker cannot continue: {reason}");
+    }
     tracing::info!("worker stopped");
     Ok(())
 }

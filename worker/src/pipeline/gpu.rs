@@ -11,7 +11,7 @@ use tch::Device;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::AlexNet;
-use crate::render::{BatchOutput, RenderError, Settings, render_batch};
+use crate::render::{BatchOutput, RenderError, Settings, initial_images, render_batch};
 
 /// Models kept loaded at once (each ecoset AlexNet is 194 MB of weights).
 const MODEL_CACHE: usize = 4;
@@ -46,6 +46,17 @@ pub struct GpuReply {
     pub load_seconds: f64,
 }
 
+/// What the render thread does with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RenderMode {
+    /// Lucid's optimisation (the only mode outside benchmarks).
+    #[default]
+    Optimise,
+    /// Benchmark only: the initial images, without optimising or running the model
+    /// ([`initial_images`]), so that queue and storage are driven as fast as they go.
+    SkipOptimisation,
+}
+
 /// A handle to the render thread.
 #[derive(Debug, Clone)]
 pub struct GpuHandle {
@@ -54,7 +65,10 @@ pub struct GpuHandle {
 
 impl GpuHandle {
     /// Starts the render thread on `device`. The thread ends when every handle is dropped.
-    pub fn spawn(device: Device) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
+    pub fn spawn(
+        device: Device,
+        mode: RenderMode,
+    ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, mut rx) = mpsc::channel::<GpuJob>(1);
         let thread = std::thread::Builder::new()
             .name("lucid-render".into())
@@ -64,7 +78,7 @@ impl GpuHandle {
                 }
                 let mut models: HashMap<PathBuf, AlexNet> = HashMap::new();
                 while let Some(job) = rx.blocking_recv() {
-                    let reply = run_job(&mut models, device, &job);
+                    let reply = run_job(&mut models, device, mode, &job);
                     // the receiver may have given up (shutdown); nothing to do then
                     let _ = job.reply.send(reply);
                 }
@@ -88,7 +102,12 @@ impl GpuHandle {
     }
 }
 
-fn run_job(models: &mut HashMap<PathBuf, AlexNet>, device: Device, job: &GpuJob) -> GpuReply {
+fn run_job(
+    models: &mut HashMap<PathBuf, AlexNet>,
+    device: Device,
+    mode: RenderMode,
+    job: &GpuJob,
+) -> GpuReply {
     let mut reply = GpuReply {
         output: None,
         refused: Vec::new(),
@@ -163,7 +182,11 @@ fn run_job(models: &mut HashMap<PathBuf, AlexNet>, device: Device, job: &GpuJob)
         return reply;
     }
     let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        render_batch(model, &job.seed, &job.layer, &ok, &job.settings)
+        let render = match mode {
+            RenderMode::Optimise => render_batch,
+            RenderMode::SkipOptimisation => initial_images,
+        };
+        render(model, &job.seed, &job.layer, &ok, &job.settings)
     }));
     match rendered {
         Ok(Ok(output)) => reply.output = Some(output),

@@ -69,16 +69,64 @@ pub struct ModelResolver {
     pub cache: lucid_storage::models::ModelCache,
 }
 
+/// Who a failure is due to, which decides how its task is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The task itself (a missing model, a bad layer): dead-letter it at once.
+    Task,
+    /// Something that may pass (a network error, an overloaded store): requeue it, within the
+    /// attempt budget.
+    Transient,
+    /// This worker's machine (a full disk, an unwritable cache folder): requeue it and stop taking
+    /// work, so that a healthy worker gets it and this one is restarted.
+    Worker,
+}
+
+impl Blame {
+    /// The blame for a storage error.
+    pub fn of(error: &lucid_storage::StorageError) -> Self {
+        if error.is_local_fault() {
+            Blame::Worker
+        } else if error.is_transient() {
+            Blame::Transient
+        } else {
+            Blame::Task
+        }
+    }
+}
+
 impl ModelResolver {
-    /// A local path for `location`; the error says whether a retry may help.
-    pub async fn resolve(&self, location: &ModelLocation) -> Result<PathBuf, (String, bool)> {
+    /// A local path for `location`; the error says who is to blame.
+    pub async fn resolve(&self, location: &ModelLocation) -> Result<PathBuf, (String, Blame)> {
         self.cache
             .materialize(location, &self.storage)
             .await
-            .map_err(|e| {
-                let transient = e.is_transient();
-                (e.to_string(), transient)
-            })
+            .map_err(|e| (e.to_string(), Blame::of(&e)))
+    }
+}
+
+/// Where a batch reports that this worker cannot go on (see [`Blame::Worker`]); the serving loop
+/// watches the receiver, stops consuming and exits with the reason.
+#[derive(Debug, Clone)]
+pub struct WorkerFault(tokio::sync::watch::Sender<Option<String>>);
+
+impl WorkerFault {
+    /// A new fault signal and the receiver the serving loop watches.
+    pub fn new() -> (Self, tokio::sync::watch::Receiver<Option<String>>) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (Self(tx), rx)
+    }
+
+    /// Reports the fault (the first report wins).
+    pub fn raise(&self, reason: &str) {
+        self.0.send_if_modified(|slot| {
+            if slot.is_none() {
+                *slot = Some(reason.to_owned());
+                true
+            } else {
+                false
+            }
+        });
     }
 }
 
@@ -99,6 +147,21 @@ pub struct BatchContext {
     pub max_attempts: u32,
     /// Model resolution.
     pub models: ModelResolver,
+    /// The version recorded in sidecars: [`CODE_VERSION`], marked when the benchmark renderer
+    /// made the images ([`code_version`]).
+    pub code_version: String,
+    /// Where a batch reports a fault of this worker's own machine.
+    pub fault: WorkerFault,
+}
+
+/// The sidecars' `code_version` for images made in `mode`: results of the benchmark renderer say so.
+pub fn code_version(mode: gpu::RenderMode) -> String {
+    match mode {
+        gpu::RenderMode::Optimise => CODE_VERSION.to_string(),
+        gpu::RenderMode::SkipOptimisation => {
+            format!("{CODE_VERSION} (benchmark renderer: initial images, not optimised)")
+        }
+    }
 }
 
 /// The engine settings for a task's render settings (lucid's ReLU redirect on, no diversity).
@@ -144,10 +207,10 @@ pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
     let started = Instant::now();
     let model = match ctx.models.resolve(&first.model).await {
         Ok(path) => path,
-        Err((reason, transient)) => {
+        Err((reason, blame)) => {
             let reason = format!("model {}: {reason}", first.model);
             for item in &todo {
-                fail(ctx, item, &reason, !transient).await;
+                fail_with(ctx, item, &reason, blame).await;
             }
             return;
         }
@@ -249,7 +312,7 @@ pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
                 },
                 Provenance {
                     worker_id: ctx.worker_id.clone(),
-                    code_version: CODE_VERSION.to_string(),
+                    code_version: ctx.code_version.clone(),
                     created_at: rfc3339_now(),
                 },
             );
@@ -288,13 +351,14 @@ pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
                     );
                 }
                 Err(e) => {
-                    fail(
-                        ctx,
-                        &item,
-                        &format!("storing the result failed: {e}"),
-                        false,
-                    )
-                    .await
+                    let reason = format!("storing the result failed: {e}");
+                    let blame = match Blame::of(&e) {
+                        // an error the store does not call transient is still retried: the
+                        // task is fine, the store refused
+                        Blame::Task => Blame::Transient,
+                        blame => blame,
+                    };
+                    fail_with(ctx, &item, &reason, blame).await
                 }
             }
         })
@@ -326,6 +390,20 @@ async fn settle(ctx: &BatchContext, item: &Item, how: Settle, outcome: &str) {
         // the delivery is still owned by the broker: it will come back, and the idempotency check
         // settles it then
         tracing::warn!(task_id = %item.task.task_id, %error, "settling the delivery failed; it will be redelivered");
+    }
+}
+
+/// Settles a failure by who is to blame: [`Blame::Worker`] requeues the task without judging it and
+/// raises the worker fault; the others go to [`fail`].
+pub async fn fail_with(ctx: &BatchContext, item: &Item, reason: &str, blame: Blame) {
+    match blame {
+        Blame::Task => fail(ctx, item, reason, true).await,
+        Blame::Transient => fail(ctx, item, reason, false).await,
+        Blame::Worker => {
+            tracing::error!(task_id = %item.task.task_id, %reason, "this worker cannot store or cache files; requeueing the task and stopping");
+            ctx.fault.raise(reason);
+            settle(ctx, item, Settle::Requeue, outcome::FAILED).await;
+        }
     }
 }
 

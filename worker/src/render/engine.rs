@@ -170,6 +170,55 @@ pub fn render_batch(
     })
 }
 
+/// Benchmark only: the images an optimisation of `channels` would start from, with no optimisation
+/// and no forward pass (both objectives are reported as 0). `lucid-worker serve
+/// --benchmark-renderer` uses it to drive the queue and storage path faster than any device could,
+/// to show that they never hold a device back. The request is validated as for [`render_batch`].
+pub fn initial_images(
+    model: &AlexNet,
+    model_seed: &str,
+    layer: &str,
+    channels: &[usize],
+    settings: &Settings,
+) -> Result<BatchOutput, RenderError> {
+    let started = Instant::now();
+    let target = model.layer_index(layer)?;
+    validate(model, target, channels, settings)?;
+    let torch_err = |source| RenderError::Torch {
+        layer: layer.to_string(),
+        source,
+    };
+    let order: Vec<(usize, usize)> = channels.iter().map(|&c| (c, 0)).collect();
+    let shape = variable_shape(settings.param, settings.size);
+    let init = initial_values(&order, settings.run_seed, model_seed, layer, &shape);
+    let mut full_shape = vec![order.len() as i64];
+    full_shape.extend(&shape);
+    let device = model.device();
+    let _guard = tch::no_grad_guard();
+    let var = Tensor::f_from_slice(&init)
+        .and_then(|t| t.f_view(full_shape.as_slice()))
+        .and_then(|t| t.f_to_device(device))
+        .map_err(torch_err)?;
+    let param = ImageParam::new(settings.param, settings.size, settings.decorrelate, device);
+    let rgb = super::param::to_rgb8(&param.images(&var)).map_err(torch_err)?;
+    let images = order
+        .iter()
+        .zip(rgb)
+        .map(|(&(channel, copy), rgb)| RenderedImage {
+            channel,
+            copy,
+            size: settings.size,
+            rgb,
+            objective_start: 0.0,
+            objective_end: 0.0,
+        })
+        .collect();
+    Ok(BatchOutput {
+        images,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
 /// The phases of one update, as a benchmark times them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Phase {

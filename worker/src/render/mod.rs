@@ -13,7 +13,9 @@ pub mod param;
 pub mod seeding;
 pub mod transform;
 
-pub use engine::{BatchOutput, Diversity, RenderError, RenderedImage, Settings, render_batch};
+pub use engine::{
+    BatchOutput, Diversity, RenderError, RenderedImage, Settings, initial_images, render_batch,
+};
 pub use objective::Objective;
 pub use param::ParamKind;
 pub use transform::TransformSet;

@@ -1,0 +1,311 @@
+//! Fault injection through the real binaries and services (issue 7): a worker killed with SIGKILL
+//! mid-batch, RabbitMQ restarted mid-sweep, SeaweedFS stopped for 20 s mid-sweep, and a model cache
+//! that cannot be written. After each, the invariant check ([`TestRun::assert_invariants`]: every
+//! task stored exactly once, the dead-letter queue holding exactly what it should, the metrics
+//! agreeing) and a scan of every log of the run for the credentials.
+//!
+//! The tests that stop a shared service hold [`exclusive_services`] for their whole run.
+
+use std::time::{Duration, Instant};
+
+use lucid_e2e::{
+    PrivateAmqpUser, Restore, Services, SweepConfig, TestRun, Worker, exclusive_services,
+    metric_value, rabbitmqctl, services_script, tail, wait_until,
+};
+
+/// A run of one seed's conv1 channels `0..n` at `steps` steps, connecting as its own RabbitMQ user.
+fn conv1_run(services: &Services, tag: &str, n: u32, steps: u32) -> (TestRun, PrivateAmqpUser) {
+    let mut run = TestRun::new(
+        services,
+        tag,
+        SweepConfig {
+            seeds: vec!["training_seed_01".into()],
+            layers: "conv1".into(),
+            channels: format!("0-{}", n - 1),
+            steps,
+            prefetch: 8,
+        },
+    );
+    let user = run.use_private_amqp_user();
+    (run, user)
+}
+
+/// The credentials a run's logs must never show.
+fn scan_logs(run: &TestRun, user: &PrivateAmqpUser) {
+    let (files, bytes) =
+        run.assert_no_secrets_in_logs(&[&user.password, &run.services.s3_secret_key]);
+    eprintln!("secrets scan: {files} files, {bytes} bytes of logs, no credential found");
+}
+
+fn stored(worker: &Worker) -> f64 {
+    worker.tasks("ok")
+}
+
+#[test]
+fn sigkill_mid_batch_tasks_are_redelivered_and_completed_by_another_worker() {
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    const TASKS: u32 = 12;
+    let (run, user) = conv1_run(&services, "sigkill", TASKS, 12);
+    let mut victim = run.spawn_worker("worker-victim", &[]);
+    run.submit();
+    wait_until(
+        Duration::from_secs(60),
+        "worker-victim to hold 8 tasks (lucid_worker_in_flight >= 8)",
+        || metric_value(&victim.scrape(), "lucid_worker_in_flight", &[]).is_some_and(|v| v >= 8.0),
+    );
+    assert!(
+        victim.stored_task_ids().is_empty(),
+        "the kill should land mid-batch, but worker-victim already stored {:?}",
+        victim.stored_task_ids()
+    );
+    victim.process.signal(libc::SIGKILL);
+    let status = victim
+        .process
+        .wait_timeout(Duration::from_secs(10))
+        .expect("a SIGKILLed worker exits at once");
+    assert!(!status.success(), "SIGKILL: {status}");
+
+    let rescuer = run.spawn_worker("worker-rescuer", &[]);
+    let watch = run.spawn_watch();
+    let report = run.assert_invariants(&[], Some(&watch), &[&rescuer], Duration::from_secs(240));
+    eprintln!("after SIGKILL: {report}");
+    assert_eq!(
+        stored(&rescuer),
+        f64::from(TASKS),
+        "the rescuer renders every task, the killed worker's included"
+    );
+    scan_logs(&run, &user);
+}
+
+#[test]
+fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_completes() {
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let _exclusive = exclusive_services();
+    const TASKS: u32 = 16;
+    let (run, user) = conv1_run(&services, "rabbitrestart", TASKS, 16);
+    let worker_a = run.spawn_worker("worker-a", &[]);
+    let worker_b = run.spawn_worker("worker-b", &[]);
+    let watch = run.spawn_watch();
+    run.submit();
+    wait_until(Duration::from_secs(120), "the first stored image", || {
+        stored(&worker_a) + stored(&worker_b) >= 1.0
+    });
+    let before = stored(&worker_a) + stored(&worker_b);
+    assert!(
+        before < f64::from(TASKS),
+        "the restart should land mid-sweep, but all {TASKS} tasks were already stored"
+    );
+
+    // stop the broker's application (connections drop, the quorum queue keeps its messages) and
+    // start it again after 5 s; the guard restarts it even if an assertion below fails
+    let _restore = Restore::new(|| {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .status();
+    });
+    let stopped = Instant::now();
+    rabbitmqctl(&["stop_app"]);
+    std::thread::sleep(Duration::from_secs(5));
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+    eprintln!(
+        "RabbitMQ was down for {:?}; {before} tasks were stored before",
+        stopped.elapsed()
+    );
+
+    let report = run.assert_invariants(
+        &[],
+        Some(&watch),
+        &[&worker_a, &worker_b],
+        Duration::from_secs(300),
+    );
+    eprintln!("after the broker restart: {report}");
+    for worker in [&worker_a, &worker_b] {
+        assert_eq!(
+            worker.tasks("dead_lettered"),
+            0.0,
+            "{} dead-lettered a task",
+            worker.process.name()
+        );
+    }
+    // a batch stored during the outage could not be acked: the broker redelivered it, and the
+    // idempotency check acked the copy without rendering it again
+    let logs = format!("{}{}", worker_a.process.stderr(), worker_b.process.stderr());
+    let ack_lost = logs.matches("acknowledgement lost").count();
+    let skipped = worker_a.tasks("skipped_existing") + worker_b.tasks("skipped_existing");
+    eprintln!(
+        "{ack_lost} acknowledgements lost in the restart, {skipped} redeliveries skipped as stored"
+    );
+    assert!(
+        skipped >= ack_lost as f64,
+        "every task whose ack was lost must be skipped on redelivery ({ack_lost} lost, {skipped} skipped)"
+    );
+    assert!(
+        ack_lost > 0 || logs.contains("reconnecting") || logs.contains("cannot reach the broker"),
+        "the workers should log the lost connection:\n{}",
+        tail(&logs, 40)
+    );
+    scan_logs(&run, &user);
+}
+
+#[test]
+fn a_20_s_storage_outage_mid_sweep_acks_nothing_and_the_sweep_completes() {
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let _exclusive = exclusive_services();
+    const TASKS: u32 = 12;
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let (run, user) = conv1_run(&services, "s3outage", TASKS, 12);
+    let mut worker = run.spawn_worker("worker", &[]);
+    let watch = run.spawn_watch();
+    run.submit();
+    wait_until(Duration::from_secs(120), "the first stored image", || {
+        stored(&worker) >= 1.0
+    });
+
+    let _restore = Restore::new(|| services_script("start", "seaweedfs"));
+    services_script("stop", "seaweedfs");
+    let down = Instant::now();
+    let acked_at_stop = stored(&worker);
+    let mut unacked_seen = 0;
+    while down.elapsed() < OUTAGE {
+        std::thread::sleep(Duration::from_secs(1));
+        assert_eq!(
+            stored(&worker),
+            acked_at_stop,
+            "a task was counted stored (and acked) while the store was down"
+        );
+        assert_eq!(
+            worker.tasks("dead_lettered"),
+            0.0,
+            "nothing may be given up"
+        );
+        if let Some(q) = services.queue_info(&run.tasks_queue) {
+            unacked_seen = unacked_seen.max(q.unacked);
+        }
+    }
+    assert!(
+        unacked_seen > 0,
+        "the worker should hold unacked tasks during the outage"
+    );
+    assert!(
+        worker.process.stderr().contains("retry") || worker.process.stderr().contains("Retry"),
+        "the worker should log its storage retries:\n{}",
+        tail(&worker.process.stderr(), 20)
+    );
+    services_script("start", "seaweedfs");
+    eprintln!(
+        "storage was down for {:?} with {acked_at_stop} of {TASKS} tasks stored and up to {unacked_seen} held unacked",
+        down.elapsed()
+    );
+
+    let report = run.assert_invariants(&[], Some(&watch), &[&worker], Duration::from_secs(300));
+    eprintln!("after the storage outage: {report}");
+    assert!(
+        worker.process.is_running(),
+        "the worker survives the outage"
+    );
+    scan_logs(&run, &user);
+}
+
+#[test]
+fn an_unusable_model_cache_stops_the_worker_and_loses_no_task() {
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    const TASKS: u32 = 4;
+    let (run, user) = conv1_run(&services, "cachefault", TASKS, 4);
+    // the model comes from S3, so the worker must write it into its cache
+    let model = services.upload_model(
+        &lucid_e2e::fixture_model("training_seed_01"),
+        lucid_e2e::BUCKET,
+        &format!("models-{}/training_seed_01", run.run_id),
+    );
+    let model_set = format!("models.training_seed_01={model}");
+    assert_eq!(
+        run.coordinator_with_sets("submit", &[&model_set], &[])
+            .expect_success("submit")
+            .trim(),
+        format!("published {TASKS} of {TASKS} tasks (0 already stored)")
+    );
+
+    // an unwritable cache: its folder's parent is a file
+    let blocker = run.dir.path().join("not-a-folder");
+    std::fs::write(&blocker, b"x").expect("write the blocking file");
+    let mut cases = vec![("unwritable", blocker.join("cache"), "Not a directory")];
+    // a full disk: a 16 KiB tmpfs (needs root; skipped with a message otherwise)
+    let tiny = run.dir.path().join("tiny");
+    std::fs::create_dir_all(&tiny).expect("create the mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(&tiny)
+        .status()
+        .is_ok_and(|s| s.success());
+    let unmount_dir = tiny.clone();
+    let _unmount = Restore::new(move || {
+        let _ = std::process::Command::new("umount")
+            .arg(&unmount_dir)
+            .status();
+    });
+    if mounted {
+        cases.push(("full", tiny.clone(), "No space left on device"));
+    } else {
+        eprintln!("NOTE: cannot mount a tmpfs here (not root?); the full-disk case is not run");
+    }
+    for (i, (case, cache_dir, expected)) in cases.iter().enumerate() {
+        let mut worker = run.start_worker(
+            &format!("worker-{case}-cache"),
+            &[&model_set],
+            &[("LUCID_CACHE_DIR", cache_dir.display().to_string())],
+        );
+        let status = worker
+            .process
+            .wait_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|| panic!("the worker with a {case} cache should stop by itself"));
+        let stderr = worker.process.stderr();
+        assert!(!status.success(), "{case} cache: it must exit non-zero");
+        assert!(
+            stderr.contains("cannot continue") && stderr.contains(expected),
+            "{case} cache: the error should say why ({expected:?}):\n{}",
+            tail(&stderr, 20)
+        );
+        assert!(
+            worker.stored_task_ids().is_empty(),
+            "{case} cache: nothing can have been stored"
+        );
+        // every task is back in the queue, none dead-lettered
+        wait_until(
+            Duration::from_secs(30),
+            &format!(
+                "{case} cache: all {TASKS} tasks ready again in {}",
+                run.tasks_queue
+            ),
+            || {
+                services
+                    .queue_info(&run.tasks_queue)
+                    .is_some_and(|q| q.ready == u64::from(TASKS))
+            },
+        );
+        assert!(
+            services
+                .peek_messages(&run.dead_letter_queue, 10)
+                .is_empty(),
+            "{case} cache: nothing may be dead-lettered"
+        );
+        eprintln!(
+            "{case} cache (case {i}): worker stopped with: {}",
+            tail(&stderr, 1)
+        );
+    }
+
+    // a worker with a usable cache finishes the run
+    let healthy = run.spawn_worker("worker-healthy", &[&model_set]);
+    let report = run.assert_invariants(&[], None, &[&healthy], Duration::from_secs(240));
+    eprintln!("after the cache faults: {report}");
+    scan_logs(&run, &user);
+}

@@ -328,6 +328,8 @@ esac
 case $cmd in
   start | stop | status)
     mkdir -p "$RUN_DIR"
+    # tests/tests/tls.rs puts socat (OpenSSL) in front of the services as a TLS-terminating proxy
+    if [[ $cmd == start ]] && ! command -v socat >/dev/null; then apt_install socat; fi
     for s in "${services[@]}"; do "${s}_$cmd"; done
     ;;
   env) print_env ;;

@@ -479,15 +479,18 @@ pub enum Transforms {
     None,
 }
 
-/// Arithmetic precision of the forward and backward passes.
+/// Arithmetic precision of the network's forward and backward passes (the parameterisation,
+/// transforms, objective and optimiser are always fp32, and reported objectives are measured in
+/// full fp32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
-    /// Full fp32.
+    /// Full fp32: TF32 off for convolutions and matrix multiplies.
     Fp32,
-    /// fp32 storage with TF32 matrix multiplies.
+    /// fp32 storage with TF32 tensor cores for convolutions and matrix multiplies on CUDA (the
+    /// default; the same as `fp32` on the CPU).
     Tf32,
-    /// bfloat16 autocast.
+    /// The network's weights and activations in bfloat16.
     Bf16,
 }
 
@@ -529,7 +532,7 @@ impl Default for RenderSection {
             decorrelate: true,
             transforms: Transforms::Standard,
             lr: 0.05,
-            precision: Precision::Fp32,
+            precision: Precision::Tf32,
         }
     }
 }

@@ -244,6 +244,13 @@ impl Broker {
                         path.to_string_lossy()
                     ))
                 })?;
+                // lapin would skip a file without certificates and trust the platform's roots
+                if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(connect_error(format!(
+                        "CA file {} (from {CA_FILE_ENV}) holds no PEM CERTIFICATE block",
+                        path.to_string_lossy()
+                    )));
+                }
                 let tls = lapin::tcp::OwnedTLSConfig {
                     identity: None,
                     cert_chain: Some(pem),

@@ -458,7 +458,13 @@ where
             (Some(status), code, transient, message)
         }
         SdkError::TimeoutError(_) => (None, None, true, error_chain(&err)),
-        SdkError::DispatchFailure(dispatch) => (None, None, !dispatch.is_user(), error_chain(&err)),
+        // a TLS refusal (untrusted certificate, wrong name) repeats on every new connection
+        SdkError::DispatchFailure(dispatch) => (
+            None,
+            None,
+            !dispatch.is_user() && !tls_refused(&err),
+            error_chain(&err),
+        ),
         // the response could not be read or parsed: a connection cut short, most likely
         SdkError::ResponseError(_) => (None, None, true, error_chain(&err)),
         _ => (None, None, false, error_chain(&err)),
@@ -468,6 +474,24 @@ where
         code,
         failure: Failure { message, transient },
     }
+}
+
+/// Whether `err`'s chain holds a `rustls::Error`: the TLS layer refused the handshake (an untrusted
+/// certificate or name, an alert), which a new connection repeats. The payloads of `io::Error`s are
+/// visited too (their `source` skips them): the rustls error sits inside `io::Error`s.
+fn tls_refused(err: &(dyn std::error::Error + 'static)) -> bool {
+    if err.is::<rustls::Error>() {
+        return true;
+    }
+    let payload = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref);
+    if let Some(payload) = payload
+        && tls_refused(payload)
+    {
+        return true;
+    }
+    err.source().is_some_and(tls_refused)
 }
 
 /// `err` and its sources as `outer: inner: root cause`, skipping a source whose text the previous
@@ -602,6 +626,17 @@ mod tests {
         let mut s = section("http://127.0.0.1:1");
         s.ca_file = Some(missing);
         S3Store::new(&s, creds()).unwrap();
+    }
+
+    #[test]
+    fn tls_refusals_are_found_inside_io_errors() {
+        let untrusted = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        // hyper-rustls nests the rustls error two io::Errors deep
+        let nested = std::io::Error::other(std::io::Error::other(untrusted));
+        assert!(tls_refused(&nested));
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!tls_refused(&refused));
+        assert!(!tls_refused(&std::io::Error::other(refused)));
     }
 
     /// A self-signed CA certificate made for this test (`openssl req -x509 -newkey ec`).

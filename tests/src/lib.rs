@@ -942,6 +942,18 @@ max_message_bytes = 65536
     /// Starts `lucid-worker serve` like [`TestRun::spawn_worker`] with `env` added to its
     /// environment, without waiting for it to be ready.
     pub fn start_worker(&self, name: &str, sets: &[&str], env: &[(&str, String)]) -> Worker {
+        self.start_worker_with(name, sets, env, 4, &[])
+    }
+
+    /// [`TestRun::start_worker`] with images per batch `batch` and `extra` arguments of `serve`.
+    pub fn start_worker_with(
+        &self,
+        name: &str,
+        sets: &[&str],
+        env: &[(&str, String)],
+        batch: usize,
+        extra: &[&str],
+    ) -> Worker {
         let port = free_port();
         let mut command = self.command("lucid-worker");
         command.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
@@ -955,7 +967,7 @@ max_message_bytes = 65536
             "--device",
             "cpu",
             "--batch",
-            "4",
+            &batch.to_string(),
             "--linger-ms",
             "300",
             "--worker-id",
@@ -965,6 +977,7 @@ max_message_bytes = 65536
             "--log-format",
             "json",
         ]);
+        command.args(extra);
         Worker {
             process: ProcessGuard::spawn(name, command, self.dir.path()),
             port,
@@ -1274,9 +1287,9 @@ impl TestRun {
 }
 
 impl Services {
-    /// Uploads every file of the folder `dir` to `s3://{bucket}/{prefix}/{file name}` (the bucket is
-    /// created if needed) and returns that location, as a spec's `[models]` names it.
-    pub fn upload_model(&self, dir: &Path, bucket: &str, prefix: &str) -> String {
+    /// A store for `bucket` of the test S3 server, with the test credentials, and a runtime to
+    /// drive it.
+    fn s3_store(&self, bucket: &str) -> (lucid_storage::Store, tokio::runtime::Runtime) {
         let section = lucid_proto::spec::StorageSection {
             kind: lucid_proto::spec::StorageKind::S3,
             endpoint: Some(self.s3_endpoint.clone()),
@@ -1295,6 +1308,13 @@ impl Services {
             .enable_all()
             .build()
             .expect("a tokio runtime");
+        (store, runtime)
+    }
+
+    /// Uploads every file of the folder `dir` to `s3://{bucket}/{prefix}/{file name}` (the bucket is
+    /// created if needed) and returns that location, as a spec's `[models]` names it.
+    pub fn upload_model(&self, dir: &Path, bucket: &str, prefix: &str) -> String {
+        let (store, runtime) = self.s3_store(bucket);
         runtime.block_on(async {
             store
                 .ensure_bucket()
@@ -1318,6 +1338,14 @@ impl Services {
             }
         });
         format!("s3://{bucket}/{prefix}")
+    }
+
+    /// The bytes of `s3://{bucket}/{key}`, `None` when there is no such object.
+    pub fn get_object(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
+        let (store, runtime) = self.s3_store(bucket);
+        runtime
+            .block_on(store.get(key))
+            .unwrap_or_else(|e| panic!("cannot get s3://{bucket}/{key}: {e}"))
     }
 }
 
@@ -1676,9 +1704,9 @@ pub fn promql_metric_names(expr: &str) -> BTreeSet<String> {
 // ------------------------------------------------------------- per-process environment (TLS tests)
 //
 // Additive helpers for tests whose processes need an environment other than the services' one
-// (tests/tls.rs sets and removes `LUCID_CA_FILE`). The spec's `storage.endpoint` and `queue.uri`, and
-// the `LUCID_AMQP_URI` every process gets, come from the `Services` a `TestRun` is built from: to
-// point a run elsewhere (e.g. at TLS front-ends), build it from a clone of `Services` whose
+// (tests/tls.rs sets and removes `LUCID_CA_FILE`). The spec's `storage.endpoint` and `queue.uri`,
+// and the `LUCID_AMQP_URI` every process gets, come from the `Services` a `TestRun` is built from:
+// to point a run elsewhere (e.g. at TLS front-ends), build it from a clone of `Services` whose
 // `amqp_uri` and `s3_endpoint` are changed, or pass `--set storage.endpoint=…` in `sets`.
 
 /// One change to a child process's environment, applied after the services' variables:
@@ -1737,56 +1765,6 @@ impl TestRun {
             );
             std::thread::sleep(Duration::from_secs(2));
         }
-    }
-
-    /// Like [`TestRun::spawn_worker`], with `env` applied to the process's environment.
-    pub fn spawn_worker_with_env(
-        &self,
-        name: &str,
-        sets: &[&str],
-        env: &[EnvChange<'_>],
-    ) -> Worker {
-        let port = free_port();
-        let mut command = self.command_with_env("lucid-worker", env);
-        command.arg("serve").args(self.spec_args());
-        for set in sets {
-            command.args(["--set", set]);
-        }
-        command.args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--device",
-            "cpu",
-            "--batch",
-            "4",
-            "--linger-ms",
-            "300",
-            "--worker-id",
-            name,
-            "--drain-timeout-secs",
-            &WORKER_DRAIN_TIMEOUT.as_secs().to_string(),
-            "--log-format",
-            "json",
-        ]);
-        let mut worker = Worker {
-            process: ProcessGuard::spawn(name, command, self.dir.path()),
-            port,
-        };
-        let ready_url = format!("{}/readyz", worker.base_url());
-        wait_until(
-            WORKER_READY_TIMEOUT,
-            &format!("worker {name} to answer 200 on {ready_url}"),
-            || {
-                if let Some(status) = worker.process.try_wait() {
-                    panic!(
-                        "worker {name} exited with {status} before it was ready; stderr:\n{}",
-                        tail(&worker.process.stderr(), 40)
-                    );
-                }
-                self.services.get_status(&ready_url) == Some(200)
-            },
-        );
-        worker
     }
 }
 

@@ -309,6 +309,14 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
         assert_eq!(message.task_id_header.as_deref(), Some(id.as_str()));
         assert_eq!(&message.payload, body, "{id} keeps its body unchanged");
     }
+    // the invariant check: the dead-letter queue holds exactly the poison messages, every planned
+    // task is stored once, and the worker's counters agree
+    let poison: Vec<String> = bad.iter().map(|(id, _, _)| id.clone()).collect();
+    let report = run.assert_invariants(&poison, None, &[&worker], Duration::from_secs(60));
+    assert!(
+        report.contains(&format!("{} dead letters of this run", poison.len())),
+        "{report}"
+    );
 }
 
 #[test]

@@ -59,6 +59,9 @@ pub struct BenchArgs {
     /// Keep activations NCHW on CUDA instead of channels-last.
     #[arg(long)]
     pub no_channels_last: bool,
+    /// Arithmetic precision: fp32, tf32 or bf16.
+    #[arg(long, value_parser = crate::cli::parse_precision, default_value = "tf32")]
+    pub precision: lucid_proto::spec::Precision,
     /// Also write the results as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -98,6 +101,8 @@ pub struct BenchReport {
     pub size: usize,
     /// Lucid threshold.
     pub steps: u32,
+    /// Arithmetic precision.
+    pub precision: lucid_proto::spec::Precision,
     /// Per-layer results.
     pub layers: Vec<LayerBench>,
     /// Estimated wall time of the whole sweep (all layers × seeds) on one device, in minutes.
@@ -158,6 +163,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
         size: args.size,
         transforms: TransformSet::Standard,
         fused_transforms: !args.unfused_transforms,
+        precision: args.precision,
         ..Settings::lucid()
     };
     let layers: Vec<String> = if args.all_layers {
@@ -212,6 +218,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
     };
     let report = BenchReport {
         device: crate::device::describe(device),
+        precision: args.precision,
         size: args.size,
         steps: args.steps,
         layers: results,

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use lucid_checkpoint::alexnet::{AlexNetSpec, Padding};
 use lucid_checkpoint::{ModelFile, discover};
 use lucid_proto::channels::ChannelSelection;
+use lucid_proto::spec::Precision;
 
 use crate::device::DeviceChoice;
 use crate::encode::encode_png;
@@ -101,6 +102,10 @@ pub struct RenderArgs {
     /// affine sample.
     #[arg(long)]
     pub unfused_transforms: bool,
+    /// Arithmetic precision: fp32, tf32 (TF32 tensor cores on CUDA) or bf16 (the network in
+    /// bfloat16); see the README's precision table.
+    #[arg(long, value_parser = parse_precision, default_value = "tf32")]
+    pub precision: Precision,
     /// Diversity weight (lucid uses 1e2); needs `--copies`.
     #[arg(long, requires = "copies")]
     pub diversity: Option<f64>,
@@ -132,6 +137,11 @@ fn parse_param(s: &str) -> std::result::Result<ParamKind, String> {
     parse_snake(s, "fft or pixel")
 }
 
+/// Parses `fp32`, `tf32` or `bf16`.
+pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
+    parse_snake(s, "fp32, tf32 or bf16")
+}
+
 fn parse_transforms(s: &str) -> std::result::Result<TransformSet, String> {
     parse_snake(s, "standard or none")
 }
@@ -150,6 +160,7 @@ impl RenderArgs {
             run_seed: self.seed,
             relu_redirect: !self.no_relu_redirect,
             fused_transforms: !self.unfused_transforms,
+            precision: self.precision,
             diversity: self
                 .diversity
                 .zip(self.copies)

@@ -24,6 +24,7 @@ pub mod encode;
 pub mod local;
 pub mod model;
 pub mod pipeline;
+pub mod precision;
 pub mod render;
 pub mod serve;
 pub mod synthetic;

@@ -185,9 +185,9 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, default_value = "text")]
     log_format: String,
-    /// Benchmark only: store the images the optimisation would start from, without optimising or
-    /// running the model, to measure the queue-and-storage path alone. Refused unless the
-    /// environment has LUCID_BENCHMARK=1; its sidecars' code_version says so.
+    /// Benchmark only: store cheap stand-in images (noise with a rendered image's statistics)
+    /// without optimising or running the model, to measure the queue-and-storage path alone.
+    /// Refused unless the environment has LUCID_BENCHMARK=1; its sidecars' code_version says so.
     #[arg(long)]
     benchmark_renderer: bool,
 }

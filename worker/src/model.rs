@@ -43,6 +43,26 @@ struct Layer {
     /// TF padding (left, right, top, bottom) for SAME layers whose padding is asymmetric, computed per
     /// input size at forward time; `None` for VALID.
     same: bool,
+    /// bfloat16 copies of `weights` and `biases`, made on first use (see [`AlexNet::conv`]).
+    low: std::cell::OnceCell<(Tensor, Tensor)>,
+}
+
+impl Layer {
+    /// The weights and biases in `kind`: the fp32 originals, or their bfloat16 copies.
+    fn params(&self, kind: Kind) -> (&Tensor, &Tensor) {
+        if kind == Kind::BFloat16 {
+            let (w, b) = self.low.get_or_init(|| {
+                let _guard = tch::no_grad_guard();
+                (
+                    self.weights.to_kind(Kind::BFloat16),
+                    self.biases.to_kind(Kind::BFloat16),
+                )
+            });
+            (w, b)
+        } else {
+            (&self.weights, &self.biases)
+        }
+    }
 }
 
 /// `alexnet_v2` with frozen weights on one device.
@@ -82,6 +102,7 @@ impl AlexNet {
                 spec: layer.clone(),
                 weights: weights.set_requires_grad(false),
                 biases: biases.set_requires_grad(false),
+                low: std::cell::OnceCell::new(),
             });
         }
         let mut net = Self {
@@ -106,6 +127,7 @@ impl AlexNet {
             } else {
                 layer.weights.contiguous()
             };
+            layer.low = std::cell::OnceCell::new();
         }
         self.channels_last = on;
     }
@@ -145,9 +167,10 @@ impl AlexNet {
     }
 
     /// Maps an RGB batch in [0, 1] to the [-1, 1] range the network was trained on (channels-last
-    /// when the network is).
-    pub fn preprocess(&self, x: &Tensor) -> Tensor {
-        let x = (x - 0.5) * 2.0;
+    /// when the network is), in `kind` (`Float`, or `BFloat16` to run the network in bfloat16:
+    /// [`AlexNet::conv`] and [`AlexNet::add_bias`] follow their input's dtype).
+    pub fn preprocess(&self, x: &Tensor, kind: Kind) -> Tensor {
+        let x = ((x - 0.5) * 2.0).to_kind(kind);
         if self.channels_last {
             to_channels_last(&x)
         } else {
@@ -158,31 +181,26 @@ impl AlexNet {
     /// The pre-bias convolution of layer `index` applied to its input `x` (TF padding semantics).
     pub fn conv(&self, index: usize, x: &Tensor) -> Tensor {
         let layer = &self.layers[index];
+        let (weights, _) = layer.params(x.kind());
         let k = layer.spec.kernel as i64;
         let s = layer.spec.stride as i64;
         let x = if layer.same {
             let (top, bottom) = same_padding(x.size()[2], k, s);
             let (left, right) = same_padding(x.size()[3], k, s);
             if top == bottom && left == right {
-                return x.conv2d(
-                    &layer.weights,
-                    None::<&Tensor>,
-                    [s, s],
-                    [top, left],
-                    [1, 1],
-                    1,
-                );
+                return x.conv2d(weights, None::<&Tensor>, [s, s], [top, left], [1, 1], 1);
             }
             x.constant_pad_nd([left, right, top, bottom])
         } else {
             x.shallow_clone()
         };
-        x.conv2d(&layer.weights, None::<&Tensor>, [s, s], [0, 0], [1, 1], 1)
+        x.conv2d(weights, None::<&Tensor>, [s, s], [0, 0], [1, 1], 1)
     }
 
     /// Adds layer `index`'s bias to its pre-bias output (the input of its ReLU).
     pub fn add_bias(&self, index: usize, pre: &Tensor) -> Tensor {
-        pre + self.layers[index].biases.view([1, -1, 1, 1])
+        let (_, biases) = self.layers[index].params(pre.kind());
+        pre + biases.view([1, -1, 1, 1])
     }
 
     /// What follows the ReLU of layer `index` before the next convolution: max-pool 3x3/2 VALID for
@@ -195,15 +213,20 @@ impl AlexNet {
         }
     }
 
-    /// The pre-bias output of layer `target` for an RGB batch `x` in [0, 1] (NCHW); layers after the
-    /// target are not evaluated.
+    /// The pre-bias output of layer `target` for an RGB batch `x` in [0, 1] (NCHW), in fp32; layers
+    /// after the target are not evaluated.
     pub fn forward_to(&self, x: &Tensor, target: usize) -> Tensor {
-        let mut h = self.preprocess(x);
+        self.forward_in(x, target, Kind::Float)
+    }
+
+    /// [`AlexNet::forward_to`] with the network run in `kind` (the output is cast back to fp32).
+    pub fn forward_in(&self, x: &Tensor, target: usize, kind: Kind) -> Tensor {
+        let mut h = self.preprocess(x, kind);
         for i in 0..target {
             let z = self.add_bias(i, &self.conv(i, &h));
             h = self.after_relu(i, z.relu());
         }
-        self.conv(target, &h)
+        self.conv(target, &h).to_kind(Kind::Float)
     }
 
     /// The smallest square input side for which layer `target` yields at least one output unit.

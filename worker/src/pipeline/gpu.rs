@@ -11,7 +11,7 @@ use tch::Device;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::AlexNet;
-use crate::render::{BatchOutput, RenderError, Settings, initial_images, render_batch};
+use crate::render::{BatchOutput, RenderError, Settings, benchmark_images, render_batch};
 
 /// Models kept loaded at once (each ecoset AlexNet is 194 MB of weights).
 const MODEL_CACHE: usize = 4;
@@ -52,8 +52,8 @@ pub enum RenderMode {
     /// Lucid's optimisation (the only mode outside benchmarks).
     #[default]
     Optimise,
-    /// Benchmark only: the initial images, without optimising or running the model
-    /// ([`initial_images`]), so that queue and storage are driven as fast as they go.
+    /// Benchmark only: cheap stand-in images, without optimising or running the model
+    /// ([`benchmark_images`]), so that queue and storage are driven as fast as they go.
     SkipOptimisation,
 }
 
@@ -184,7 +184,7 @@ fn run_job(
     let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let render = match mode {
             RenderMode::Optimise => render_batch,
-            RenderMode::SkipOptimisation => initial_images,
+            RenderMode::SkipOptimisation => benchmark_images,
         };
         render(model, &job.seed, &job.layer, &ok, &job.settings)
     }));

@@ -159,7 +159,7 @@ pub fn code_version(mode: gpu::RenderMode) -> String {
     match mode {
         gpu::RenderMode::Optimise => CODE_VERSION.to_string(),
         gpu::RenderMode::SkipOptimisation => {
-            format!("{CODE_VERSION} (benchmark renderer: initial images, not optimised)")
+            format!("{CODE_VERSION} (benchmark renderer: stand-in images, not optimised)")
         }
     }
 }
@@ -178,6 +178,7 @@ pub fn engine_settings(s: &RenderSettings) -> Settings {
         relu_redirect: true,
         diversity: None,
         fused_transforms: true,
+        precision: s.precision,
     }
 }
 

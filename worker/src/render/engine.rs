@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use lucid_proto::spec::Precision;
 use tch::{Kind, Tensor};
 
 use super::objective::{Objective, diversity_penalty, evaluate as objective_of};
@@ -51,6 +52,8 @@ pub struct Settings {
     /// Apply the transforms as one composed affine sample per update (faster; same geometry, one
     /// interpolation instead of two) rather than pad, crop, resize, rotate and crop one by one.
     pub fused_transforms: bool,
+    /// Arithmetic precision of the network (see [`crate::precision`]).
+    pub precision: Precision,
 }
 
 /// Lucid's diversity option: `copies` images per channel, penalised by `weight` times the similarity of
@@ -79,6 +82,7 @@ impl Settings {
             relu_redirect: true,
             diversity: None,
             fused_transforms: true,
+            precision: Precision::Tf32,
         }
     }
 
@@ -170,11 +174,16 @@ pub fn render_batch(
     })
 }
 
-/// Benchmark only: the images an optimisation of `channels` would start from, with no optimisation
-/// and no forward pass (both objectives are reported as 0). `lucid-worker serve
-/// --benchmark-renderer` uses it to drive the queue and storage path faster than any device could,
-/// to show that they never hold a device back. The request is validated as for [`render_batch`].
-pub fn initial_images(
+/// Benchmark only: images for `channels` without optimising or running the model (both objectives
+/// are reported as 0), cheap enough that the queue and storage path, not this, is what a benchmark
+/// measures. `lucid-worker serve --benchmark-renderer` uses it to show that queue and storage never
+/// hold a device back. The request is validated as for [`render_batch`].
+///
+/// The images are lucid's initial image of the batch's first channel (1/f noise through the
+/// decorrelated-colour parameterisation), contrast-stretched to a mean of 128 and a standard
+/// deviation of 48 levels, so that its PNG is about as large as a rendered one, and shifted by a
+/// different number of bytes for each channel, so that every image is distinct.
+pub fn benchmark_images(
     model: &AlexNet,
     model_seed: &str,
     layer: &str,
@@ -188,29 +197,52 @@ pub fn initial_images(
         layer: layer.to_string(),
         source,
     };
-    let order: Vec<(usize, usize)> = channels.iter().map(|&c| (c, 0)).collect();
+    let Some(&first) = channels.first() else {
+        return Ok(BatchOutput {
+            images: Vec::new(),
+            seconds: 0.0,
+        });
+    };
     let shape = variable_shape(settings.param, settings.size);
-    let init = initial_values(&order, settings.run_seed, model_seed, layer, &shape);
-    let mut full_shape = vec![order.len() as i64];
+    let init = initial_values(&[(first, 0)], settings.run_seed, model_seed, layer, &shape);
+    let mut full_shape = vec![1i64];
     full_shape.extend(&shape);
-    let device = model.device();
     let _guard = tch::no_grad_guard();
     let var = Tensor::f_from_slice(&init)
         .and_then(|t| t.f_view(full_shape.as_slice()))
-        .and_then(|t| t.f_to_device(device))
         .map_err(torch_err)?;
-    let param = ImageParam::new(settings.param, settings.size, settings.decorrelate, device);
-    let rgb = super::param::to_rgb8(&param.images(&var)).map_err(torch_err)?;
-    let images = order
+    let param = ImageParam::new(
+        settings.param,
+        settings.size,
+        settings.decorrelate,
+        tch::Device::Cpu,
+    );
+    let image = param.images(&var);
+    let stretched =
+        ((&image - image.mean(Kind::Float)) / (image.std(true) + 1e-6) * (48.0 / 255.0) + 0.5)
+            .clamp(0.0, 1.0);
+    let base = super::param::to_rgb8(&stretched)
+        .map_err(torch_err)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let images = channels
         .iter()
-        .zip(rgb)
-        .map(|(&(channel, copy), rgb)| RenderedImage {
-            channel,
-            copy,
-            size: settings.size,
-            rgb,
-            objective_start: 0.0,
-            objective_end: 0.0,
+        .enumerate()
+        .map(|(i, &channel)| {
+            let mut rgb = base.clone();
+            if !rgb.is_empty() {
+                let shift = (i * 3 * 7919) % rgb.len();
+                rgb.rotate_left(shift);
+            }
+            RenderedImage {
+                channel,
+                copy: 0,
+                size: settings.size,
+                rgb,
+                objective_start: 0.0,
+                objective_end: 0.0,
+            }
         })
         .collect();
     Ok(BatchOutput {
@@ -273,6 +305,7 @@ impl<'a> Optimisation<'a> {
     ) -> Result<Self, RenderError> {
         let target = model.layer_index(layer)?;
         validate(model, target, channels, settings)?;
+        crate::precision::apply(settings.precision);
         let torch_err = |source| RenderError::Torch {
             layer: layer.to_string(),
             source,
@@ -511,8 +544,13 @@ fn evaluate(
     objective: Objective,
 ) -> Result<Vec<f64>, tch::TchError> {
     let _guard = tch::no_grad_guard();
+    // measured in full fp32 whatever the optimisation's precision, so precisions compare fairly
+    let (cudnn_tf32, cublas_tf32) = crate::precision::tf32();
+    crate::precision::set_tf32(false);
     let acts = model.forward_to(&param.images(var), target);
-    let values = objective_of(objective, &acts, channels).f_to_kind(Kind::Double)?;
+    let values = objective_of(objective, &acts, channels).f_to_kind(Kind::Double);
+    crate::precision::set_tf32(cudnn_tf32 || cublas_tf32);
+    let values = values?;
     Vec::<f64>::try_from(&values)
 }
 
@@ -543,8 +581,9 @@ fn step(
             None => -objectives,
         }
     };
+    let kind = crate::precision::network_kind(settings.precision);
     if !redirect || target == 0 {
-        let loss = loss_of(&model.forward_to(&x, target));
+        let loss = loss_of(&model.forward_in(&x, target, kind));
         clock.mark(Phase::Forward);
         loss.f_backward()?;
         clock.mark(Phase::Backward);
@@ -556,7 +595,7 @@ fn step(
     let input = x.detach().set_requires_grad(true);
     let mut leaves = vec![input.shallow_clone()];
     let mut pre_relu = Vec::with_capacity(target);
-    let mut h = model.preprocess(&input);
+    let mut h = model.preprocess(&input, kind);
     for i in 0..target {
         let z = model.add_bias(i, &model.conv(i, &h));
         let r = z.detach().relu().set_requires_grad(true);
@@ -564,7 +603,7 @@ fn step(
         leaves.push(r);
         pre_relu.push(z);
     }
-    let loss = loss_of(&model.conv(target, &h));
+    let loss = loss_of(&model.conv(target, &h).to_kind(Kind::Float));
     clock.mark(Phase::Forward);
     let mut grad = Tensor::f_run_backward(&[&loss], &[&leaves[target]], false, false)?.remove(0);
     for i in (0..target).rev() {

@@ -14,7 +14,7 @@ pub mod seeding;
 pub mod transform;
 
 pub use engine::{
-    BatchOutput, Diversity, RenderError, RenderedImage, Settings, initial_images, render_batch,
+    BatchOutput, Diversity, RenderError, RenderedImage, Settings, benchmark_images, render_batch,
 };
 pub use objective::Objective;
 pub use param::ParamKind;

@@ -235,7 +235,9 @@ impl Broker {
                     .with_max_times(RECONNECT_ATTEMPTS)
             })
             .with_connection_name(connection_name.clone().into());
-        let ca_file = std::env::var_os(CA_FILE_ENV).filter(|_| uri.starts_with("amqps://"));
+        // an empty variable counts as unset, as it does for the S3 endpoint
+        let ca_file = std::env::var_os(CA_FILE_ENV)
+            .filter(|path| !path.is_empty() && uri.starts_with("amqps://"));
         let connection = match ca_file {
             Some(path) => {
                 let pem = tokio::fs::read_to_string(&path).await.map_err(|e| {

@@ -898,19 +898,7 @@ max_message_bytes = 65536
         sets: &[&str],
         extra: &[&str],
     ) -> CommandOutput {
-        let mut command = self.command("lucid-coordinator");
-        command.arg(subcommand).args(self.spec_args());
-        for set in sets {
-            command.args(["--set", set]);
-        }
-        command.args(extra);
-        let n = self.commands.fetch_add(1, Ordering::Relaxed);
-        ProcessGuard::spawn(
-            &format!("coordinator-{subcommand}-{n}"),
-            command,
-            self.dir.path(),
-        )
-        .finish(COORDINATOR_TIMEOUT)
+        self.coordinator_with_env(subcommand, sets, extra, &[])
     }
 
     /// `submit`; panics unless it succeeds, returns its output.
@@ -923,20 +911,7 @@ max_message_bytes = 65536
     /// Polls `verify` until it exits 0 (every task has one PNG and one sidecar, the manifest is
     /// there); returns its report. Panics after `timeout` with the last report.
     pub fn wait_verified(&self, timeout: Duration) -> String {
-        let started = Instant::now();
-        loop {
-            let output = self.coordinator("verify", &[]);
-            if output.status.success() {
-                return output.stdout;
-            }
-            let last = format!("{}{}", tail(&output.stdout, 15), tail(&output.stderr, 5));
-            assert!(
-                started.elapsed() < timeout,
-                "timed out after {timeout:?} waiting for `lucid-coordinator verify` of run {} to pass; last report:\n{last}",
-                self.run_id
-            );
-            std::thread::sleep(Duration::from_secs(2));
-        }
+        self.wait_verified_with_env(timeout, &[])
     }
 
     /// Starts `lucid-worker serve` like [`TestRun::spawn_worker`] with `env` added to its
@@ -1081,11 +1056,22 @@ impl Drop for TestRun {
 
 // ------------------------------------------------------------------- fault tests and invariants
 
-/// Serialises the tests that stop or restart a shared service (RabbitMQ, SeaweedFS): hold the guard
-/// for the whole test. Tests in other test binaries never overlap (cargo runs binaries one by one).
-pub fn exclusive_services() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock()
+static SERVICES_LOCK: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held for its whole run by a test that stops or restarts a shared service (RabbitMQ, SeaweedFS):
+/// no other test of its binary that holds [`shared_services`] runs meanwhile. Tests in other test
+/// binaries never overlap (cargo runs binaries one by one).
+pub fn exclusive_services() -> std::sync::RwLockWriteGuard<'static, ()> {
+    SERVICES_LOCK
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held for its whole run by a test, in a binary with [`exclusive_services`] tests, that needs the
+/// shared services up; such tests run alongside each other.
+pub fn shared_services() -> std::sync::RwLockReadGuard<'static, ()> {
+    SERVICES_LOCK
+        .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -1211,8 +1197,9 @@ impl TestRun {
     /// The invariant check after a sweep (with or without faults): `lucid-coordinator verify`
     /// passes with the run's dead letters exactly `expected_dead` (message ids) and, with `watch`,
     /// with the watch's gauges agreeing; it is polled until it passes (the watch refreshes every
-    /// second) or `timeout`. Then the workers' counters must agree: `dead_lettered` sums to the
-    /// dead letters, and `ok` plus `skipped_existing` cover every task. Returns verify's report.
+    /// second) or `timeout`. Then the task queue must drain to empty (every redelivery settled), and
+    /// the workers' counters must agree: `dead_lettered` sums to the dead letters, and `ok` plus
+    /// `skipped_existing` cover every task. Returns verify's report.
     pub fn assert_invariants(
         &self,
         expected_dead: &[String],
@@ -1244,6 +1231,16 @@ impl TestRun {
             );
             std::thread::sleep(Duration::from_secs(1));
         };
+        // redeliveries (of tasks whose ack was lost) must all be settled too: nothing stays queued
+        wait_until(
+            timeout,
+            &format!("{} to be empty (ready + unacked = 0)", self.tasks_queue),
+            || {
+                self.services
+                    .queue_info(&self.tasks_queue)
+                    .is_some_and(|q| q.messages == 0)
+            },
+        );
         let expected = self.expected_tasks();
         assert!(
             report.contains(&format!("{expected} of {expected} tasks complete")),

@@ -4,13 +4,14 @@
 //! task stored exactly once, the dead-letter queue holding exactly what it should, the metrics
 //! agreeing) and a scan of every log of the run for the credentials.
 //!
-//! The tests that stop a shared service hold [`exclusive_services`] for their whole run.
+//! The tests that stop a shared service hold [`exclusive_services`] for their whole run, the others
+//! [`shared_services`].
 
 use std::time::{Duration, Instant};
 
 use lucid_e2e::{
     PrivateAmqpUser, Restore, Services, SweepConfig, TestRun, Worker, exclusive_services,
-    metric_value, rabbitmqctl, services_script, tail, wait_until,
+    metric_value, rabbitmqctl, services_script, shared_services, tail, wait_until,
 };
 
 /// A run of one seed's conv1 channels `0..n` at `steps` steps, connecting as its own RabbitMQ user.
@@ -46,6 +47,7 @@ fn sigkill_mid_batch_tasks_are_redelivered_and_completed_by_another_worker() {
     let Some(services) = Services::from_env() else {
         return;
     };
+    let _shared = shared_services();
     const TASKS: u32 = 12;
     let (run, user) = conv1_run(&services, "sigkill", TASKS, 12);
     let mut victim = run.spawn_worker("worker-victim", &[]);
@@ -117,6 +119,28 @@ fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_complete
         stopped.elapsed()
     );
 
+    // the workers reconnect (lapin's recovery, then their own loop), and every task whose ack was
+    // lost comes back from the broker and is acked by the idempotency check without rendering
+    wait_until(
+        Duration::from_secs(120),
+        "both workers to consume again after the restart",
+        || {
+            services
+                .queue_info(&run.tasks_queue)
+                .is_some_and(|q| q.consumers >= 2)
+        },
+    );
+    let lost_acks = || {
+        format!("{}{}", worker_a.process.stderr(), worker_b.process.stderr())
+            .matches("acknowledgement lost")
+            .count() as f64
+    };
+    let skipped_copies = || worker_a.tasks("skipped_existing") + worker_b.tasks("skipped_existing");
+    wait_until(
+        Duration::from_secs(120),
+        "every task whose ack was lost to come back and be skipped as stored",
+        || skipped_copies() >= lost_acks(),
+    );
     let report = run.assert_invariants(
         &[],
         Some(&watch),
@@ -137,12 +161,27 @@ fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_complete
     let logs = format!("{}{}", worker_a.process.stderr(), worker_b.process.stderr());
     let ack_lost = logs.matches("acknowledgement lost").count();
     let skipped = worker_a.tasks("skipped_existing") + worker_b.tasks("skipped_existing");
+    let ok = worker_a.tasks("ok") + worker_b.tasks("ok");
+    let failed = worker_a.tasks("failed") + worker_b.tasks("failed");
     eprintln!(
-        "{ack_lost} acknowledgements lost in the restart, {skipped} redeliveries skipped as stored"
+        "{ack_lost} acknowledgements lost in the restart, {skipped} redeliveries skipped as stored \
+         ({ok} ok, {failed} failed)"
     );
+    let lost_id = logs
+        .lines()
+        .find(|l| l.contains("acknowledgement lost"))
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["fields"]["task_id"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let history: Vec<&str> = logs
+        .lines()
+        .filter(|l| !lost_id.is_empty() && l.contains(&lost_id))
+        .collect();
     assert!(
         skipped >= ack_lost as f64,
-        "every task whose ack was lost must be skipped on redelivery ({ack_lost} lost, {skipped} skipped)"
+        "every task whose ack was lost must be skipped on redelivery ({ack_lost} lost, {skipped} skipped); \
+         the log lines of {lost_id}:\n{}",
+        history.join("\n")
     );
     assert!(
         ack_lost > 0 || logs.contains("reconnecting") || logs.contains("cannot reach the broker"),
@@ -218,6 +257,7 @@ fn an_unusable_model_cache_stops_the_worker_and_loses_no_task() {
     let Some(services) = Services::from_env() else {
         return;
     };
+    let _shared = shared_services();
     const TASKS: u32 = 4;
     let (run, user) = conv1_run(&services, "cachefault", TASKS, 4);
     // the model comes from S3, so the worker must write it into its cache

@@ -258,6 +258,23 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
                     .to_string(),
             ],
         ),
+        (
+            format!("{}/oversize", run.run_id),
+            format!(
+                r#"{{"schema_version": 1, "padding": "{}"}}"#,
+                "x".repeat(70_000)
+            ),
+            vec!["task message is too large".into(), "limit 65536".into()],
+        ),
+        (
+            format!("{}/bad-identifier", run.run_id),
+            {
+                let mut task = run.task_json("training_seed_01", "conv1", 0, &seed01);
+                task["seed"] = "../../etc".into();
+                task.to_string()
+            },
+            vec!["undecodable task: task message has an invalid".into()],
+        ),
     ];
     for (id, body, _) in &bad {
         services.publish_raw(&run.tasks_queue, id, body);

@@ -210,6 +210,14 @@ impl AlexNetSpec {
         })
     }
 
+    /// The smallest square input for which `layer` has a non-empty output (`usize::MAX` for an
+    /// unknown layer).
+    pub fn min_input_side_for(&self, layer: &str) -> usize {
+        (1..4096)
+            .find(|&n| self.output_side(layer, n).is_ok())
+            .unwrap_or(usize::MAX)
+    }
+
     /// The smallest square input for which every layer has a non-empty output.
     pub fn min_input_side(&self) -> usize {
         let last = self.layers.last().map(|l| l.name.as_str()).unwrap_or("fc8");

@@ -30,6 +30,8 @@ pub struct SeedCheckpoint {
     pub location: ModelLocation,
     /// Output channels per layer, in network order.
     pub widths: LayerWidths,
+    /// Per layer, the smallest square input for which it has a non-empty output.
+    pub min_sides: BTreeMap<LayerName, usize>,
     /// The checkpoint's content digest, when asked for.
     pub digest: Option<String>,
 }
@@ -118,6 +120,10 @@ fn read_one(
             Ok((name, l.out_channels))
         })
         .collect::<Result<LayerWidths>>()?;
+    let min_sides = widths
+        .iter()
+        .map(|(name, _)| (name.clone(), net.min_input_side_for(name.as_str())))
+        .collect();
     let digest = match digests {
         Digests::Compute => Some(opened.file.digest().map_err(checkpoint_error)?),
         Digests::Skip => None,
@@ -126,6 +132,7 @@ fn read_one(
         seed: seed.clone(),
         location: location.clone(),
         widths,
+        min_sides,
         digest,
     })
 }
@@ -137,6 +144,27 @@ pub fn build_plan(spec: &SweepSpec, checkpoints: Vec<SeedCheckpoint>) -> Result<
         .map(|c| (c.seed.clone(), c.widths.clone()))
         .collect();
     let plan = lucid_proto::plan::plan(spec, &widths)?;
+    // every planned layer must see a large enough image after the transforms, or every one of its
+    // tasks would be dead-lettered by the workers
+    let settings = &plan.settings;
+    let seen = lucid_proto::geometry::min_network_side(settings.transforms, settings.size as usize);
+    for seed in &plan.seeds {
+        let Some(checkpoint) = checkpoints.iter().find(|c| c.seed == seed.seed) else {
+            continue;
+        };
+        for layer in &seed.layers {
+            let needed = checkpoint.min_sides.get(&layer.layer).copied().unwrap_or(0);
+            if seen < needed as i64 {
+                return Err(Error::RenderSizeTooSmall {
+                    seed: seed.seed.to_string(),
+                    layer: layer.layer.to_string(),
+                    size: settings.size,
+                    seen,
+                    needed,
+                });
+            }
+        }
+    }
     Ok(PlannedRun { plan, checkpoints })
 }
 

@@ -95,7 +95,7 @@ training_seed_01 = "{s1}"
 training_seed_02 = "{s2}"
 [render]
 steps = 16
-size = 64
+size = 224
 [storage]
 endpoint = "{endpoint}"
 bucket = "lucid-test"
@@ -236,7 +236,7 @@ fn sidecar_for(task: &TaskMessage, png: &[u8], created_at: &str) -> ResultSideca
 
 /// Uploads a PNG and a valid sidecar for each task, as a worker would.
 async fn upload_results(store: &Store, prefix: &KeyPrefix, tasks: &[TaskMessage]) {
-    let png = png_bytes(64);
+    let png = png_bytes(224);
     futures::stream::iter(tasks.iter().enumerate())
         .map(|(i, task)| {
             let png = png.clone();
@@ -283,7 +283,7 @@ fn plan_counts_tasks_from_the_checkpoints() {
     let rates = t.dir.path().join("rates.json");
     std::fs::write(
         &rates,
-        r#"{"device":"TestGPU","steps":16,"size":64,"layers":[{"layer":"conv1","images_per_second":1.0}]}"#,
+        r#"{"device":"TestGPU","steps":16,"size":224,"layers":[{"layer":"conv1","images_per_second":1.0}]}"#,
     )
     .expect("write rates");
     let rate_arg = rates.display().to_string();
@@ -365,8 +365,24 @@ async fn invalid_specs_fail_naming_the_field_and_publish_nothing() {
     let spec = t.spec(&[]);
     let broker = t.broker(&spec).await;
 
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
         (&["submit", "--set", "render.steps=0"], "render.steps"),
+        // 64 px leaves the network 68 px after the transforms: too small for fc6 (and the plan
+        // command refuses it too, before anything is published)
+        (
+            &["submit", "--set", "render.size=64"],
+            "render.size = 64 px is too small for layer fc6 of seed training_seed_01: after the transforms the network sees 68 px",
+        ),
+        (
+            &[
+                "plan",
+                "--set",
+                "render.size=64",
+                "--set",
+                "layers=conv1,fc8",
+            ],
+            "too small for layer fc8",
+        ),
         (&["submit", "--set", "render.stepz=3"], "stepz"),
         (
             &["submit", "--set", "layers=conv1,conv9"],
@@ -436,7 +452,7 @@ async fn verify_reports_missing_extra_and_mismatched_objects() {
         .expect("put");
     let victim = &tasks[1];
     let victim_key = prefix.sidecar_key(&victim.run_id, &victim.seed, &victim.layer, 0);
-    let png = png_bytes(64);
+    let png = png_bytes(224);
     let wrong = sidecar_for(&tasks[2], &png, "2026-01-01T00:00:00Z");
     store
         .put(&victim_key, wrong.encode(), "application/json")
@@ -475,7 +491,7 @@ async fn verify_check_is_pure() {
     let spec = t.spec(&["layers=fc8"]);
     let plan = t.plan(&spec).await;
     let prefix = t.prefix(&spec);
-    let png = png_bytes(64);
+    let png = png_bytes(224);
     let mut keys = vec![prefix.manifest_key(&plan.run_id)];
     let mut fetched = Fetched::default();
     for task in plan.tasks() {

@@ -19,9 +19,11 @@
 //! - [`keys`]: object keys for images, sidecars and the manifest, and their inverse.
 //! - [`manifest`]: the run manifest ([`RunManifest`]).
 //! - [`plan`]: pure task enumeration from a spec and layer widths ([`plan::plan`]).
+//! - [`geometry`]: the sizes lucid's standard transforms produce (shared by worker and coordinator).
 #![warn(missing_docs)]
 
 pub mod channels;
+pub mod geometry;
 pub mod ids;
 pub mod keys;
 pub mod manifest;

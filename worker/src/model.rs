@@ -231,11 +231,7 @@ impl AlexNet {
 
     /// The smallest square input side for which layer `target` yields at least one output unit.
     pub fn min_input_side(&self, target: usize) -> usize {
-        // the layer table's own geometry decides; the search stops at a few hundred px
-        let name = &self.layers[target].spec.name;
-        (1..)
-            .find(|&n| self.spec.output_side(name, n).is_ok())
-            .unwrap_or(usize::MAX)
+        self.spec.min_input_side_for(&self.layers[target].spec.name)
     }
 
     /// A `[n]` int64 tensor on the model's device.

@@ -15,32 +15,12 @@ pub use lucid_proto::spec::Transforms as TransformSet;
 use rand::Rng;
 use tch::{Device, Tensor};
 
-/// Padding of step 1, in pixels.
-pub const PAD: i64 = 12;
-/// Crop of step 2.
-pub const JITTER_1: i64 = 8;
-/// Crop of step 5.
-pub const JITTER_2: i64 = 4;
+pub use lucid_proto::geometry::{JITTER_1, JITTER_2, PAD, scale_input_side, scaled_side, scales};
+
 /// Rotation angles in degrees: −10..=10 plus five extra zeros (26 entries).
 pub const ANGLES: [i64; 26] = [
     -10, -9, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 0, 0, 0,
 ];
-
-/// Side of the scale step's input for `size` px images: after the pad and the first jitter.
-pub fn scale_input_side(size: usize) -> i64 {
-    size as i64 + 2 * PAD - JITTER_1
-}
-
-/// The eleven scale factors `1 + (i − 5)/50`.
-pub fn scales() -> [f64; 11] {
-    std::array::from_fn(|i| 1.0 + (i as f64 - 5.0) / 50.0)
-}
-
-/// The side after scaling `side` by `scale`, truncated as TF's `tf.cast(scale * shape, int32)` in
-/// float32.
-pub fn scaled_side(side: i64, scale: f64) -> i64 {
-    ((scale as f32) * (side as f32)) as i64
-}
 
 /// The affine map, in `grid_sample` normalised coordinates (align_corners), from the final output of
 /// the standard transforms to the padded image: jitter 1, scale, rotation and jitter 2 composed, so that
@@ -198,10 +178,7 @@ impl Transforms {
 
     /// The smallest side the network can be shown for `size` px images.
     pub fn min_output_side(set: TransformSet, size: usize) -> i64 {
-        match set {
-            TransformSet::Standard => scaled_side(scale_input_side(size), scales()[0]) - JITTER_2,
-            TransformSet::None => size as i64,
-        }
+        lucid_proto::geometry::min_network_side(set, size)
     }
 
     /// Applies one step's transforms to a `[B, 3, H, W]` batch.

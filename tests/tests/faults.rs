@@ -349,3 +349,101 @@ fn an_unusable_model_cache_stops_the_worker_and_loses_no_task() {
     eprintln!("after the cache faults: {report}");
     scan_logs(&run, &user);
 }
+
+#[test]
+fn local_mode_on_a_full_disk_stops_with_the_cause_and_records_nothing_unfinished_as_done() {
+    // `lucid-worker local` (no services) writing its results to a 64 KiB tmpfs: the disk fills
+    // during the first batch. Needs root for the mount; skipped with a message otherwise.
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("create the mount point");
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&out)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("NOTE: cannot mount a tmpfs here (not root?); the full-disk case is not run");
+        return;
+    }
+    let unmount_dir = out.clone();
+    let _unmount = Restore::new(move || {
+        let _ = std::process::Command::new("umount")
+            .arg(&unmount_dir)
+            .status();
+    });
+    let spec = dir.path().join("local.toml");
+    let model = lucid_e2e::workspace_root().join("fixtures/demo/training_seed_01");
+    std::fs::write(
+        &spec,
+        format!(
+            "run_id = \"fulldisk\"\nlayers = [\"conv1\"]\nchannels = \"0-7\"\n[models]\ntraining_seed_01 = {:?}\n[render]\nsteps = 4\nsize = 96\n[storage]\nkind = \"local\"\nlocal_dir = {:?}\n",
+            model.display().to_string(),
+            out.display().to_string()
+        ),
+    )
+    .expect("write the spec");
+    let output = std::process::Command::new(lucid_e2e::binary("lucid-worker"))
+        .args([
+            "local",
+            "--device",
+            "cpu",
+            "--no-gallery",
+            "--quiet",
+            "--spec",
+        ])
+        .arg(&spec)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run lucid-worker local");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "a full disk must fail the run");
+    assert!(
+        stderr.contains("No space left on device"),
+        "the error should name the cause:\n{stderr}"
+    );
+    // nothing half-written, and nothing counted done without both of its files
+    let mut files = Vec::new();
+    let mut stack = vec![out.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("list").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    let names: Vec<String> = files
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.starts_with(".lucid-tmp")),
+        "temporary files were left behind: {names:?}"
+    );
+    let sidecars: Vec<&std::path::PathBuf> = files
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| p.file_name().is_some_and(|n| n != "run.json"))
+        .collect();
+    for sidecar in &sidecars {
+        assert!(
+            sidecar.with_extension("png").is_file(),
+            "{} has no PNG",
+            sidecar.display()
+        );
+    }
+    assert!(
+        sidecars.len() < 8,
+        "the disk was full, yet {} of 8 tasks look done",
+        sidecars.len()
+    );
+    eprintln!(
+        "full disk: stopped after {} of 8 tasks; stderr: {}",
+        sidecars.len(),
+        tail(&stderr, 2)
+    );
+}

@@ -63,23 +63,6 @@ pub enum Error {
         /// The queue crate's error.
         source: BoxError,
     },
-    /// `render.size` leaves a planned layer no output: after the transforms the network sees `seen`
-    /// px and the layer needs `needed`.
-    #[error(
-        "render.size = {size} px is too small for layer {layer} of seed {seed}: after the transforms the network sees {seen} px, and {layer} needs at least {needed} px; raise render.size or leave {layer} out of layers"
-    )]
-    RenderSizeTooSmall {
-        /// The seed.
-        seed: String,
-        /// The layer.
-        layer: String,
-        /// `render.size`.
-        size: u32,
-        /// The smallest side the network is shown.
-        seen: i64,
-        /// The smallest input the layer needs.
-        needed: usize,
-    },
     /// A metrics endpoint could not be read.
     #[error("cannot read metrics from {url}: {message}")]
     MetricsRead {

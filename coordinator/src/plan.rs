@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use lucid_checkpoint::alexnet::AlexNetSpec;
+use lucid_proto::geometry::{LayerTable, check_sides};
 use lucid_proto::plan::LayerWidths;
-use lucid_proto::{CheckpointRef, LayerName, ModelLocation, Plan, SeedId, SweepSpec};
+use lucid_proto::{CheckpointRef, ModelLocation, Plan, SeedId, SweepSpec};
 
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
@@ -28,10 +29,8 @@ pub struct SeedCheckpoint {
     pub seed: SeedId,
     /// Where the spec says its model lives.
     pub location: ModelLocation,
-    /// Output channels per layer, in network order.
-    pub widths: LayerWidths,
-    /// Per layer, the smallest square input for which it has a non-empty output.
-    pub min_sides: BTreeMap<LayerName, usize>,
+    /// Output channels and smallest input side per layer, in network order.
+    pub table: LayerTable,
     /// The checkpoint's content digest, when asked for.
     pub digest: Option<String>,
 }
@@ -87,7 +86,7 @@ pub async fn read_checkpoints(
         tracing::info!(
             seed = %read.seed,
             location = %read.location,
-            layers = read.widths.len(),
+            layers = read.table.widths.len(),
             digest = read.digest.as_deref().unwrap_or("-"),
             "read checkpoint"
         );
@@ -109,21 +108,17 @@ fn read_one(
         source: Box::new(source),
     };
     let net = AlexNetSpec::from_model(&opened.file).map_err(checkpoint_error)?;
-    let widths = net
-        .layers
-        .iter()
-        .map(|l| {
-            let name = LayerName::new(l.name.as_str()).map_err(|e| Error::Model {
-                location: location.to_string(),
-                reason: e.to_string(),
-            })?;
-            Ok((name, l.out_channels))
-        })
-        .collect::<Result<LayerWidths>>()?;
-    let min_sides = widths
-        .iter()
-        .map(|(name, _)| (name.clone(), net.min_input_side_for(name.as_str())))
-        .collect();
+    let table = LayerTable::from_layers(net.layers.iter().map(|l| {
+        (
+            l.name.as_str(),
+            l.out_channels,
+            net.min_input_side_for(&l.name),
+        )
+    }))
+    .map_err(|e| Error::Model {
+        location: location.to_string(),
+        reason: e.to_string(),
+    })?;
     let digest = match digests {
         Digests::Compute => Some(opened.file.digest().map_err(checkpoint_error)?),
         Digests::Skip => None,
@@ -131,8 +126,7 @@ fn read_one(
     Ok(SeedCheckpoint {
         seed: seed.clone(),
         location: location.clone(),
-        widths,
-        min_sides,
+        table,
         digest,
     })
 }
@@ -141,30 +135,16 @@ fn read_one(
 pub fn build_plan(spec: &SweepSpec, checkpoints: Vec<SeedCheckpoint>) -> Result<PlannedRun> {
     let widths: BTreeMap<SeedId, LayerWidths> = checkpoints
         .iter()
-        .map(|c| (c.seed.clone(), c.widths.clone()))
+        .map(|c| (c.seed.clone(), c.table.widths.clone()))
         .collect();
     let plan = lucid_proto::plan::plan(spec, &widths)?;
     // every planned layer must see a large enough image after the transforms, or every one of its
     // tasks would be dead-lettered by the workers
-    let settings = &plan.settings;
-    let seen = lucid_proto::geometry::min_network_side(settings.transforms, settings.size as usize);
-    for seed in &plan.seeds {
-        let Some(checkpoint) = checkpoints.iter().find(|c| c.seed == seed.seed) else {
-            continue;
-        };
-        for layer in &seed.layers {
-            let needed = checkpoint.min_sides.get(&layer.layer).copied().unwrap_or(0);
-            if seen < needed as i64 {
-                return Err(Error::RenderSizeTooSmall {
-                    seed: seed.seed.to_string(),
-                    layer: layer.layer.to_string(),
-                    size: settings.size,
-                    seen,
-                    needed,
-                });
-            }
-        }
-    }
+    let tables: BTreeMap<SeedId, LayerTable> = checkpoints
+        .iter()
+        .map(|c| (c.seed.clone(), c.table.clone()))
+        .collect();
+    check_sides(&plan, &tables)?;
     Ok(PlannedRun { plan, checkpoints })
 }
 

@@ -5,6 +5,10 @@
 //! Steps: pad 12 px → crop 8 (jitter) → scale by one of `1 + (i − 5)/50`, truncated as TF1's
 //! `tf.cast(scale * shape, int32)` → rotate (same size) → crop 4 (jitter).
 
+use std::collections::BTreeMap;
+
+use crate::ids::{IdError, LayerName, SeedId};
+use crate::plan::{LayerWidths, Plan, PlanError};
 use crate::spec::Transforms;
 
 /// Padding of the first step, in pixels.
@@ -39,6 +43,57 @@ pub fn min_network_side(transforms: Transforms, size: usize) -> i64 {
     }
 }
 
+/// What the planner needs from one network: each layer's width and the smallest square input for
+/// which it has an output, in network order.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LayerTable {
+    /// Output channels per layer.
+    pub widths: LayerWidths,
+    /// The smallest square input per layer.
+    pub min_sides: BTreeMap<LayerName, usize>,
+}
+
+impl LayerTable {
+    /// The table of `(name, width, smallest input side)` triples, the names validated.
+    pub fn from_layers<'a>(
+        layers: impl IntoIterator<Item = (&'a str, usize, usize)>,
+    ) -> Result<Self, IdError> {
+        let mut table = Self::default();
+        for (name, width, min_side) in layers {
+            let name = LayerName::new(name)?;
+            table.min_sides.insert(name.clone(), min_side);
+            table.widths.push((name, width));
+        }
+        Ok(table)
+    }
+}
+
+/// Checks that `plan`'s render size leaves every planned layer a non-empty output after the
+/// transforms, with `tables` giving each seed's smallest input per layer (a seed or layer missing
+/// from `tables` is not checked).
+pub fn check_sides(plan: &Plan, tables: &BTreeMap<SeedId, LayerTable>) -> Result<(), PlanError> {
+    let settings = &plan.settings;
+    let seen = min_network_side(settings.transforms, settings.size as usize);
+    for seed in &plan.seeds {
+        let Some(table) = tables.get(&seed.seed) else {
+            continue;
+        };
+        for layer in &seed.layers {
+            let needed = table.min_sides.get(&layer.layer).copied().unwrap_or(0);
+            if seen < needed as i64 {
+                return Err(PlanError::SizeTooSmall {
+                    seed: seed.seed.clone(),
+                    layer: layer.layer.clone(),
+                    size: settings.size,
+                    seen,
+                    needed,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,5 +106,43 @@ mod tests {
         assert_eq!(min_network_side(Transforms::None, 224), 224);
         assert_eq!(scales()[0], 0.9);
         assert_eq!(scales()[10], 1.1);
+    }
+
+    #[test]
+    fn sizes_too_small_for_a_planned_layer_are_refused_naming_it() {
+        use crate::plan::{LayerPlan, SeedPlan};
+        use crate::spec::{ModelLocation, RenderSection};
+        let seed = SeedId::new("training_seed_01").expect("seed");
+        let table =
+            LayerTable::from_layers([("conv1", 64, 63), ("fc6", 4096, 195)]).expect("table");
+        assert_eq!(table.widths.len(), 2);
+        assert!(LayerTable::from_layers([("../x", 1, 1)]).is_err());
+        let layer = |name: &str| LayerPlan {
+            layer: LayerName::new(name).expect("layer"),
+            width: 1,
+            channels: vec![0],
+        };
+        let mut plan = Plan {
+            run_id: crate::RunId::new("r").expect("run"),
+            settings: RenderSection::default().settings(),
+            seeds: vec![SeedPlan {
+                seed: seed.clone(),
+                model: ModelLocation::Local("m".into()),
+                layers: vec![layer("conv1"), layer("fc6")],
+            }],
+        };
+        let tables = BTreeMap::from([(seed, table)]);
+        plan.settings.size = 224;
+        assert_eq!(check_sides(&plan, &tables), Ok(()));
+        plan.settings.size = 128;
+        let err = check_sides(&plan, &tables).expect_err("128 px is too small for fc6");
+        assert_eq!(
+            err.to_string(),
+            "render.size = 128 px is too small for layer fc6 of seed training_seed_01: after the \
+             transforms the network sees 125 px, and fc6 needs at least 195 px; raise render.size \
+             or leave fc6 out of layers"
+        );
+        plan.seeds[0].layers.pop();
+        assert_eq!(check_sides(&plan, &tables), Ok(()), "conv1 alone fits");
     }
 }

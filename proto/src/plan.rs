@@ -62,6 +62,23 @@ pub enum PlanError {
         /// Names the layer and range.
         source: ChannelBoundsError,
     },
+    /// `render.size` leaves a planned layer no output: after the transforms the network sees `seen`
+    /// px and the layer needs `needed` (see [`crate::geometry::check_sides`]).
+    #[error(
+        "render.size = {size} px is too small for layer {layer} of seed {seed}: after the transforms the network sees {seen} px, and {layer} needs at least {needed} px; raise render.size or leave {layer} out of layers"
+    )]
+    SizeTooSmall {
+        /// The seed.
+        seed: SeedId,
+        /// The layer.
+        layer: LayerName,
+        /// `render.size`.
+        size: u32,
+        /// The smallest side the network is shown.
+        seen: i64,
+        /// The smallest input the layer needs.
+        needed: usize,
+    },
 }
 
 /// One selected layer of one seed.

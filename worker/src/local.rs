@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
 use lucid_checkpoint::alexnet::AlexNetSpec;
 use lucid_checkpoint::{ModelFile, discover};
+use lucid_proto::geometry::{LayerTable, check_sides};
 use lucid_proto::keys::{Kind, parse_key};
 use lucid_proto::plan::{LayerWidths, plan};
 use lucid_proto::spec::{StorageKind, SweepSpec};
@@ -112,27 +113,28 @@ impl TaskHandle for LocalHandle {
     }
 }
 
-/// Layer widths of every seed in the spec, read from the checkpoints (S3 ones downloaded first).
-pub async fn layer_widths(
+/// The layer table (widths, smallest input sides) of every seed in the spec, read from the
+/// checkpoints (S3 ones downloaded first).
+pub async fn layer_tables(
     spec: &SweepSpec,
     cache: &ModelCache,
-) -> Result<BTreeMap<SeedId, LayerWidths>> {
+) -> Result<BTreeMap<SeedId, LayerTable>> {
     let mut out = BTreeMap::new();
     for (seed, location) in &spec.models {
         let path = cache
             .materialize(location, &spec.storage)
             .await
             .with_context(|| format!("cannot fetch the model of {seed} from {location}"))?;
-        let widths = tokio::task::spawn_blocking(move || read_widths(&path))
+        let table = tokio::task::spawn_blocking(move || read_table(&path))
             .await
             .context("the checkpoint reader failed")?
             .with_context(|| format!("cannot read the checkpoint of {seed} at {location}"))?;
-        out.insert(seed.clone(), widths);
+        out.insert(seed.clone(), table);
     }
     Ok(out)
 }
 
-fn read_widths(path: &Path) -> Result<LayerWidths> {
+fn read_table(path: &Path) -> Result<LayerTable> {
     let seeds = discover(path)?;
     let [one] = seeds.as_slice() else {
         bail!(
@@ -141,11 +143,14 @@ fn read_widths(path: &Path) -> Result<LayerWidths> {
             seeds.len()
         );
     };
-    let spec = AlexNetSpec::from_model(&ModelFile::open(&one.path)?)?;
-    spec.layers
-        .iter()
-        .map(|l| Ok((LayerName::new(l.name.as_str())?, l.out_channels)))
-        .collect()
+    let net = AlexNetSpec::from_model(&ModelFile::open(&one.path)?)?;
+    Ok(LayerTable::from_layers(net.layers.iter().map(|l| {
+        (
+            l.name.as_str(),
+            l.out_channels,
+            net.min_input_side_for(&l.name),
+        )
+    }))?)
 }
 
 /// Runs the sweep to completion or until `shutdown` completes.
@@ -154,8 +159,13 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
     spec.storage.kind = StorageKind::Local;
     spec.storage.local_dir = Some(config.out.clone());
     let cache = ModelCache::from_env().context("cannot locate the model cache folder")?;
-    let widths = layer_widths(&spec, &cache).await?;
+    let tables = layer_tables(&spec, &cache).await?;
+    let widths: BTreeMap<SeedId, LayerWidths> = tables
+        .iter()
+        .map(|(seed, table)| (seed.clone(), table.widths.clone()))
+        .collect();
     let plan = plan(&spec, &widths).context("cannot plan the sweep")?;
+    check_sides(&plan, &tables).context("cannot plan the sweep")?;
     let prefix = spec
         .storage
         .key_prefix()

@@ -255,6 +255,47 @@ fn bad_input_is_refused_with_a_clear_message() {
         assert!(stderr.contains(expected), "{extra:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // `local` plans the whole sweep first and refuses a size too small for a planned layer before
+    // rendering anything (the same check as the coordinator's, from lucid_proto::geometry)
+    let spec = common::fixtures().join("../examples/demo.toml");
+    let spec = spec.to_str().expect("utf-8");
+    let model = |seed: &str| {
+        let path = common::fixtures().join("demo").join(seed);
+        format!("models.{seed}={}", path.display())
+    };
+    let (seed1, seed2) = (model("training_seed_01"), model("training_seed_02"));
+    let local_dir = tempfile::tempdir().expect("tempdir");
+    let local_out = local_dir.path().to_str().expect("utf-8");
+    let (ok, _, stderr) = common::run_worker(&[
+        "local",
+        "--spec",
+        spec,
+        "--set",
+        &seed1,
+        "--set",
+        &seed2,
+        "--set",
+        "render.size=96",
+        "--set",
+        "layers=conv2,fc6",
+        "--out",
+        local_out,
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(!ok, "local with 96 px and fc6 should fail");
+    assert!(
+        stderr.contains("render.size = 96 px is too small for layer fc6 of seed training_seed_01"),
+        "{stderr}"
+    );
+    assert!(
+        std::fs::read_dir(local_dir.path())
+            .expect("list")
+            .next()
+            .is_none(),
+        "nothing may be written"
+    );
 }
 
 #[test]

@@ -964,6 +964,13 @@ max_message_bytes = 65536
     /// (it consumes).
     pub fn spawn_worker(&self, name: &str, sets: &[&str]) -> Worker {
         let mut worker = self.start_worker(name, sets, &[]);
+        self.wait_ready(&mut worker);
+        worker
+    }
+
+    /// Waits until `worker` answers 200 on `/readyz` (it consumes); panics if it exits first.
+    pub fn wait_ready(&self, worker: &mut Worker) {
+        let name = worker.process.name().to_string();
         let ready_url = format!("{}/readyz", worker.base_url());
         wait_until(
             WORKER_READY_TIMEOUT,
@@ -978,7 +985,6 @@ max_message_bytes = 65536
                 self.services.get_status(&ready_url) == Some(200)
             },
         );
-        worker
     }
 
     /// Starts `lucid-coordinator watch` for this run on a free port, refreshing every second, and

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lucid_e2e::{
-    EnvChange, ProcessGuard, Services, SweepConfig, TestRun, Worker, free_port, tail, wait_until,
+    EnvChange, ProcessGuard, Services, SweepConfig, TestRun, free_port, tail, wait_until,
 };
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -200,7 +200,7 @@ fn amqps_and_https_with_a_private_ca() {
     // ---- positive: submit, one worker, verify, all trusting the private CA
     let trust = [(CA_FILE_ENV, Some(ca))];
     let mut worker = run.start_worker("worker-tls", &[], &[(CA_FILE_ENV, ca.to_string())]);
-    wait_ready(&run, &mut worker);
+    run.wait_ready(&mut worker);
     let submitted = run.coordinator_with_env("submit", &[], &[], &trust);
     assert_eq!(
         submitted
@@ -256,25 +256,6 @@ fn submit_fails(
         tail(&output.stderr, 1)
     );
     text
-}
-
-/// Waits until `worker` answers 200 on `/readyz` (it consumes, over amqps); panics if it exits.
-fn wait_ready(run: &TestRun, worker: &mut Worker) {
-    let name = worker.process.name().to_string();
-    let ready_url = format!("{}/readyz", worker.base_url());
-    wait_until(
-        Duration::from_secs(60),
-        &format!("worker {name} to answer 200 on {ready_url}"),
-        || {
-            if let Some(status) = worker.process.try_wait() {
-                panic!(
-                    "worker {name} exited with {status} before it was ready; stderr:\n{}",
-                    tail(&worker.process.stderr(), 40)
-                );
-            }
-            run.services.get_status(&ready_url) == Some(200)
-        },
-    );
 }
 
 /// `host:port` of a URI such as `amqp://user:pass@127.0.0.1:5672/%2f` or `http://127.0.0.1:8333`.

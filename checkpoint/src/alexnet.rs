@@ -221,9 +221,7 @@ impl AlexNetSpec {
     /// The smallest square input for which every layer has a non-empty output.
     pub fn min_input_side(&self) -> usize {
         let last = self.layers.last().map(|l| l.name.as_str()).unwrap_or("fc8");
-        (1..)
-            .find(|&n| self.output_side(last, n).is_ok())
-            .unwrap_or(usize::MAX)
+        self.min_input_side_for(last)
     }
 }
 

@@ -5,8 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use lucid_checkpoint::alexnet::AlexNetSpec;
-use lucid_proto::geometry::{LayerTable, check_sides};
-use lucid_proto::plan::LayerWidths;
+use lucid_proto::geometry::{LayerTable, plan_checked};
 use lucid_proto::{CheckpointRef, ModelLocation, Plan, SeedId, SweepSpec};
 
 use crate::error::{Error, Result};
@@ -131,20 +130,14 @@ fn read_one(
     })
 }
 
-/// The plan of `spec` over the widths in `checkpoints`.
+/// The plan of `spec` over the layer tables in `checkpoints`; refused when the render size leaves a
+/// planned layer no output (every one of its tasks would be dead-lettered by the workers).
 pub fn build_plan(spec: &SweepSpec, checkpoints: Vec<SeedCheckpoint>) -> Result<PlannedRun> {
-    let widths: BTreeMap<SeedId, LayerWidths> = checkpoints
-        .iter()
-        .map(|c| (c.seed.clone(), c.table.widths.clone()))
-        .collect();
-    let plan = lucid_proto::plan::plan(spec, &widths)?;
-    // every planned layer must see a large enough image after the transforms, or every one of its
-    // tasks would be dead-lettered by the workers
     let tables: BTreeMap<SeedId, LayerTable> = checkpoints
         .iter()
         .map(|c| (c.seed.clone(), c.table.clone()))
         .collect();
-    check_sides(&plan, &tables)?;
+    let plan = plan_checked(spec, &tables)?;
     Ok(PlannedRun { plan, checkpoints })
 }
 

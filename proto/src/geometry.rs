@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use crate::ids::{IdError, LayerName, SeedId};
 use crate::plan::{LayerWidths, Plan, PlanError};
-use crate::spec::Transforms;
+use crate::spec::{SweepSpec, Transforms};
 
 /// Padding of the first step, in pixels.
 pub const PAD: i64 = 12;
@@ -66,6 +66,21 @@ impl LayerTable {
         }
         Ok(table)
     }
+}
+
+/// The plan of `spec` over each seed's layer table ([`crate::plan::plan`] over the widths), checked
+/// with [`check_sides`]: the one planning step of the coordinator and of the worker's local mode.
+pub fn plan_checked(
+    spec: &SweepSpec,
+    tables: &BTreeMap<SeedId, LayerTable>,
+) -> Result<Plan, PlanError> {
+    let widths: BTreeMap<SeedId, LayerWidths> = tables
+        .iter()
+        .map(|(seed, table)| (seed.clone(), table.widths.clone()))
+        .collect();
+    let plan = crate::plan::plan(spec, &widths)?;
+    check_sides(&plan, tables)?;
+    Ok(plan)
 }
 
 /// Checks that `plan`'s render size leaves every planned layer a non-empty output after the

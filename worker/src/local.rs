@@ -16,9 +16,8 @@ use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
 use lucid_checkpoint::alexnet::AlexNetSpec;
 use lucid_checkpoint::{ModelFile, discover};
-use lucid_proto::geometry::{LayerTable, check_sides};
+use lucid_proto::geometry::{LayerTable, plan_checked};
 use lucid_proto::keys::{Kind, parse_key};
-use lucid_proto::plan::{LayerWidths, plan};
 use lucid_proto::spec::{StorageKind, SweepSpec};
 use lucid_proto::{LayerName, SeedId, TaskMessage};
 use lucid_storage::Store;
@@ -160,12 +159,7 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
     spec.storage.local_dir = Some(config.out.clone());
     let cache = ModelCache::from_env().context("cannot locate the model cache folder")?;
     let tables = layer_tables(&spec, &cache).await?;
-    let widths: BTreeMap<SeedId, LayerWidths> = tables
-        .iter()
-        .map(|(seed, table)| (seed.clone(), table.widths.clone()))
-        .collect();
-    let plan = plan(&spec, &widths).context("cannot plan the sweep")?;
-    check_sides(&plan, &tables).context("cannot plan the sweep")?;
+    let plan = plan_checked(&spec, &tables).context("cannot plan the sweep")?;
     let prefix = spec
         .storage
         .key_prefix()

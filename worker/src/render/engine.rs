@@ -203,13 +203,8 @@ pub fn benchmark_images(
             seconds: 0.0,
         });
     };
-    let shape = variable_shape(settings.param, settings.size);
-    let init = initial_values(&[(first, 0)], settings.run_seed, model_seed, layer, &shape);
-    let mut full_shape = vec![1i64];
-    full_shape.extend(&shape);
     let _guard = tch::no_grad_guard();
-    let var = Tensor::f_from_slice(&init)
-        .and_then(|t| t.f_view(full_shape.as_slice()))
+    let var = initial_variables(&[(first, 0)], settings, model_seed, layer, tch::Device::Cpu)
         .map_err(torch_err)?;
     let param = ImageParam::new(
         settings.param,
@@ -316,13 +311,7 @@ impl<'a> Optimisation<'a> {
             .iter()
             .flat_map(|&c| (0..copies).map(move |copy| (c, copy)))
             .collect();
-        let shape = variable_shape(settings.param, settings.size);
-        let init = initial_values(&order, settings.run_seed, model_seed, layer, &shape);
-        let mut full_shape = vec![order.len() as i64];
-        full_shape.extend(&shape);
-        let var = Tensor::f_from_slice(&init)
-            .and_then(|t| t.f_view(full_shape.as_slice()))
-            .and_then(|t| t.f_to_device(device))
+        let var = initial_variables(&order, settings, model_seed, layer, device)
             .map_err(torch_err)?
             .set_requires_grad(true);
         let channel_index: Vec<i64> = order.iter().map(|&(c, _)| c as i64).collect();
@@ -429,6 +418,24 @@ impl<'a> Optimisation<'a> {
             })
             .collect())
     }
+}
+
+/// The `[order.len(), …]` tensor of the initial variables of `order` on `device`
+/// ([`initial_values`]).
+fn initial_variables(
+    order: &[(usize, usize)],
+    settings: &Settings,
+    model_seed: &str,
+    layer: &str,
+    device: tch::Device,
+) -> Result<Tensor, tch::TchError> {
+    let shape = variable_shape(settings.param, settings.size);
+    let init = initial_values(order, settings.run_seed, model_seed, layer, &shape);
+    let mut full_shape = vec![order.len() as i64];
+    full_shape.extend(&shape);
+    Tensor::f_from_slice(&init)?
+        .f_view(full_shape.as_slice())?
+        .f_to_device(device)
 }
 
 /// The initial variables of every (channel, copy), each from its own seeded stream, generated on all

@@ -59,6 +59,13 @@ pub struct BenchArgs {
     /// Keep activations NCHW on CUDA instead of channels-last.
     #[arg(long)]
     pub no_channels_last: bool,
+    /// Run conv1 as its strided convolution on CUDA instead of space-to-depth; `--space-to-depth`
+    /// turns space-to-depth on for the CPU.
+    #[arg(long, conflicts_with = "space_to_depth")]
+    pub no_space_to_depth: bool,
+    /// Run conv1 space-to-depth on the CPU too (on by default on CUDA).
+    #[arg(long)]
+    pub space_to_depth: bool,
     /// Arithmetic precision: fp32, tf32 or bf16.
     #[arg(long, value_parser = crate::cli::parse_precision, default_value = "tf32")]
     pub precision: lucid_proto::spec::Precision,
@@ -103,6 +110,10 @@ pub struct BenchReport {
     pub steps: u32,
     /// Arithmetic precision.
     pub precision: lucid_proto::spec::Precision,
+    /// Whether activations ran channels-last.
+    pub channels_last: bool,
+    /// Whether conv1 ran space-to-depth.
+    pub space_to_depth: bool,
     /// Per-layer results.
     pub layers: Vec<LayerBench>,
     /// Estimated wall time of the whole sweep (all layers × seeds) on one device, in minutes.
@@ -158,6 +169,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
     let file = ModelFile::open(&seed.path)?;
     let mut model = AlexNet::load(&file, device)?;
     model.set_channels_last(device.is_cuda() && !args.no_channels_last);
+    model.set_space_to_depth((device.is_cuda() || args.space_to_depth) && !args.no_space_to_depth);
     let settings = Settings {
         steps: args.steps,
         size: args.size,
@@ -219,6 +231,8 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
     let report = BenchReport {
         device: crate::device::describe(device),
         precision: args.precision,
+        channels_last: model.channels_last(),
+        space_to_depth: model.space_to_depth(),
         size: args.size,
         steps: args.steps,
         layers: results,

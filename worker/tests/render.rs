@@ -177,21 +177,31 @@ fn fixture_channels_improve_and_are_selective() {
 
 #[test]
 fn a_channel_renders_the_same_alone_and_in_a_batch() {
+    // Batch members do not interact: each channel rendered alone matches its image in the batch. The
+    // optimisation is chaotic (a ReLU or max-pool decision flipped by a last-bit difference between
+    // batch sizes' convolution kernels changes every later update), so this compares the first 10
+    // updates, before such a flip can grow, for every channel of the batch.
     let model = load(&common::small_prefix("training_seed_02"));
-    let s = settings(32, 64);
-    let alone = render_batch(&model, "training_seed_02", "conv3", &[5], &s).expect("alone");
+    let s = settings(10, 64);
     let batch: Vec<usize> = (0..8).collect();
     let together = render_batch(&model, "training_seed_02", "conv3", &batch, &s).expect("batch");
-    let a = &alone.images[0].rgb;
-    let b = &together.images[5].rgb;
-    assert_eq!(together.images[5].channel, 5);
-    let max_diff = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| x.abs_diff(*y))
-        .max()
-        .unwrap_or(0);
-    assert!(max_diff <= 2, "max pixel difference {max_diff}/255");
+    for &channel in &batch {
+        let alone =
+            render_batch(&model, "training_seed_02", "conv3", &[channel], &s).expect("alone");
+        let a = &alone.images[0].rgb;
+        let b = &together.images[channel].rgb;
+        assert_eq!(together.images[channel].channel, channel);
+        let max_diff = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| x.abs_diff(*y))
+            .max()
+            .unwrap_or(0);
+        assert!(
+            max_diff <= 1,
+            "channel {channel}: max pixel difference {max_diff}/255"
+        );
+    }
 }
 
 #[test]
@@ -325,6 +335,54 @@ fn channels_last_layout_renders_the_same_images() {
     let out = render_batch(&model, "training_seed_01", "conv4", &[1], &with_diversity)
         .expect("diversity with channels-last");
     assert_eq!(out.images.len(), 2);
+}
+
+#[test]
+fn space_to_depth_conv1_computes_the_same_network() {
+    // CUDA runs conv1 space-to-depth by default; here on the CPU, both layouts: every layer's
+    // activations for every transform output side (each residue mod 4), then whole renders with the
+    // ReLU redirect (which steps through conv1 by hand)
+    let mut model = load(&common::small_prefix("training_seed_01"));
+    let conv1 = model.layer_index("conv1").expect("conv1");
+    let fc6 = model.layer_index("fc6").expect("fc6");
+    let direct: Vec<Tensor> = (212..216)
+        .map(|n| Tensor::rand([2, 3, n, n], (Kind::Float, Device::Cpu)))
+        .collect();
+    let reference: Vec<Vec<Tensor>> = direct
+        .iter()
+        .map(|x| (conv1..=fc6).map(|t| model.forward_to(x, t)).collect())
+        .collect();
+    let s = settings(20, 64);
+    let plain = render_batch(&model, "training_seed_01", "conv2", &[1, 3], &s).expect("direct");
+    for channels_last in [false, true] {
+        model.set_channels_last(channels_last);
+        model.set_space_to_depth(true);
+        assert!(model.space_to_depth());
+        for (x, expected) in direct.iter().zip(&reference) {
+            for (t, want) in (conv1..=fc6).zip(expected) {
+                let got = model.forward_to(x, t);
+                assert_eq!(got.size(), want.size());
+                let err = (&got - want).abs().max().double_value(&[]);
+                let scale = want.abs().max().double_value(&[]).max(1.0);
+                assert!(err / scale < 1e-4, "layer {t}, side {}: {err}", x.size()[2]);
+            }
+        }
+        let blocked =
+            render_batch(&model, "training_seed_01", "conv2", &[1, 3], &s).expect("blocked");
+        for (a, b) in plain.images.iter().zip(&blocked.images) {
+            let rel = (a.objective_end - b.objective_end).abs() / a.objective_end.abs().max(1e-6);
+            assert!(
+                rel < 0.02,
+                "objective {} vs {}",
+                a.objective_end,
+                b.objective_end
+            );
+        }
+        model.set_space_to_depth(false);
+        assert!(!model.space_to_depth());
+        let back = model.forward_to(&direct[0], conv1);
+        assert!((back - &reference[0][0]).abs().max().double_value(&[]) < 1e-4);
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@ use lucid_proto::spec::Precision;
 use tch::{Kind, Tensor};
 
 use super::objective::{Objective, diversity_penalty, evaluate as objective_of};
-use super::param::{INIT_SD, ImageParam, ParamKind, variable_shape};
+use super::param::{INIT_SD, ImageParam, ParamKind, from_lucid_order, variable_shape};
 use super::seeding::{channel_rng, normals, transform_rng};
 use super::transform::{Draw, TransformSet, Transforms, draw_plan};
 use crate::model::{AlexNet, ModelError};
@@ -430,7 +430,7 @@ fn initial_variables(
     device: tch::Device,
 ) -> Result<Tensor, tch::TchError> {
     let shape = variable_shape(settings.param, settings.size);
-    let init = initial_values(order, settings.run_seed, model_seed, layer, &shape);
+    let init = initial_values(order, settings, model_seed, layer, &shape);
     let mut full_shape = vec![order.len() as i64];
     full_shape.extend(&shape);
     Tensor::f_from_slice(&init)?
@@ -438,11 +438,12 @@ fn initial_variables(
         .f_to_device(device)
 }
 
-/// The initial variables of every (channel, copy), each from its own seeded stream, generated on all
-/// CPU cores (a 256-channel batch at 224 px draws 39 M normals).
+/// The initial variables of every (channel, copy), each from its own seeded stream in lucid's order and
+/// stored in [`variable_shape`]'s, generated on all CPU cores (a 256-channel batch at 224 px draws
+/// 39 M normals).
 fn initial_values(
     order: &[(usize, usize)],
-    run_seed: u64,
+    settings: &Settings,
     model_seed: &str,
     layer: &str,
     shape: &[i64],
@@ -464,11 +465,11 @@ fn initial_values(
                         format!("{layer}#copy{copy}")
                     };
                     let values = normals(
-                        &mut channel_rng(run_seed, model_seed, &key, channel),
+                        &mut channel_rng(settings.run_seed, model_seed, &key, channel),
                         per_image,
                         INIT_SD,
                     );
-                    dst.copy_from_slice(&values);
+                    dst.copy_from_slice(&from_lucid_order(settings.param, settings.size, &values));
                 }
             });
         }
@@ -554,7 +555,7 @@ fn evaluate(
     // measured in full fp32 whatever the optimisation's precision, so precisions compare fairly
     let (cudnn_tf32, cublas_tf32) = crate::precision::tf32();
     crate::precision::set_tf32(false);
-    let acts = model.forward_to(&param.images(var), target);
+    let acts = model.forward_centred(&param.centred(var), target, Kind::Float);
     let values = objective_of(objective, &acts, channels).f_to_kind(Kind::Double);
     crate::precision::set_tf32(cudnn_tf32 || cublas_tf32);
     let values = values?;
@@ -576,7 +577,7 @@ fn step(
     redirect: bool,
     clock: &mut dyn PhaseClock,
 ) -> Result<(), tch::TchError> {
-    let x = transforms.apply_update(&param.images(var), draw, index);
+    let x = transforms.apply_update(&param.centred(var), draw, index);
     clock.mark(Phase::ParamTransforms);
     let loss_of = |acts: &Tensor| -> Tensor {
         let objectives = objective_of(settings.objective, acts, channels).sum(Kind::Float);
@@ -590,7 +591,7 @@ fn step(
     };
     let kind = crate::precision::network_kind(settings.precision);
     if !redirect || target == 0 {
-        let loss = loss_of(&model.forward_in(&x, target, kind));
+        let loss = loss_of(&model.forward_centred(&x, target, kind));
         clock.mark(Phase::Forward);
         loss.f_backward()?;
         clock.mark(Phase::Backward);
@@ -602,7 +603,7 @@ fn step(
     let input = x.detach().set_requires_grad(true);
     let mut leaves = vec![input.shallow_clone()];
     let mut pre_relu = Vec::with_capacity(target);
-    let mut h = model.preprocess(&input, kind);
+    let mut h = model.network_input(&input, kind);
     for i in 0..target {
         let z = model.add_bias(i, &model.conv(i, &h));
         let r = z.detach().relu().set_requires_grad(true);
@@ -668,6 +669,10 @@ impl Adam {
     }
 
     /// Applies one update from `var.grad()` and clears the gradient.
+    ///
+    /// TensorFlow's `m ← β1·m + (1−β1)·g`, `v ← β2·v + (1−β2)·g²`, `var ← var − lr_t·m/(√v + ε)` with
+    /// `lr_t = lr·√(1−β2^t)/(1−β1^t)`, written as few in-place passes over the (large) variable as
+    /// tch allows: the moments as `lerp`s, the step as one `addcdiv` by `(√v + ε)/(−lr_t)`.
     pub fn step(&mut self, var: &Tensor) -> Result<(), tch::TchError> {
         let _guard = tch::no_grad_guard();
         self.t += 1;
@@ -677,13 +682,13 @@ impl Adam {
         }
         let lr_t =
             self.lr * (1.0 - Self::BETA2.powi(self.t)).sqrt() / (1.0 - Self::BETA1.powi(self.t));
-        let _ = self.m.f_mul_scalar_(Self::BETA1)?;
-        let _ = self.m.f_add_(&(&grad * (1.0 - Self::BETA1)))?;
-        let _ = self.v.f_mul_scalar_(Self::BETA2)?;
-        let _ = self.v.f_add_(&(&grad * &grad * (1.0 - Self::BETA2)))?;
-        let update = &self.m / (self.v.f_sqrt()? + Self::EPSILON) * lr_t;
+        let _ = self.m.f_lerp_(&grad, 1.0 - Self::BETA1)?;
+        let _ = self.v.f_lerp_(&grad.f_square()?, 1.0 - Self::BETA2)?;
+        let mut denom = self.v.f_sqrt()?;
+        let _ = denom.f_add_scalar_(Self::EPSILON)?;
+        let _ = denom.f_mul_scalar_(-1.0 / lr_t)?;
         let mut var = var.shallow_clone();
-        let _ = var.f_sub_(&update)?;
+        let _ = var.f_addcdiv_(&self.m, &denom)?;
         let _ = grad.f_zero_()?;
         Ok(())
     }

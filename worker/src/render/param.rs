@@ -62,30 +62,65 @@ pub fn spectrum_scale(h: usize, w: usize, decay_power: f64) -> Vec<f32> {
 }
 
 /// The shape of one image's variable for `kind` at `size` px (without the batch dimension).
+///
+/// The FFT variable is stored `[3, h, wf, 2]` (real and imaginary parts last), so that it is read as a
+/// complex tensor without a copy; lucid's own order is `[2, 3, h, wf]`, and initial values are drawn
+/// in that order and then rearranged ([`from_lucid_order`]). Adam is elementwise, so the storage order
+/// does not change the optimisation.
 pub fn variable_shape(kind: ParamKind, size: usize) -> Vec<i64> {
     match kind {
-        ParamKind::Fft => vec![2, 3, size as i64, spectrum_width(size) as i64],
+        ParamKind::Fft => vec![3, size as i64, spectrum_width(size) as i64, 2],
         ParamKind::Pixel => vec![3, size as i64, size as i64],
     }
 }
 
+/// Rearranges one image's values from lucid's order (`[2, 3, h, wf]` for the FFT variable) into the
+/// storage order of [`variable_shape`]; pixel variables are already in order.
+pub fn from_lucid_order(kind: ParamKind, size: usize, values: &[f32]) -> Vec<f32> {
+    match kind {
+        ParamKind::Pixel => values.to_vec(),
+        ParamKind::Fft => {
+            let plane = size * spectrum_width(size);
+            let half = 3 * plane;
+            let mut out = vec![0f32; values.len()];
+            for (i, pair) in out.chunks_exact_mut(2).enumerate() {
+                pair[0] = values.get(i).copied().unwrap_or_default();
+                pair[1] = values.get(half + i).copied().unwrap_or_default();
+            }
+            out
+        }
+    }
+}
+
 /// A batch of images parameterised by one variable per image.
+///
+/// The optimisation works on [`ImageParam::centred`]: `tanh(t/2) = 2·sigmoid(t) − 1`, where `t` is
+/// lucid's pre-sigmoid image, i.e. the image mapped to [−1, 1] as the network's preprocessing maps it.
+/// This is lucid's `sigmoid` followed by the network's `(x − 0.5)·2`, computed in one pass.
 #[derive(Debug)]
 pub struct ImageParam {
     kind: ParamKind,
     size: i64,
     decorrelate: bool,
-    /// `[1, 1, h, wf]` spectrum scale (FFT only).
+    /// `[1, 1, h, wf]` spectrum scale divided by 8 (FFT only): lucid's `/4` after the inverse FFT
+    /// and the `/2` of `tanh(t/2)`, both exact powers of two.
     scale: Option<Tensor>,
     /// `[3, 3, 1, 1]` colour matrix as a 1x1 convolution.
     color: Tensor,
+    /// Mix colours with cuDNN's 1x1 convolution (CUDA) or a broadcast multiply and sum (CPU, where
+    /// oneDNN's 3-channel 1x1 convolution is over ten times slower).
+    color_by_conv: bool,
 }
 
 impl ImageParam {
     /// Prepares the constants of a parameterisation of `size` x `size` images on `device`.
     pub fn new(kind: ParamKind, size: usize, decorrelate: bool, device: Device) -> Self {
         let scale = (kind == ParamKind::Fft).then(|| {
-            Tensor::from_slice(&spectrum_scale(size, size, 1.0))
+            let eighth: Vec<f32> = spectrum_scale(size, size, 1.0)
+                .into_iter()
+                .map(|s| s / 8.0)
+                .collect();
+            Tensor::from_slice(&eighth)
                 .view([1, 1, size as i64, spectrum_width(size) as i64])
                 .to_device(device)
         });
@@ -100,33 +135,55 @@ impl ImageParam {
             decorrelate,
             scale,
             color,
+            color_by_conv: device.is_cuda(),
         }
     }
 
-    /// The RGB images in (0, 1), `[B, 3, size, size]`, for a variable `v` of shape
-    /// `[B, ..variable_shape]`.
-    pub fn images(&self, v: &Tensor) -> Tensor {
-        let t = match (&self.kind, &self.scale) {
+    /// `[B, 3, H, W]` through the normalised colour matrix.
+    fn mix_colours(&self, x: &Tensor) -> Tensor {
+        if self.color_by_conv {
+            x.conv2d(&self.color, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)
+        } else {
+            // out[b, c] = Σ_k M[c, k]·x[b, k]
+            (x.unsqueeze(1) * self.color.view([1, 3, 3, 1, 1])).sum_dim_intlist(
+                [2].as_slice(),
+                false,
+                x.kind(),
+            )
+        }
+    }
+
+    /// The images mapped to [−1, 1], `[B, 3, size, size]`: `2·sigmoid(t) − 1 = tanh(t/2)` of lucid's
+    /// pre-sigmoid image `t`, for a variable `v` of shape `[B, ..variable_shape]`.
+    pub fn centred(&self, v: &Tensor) -> Tensor {
+        let half_t = match (&self.kind, &self.scale) {
             (ParamKind::Fft, Some(scale)) => {
-                let wf = v.size()[4];
-                let real = v.select(1, 0) * scale;
-                let imag = v.select(1, 1) * scale;
-                let spectrum = Tensor::complex(&real, &imag);
+                let wf = v.size()[3];
+                let spectrum = v.view_as_complex() * scale;
                 // TF's irfft2d normalises by 1/(h·w) ("backward"); the stored width may be one column
                 // longer than needed for odd sizes, so transform to the even width and crop.
                 let full_w = 2 * (wf - 1);
                 let img =
                     spectrum.fft_irfft2(Some([self.size, full_w].as_slice()), [-2, -1], "backward");
-                img.narrow(3, 0, self.size) / 4.0
+                if full_w == self.size {
+                    img
+                } else {
+                    img.narrow(3, 0, self.size)
+                }
             }
-            _ => v.shallow_clone(),
+            _ => v * 0.5,
         };
-        let t = if self.decorrelate {
-            t.conv2d(&self.color, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)
+        let half_t = if self.decorrelate {
+            self.mix_colours(&half_t)
         } else {
-            t
+            half_t
         };
-        t.sigmoid()
+        half_t.tanh()
+    }
+
+    /// The RGB images in (0, 1), `[B, 3, size, size]`: lucid's `sigmoid(t)`.
+    pub fn images(&self, v: &Tensor) -> Tensor {
+        self.centred(v) * 0.5 + 0.5
     }
 }
 
@@ -191,7 +248,7 @@ mod tests {
         let _guard = tch::no_grad_guard();
         tch::manual_seed(1);
         let p = ImageParam::new(ParamKind::Fft, 64, true, Device::Cpu);
-        let v = Tensor::randn([4, 2, 3, 64, 33], (Kind::Float, Device::Cpu)) * INIT_SD;
+        let v = Tensor::randn([4, 3, 64, 33, 2], (Kind::Float, Device::Cpu)) * INIT_SD;
         let img = p.images(&v);
         assert_eq!(img.size(), vec![4, 3, 64, 64]);
         let min = img.min().double_value(&[]);
@@ -211,7 +268,7 @@ mod tests {
         let _guard = tch::no_grad_guard();
         let size = 8usize;
         let p = ImageParam::new(ParamKind::Fft, size, false, Device::Cpu);
-        let v = Tensor::zeros([1, 2, 3, 8, 5], (Kind::Float, Device::Cpu));
+        let v = Tensor::zeros([1, 3, 8, 5, 2], (Kind::Float, Device::Cpu));
         let _ = v.get(0).get(0).get(0).get(0).get(0).fill_(0.5);
         let img = p.images(&v);
         // pre-sigmoid value = 0.5 * 64 / 64 / 4 = 0.125
@@ -220,6 +277,41 @@ mod tests {
         assert!((got - expected).abs() < 1e-6, "{got} vs {expected}");
         // the other colour channels stay at sigmoid(0)
         assert!((img.double_value(&[0, 1, 2, 2]) - 0.5).abs() < 1e-6);
+    }
+
+    #[test]
+    fn centred_images_are_lucids_sigmoid_mapped_to_plus_minus_one() {
+        // lucid: spectrum = complex(re, im) · scale, irfft2 / 4, colour, sigmoid
+        let _guard = tch::no_grad_guard();
+        let size = 24usize;
+        let p = ImageParam::new(ParamKind::Fft, size, true, Device::Cpu);
+        let v = Tensor::randn([2, 3, 24, 13, 2], (Kind::Float, Device::Cpu)) * 0.05;
+        let scale = Tensor::from_slice(&spectrum_scale(size, size, 1.0)).view([1, 1, 24, 13]);
+        let spectrum = Tensor::complex(&(v.select(4, 0) * &scale), &(v.select(4, 1) * &scale));
+        let t = spectrum.fft_irfft2(Some([24i64, 24].as_slice()), [-2, -1], "backward") / 4.0;
+        let c: Vec<f32> = color_matrix().iter().flatten().copied().collect();
+        let color = Tensor::from_slice(&c).view([3, 3, 1, 1]);
+        let lucid = t
+            .conv2d(&color, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)
+            .sigmoid();
+        let err = (p.images(&v) - &lucid).abs().max().double_value(&[]);
+        assert!(err < 1e-6, "images differ from lucid's by {err}");
+        let err = (p.centred(&v) - (lucid * 2.0 - 1.0))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(err < 2e-6, "centred images differ by {err}");
+    }
+
+    #[test]
+    fn lucid_order_is_rearranged_to_real_imaginary_pairs() {
+        // size 2: wf = 2, lucid [2, 3, 2, 2] → storage [3, 2, 2, 2]
+        let lucid: Vec<f32> = (0..24).map(|i| i as f32).collect();
+        let stored = from_lucid_order(ParamKind::Fft, 2, &lucid);
+        // (channel 1, y 0, x 1): real at lucid [0, 1, 0, 1] = 5, imaginary at [1, 1, 0, 1] = 17
+        assert_eq!(stored[(4 + 1) * 2..(4 + 1) * 2 + 2], [5.0, 17.0]);
+        assert_eq!(stored.len(), 24);
+        assert_eq!(from_lucid_order(ParamKind::Pixel, 2, &lucid), lucid);
     }
 
     #[test]

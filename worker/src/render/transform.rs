@@ -22,14 +22,25 @@ pub const ANGLES: [i64; 26] = [
     -10, -9, -8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, 0, 0, 0, 0,
 ];
 
-/// The affine map, in `grid_sample` normalised coordinates (align_corners), from the final output of
-/// the standard transforms to the padded image: jitter 1, scale, rotation and jitter 2 composed, so that
-/// one bilinear sample of the padded image replaces the resize, the rotation and the crops.
+/// One update's composed transform (jitter 1, scale, rotation and jitter 2) as affine maps for
+/// `grid_sample` (normalised coordinates, align_corners), so that one bilinear sample replaces the
+/// resize, the rotation and the crops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FusedAffine {
+    /// `[2, 3]` row-major, from the output to the unpadded image.
+    pub image: [f32; 6],
+    /// `[2, 3]` row-major, from the output to the image padded by [`PAD`] on each side.
+    pub padded: [f32; 6],
+    /// The output side.
+    pub side: i64,
+}
+
+/// The update's [`FusedAffine`] for `size` px images.
 ///
-/// Pixel coordinates compose as `p_pad = j1 + r·(c + R·(u + j2 − c))`, where `u` is the output pixel,
-/// `r = in/out` the TF1 legacy resize ratio (no half-pixel offset), `c` the centre of the scaled image
-/// and `R` the rotation. Returns the `[2, 3]` matrix row-major, and the output side.
-pub fn fused_affine(size: usize, draw: &Draw) -> ([f32; 6], i64) {
+/// Pixel coordinates of the padded image compose as `p_pad = j1 + r·(c + R·(u + j2 − c))`, where `u`
+/// is the output pixel, `r = in/out` the TF1 legacy resize ratio (no half-pixel offset), `c` the
+/// centre of the scaled image and `R` the rotation; the unpadded image's are `p_pad − PAD`.
+pub fn fused_affine(size: usize, draw: &Draw) -> FusedAffine {
     let padded = size as f64 + 2.0 * PAD as f64;
     let scale_input = scale_input_side(size);
     let scaled = scaled_side(scale_input, scales()[draw.scale]);
@@ -41,15 +52,15 @@ pub fn fused_affine(size: usize, draw: &Draw) -> ([f32; 6], i64) {
     let rot = |x: f64, y: f64| (cs * x - s * y, s * x + cs * y);
     let (j1y, j1x) = (draw.jitter_1.0 as f64, draw.jitter_1.1 as f64);
     let (j2y, j2x) = (draw.jitter_2.0 as f64, draw.jitter_2.1 as f64);
-    // translation in pixels: t = j1 + r·(c + R·(j2 − c))
+    // translation in padded pixels: t = j1 + r·(c + R·(j2 − c))
     let (rx, ry) = rot(j2x - c, j2y - c);
     let (tx, ty) = (j1x + r * (c + rx), j1y + r * (c + ry));
-    // u = (a + 1)(out − 1)/2 and a_in = 2·p/(P − 1) − 1
-    let k = r * (out as f64 - 1.0) / (padded - 1.0);
     let (ox, oy) = rot(1.0, 1.0);
-    let bx = 2.0 / (padded - 1.0) * (r * (out as f64 - 1.0) / 2.0 * ox + tx) - 1.0;
-    let by = 2.0 / (padded - 1.0) * (r * (out as f64 - 1.0) / 2.0 * oy + ty) - 1.0;
-    (
+    // u = (a + 1)(out − 1)/2 and a_in = 2·(p − origin)/(side − 1) − 1
+    let matrix = |origin: f64, side: f64| {
+        let k = r * (out as f64 - 1.0) / (side - 1.0);
+        let bx = 2.0 / (side - 1.0) * (r * (out as f64 - 1.0) / 2.0 * ox + tx - origin) - 1.0;
+        let by = 2.0 / (side - 1.0) * (r * (out as f64 - 1.0) / 2.0 * oy + ty - origin) - 1.0;
         [
             (k * cs) as f32,
             (-k * s) as f32,
@@ -57,9 +68,13 @@ pub fn fused_affine(size: usize, draw: &Draw) -> ([f32; 6], i64) {
             (k * s) as f32,
             (k * cs) as f32,
             by as f32,
-        ],
-        out,
-    )
+        ]
+    };
+    FusedAffine {
+        image: matrix(PAD as f64, size as f64),
+        padded: matrix(0.0, padded),
+        side: out,
+    }
 }
 
 /// One step's random choices.
@@ -105,9 +120,21 @@ pub struct Transforms {
     resize: Vec<(Tensor, Tensor)>,
     /// Per non-zero angle: the `[1, 2, 3]` rotation matrix, already on the device (no per-step copy).
     rotations: Vec<(i64, Tensor)>,
-    /// With [`Transforms::prepare_fused`]: every update's composed affine map, `[updates, 1, 2, 3]` on
-    /// the device, and its output side.
-    fused: Option<(Tensor, Vec<i64>)>,
+    /// With [`Transforms::prepare_fused`]: every update's composed affine maps on the device.
+    fused: Option<Fused>,
+}
+
+/// Every update's [`FusedAffine`], uploaded once.
+#[derive(Debug)]
+struct Fused {
+    /// `[updates, 1, 2, 3]`: output to unpadded image.
+    image: Tensor,
+    /// `[updates, 1, 2, 3]`: output to padded image.
+    padded: Tensor,
+    /// Output side per update.
+    sides: Vec<i64>,
+    /// `[1, 1, P, P]` ones, the padded image's extent.
+    extent: Tensor,
 }
 
 impl Transforms {
@@ -140,39 +167,60 @@ impl Transforms {
         }
     }
 
-    /// Switches to the fused path for this optimisation's draws: each update becomes one pad and one
-    /// bilinear `grid_sample` of the composed affine map, uploaded for all updates at once (no per-step
+    /// Switches to the fused path for this optimisation's draws: each update becomes one bilinear
+    /// `grid_sample` of the composed affine map, uploaded for all updates at once (no per-step
     /// host-to-device copy). The geometry is lucid's; the resize and rotation are interpolated once
     /// instead of twice.
     pub fn prepare_fused(&mut self, size: usize, plan: &[Draw], device: Device) {
         if self.set == TransformSet::None || plan.is_empty() {
             return;
         }
-        let (thetas, sides): (Vec<[f32; 6]>, Vec<i64>) =
-            plan.iter().map(|d| fused_affine(size, d)).unzip();
-        let flat: Vec<f32> = thetas.iter().flatten().copied().collect();
-        let t = Tensor::from_slice(&flat)
-            .view([plan.len() as i64, 1, 2, 3])
-            .to_device(device);
-        self.fused = Some((t, sides));
+        let maps: Vec<FusedAffine> = plan.iter().map(|d| fused_affine(size, d)).collect();
+        let upload = |pick: fn(&FusedAffine) -> [f32; 6]| {
+            let flat: Vec<f32> = maps.iter().flat_map(pick).collect();
+            Tensor::from_slice(&flat)
+                .view([plan.len() as i64, 1, 2, 3])
+                .to_device(device)
+        };
+        let padded_side = size as i64 + 2 * PAD;
+        self.fused = Some(Fused {
+            image: upload(|m| m.image),
+            padded: upload(|m| m.padded),
+            sides: maps.iter().map(|m| m.side).collect(),
+            extent: Tensor::ones([1, 1, padded_side, padded_side], (tch::Kind::Float, device)),
+        });
     }
 
-    /// Applies update `index`'s transforms: the fused path when prepared, else step by step.
+    /// Applies update `index`'s transforms to a `[B, 3, H, W]` batch of images **mapped to [−1, 1]**
+    /// (see [`crate::render::param::ImageParam::centred`]): the fused path when prepared, else step
+    /// by step.
+    ///
+    /// The fused path samples the unpadded image (zero outside, which is the 0.5 padding in [0, 1]
+    /// terms) through one grid shared by the batch, and adds −1 (black) where the sample leaves the
+    /// padded image, blended bilinearly at its edge: `bilinear(pad(x, 0.5))` exactly, without
+    /// materialising the padded batch.
     pub fn apply_update(&self, x: &Tensor, draw: &Draw, index: usize) -> Tensor {
         match &self.fused {
-            Some((thetas, sides)) if index < sides.len() => {
+            Some(fused) if index < fused.sides.len() => {
                 let size = x.size();
-                let padded = pad_constant(x, PAD, 0.5);
-                let out = sides[index];
-                let theta = thetas
-                    .get(index as i64)
-                    .expand([size[0], 2, 3], false)
-                    .to_kind(x.kind());
-                let grid =
-                    Tensor::affine_grid_generator(&theta, [size[0], size[1], out, out], true);
-                padded.grid_sampler(&grid, 0, 0, true)
+                let out = fused.sides[index];
+                let grid = Tensor::affine_grid_generator(
+                    &fused.image.get(index as i64),
+                    [1, size[1], out, out],
+                    true,
+                )
+                .expand([size[0], out, out, 2], false);
+                // interpolation 0 = bilinear, padding 0 = zeros
+                let sampled = x.grid_sampler_2d(&grid, 0, 0, true);
+                let extent_grid = Tensor::affine_grid_generator(
+                    &fused.padded.get(index as i64),
+                    [1, 1, out, out],
+                    true,
+                );
+                let outside = fused.extent.grid_sampler_2d(&extent_grid, 0, 0, true) - 1.0;
+                sampled + outside
             }
-            _ => self.apply(x, draw),
+            _ => (self.apply(&((x + 1.0) * 0.5), draw) - 0.5) * 2.0,
         }
     }
 
@@ -378,7 +426,7 @@ mod tests {
         let plain = Transforms::new(TransformSet::Standard, n as usize, Device::Cpu);
         for (i, draw) in plan.iter().enumerate() {
             let a = plain.apply(&img, draw);
-            let b = t.apply_update(&img, draw, i);
+            let b = (t.apply_update(&(&img * 2.0 - 1.0), draw, i) + 1.0) * 0.5;
             assert_eq!(a.size(), b.size());
             let side = a.size()[2];
             // Single vs double interpolation, and the outer edge of the padded image (clamped by TF's
@@ -392,6 +440,29 @@ mod tests {
             assert!(mean < 1e-3, "update {i} {draw:?}: mean difference {mean}");
             let err = (inner(&a) - inner(&b)).abs().max().double_value(&[]);
             assert!(err < 0.01, "update {i} {draw:?}: max difference {err}");
+        }
+    }
+
+    #[test]
+    fn fused_path_equals_sampling_the_padded_image() {
+        // the mask formulation against the direct one: pad with 0.5, then sample with zero fill
+        let n = 48usize;
+        let img = Tensor::rand([2, 3, n as i64, n as i64], (Kind::Float, Device::Cpu));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let plan = draw_plan(&mut rng, 30);
+        let mut t = Transforms::new(TransformSet::Standard, n, Device::Cpu);
+        t.prepare_fused(n, &plan, Device::Cpu);
+        for (i, draw) in plan.iter().enumerate() {
+            let map = fused_affine(n, draw);
+            let theta = Tensor::from_slice(&map.padded)
+                .view([1, 2, 3])
+                .expand([2, 2, 3], false);
+            let grid = Tensor::affine_grid_generator(&theta, [2, 3, map.side, map.side], true);
+            let direct = pad_constant(&img, PAD, 0.5).grid_sampler(&grid, 0, 0, true);
+            let fused = (t.apply_update(&(&img * 2.0 - 1.0), draw, i) + 1.0) * 0.5;
+            assert_eq!(fused.size(), direct.size());
+            let err = (fused - direct).abs().max().double_value(&[]);
+            assert!(err < 1e-4, "update {i} {draw:?}: max difference {err}");
         }
     }
 

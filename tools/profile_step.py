@@ -7,7 +7,8 @@ torch.profiler can say which kernels the time goes to, and times variants of the
 engine could adopt. It checks that each variant computes the same network input and gradient as the
 baseline before timing it. It prints one JSON object.
 
-    python3 tools/profile_step.py --layer conv5 --batch 512 --precision bf16 > profile.json
+    python3 tools/profile_step.py --layer conv5 --batch 512 --precision bf16 --profile > profile.json
+    python3 tools/profile_step.py --micro --batch 512 > components.json   # per-layer and per-op timings
 
 Random weights at the ecoset widths of alexnet_v2 (timing does not depend on the weights).
 """
@@ -120,8 +121,9 @@ class Net:
 
 
 class Baseline:
-    """The engine's current update: select × scale, complex, irfft, /4, colour 1x1 conv, sigmoid,
-    pad with 0.5, affine grid for the batch, grid_sampler, (x − 0.5)·2, cast, channels-last."""
+    """The engine's update up to the second session: select × scale, complex, irfft, /4, colour 1x1
+    conv, sigmoid, pad with 0.5, affine grid for the batch, grid_sampler, (x − 0.5)·2, cast,
+    channels-last."""
 
     def __init__(self, size, device, net):
         self.size, self.net, self.device = size, net, device
@@ -146,7 +148,8 @@ class Baseline:
 
 
 class Restructured(Baseline):
-    """The proposed update: the variable stored [B, 3, H, Wf, 2] (viewed as complex, no copies),
+    """The engine's update since the third session (variant "restructured_native_s2d", with
+    Net.space_to_depth and FewKernelAdam): the variable stored [B, 3, H, Wf, 2] (viewed as complex, no copies),
     scale/8 folded into one multiply, tanh(t/2)=2·sigmoid(t)−1 so the network input needs no
     shift, the padding replaced by sampling the unpadded image plus a per-update mask (−1 where the
     padded image ends), grid built once and broadcast over the batch, one cast into channels-last."""
@@ -196,7 +199,7 @@ class Restructured(Baseline):
 
 
 class TfAdam:
-    """The engine's Adam: TensorFlow's update in separate libtorch ops."""
+    """TensorFlow's Adam in separate libtorch ops (the engine's up to the second session)."""
 
     def __init__(self, var, lr=0.05):
         self.m, self.v, self.t, self.lr = torch.zeros_like(var), torch.zeros_like(var), 0, lr
@@ -213,7 +216,8 @@ class TfAdam:
 
 
 class FewKernelAdam(TfAdam):
-    """The same update in five in-place kernels (lerp, mul, addcmul, sqrt+add, addcdiv)."""
+    """The same update in few in-place kernels (the engine's Adam since the third session does the same
+    with lerp for both moments)."""
 
     @torch.no_grad()
     def step(self, var):
@@ -256,7 +260,7 @@ def objective(acts, channels):
     return acts.gather(1, idx).mean(dim=(1, 2, 3))
 
 
-def run_variant(param, adam_cls, init, target, channels, draws, timed, sync_phases=False):
+def run_variant(param, adam_cls, init, target, channels, draws, timed):
     v = param.var(init)
     adam = adam_cls(v)
 
@@ -293,8 +297,6 @@ def profile_table(param, adam_cls, init, target, channels, draws, rows=30):
             (-objective(param.net.forward(x, target), channels).sum()).backward()
             adam.step(v)
         sync()
-    events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA
-              or getattr(e, "self_device_time_total", 0) > 0]
     kernels = []
     for e in prof.key_averages():
         t = getattr(e, "self_device_time_total", None)
@@ -304,7 +306,6 @@ def profile_table(param, adam_cls, init, target, channels, draws, rows=30):
             kernels.append((e.key, t / 10 / 1e3, e.count / 10))
     kernels.sort(key=lambda k: -k[1])
     total = sum(k[1] for k in kernels if not k[0].startswith("aten::") and not k[0].startswith("autograd"))
-    del events
     return {"gpu_ms_per_update_kernels": total,
             "top": [{"name": n[:120], "ms_per_update": round(t, 4), "calls_per_update": c}
                     for n, t, c in kernels[:rows]]}

@@ -504,7 +504,8 @@ pub struct RenderSection {
     pub size: u32,
     /// What is maximised.
     pub objective: Objective,
-    /// Images optimised together on one GPU; 0 lets the worker choose from free memory.
+    /// Images optimised together on one GPU; 0 lets the worker choose (256 on CUDA, 8 on the CPU; a
+    /// batch that does not fit in GPU memory is rendered in halves).
     pub batch: u32,
     /// Seed of the image initialisation; with the task it fixes the random stream.
     pub run_seed: u64,

@@ -77,8 +77,9 @@ impl GpuHandle {
                     tch::Cuda::cudnn_set_benchmark(true);
                 }
                 let mut models: HashMap<PathBuf, AlexNet> = HashMap::new();
+                let mut fits = Fits::default();
                 while let Some(job) = rx.blocking_recv() {
-                    let reply = run_job(&mut models, device, mode, &job);
+                    let reply = run_job(&mut models, &mut fits, device, mode, &job);
                     // the receiver may have given up (shutdown); nothing to do then
                     let _ = job.reply.send(reply);
                 }
@@ -102,8 +103,53 @@ impl GpuHandle {
     }
 }
 
+/// The largest batch known to fit in device memory, per (model, layer, image size): learnt from
+/// out-of-memory failures, so that later batches start at a size that fits.
+#[derive(Debug, Default)]
+struct Fits(HashMap<(PathBuf, String, usize), usize>);
+
+/// Whether a render failed for lack of device memory (libtorch's CUDA allocator says "out of memory").
+pub fn is_out_of_memory(error: &RenderError) -> bool {
+    matches!(error, RenderError::Torch { source, .. } if source.to_string().contains("out of memory"))
+}
+
+/// Renders `channels` in chunks of at most `*fit`; a chunk of several channels that runs out of device
+/// memory is retried in halves (and `*fit` lowered to what fitted), so a batch too large for the
+/// device still renders, image for image the same. A single channel that does not fit fails.
+pub fn render_fitting(
+    channels: &[usize],
+    fit: &mut usize,
+    mut render: impl FnMut(&[usize]) -> Result<BatchOutput, RenderError>,
+) -> Result<BatchOutput, RenderError> {
+    let mut images = Vec::with_capacity(channels.len());
+    let mut seconds = 0.0;
+    let mut rest = channels;
+    while !rest.is_empty() {
+        let take = (*fit).clamp(1, rest.len());
+        let (chunk, after) = rest.split_at(take);
+        match render(chunk) {
+            Ok(out) => {
+                images.extend(out.images);
+                seconds += out.seconds;
+                rest = after;
+            }
+            Err(e) if chunk.len() > 1 && is_out_of_memory(&e) => {
+                *fit = chunk.len() / 2;
+                tracing::warn!(
+                    batch = chunk.len(),
+                    retry_with = *fit,
+                    "batch does not fit in device memory; splitting it"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(BatchOutput { images, seconds })
+}
+
 fn run_job(
     models: &mut HashMap<PathBuf, AlexNet>,
+    fits: &mut Fits,
     device: Device,
     mode: RenderMode,
     job: &GpuJob,
@@ -181,12 +227,16 @@ fn run_job(
     if ok.is_empty() {
         return reply;
     }
+    let key = (job.model.clone(), job.layer.clone(), job.settings.size);
+    let fit = fits.0.entry(key).or_insert(usize::MAX);
     let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let render = match mode {
             RenderMode::Optimise => render_batch,
             RenderMode::SkipOptimisation => benchmark_images,
         };
-        render(model, &job.seed, &job.layer, &ok, &job.settings)
+        render_fitting(&ok, fit, |chunk| {
+            render(model, &job.seed, &job.layer, chunk, &job.settings)
+        })
     }));
     match rendered {
         Ok(Ok(output)) => reply.output = Some(output),
@@ -213,4 +263,83 @@ fn run_job(
         }
     }
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::RenderedImage;
+
+    /// A stand-in for a device with room for `room` images per batch (the real failure needs a GPU).
+    fn device_with_room(
+        room: usize,
+        calls: &mut Vec<usize>,
+    ) -> impl FnMut(&[usize]) -> Result<BatchOutput, RenderError> + '_ {
+        move |chunk: &[usize]| {
+            calls.push(chunk.len());
+            if chunk.len() > room {
+                return Err(RenderError::Torch {
+                    layer: "conv5".into(),
+                    source: tch::TchError::Torch(
+                        "CUDA out of memory. Tried to allocate 2.00 GiB".into(),
+                    ),
+                });
+            }
+            Ok(BatchOutput {
+                images: chunk
+                    .iter()
+                    .map(|&channel| RenderedImage {
+                        channel,
+                        copy: 0,
+                        size: 1,
+                        rgb: vec![0; 3],
+                        objective_start: 0.0,
+                        objective_end: 0.0,
+                    })
+                    .collect(),
+                seconds: 1.0,
+            })
+        }
+    }
+
+    #[test]
+    fn a_batch_too_large_for_the_device_is_split_until_it_fits() {
+        let channels: Vec<usize> = (10..20).collect();
+        let mut fit = usize::MAX;
+        let mut calls = Vec::new();
+        let out = render_fitting(&channels, &mut fit, device_with_room(3, &mut calls))
+            .expect("renders in smaller batches");
+        let order: Vec<usize> = out.images.iter().map(|i| i.channel).collect();
+        assert_eq!(order, channels, "every channel once, in order");
+        assert_eq!(fit, 2, "10 → 5 → 2 fits in room for 3");
+        assert_eq!(calls, vec![10, 5, 2, 2, 2, 2, 2]);
+        assert_eq!(out.seconds, 5.0);
+        // the next batch starts at the size that fitted
+        let mut calls = Vec::new();
+        render_fitting(&channels[..4], &mut fit, device_with_room(3, &mut calls)).expect("fits");
+        assert_eq!(calls, vec![2, 2]);
+    }
+
+    #[test]
+    fn a_single_image_that_does_not_fit_and_other_errors_fail() {
+        let mut calls = Vec::new();
+        let err = render_fitting(
+            &[1, 2],
+            &mut usize::MAX.clone(),
+            device_with_room(0, &mut calls),
+        )
+        .expect_err("nothing fits");
+        assert!(is_out_of_memory(&err));
+        assert_eq!(calls, vec![2, 1]);
+        let mut fit = 8;
+        let other = render_fitting(&[1, 2, 3], &mut fit, |_| {
+            Err(RenderError::InvalidSetting {
+                field: "size",
+                reason: "too small".into(),
+            })
+        })
+        .expect_err("not a memory error");
+        assert!(!is_out_of_memory(&other));
+        assert_eq!(fit, 8, "only memory failures change the batch size");
+    }
 }

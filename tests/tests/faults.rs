@@ -1,6 +1,6 @@
 //! Fault injection through the real binaries and services (issue 7): a worker killed with SIGKILL
-//! mid-batch, RabbitMQ restarted mid-sweep, SeaweedFS stopped for 20 s mid-sweep, and a model cache
-//! that cannot be written. After each, the invariant check ([`TestRun::assert_invariants`]: every
+//! mid-batch, RabbitMQ restarted mid-sweep, SeaweedFS stopped for 20 s mid-sweep, a model cache
+//! that cannot be written, and a store that refuses every result (retried until the delivery limit). After each, the invariant check ([`TestRun::assert_invariants`]: every
 //! task stored exactly once, the dead-letter queue holding exactly what it should, the metrics
 //! agreeing) and a scan of every log of the run for the credentials.
 //!
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use lucid_e2e::{
     PrivateAmqpUser, Restore, Services, SweepConfig, TestRun, Worker, exclusive_services,
-    metric_value, rabbitmqctl, services_script, shared_services, tail, wait_until,
+    metric_value, rabbitmqctl, services_script, shared_services, tail, wait_for, wait_until,
 };
 
 /// A run of one seed's conv1 channels `0..n` at `steps` steps, connecting as its own RabbitMQ user.
@@ -249,6 +249,74 @@ fn a_20_s_storage_outage_mid_sweep_acks_nothing_and_the_sweep_completes() {
         worker.process.is_running(),
         "the worker survives the outage"
     );
+    scan_logs(&run, &user);
+}
+
+#[test]
+fn a_failure_that_keeps_coming_back_is_retried_until_the_delivery_limit_then_dead_lettered() {
+    // A worker with a wrong S3 secret key: every upload is refused (403), an error the store does
+    // not call transient, which the worker still retries (the task is fine; the store refused). Each
+    // task is requeued until its fifth delivery (`queue.delivery_limit = 5`), then dead-lettered
+    // with the reason and the count. `retry-dead` and a healthy worker then complete the run.
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let _shared = shared_services();
+    const TASKS: u32 = 2;
+    const LIMIT: u32 = 5;
+    let (run, user) = conv1_run(&services, "retries", TASKS, 2);
+    let wrong_secret = format!("not-{}", services.s3_secret_key);
+    let mut refused = run.start_worker(
+        "refused",
+        &[],
+        &[("LUCID_S3_SECRET_ACCESS_KEY", wrong_secret)],
+    );
+    run.wait_ready(&mut refused);
+    run.submit();
+    let started = Instant::now();
+    while refused.tasks("dead_lettered") < f64::from(TASKS) {
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "the tasks were not dead-lettered in 180 s; worker log:\n{}",
+            tail(&refused.process.stderr(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(refused.tasks("ok"), 0.0, "nothing can have been stored");
+    assert_eq!(
+        refused.tasks("failed"),
+        f64::from(TASKS * (LIMIT - 1)),
+        "each task is requeued after each of its first {} deliveries",
+        LIMIT - 1
+    );
+    let dead = wait_for(
+        Duration::from_secs(30),
+        "the dead letters in their queue",
+        || {
+            let dead = services.peek_messages(&run.dead_letter_queue, 10);
+            (dead.len() == TASKS as usize).then_some(dead)
+        },
+    );
+    eprintln!(
+        "dead letter reason: {}",
+        dead[0].reason.as_deref().unwrap_or_default()
+    );
+    for letter in &dead {
+        let reason = letter.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("storing the result failed")
+                && reason.ends_with(&format!("(gave up after {LIMIT} attempts)")),
+            "dead letter {:?} has reason {reason:?}",
+            letter.message_id
+        );
+    }
+    refused.process.terminate();
+
+    let moved = run.coordinator("retry-dead", &[]);
+    moved.expect_success("lucid-coordinator retry-dead");
+    let healthy = run.spawn_worker("healthy", &[]);
+    let report = run.assert_invariants(&[], None, &[&healthy], Duration::from_secs(120));
+    eprintln!("after {LIMIT} refused deliveries per task and retry-dead: {report}");
     scan_logs(&run, &user);
 }
 

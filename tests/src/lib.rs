@@ -920,7 +920,8 @@ max_message_bytes = 65536
         self.start_worker_with(name, sets, env, 4, &[])
     }
 
-    /// [`TestRun::start_worker`] with images per batch `batch` and `extra` arguments of `serve`.
+    /// [`TestRun::start_worker`] with images per batch `batch` and `extra` arguments of `serve` (an
+    /// `--drain-timeout-secs` among them replaces the default [`WORKER_DRAIN_TIMEOUT`]).
     pub fn start_worker_with(
         &self,
         name: &str,
@@ -947,11 +948,15 @@ max_message_bytes = 65536
             "300",
             "--worker-id",
             name,
-            "--drain-timeout-secs",
-            &WORKER_DRAIN_TIMEOUT.as_secs().to_string(),
             "--log-format",
             "json",
         ]);
+        if !extra.contains(&"--drain-timeout-secs") {
+            command.args([
+                "--drain-timeout-secs",
+                &WORKER_DRAIN_TIMEOUT.as_secs().to_string(),
+            ]);
+        }
         command.args(extra);
         Worker {
             process: ProcessGuard::spawn(name, command, self.dir.path()),

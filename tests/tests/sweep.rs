@@ -182,6 +182,83 @@ fn sigterm_mid_batch_finishes_the_batch_and_loses_nothing() {
 }
 
 #[test]
+fn a_batch_still_running_at_the_drain_deadline_is_abandoned_and_redelivered() {
+    // A worker with a 1 s drain deadline is stopped in the middle of a batch that takes many
+    // seconds: it gives the batch up at the deadline, stops its render thread within an update and
+    // exits 0, storing and acknowledging nothing of the batch; the broker returns the tasks, and a
+    // second worker stores each exactly once. (Before the render thread could be stopped, the
+    // process exited while libtorch was still rendering and died of SIGSEGV.)
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    const TASKS: usize = 4;
+    let run = TestRun::new(
+        &services,
+        "deadline",
+        SweepConfig {
+            seeds: vec!["training_seed_01".into()],
+            layers: "conv1".into(),
+            channels: "0-3".into(),
+            steps: 400,
+            prefetch: 4,
+        },
+    );
+    let mut first =
+        run.start_worker_with("worker-first", &[], &[], 4, &["--drain-timeout-secs", "1"]);
+    run.wait_ready(&mut first);
+    run.submit();
+    wait_until(
+        Duration::from_secs(60),
+        "worker-first to hold the batch (lucid_worker_in_flight == 4)",
+        || {
+            lucid_e2e::metric_value(&first.scrape(), "lucid_worker_in_flight", &[])
+                .is_some_and(|v| v >= TASKS as f64)
+        },
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let signalled = Instant::now();
+    first.process.terminate();
+    let status = first
+        .process
+        .wait_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|| {
+            panic!(
+                "worker-first did not exit within 20 s of SIGTERM with a 1 s drain deadline; stderr:\n{}",
+                tail(&first.process.stderr(), 40)
+            )
+        });
+    let exited = signalled.elapsed();
+    let log = first.process.stderr();
+    assert!(
+        status.success(),
+        "worker-first should stop cleanly after abandoning its batch, got {status} after {exited:?}; stderr:\n{}",
+        tail(&log, 40)
+    );
+    assert!(
+        log.contains("after the drain deadline"),
+        "worker-first should give up its batch at the deadline (exit {status}, after {exited:?}); stderr:\n{}",
+        tail(&log, 40)
+    );
+    assert!(
+        first.stored_task_ids().is_empty(),
+        "the abandoned batch must not be stored: {:?}",
+        first.stored_task_ids()
+    );
+    eprintln!("worker-first gave its batch up and exited ({status}) {exited:?} after SIGTERM");
+
+    let second = run.spawn_worker("worker-second", &[]);
+    run.wait_verified(Duration::from_secs(300));
+    assert_eq!(
+        second.tasks("ok"),
+        TASKS as f64,
+        "each task stored once, by worker-second"
+    );
+    assert_eq!(second.tasks("dead_lettered"), 0.0);
+    let dead = services.peek_messages(&run.dead_letter_queue, 10);
+    assert!(dead.is_empty(), "no task may be dead-lettered: {dead:?}");
+}
+
+#[test]
 fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
     let Some(services) = Services::from_env() else {
         return;

@@ -111,7 +111,7 @@ pub async fn run(
         .context("invalid storage prefix")?;
     let device = config.device.resolve()?;
     let (fault, mut fault_rx) = WorkerFault::new();
-    let (gpu, _thread) = GpuHandle::spawn(device, config.render_mode)
+    let (gpu, render_thread) = GpuHandle::spawn(device, config.render_mode)
         .context("failed to start the render thread")?;
     let ctx = BatchContext {
         store,
@@ -234,7 +234,7 @@ pub async fn run(
                     metrics.in_flight.dec();
                 }
             }
-            drain(&mut in_flight, config.drain_timeout).await;
+            drain(&mut in_flight, config.drain_timeout, &ctx.gpu).await;
             if let Err(error) = broker.close().await {
                 tracing::debug!(%error, "closing the broker connection");
             }
@@ -244,7 +244,21 @@ pub async fn run(
             metrics.in_flight.sub(dropped as i64);
         }
     }
-    drain(&mut in_flight, config.drain_timeout).await;
+    drain(&mut in_flight, config.drain_timeout, &ctx.gpu).await;
+    // the last handle to the render thread goes with the context; the thread then ends (at once when
+    // idle, within one update when a stopped render is still unwinding), and the process never exits
+    // while libtorch is running
+    drop(ctx);
+    let joined = tokio::task::spawn_blocking(move || render_thread.join());
+    match tokio::time::timeout(RENDER_THREAD_EXIT, joined).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(_))) => tracing::error!("the render thread panicked while stopping"),
+        Ok(Err(error)) => tracing::error!(%error, "waiting for the render thread failed"),
+        Err(_) => tracing::error!(
+            seconds = RENDER_THREAD_EXIT.as_secs(),
+            "the render thread did not stop in time"
+        ),
+    }
     let _ = http_stop_tx.send(());
     let _ = http.await;
     if let Some(reason) = fault_reason {
@@ -344,7 +358,13 @@ fn dispatch(
     }
 }
 
-async fn drain(in_flight: &mut JoinSet<()>, deadline: Duration) {
+/// How long a stopping worker waits for its render thread once no batch needs it.
+const RENDER_THREAD_EXIT: Duration = Duration::from_secs(60);
+
+/// Waits up to `deadline` for the batches in flight; past it, stops the render (see
+/// [`GpuHandle::stop`]) and abandons them: their deliveries, never settled, return to the queue when
+/// the channel closes.
+async fn drain(in_flight: &mut JoinSet<()>, deadline: Duration, gpu: &GpuHandle) {
     if in_flight.is_empty() {
         return;
     }
@@ -358,6 +378,8 @@ async fn drain(in_flight: &mut JoinSet<()>, deadline: Duration) {
             batches = in_flight.len(),
             "batches still running after the drain deadline; their tasks return to the queue"
         );
+        gpu.stop();
         in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
     }
 }

@@ -423,3 +423,33 @@ fn bf16_network_tracks_fp32_activations_and_objectives() {
     );
     eprintln!("conv3 objective reached at 48 steps: fp32 {a:.4}, bf16 {b:.4}");
 }
+
+#[test]
+fn a_render_stops_before_the_next_update_when_asked() {
+    use lucid_worker::render::{RenderError, render_batch_until};
+    let model = load(&common::small_prefix("training_seed_01"));
+    let asked = std::cell::Cell::new(0u32);
+    let stop_after_three = || {
+        asked.set(asked.get() + 1);
+        asked.get() > 3
+    };
+    let err = render_batch_until(
+        &model,
+        "training_seed_01",
+        "conv2",
+        &[0, 1],
+        &settings(100, 64),
+        &stop_after_three,
+    )
+    .expect_err("a stopped render fails");
+    assert!(
+        matches!(err, RenderError::Cancelled { ref layer } if layer == "conv2"),
+        "{err}"
+    );
+    assert_eq!(
+        asked.get(),
+        4,
+        "asked once per update: three made, the fourth refused"
+    );
+    assert!(err.to_string().contains("the worker is stopping"), "{err}");
+}

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use lucid_checkpoint::ModelFile;
@@ -11,7 +13,7 @@ use tch::Device;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::AlexNet;
-use crate::render::{BatchOutput, RenderError, Settings, benchmark_images, render_batch};
+use crate::render::{BatchOutput, RenderError, Settings, benchmark_images, render_batch_until};
 
 /// Models kept loaded at once (each ecoset AlexNet is 194 MB of weights).
 const MODEL_CACHE: usize = 4;
@@ -61,6 +63,9 @@ pub enum RenderMode {
 #[derive(Debug, Clone)]
 pub struct GpuHandle {
     tx: mpsc::Sender<GpuJob>,
+    /// Set by [`GpuHandle::stop`]: the render in progress gives up at its next update, and later
+    /// jobs are not rendered.
+    stop: Arc<AtomicBool>,
 }
 
 impl GpuHandle {
@@ -70,6 +75,8 @@ impl GpuHandle {
         mode: RenderMode,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
         let (tx, mut rx) = mpsc::channel::<GpuJob>(1);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("lucid-render".into())
             .spawn(move || {
@@ -78,13 +85,22 @@ impl GpuHandle {
                 }
                 let mut models: HashMap<PathBuf, AlexNet> = HashMap::new();
                 let mut fits = Fits::default();
+                let stop = || stopped.load(Ordering::Relaxed);
                 while let Some(job) = rx.blocking_recv() {
-                    let reply = run_job(&mut models, &mut fits, device, mode, &job);
+                    let reply = run_job(&mut models, &mut fits, device, mode, &job, &stop);
                     // the receiver may have given up (shutdown); nothing to do then
                     let _ = job.reply.send(reply);
                 }
             })?;
-        Ok((Self { tx }, thread))
+        Ok((Self { tx, stop }, thread))
+    }
+
+    /// Stops rendering: the batch in progress gives up before its next update (its tasks, never
+    /// acknowledged, return to the queue) and later jobs fail the same way. For a shutdown whose
+    /// drain deadline has passed, so that the render thread is idle, and libtorch untouched, when the
+    /// process exits.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 
     /// Sends a job and waits for its reply; an error when the thread is gone.
@@ -153,6 +169,7 @@ fn run_job(
     device: Device,
     mode: RenderMode,
     job: &GpuJob,
+    stop: &dyn Fn() -> bool,
 ) -> GpuReply {
     let mut reply = GpuReply {
         output: None,
@@ -230,12 +247,13 @@ fn run_job(
     let key = (job.model.clone(), job.layer.clone(), job.settings.size);
     let fit = fits.0.entry(key).or_insert(usize::MAX);
     let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let render = match mode {
-            RenderMode::Optimise => render_batch,
-            RenderMode::SkipOptimisation => benchmark_images,
-        };
-        render_fitting(&ok, fit, |chunk| {
-            render(model, &job.seed, &job.layer, chunk, &job.settings)
+        render_fitting(&ok, fit, |chunk| match mode {
+            RenderMode::Optimise => {
+                render_batch_until(model, &job.seed, &job.layer, chunk, &job.settings, stop)
+            }
+            RenderMode::SkipOptimisation => {
+                benchmark_images(model, &job.seed, &job.layer, chunk, &job.settings)
+            }
         })
     }));
     match rendered {
@@ -252,7 +270,9 @@ fn run_job(
                 .refused
                 .extend(ok.iter().map(|&c| (c, reason.clone())));
         }
-        Ok(Err(e @ RenderError::Torch { .. })) => reply.transient = Some(e.to_string()),
+        Ok(Err(e @ (RenderError::Torch { .. } | RenderError::Cancelled { .. }))) => {
+            reply.transient = Some(e.to_string())
+        }
         Err(panic) => {
             let message = panic
                 .downcast_ref::<String>()

@@ -116,6 +116,12 @@ pub enum RenderError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The render was stopped between two updates (the worker is shutting down).
+    #[error("rendering {layer} was cancelled: the worker is stopping")]
+    Cancelled {
+        /// The layer being rendered.
+        layer: String,
+    },
     /// libtorch failed (for example out of device memory).
     #[error("libtorch error while rendering {layer}: {source}")]
     Torch {
@@ -161,10 +167,28 @@ pub fn render_batch(
     channels: &[usize],
     settings: &Settings,
 ) -> Result<BatchOutput, RenderError> {
+    render_batch_until(model, model_seed, layer, channels, settings, &|| false)
+}
+
+/// [`render_batch`] that gives up with [`RenderError::Cancelled`] as soon as `stop` answers true; it
+/// is asked before every update, so a stop takes effect within one update.
+pub fn render_batch_until(
+    model: &AlexNet,
+    model_seed: &str,
+    layer: &str,
+    channels: &[usize],
+    settings: &Settings,
+    stop: &dyn Fn() -> bool,
+) -> Result<BatchOutput, RenderError> {
     let started = Instant::now();
     let mut run = Optimisation::new(model, model_seed, layer, channels, settings)?;
     let objective_start = run.objectives()?;
     for update in 0..run.updates() {
+        if stop() {
+            return Err(RenderError::Cancelled {
+                layer: layer.to_string(),
+            });
+        }
         run.update(update, &mut NoClock)?;
     }
     let images = run.finish(objective_start)?;

@@ -15,6 +15,7 @@ pub mod transform;
 
 pub use engine::{
     BatchOutput, Diversity, RenderError, RenderedImage, Settings, benchmark_images, render_batch,
+    render_batch_until,
 };
 pub use objective::Objective;
 pub use param::ParamKind;

@@ -756,6 +756,19 @@ impl Default for SweepConfig {
     }
 }
 
+impl SweepConfig {
+    /// One seed (`training_seed_01`), conv1, channels `0..channels`, at `steps` steps.
+    pub fn conv1(channels: u32, steps: u32, prefetch: u16) -> Self {
+        Self {
+            seeds: vec!["training_seed_01".into()],
+            layers: "conv1".into(),
+            channels: format!("0-{}", channels.saturating_sub(1)),
+            steps,
+            prefetch,
+        }
+    }
+}
+
 /// The S3 bucket the tests store their renders in.
 pub const BUCKET: &str = "lucid-e2e";
 /// The storage prefix in [`BUCKET`].

@@ -16,17 +16,7 @@ use lucid_e2e::{
 
 /// A run of one seed's conv1 channels `0..n` at `steps` steps, connecting as its own RabbitMQ user.
 fn conv1_run(services: &Services, tag: &str, n: u32, steps: u32) -> (TestRun, PrivateAmqpUser) {
-    let mut run = TestRun::new(
-        services,
-        tag,
-        SweepConfig {
-            seeds: vec!["training_seed_01".into()],
-            layers: "conv1".into(),
-            channels: format!("0-{}", n - 1),
-            steps,
-            prefetch: 8,
-        },
-    );
+    let mut run = TestRun::new(services, tag, SweepConfig::conv1(n, steps, 8));
     let user = run.use_private_amqp_user();
     (run, user)
 }

@@ -102,13 +102,7 @@ fn sigterm_mid_batch_finishes_the_batch_and_loses_nothing() {
     let run = TestRun::new(
         &services,
         "sigterm",
-        SweepConfig {
-            seeds: vec!["training_seed_01".into()],
-            layers: "conv1".into(),
-            channels: "0-15".into(),
-            steps: 12,
-            prefetch: 12,
-        },
+        SweepConfig::conv1(TASKS as u32, 12, 12),
     );
     let mut first = run.spawn_worker("worker-first", &[]);
     assert_eq!(
@@ -195,13 +189,7 @@ fn a_batch_still_running_at_the_drain_deadline_is_abandoned_and_redelivered() {
     let run = TestRun::new(
         &services,
         "deadline",
-        SweepConfig {
-            seeds: vec!["training_seed_01".into()],
-            layers: "conv1".into(),
-            channels: "0-3".into(),
-            steps: 400,
-            prefetch: 4,
-        },
+        SweepConfig::conv1(TASKS as u32, 400, 4),
     );
     let mut first =
         run.start_worker_with("worker-first", &[], &[], 4, &["--drain-timeout-secs", "1"]);

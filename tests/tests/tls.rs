@@ -62,17 +62,7 @@ fn amqps_and_https_with_a_private_ca() {
     let mut tls_services = services.clone();
     tls_services.amqp_uri = with_authority(&services.amqp_uri, "amqps", amqp_front.port);
     tls_services.s3_endpoint = format!("https://localhost:{}", s3_front.port);
-    let run = TestRun::new(
-        &tls_services,
-        "tls",
-        SweepConfig {
-            seeds: vec!["training_seed_01".into()],
-            layers: "conv1".into(),
-            channels: "0-3".into(),
-            steps: 4,
-            prefetch: 4,
-        },
-    );
+    let run = TestRun::new(&tls_services, "tls", SweepConfig::conv1(4, 4, 4));
     let spec = std::fs::read_to_string(&run.spec).expect("cannot read the spec back");
     assert!(
         spec.contains(&format!(

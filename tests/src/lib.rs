@@ -236,6 +236,20 @@ impl Services {
             .basic_auth(&self.rabbit_user, Some(&self.rabbit_password))
     }
 
+    /// PUTs `body` to the management API's `path`; panics naming `what` unless it succeeds.
+    fn rabbit_put(&self, path: &str, body: &Value, what: &str) {
+        let response = self
+            .rabbit(reqwest::Method::PUT, path)
+            .json(body)
+            .send()
+            .unwrap_or_else(|e| panic!("management API: {what}: {e}"));
+        assert!(
+            response.status().is_success(),
+            "management API: {what} answered {}",
+            response.status()
+        );
+    }
+
     /// Counters of queue `name` from the management API (a few seconds stale), `None` when the queue
     /// does not exist.
     pub fn queue_info(&self, name: &str) -> Option<QueueInfo> {
@@ -1128,27 +1142,15 @@ impl TestRun {
             .map_or(0, |d| d.as_nanos());
         let user = format!("u-{}", self.run_id);
         let password = format!("amqp-pw-{nanos:x}-{:x}", std::process::id());
-        let created = self
-            .services
-            .rabbit(reqwest::Method::PUT, &format!("users/{user}"))
-            .json(&json!({"password": password, "tags": "monitoring"}))
-            .send()
-            .expect("create a RabbitMQ user");
-        assert!(
-            created.status().is_success(),
-            "create user {user}: {}",
-            created.status()
+        self.services.rabbit_put(
+            &format!("users/{user}"),
+            &json!({"password": password, "tags": "monitoring"}),
+            &format!("create user {user}"),
         );
-        let granted = self
-            .services
-            .rabbit(reqwest::Method::PUT, &format!("permissions/%2f/{user}"))
-            .json(&json!({"configure": ".*", "write": ".*", "read": ".*"}))
-            .send()
-            .expect("grant the RabbitMQ user permissions");
-        assert!(
-            granted.status().is_success(),
-            "grant {user}: {}",
-            granted.status()
+        self.services.rabbit_put(
+            &format!("permissions/%2f/{user}"),
+            &json!({"configure": ".*", "write": ".*", "read": ".*"}),
+            &format!("grant {user}"),
         );
         let host = self.services.amqp_uri_without_credentials();
         let (scheme, rest) = host.split_once("://").expect("an AMQP URI has a scheme");

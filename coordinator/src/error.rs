@@ -143,21 +143,7 @@ impl Error {
     }
 }
 
-/// `error` and its causes, joined by `: ` (what `anyhow`'s `{:#}` prints), for logs and reports.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // some errors repeat their cause in their own message; skip exact repeats
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
-}
+pub use lucid_telemetry::error_chain as chain;
 
 /// The coordinator library's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -196,7 +196,7 @@ async fn main() -> ExitCode {
     match run(cli.command).await {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", lucid_telemetry::error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -35,7 +36,7 @@ const GET_BATCH: usize = 256;
 /// count says more messages are due.
 const EMPTY_POLLS: u32 = 20;
 /// Delay between polls of an empty queue.
-const EMPTY_POLL_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+const EMPTY_POLL_DELAY: Duration = Duration::from_millis(50);
 
 /// Names and limits of the queues, from the spec's `[queue]` section.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +102,11 @@ pub struct DeadLetter {
 ///
 /// The connection has lapin's automatic recovery on: after a connection loss lapin reconnects and
 /// reopens channels and consumers. Deliveries received before the loss can no longer be acknowledged
-/// ([`QueueError::AckLost`]); the broker requeues them itself.
+/// ([`QueueError::AckLost`]); the broker requeues them itself. Each loss and each reconnection is
+/// logged (`lost the connection to rabbitmq; reconnecting`, `reconnected to rabbitmq`), as is the
+/// broker blocking publishes under a memory or disk alarm. A connection that lapin gave up on, or that
+/// is still recovering after [`RECOVERY_DEADLINE`], has failed: [`Broker::failed`] resolves and
+/// [`Consumer::next`] returns [`QueueError::ConnectionFailed`].
 #[derive(Clone)]
 pub struct Broker {
     inner: Arc<Inner>,
@@ -115,6 +120,16 @@ struct Inner {
     connection_name: String,
     /// A confirm-mode channel for small publishes (dead letters, raw publishes), reopened when closed.
     aux: Mutex<Option<Channel>>,
+    /// The task that logs the connection's lifecycle events ([`watch_connection`]); stopped on drop.
+    events: tokio::task::AbortHandle,
+    /// Set once by [`watch_connection`] when the connection failed for good.
+    failed: tokio::sync::watch::Receiver<Option<String>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.events.abort();
+    }
 }
 
 impl fmt::Debug for Broker {
@@ -132,9 +147,9 @@ impl fmt::Debug for Broker {
 /// worker whose broker is gone exits and is restarted rather than hanging.
 const RECONNECT_ATTEMPTS: usize = 10;
 /// First delay between connection attempts; it doubles up to [`RECONNECT_MAX_DELAY`].
-const RECONNECT_MIN_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+const RECONNECT_MIN_DELAY: Duration = Duration::from_millis(200);
 /// Longest delay between connection attempts.
-const RECONNECT_MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+const RECONNECT_MAX_DELAY: Duration = Duration::from_secs(5);
 
 static CONNECTION_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -265,6 +280,14 @@ impl Broker {
         }
         .map_err(|e| connect_error(e.to_string()))?;
         tracing::info!(uri = %uri_redacted, connection = %connection_name, "connected to rabbitmq");
+        let (failed_tx, failed) = tokio::sync::watch::channel(None);
+        let events = tokio::spawn(watch_connection(
+            connection.status().clone(),
+            connection.events_listener(),
+            connection_name.clone(),
+            failed_tx,
+        ))
+        .abort_handle();
         let broker = Broker {
             inner: Arc::new(Inner {
                 connection,
@@ -273,6 +296,8 @@ impl Broker {
                 vhost: parts.vhost,
                 connection_name,
                 aux: Mutex::new(None),
+                events,
+                failed,
             }),
         };
         if let Err(error) = broker.declare().await {
@@ -773,6 +798,24 @@ impl Broker {
         Ok(())
     }
 
+    /// Resolves once the connection has failed for good (see the type's docs), with the reason; it
+    /// never resolves while the connection is up or recovering.
+    pub async fn failed(&self) -> QueueError {
+        let mut failed = self.inner.failed.clone();
+        let reason = match failed.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone(),
+            // the watcher ended (its broker is being dropped): nothing more will be reported
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => QueueError::ConnectionFailed {
+                connection: self.inner.connection_name.clone(),
+                reason,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
     /// Closes the connection (and all its channels: unacked deliveries go back to the queue).
     pub async fn close(&self) -> Result<(), QueueError> {
         if !self.inner.connection.status().connected() {
@@ -783,6 +826,83 @@ impl Broker {
             .close(200, "OK".into())
             .await
             .map_err(|e| QueueError::amqp("cannot close the connection", e))
+    }
+}
+
+/// How often [`watch_connection`] looks at the connection's state. lapin announces a reconnection
+/// and a failure as events, but a loss it is recovering from only as the state `Reconnecting`.
+const CONNECTION_POLL: Duration = Duration::from_millis(250);
+
+/// How long a lost connection may stay in lapin's recovery before it counts as failed
+/// ([`QueueError::ConnectionFailed`]): twice lapin's retry window ([`RECONNECT_ATTEMPTS`], about 30 s
+/// with refused connects). It is needed because lapin 4.12 gives up a recovery whose reconnect
+/// attempts all failed without telling anyone: its I/O thread ends, the connection stays
+/// `Reconnecting` forever, and a consumer waits forever (found by the e2e test of a 90 s outage).
+pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Watches a connection after it was opened. It logs what happens to it, so that an operator sees a
+/// broker outage even on an idle worker, whose recovery lapin otherwise does silently: each loss (lapin
+/// then reconnects, see [`RECONNECT_ATTEMPTS`]), each reconnection, a failure, and the broker's flow
+/// control (a memory or disk alarm blocks publishing on every connection until it clears). It sets
+/// `failed` when lapin gave up, or when the connection is still recovering after
+/// [`RECOVERY_DEADLINE`].
+async fn watch_connection(
+    status: lapin::ConnectionStatus,
+    events: impl futures::Stream<Item = lapin::Event> + Send + 'static,
+    connection: String,
+    failed: tokio::sync::watch::Sender<Option<String>>,
+) {
+    let fail = |reason: String| {
+        tracing::error!(%connection, %reason, "the connection to rabbitmq failed");
+        failed.send_replace(Some(reason));
+    };
+    futures::pin_mut!(events);
+    let mut poll = tokio::time::interval(CONNECTION_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // when the current loss began; each loss and each reconnection is logged once
+    let mut lost_since: Option<std::time::Instant> = None;
+    loop {
+        if failed.borrow().is_some() {
+            return;
+        }
+        tokio::select! {
+            _ = poll.tick() => {
+                // a recovery goes through `Reconnecting` and `Connecting` (a closing or closed
+                // connection is our own doing)
+                let recovering = status.reconnecting() || status.connecting();
+                match lost_since {
+                    _ if status.errored() => fail("lapin gave up recovering it".into()),
+                    None if recovering => {
+                        lost_since = Some(std::time::Instant::now());
+                        tracing::warn!(%connection, "lost the connection to rabbitmq; reconnecting");
+                    }
+                    Some(since) if recovering && since.elapsed() >= RECOVERY_DEADLINE => fail(
+                        format!("still reconnecting after {} s", RECOVERY_DEADLINE.as_secs()),
+                    ),
+                    _ => {}
+                }
+            }
+            event = events.next() => match event {
+                None => return,
+                Some(lapin::Event::Connected) => {
+                    lost_since = None;
+                    tracing::info!(%connection, "reconnected to rabbitmq");
+                }
+                // a soft error closes one channel (e.g. a passive declare of a missing queue); the
+                // operation that caused it reports it
+                Some(lapin::Event::Error(error)) if error.is_amqp_soft_error() => {
+                    tracing::debug!(%error, %connection, "a channel closed with an error");
+                }
+                Some(lapin::Event::Error(error)) => fail(format!("lapin gave up recovering it: {error}")),
+                Some(lapin::Event::ConnectionBlocked(reason)) => {
+                    tracing::warn!(%reason, %connection, "rabbitmq blocked this connection's publishing");
+                }
+                Some(lapin::Event::ConnectionUnblocked) => {
+                    tracing::info!(%connection, "rabbitmq unblocked this connection's publishing");
+                }
+                Some(other) => tracing::debug!(event = ?other, %connection, "connection event"),
+            },
+        }
     }
 }
 

@@ -22,9 +22,11 @@ use crate::headers::{
 /// prefetch and the consumer) and then goes on yielding deliveries, so a worker loop needs no
 /// reconnection code. Deliveries received before the loss can no longer be acknowledged: their
 /// [`Delivery::ack`] returns [`QueueError::AckLost`] and they come again. When recovery is impossible
-/// or gives up (about 30 s of reconnect attempts), `next` returns that error and the caller should stop
-/// and reconnect (or exit and be restarted). Tested by closing the connection from the server side
-/// through the management API.
+/// or gives up (about 30 s of reconnect attempts), or the connection is still recovering after
+/// [`crate::RECOVERY_DEADLINE`], `next` returns an error ([`QueueError::ConnectionFailed`]) and the
+/// caller should stop and reconnect (or exit and be restarted). Tested by closing the connection from
+/// the server side through the management API, and end to end by stopping RabbitMQ for 5 s and for
+/// longer than the deadline (`tests/tests/faults.rs`).
 pub struct Consumer {
     channel: Channel,
     inner: lapin::Consumer,
@@ -50,7 +52,11 @@ impl Consumer {
     /// happens on connection errors.
     pub async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
         loop {
-            match self.inner.next().await? {
+            let next = tokio::select! {
+                next = self.inner.next() => next?,
+                error = self.broker.failed() => return Some(Err(error)),
+            };
+            match next {
                 Ok(delivery) => return Some(Ok(Delivery::new(delivery, self.broker.clone()))),
                 Err(error) => {
                     tracing::warn!(%error, consumer = %self.inner.tag(), "consumer stream error, waiting for recovery");

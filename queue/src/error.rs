@@ -44,6 +44,16 @@ pub enum QueueError {
     /// delivery, so it will come again: the caller must treat it as not acknowledged.
     #[error("acknowledgement lost: the delivery's channel closed, the broker will redeliver it")]
     AckLost,
+    /// The connection is gone for good: lapin gave up recovering it, or it was still recovering after
+    /// [`crate::RECOVERY_DEADLINE`]. The caller must connect afresh; the broker requeues every delivery
+    /// that was not acknowledged.
+    #[error("the connection {connection} to rabbitmq failed: {reason}")]
+    ConnectionFailed {
+        /// The connection's name, as the broker's management UI shows it.
+        connection: String,
+        /// What happened.
+        reason: String,
+    },
     /// A RabbitMQ management API request failed.
     #[error("management API request {url} failed: {message}")]
     Management {

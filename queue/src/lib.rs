@@ -36,7 +36,7 @@ pub mod headers;
 mod management;
 mod uri;
 
-pub use broker::{Broker, DeadLetter, QueueStats, Topology};
+pub use broker::{Broker, DeadLetter, QueueStats, RECOVERY_DEADLINE, Topology};
 pub use consumer::{Consumer, Delivery};
 pub use error::QueueError;
 pub use management::{ManagementApi, QueueInfo};

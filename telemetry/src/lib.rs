@@ -204,9 +204,62 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
+/// `error` and its causes, joined by `: ` (what `anyhow`'s `{:#}` prints), for logs, reports and a
+/// binary's last word. Unlike `{:#}` it skips a cause whose text its error already ends with, as
+/// errors of the form `"seed {seed}: {source}"` do.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error with a message and an optional cause.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    #[test]
+    fn error_chain_joins_causes_and_skips_one_its_error_already_shows() {
+        let repeated = Layer(
+            "cannot plan run",
+            Some(Box::new(Layer(
+                "seed a: range 0-23 is beyond the layer width 16",
+                Some(Box::new(Layer(
+                    "range 0-23 is beyond the layer width 16",
+                    None,
+                ))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&repeated),
+            "cannot plan run: seed a: range 0-23 is beyond the layer width 16"
+        );
+        let plain = Layer("storing failed", Some(Box::new(Layer("http 403", None))));
+        assert_eq!(error_chain(&plain), "storing failed: http 403");
+    }
 
     #[tokio::test]
     async fn serves_metrics_health_and_readiness() {

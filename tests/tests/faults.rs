@@ -1,5 +1,5 @@
 //! Fault injection through the real binaries and services (issue 7): a worker killed with SIGKILL
-//! mid-batch, RabbitMQ restarted mid-sweep, SeaweedFS stopped for 20 s mid-sweep, a model cache
+//! mid-batch, RabbitMQ restarted mid-sweep, RabbitMQ down for longer than lapin's recovery, SeaweedFS stopped for 20 s mid-sweep, a model cache
 //! that cannot be written, and a store that refuses every result (retried until the delivery limit). After each, the invariant check ([`TestRun::assert_invariants`]: every
 //! task stored exactly once, the dead-letter queue holding exactly what it should, the metrics
 //! agreeing) and a scan of every log of the run for the credentials.
@@ -30,6 +30,35 @@ fn scan_logs(run: &TestRun, user: &PrivateAmqpUser) {
 
 fn stored(worker: &Worker) -> f64 {
     worker.tasks("ok")
+}
+
+/// Stops RabbitMQ's application (every connection drops, the quorum queues keep their messages).
+/// The returned guard starts it again, even if an assertion fails before [`start_rabbitmq`] is called.
+fn stop_rabbitmq() -> Restore {
+    let restore = Restore::new(|| {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .status();
+    });
+    rabbitmqctl(&["stop_app"]);
+    restore
+}
+
+/// Starts RabbitMQ's application and waits until it serves again.
+fn start_rabbitmq() {
+    rabbitmqctl(&["start_app"]);
+    rabbitmqctl(&["await_startup"]);
+}
+
+/// How many acks the workers' logs say were lost with a connection, and how many redelivered tasks
+/// they acked as already stored; every lost ack must come back as such a skip.
+fn lost_acks_and_skips(workers: &[&Worker]) -> (f64, f64) {
+    let lost = workers
+        .iter()
+        .map(|w| w.process.stderr().matches("acknowledgement lost").count() as f64)
+        .sum();
+    let skipped = workers.iter().map(|w| w.tasks("skipped_existing")).sum();
+    (lost, skipped)
 }
 
 #[test]
@@ -77,8 +106,11 @@ fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_complete
         return;
     };
     let _exclusive = exclusive_services();
+    // 128 steps: each worker's batches of 4 take several seconds, so the broker goes down while
+    // renders are running (with 16 steps both workers had finished before `rabbitmqctl stop_app`
+    // took effect on a fast machine)
     const TASKS: u32 = 16;
-    let (run, user) = conv1_run(&services, "rabbitrestart", TASKS, 16);
+    let (run, user) = conv1_run(&services, "rabbitrestart", TASKS, 128);
     let worker_a = run.spawn_worker("worker-a", &[]);
     let worker_b = run.spawn_worker("worker-b", &[]);
     let watch = run.spawn_watch();
@@ -86,24 +118,13 @@ fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_complete
     wait_until(Duration::from_secs(120), "the first stored image", || {
         stored(&worker_a) + stored(&worker_b) >= 1.0
     });
-    let before = stored(&worker_a) + stored(&worker_b);
-    assert!(
-        before < f64::from(TASKS),
-        "the restart should land mid-sweep, but all {TASKS} tasks were already stored"
-    );
 
-    // stop the broker's application (connections drop, the quorum queue keeps its messages) and
-    // start it again after 5 s; the guard restarts it even if an assertion below fails
-    let _restore = Restore::new(|| {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .arg("start_app")
-            .status();
-    });
+    // stop the broker's application and start it again after 5 s
     let stopped = Instant::now();
-    rabbitmqctl(&["stop_app"]);
+    let before = stored(&worker_a) + stored(&worker_b);
+    let _restore = stop_rabbitmq();
     std::thread::sleep(Duration::from_secs(5));
-    rabbitmqctl(&["start_app"]);
-    rabbitmqctl(&["await_startup"]);
+    start_rabbitmq();
     eprintln!(
         "RabbitMQ was down for {:?}; {before} tasks were stored before",
         stopped.elapsed()
@@ -120,16 +141,13 @@ fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_complete
                 .is_some_and(|q| q.consumers >= 2)
         },
     );
-    let lost_acks = || {
-        format!("{}{}", worker_a.process.stderr(), worker_b.process.stderr())
-            .matches("acknowledgement lost")
-            .count() as f64
-    };
-    let skipped_copies = || worker_a.tasks("skipped_existing") + worker_b.tasks("skipped_existing");
     wait_until(
         Duration::from_secs(120),
         "every task whose ack was lost to come back and be skipped as stored",
-        || skipped_copies() >= lost_acks(),
+        || {
+            let (lost, skipped) = lost_acks_and_skips(&[&worker_a, &worker_b]);
+            skipped >= lost
+        },
     );
     let report = run.assert_invariants(
         &[],
@@ -149,8 +167,11 @@ fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_complete
     // a batch stored during the outage could not be acked: the broker redelivered it, and the
     // idempotency check acked the copy without rendering it again
     let logs = format!("{}{}", worker_a.process.stderr(), worker_b.process.stderr());
-    let ack_lost = logs.matches("acknowledgement lost").count();
-    let skipped = worker_a.tasks("skipped_existing") + worker_b.tasks("skipped_existing");
+    let (ack_lost, skipped) = lost_acks_and_skips(&[&worker_a, &worker_b]);
+    assert!(
+        ack_lost > 0.0,
+        "the restart should land mid-sweep: a batch rendering then loses its acks"
+    );
     let ok = worker_a.tasks("ok") + worker_b.tasks("ok");
     let failed = worker_a.tasks("failed") + worker_b.tasks("failed");
     eprintln!(
@@ -168,15 +189,132 @@ fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_complete
         .filter(|l| !lost_id.is_empty() && l.contains(&lost_id))
         .collect();
     assert!(
-        skipped >= ack_lost as f64,
+        skipped >= ack_lost,
         "every task whose ack was lost must be skipped on redelivery ({ack_lost} lost, {skipped} skipped); \
          the log lines of {lost_id}:\n{}",
         history.join("\n")
     );
+    // each worker's connection watcher logs the loss and then lapin's reconnection (or, had lapin
+    // given up, the serve loop's own reconnect)
+    for worker in [&worker_a, &worker_b] {
+        let log = worker.process.stderr();
+        assert!(
+            log.contains("lost the connection to rabbitmq")
+                && (log.contains("reconnected to rabbitmq")
+                    || log.matches("connected to rabbitmq").count() >= 2),
+            "{} should log the lost connection and the reconnection:\n{}",
+            worker.process.name(),
+            tail(&log, 40)
+        );
+    }
+    scan_logs(&run, &user);
+}
+
+#[test]
+fn a_rabbitmq_outage_longer_than_lapins_recovery_is_ridden_out_by_the_workers_own_reconnect_loop() {
+    // lapin's automatic recovery retries for about 30 s (10 attempts), then its I/O thread ends
+    // without a word and the connection stays `Reconnecting`; the queue crate declares it failed
+    // after `RECOVERY_DEADLINE` (60 s). The broker stays down until the worker's own loop has taken
+    // over, so this covers the second line of defence: the worker stays up and unready, connects
+    // afresh with backoff, and completes the run afterwards
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let _exclusive = exclusive_services();
+    const TASKS: u32 = 12;
+    // 192 steps: batches of several seconds, so renders are running when the broker goes down
+    let (run, user) = conv1_run(&services, "rabbitlong", TASKS, 192);
+    let mut worker = run.spawn_worker("worker", &[]);
+    let watch = run.spawn_watch();
+    run.submit();
+    wait_until(Duration::from_secs(120), "the first stored image", || {
+        stored(&worker) >= 1.0
+    });
+
+    let before = stored(&worker);
+    let stopped = Instant::now();
+    let _restore = stop_rabbitmq();
+    let took_over = |log: &str| {
+        log.contains("consumer failed; reconnecting")
+            || log.contains("consumer closed; reconnecting")
+    };
+    while !took_over(&worker.process.stderr()) {
+        assert!(
+            stopped.elapsed() < Duration::from_secs(150),
+            "the worker's own loop did not take over from lapin in 150 s:\n{}",
+            tail(&worker.process.stderr(), 30)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let lapin_gave_up = stopped.elapsed();
     assert!(
-        ack_lost > 0 || logs.contains("reconnecting") || logs.contains("cannot reach the broker"),
-        "the workers should log the lost connection:\n{}",
-        tail(&logs, 40)
+        lapin_gave_up >= Duration::from_secs(30),
+        "lapin's recovery should have its 30 s (and the deadline its 60 s) first, not {lapin_gave_up:?}"
+    );
+    let readyz = format!("{}/readyz", worker.base_url());
+    wait_until(
+        Duration::from_secs(5),
+        "a worker without a broker connection to answer /readyz with 503",
+        || services.get_status(&readyz) == Some(503),
+    );
+    assert!(
+        worker.process.is_running(),
+        "the worker must outlive the broker outage:\n{}",
+        tail(&worker.process.stderr(), 30)
+    );
+    // the worker's own loop is now connecting afresh (with lapin's backoff on each connect); the
+    // broker comes back during those attempts
+    std::thread::sleep(Duration::from_secs(3));
+    start_rabbitmq();
+    let down = stopped.elapsed();
+    eprintln!(
+        "RabbitMQ was down for {down:?} with {before} of {TASKS} tasks stored; after \
+         {lapin_gave_up:?} and the worker's own loop took over"
+    );
+
+    wait_until(
+        Duration::from_secs(120),
+        "the worker to consume again after the outage",
+        || {
+            services
+                .queue_info(&run.tasks_queue)
+                .is_some_and(|q| q.consumers >= 1)
+        },
+    );
+    wait_until(
+        Duration::from_secs(120),
+        "every task whose ack was lost to come back and be skipped as stored",
+        || {
+            let (lost, skipped) = lost_acks_and_skips(&[&worker]);
+            skipped >= lost
+        },
+    );
+    let report = run.assert_invariants(&[], Some(&watch), &[&worker], Duration::from_secs(300));
+    eprintln!("after the long broker outage: {report}");
+    assert_eq!(
+        worker.tasks("dead_lettered"),
+        0.0,
+        "nothing may be given up"
+    );
+    assert_eq!(
+        services.get_status(&readyz),
+        Some(200),
+        "the worker is ready again"
+    );
+    let (lost, skipped) = lost_acks_and_skips(&[&worker]);
+    eprintln!(
+        "{lost} acknowledgements lost in the outage, {skipped} redeliveries skipped as stored"
+    );
+    assert!(
+        lost > 0.0,
+        "the outage should land mid-sweep: a batch rendering then loses its acks"
+    );
+    let log = worker.process.stderr();
+    assert!(
+        log.contains("lost the connection to rabbitmq")
+            && log.contains("the connection to rabbitmq failed"),
+        "the worker should log the loss and the failed recovery:\n{}",
+        tail(&log, 40)
     );
     scan_logs(&run, &user);
 }
@@ -189,7 +327,8 @@ fn a_20_s_storage_outage_mid_sweep_acks_nothing_and_the_sweep_completes() {
     let _exclusive = exclusive_services();
     const TASKS: u32 = 12;
     const OUTAGE: Duration = Duration::from_secs(20);
-    let (run, user) = conv1_run(&services, "s3outage", TASKS, 12);
+    // 48 steps: batches of several seconds, so the store goes down while the worker still holds tasks
+    let (run, user) = conv1_run(&services, "s3outage", TASKS, 48);
     let mut worker = run.spawn_worker("worker", &[]);
     let watch = run.spawn_watch();
     run.submit();

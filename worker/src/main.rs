@@ -277,7 +277,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", lucid_telemetry::error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }

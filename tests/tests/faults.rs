@@ -68,7 +68,8 @@ fn sigkill_mid_batch_tasks_are_redelivered_and_completed_by_another_worker() {
     };
     let _shared = shared_services();
     const TASKS: u32 = 12;
-    let (run, user) = conv1_run(&services, "sigkill", TASKS, 12);
+    // 64 steps: the first batch takes about 2 s, so the kill lands before anything is stored
+    let (run, user) = conv1_run(&services, "sigkill", TASKS, 64);
     let mut victim = run.spawn_worker("worker-victim", &[]);
     run.submit();
     wait_until(
@@ -327,8 +328,8 @@ fn a_20_s_storage_outage_mid_sweep_acks_nothing_and_the_sweep_completes() {
     let _exclusive = exclusive_services();
     const TASKS: u32 = 12;
     const OUTAGE: Duration = Duration::from_secs(20);
-    // 48 steps: batches of several seconds, so the store goes down while the worker still holds tasks
-    let (run, user) = conv1_run(&services, "s3outage", TASKS, 48);
+    // 96 steps: batches of about 3 s, so the store goes down while the worker still holds tasks
+    let (run, user) = conv1_run(&services, "s3outage", TASKS, 96);
     let mut worker = run.spawn_worker("worker", &[]);
     let watch = run.spawn_watch();
     run.submit();

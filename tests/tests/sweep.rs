@@ -96,13 +96,14 @@ fn sigterm_mid_batch_finishes_the_batch_and_loses_nothing() {
     let Some(services) = Services::from_env() else {
         return;
     };
-    // 16 tasks of 12 steps: a batch of 4 takes seconds. The first worker prefetches 12: two batches
-    // in flight (rendering, waiting for the render thread) and 4 waiting to be grouped.
+    // 16 tasks of 64 steps: a batch of 4 takes about 2 s on 2 cores (12 steps took 0.4 s, too close
+    // to the 300 ms pause below on a faster machine). The first worker prefetches 12: two batches in
+    // flight (rendering, waiting for the render thread) and 4 waiting to be grouped.
     const TASKS: usize = 16;
     let run = TestRun::new(
         &services,
         "sigterm",
-        SweepConfig::conv1(TASKS as u32, 12, 12),
+        SweepConfig::conv1(TASKS as u32, 64, 12),
     );
     let mut first = run.spawn_worker("worker-first", &[]);
     assert_eq!(

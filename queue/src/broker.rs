@@ -253,7 +253,7 @@ impl Broker {
         // an empty variable counts as unset, as it does for the S3 endpoint
         let ca_file = std::env::var_os(CA_FILE_ENV)
             .filter(|path| !path.is_empty() && uri.starts_with("amqps://"));
-        let connection = match ca_file {
+        let cert_chain = match ca_file {
             Some(path) => {
                 let pem = tokio::fs::read_to_string(&path).await.map_err(|e| {
                     connect_error(format!(
@@ -268,17 +268,31 @@ impl Broker {
                         path.to_string_lossy()
                     )));
                 }
-                let tls = lapin::tcp::OwnedTLSConfig {
-                    identity: None,
-                    cert_chain: Some(pem),
-                };
-                let runtime =
-                    lapin::runtime::default_runtime().map_err(|e| connect_error(e.to_string()))?;
-                Connection::connect_with_config(uri, properties, tls, runtime).await
+                Some(pem)
             }
-            None => Connection::connect(uri, properties).await,
+            None => None,
+        };
+        if uri.starts_with("amqps://") {
+            // lapin retries every failed connect for about 30 s, a certificate refusal included,
+            // which fails the same way every time: one attempt without retries finds it at once
+            let probe = ConnectionProperties::default()
+                .with_connection_name(format!("{connection_name}/tls-check").into());
+            match open_connection(uri, probe, cert_chain.clone()).await {
+                Ok(connection) => {
+                    if let Err(error) = connection.close(200, "OK".into()).await {
+                        tracing::debug!(%error, "closing the TLS check connection failed");
+                    }
+                }
+                Err(error) if is_certificate_refusal(&error.to_string()) => {
+                    return Err(connect_error(error.to_string()));
+                }
+                // anything else (the broker down, say) is for the retrying connect below
+                Err(_) => {}
+            }
         }
-        .map_err(|e| connect_error(e.to_string()))?;
+        let connection = open_connection(uri, properties, cert_chain)
+            .await
+            .map_err(|e| connect_error(e.to_string()))?;
         tracing::info!(uri = %uri_redacted, connection = %connection_name, "connected to rabbitmq");
         let (failed_tx, failed) = tokio::sync::watch::channel(None);
         let events = tokio::spawn(watch_connection(
@@ -827,6 +841,32 @@ impl Broker {
             .await
             .map_err(|e| QueueError::amqp("cannot close the connection", e))
     }
+}
+
+/// Opens a connection to `uri`; `cert_chain` (PEM) is the trusted CA chain for `amqps://`.
+async fn open_connection(
+    uri: &str,
+    properties: ConnectionProperties,
+    cert_chain: Option<String>,
+) -> lapin::Result<Connection> {
+    match cert_chain {
+        Some(pem) => {
+            let tls = lapin::tcp::OwnedTLSConfig {
+                identity: None,
+                cert_chain: Some(pem),
+            };
+            let runtime = lapin::runtime::default_runtime()?;
+            Connection::connect_with_config(uri, properties, tls, runtime).await
+        }
+        None => Connection::connect(uri, properties).await,
+    }
+}
+
+/// Whether a failed connect's message is the TLS layer refusing the server's certificate (rustls:
+/// `invalid peer certificate: UnknownIssuer`, `… NotValidForName`, `… Expired`). Such a refusal
+/// repeats on every attempt, so it is not worth retrying.
+fn is_certificate_refusal(message: &str) -> bool {
+    message.to_ascii_lowercase().contains("certificate")
 }
 
 /// How often [`watch_connection`] looks at the connection's state. lapin announces a reconnection

@@ -6,7 +6,7 @@
 
 use lucid_proto::SweepSpec;
 use lucid_proto::spec::{AMQP_URI_ENV, QueueSection};
-use lucid_queue::{Broker, ManagementApi, Topology, redact_uri};
+use lucid_queue::{Broker, ManagementApi, Topology};
 use lucid_storage::Store;
 
 use crate::error::{Error, Result};
@@ -38,7 +38,7 @@ pub async fn connect_broker(spec: &SweepSpec) -> Result<(Broker, String)> {
     let uri = amqp_uri(&spec.queue)?;
     let broker = Broker::connect(&uri, Topology::from_section(&spec.queue))
         .await
-        .map_err(|e| Error::queue(format!("connect to {}", redact_uri(&uri)), e))?;
+        .map_err(|e| Error::queue("connect to the broker", e))?;
     Ok((broker, uri))
 }
 

@@ -812,6 +812,11 @@ impl Broker {
         Ok(())
     }
 
+    /// Whether the connection is up now (not lost, recovering, closing or closed).
+    pub fn is_connected(&self) -> bool {
+        self.inner.connection.status().connected()
+    }
+
     /// Resolves once the connection has failed for good (see the type's docs), with the reason; it
     /// never resolves while the connection is up or recovering.
     pub async fn failed(&self) -> QueueError {

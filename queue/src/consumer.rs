@@ -129,6 +129,14 @@ impl Delivery {
         self.message_id.as_deref().unwrap_or("<no message id>")
     }
 
+    /// Whether the delivery's channel closed since it arrived (the connection was lost, even if lapin
+    /// has recovered it since). Such a delivery can no longer be settled ([`Delivery::ack`] returns
+    /// [`QueueError::AckLost`]), and the broker has already returned its message to the queue: working
+    /// on it would only duplicate the redelivered copy.
+    pub fn is_stale(&self) -> bool {
+        self.acker.poisoned()
+    }
+
     /// Decodes the body as a task (size checked first; see [`TaskMessage::decode`]).
     pub fn decode(&self, max_bytes: usize) -> Result<TaskMessage, DecodeError> {
         TaskMessage::decode(&self.body, max_bytes)

@@ -346,7 +346,7 @@ async fn malformed_bodies_decode_to_errors() {
 }
 
 /// A server-side close of the consumer's connection: unacked deliveries go back to the queue, the old
-/// deliveries report `AckLost`, and the same `Consumer` recovers (lapin's auto-recovery) and goes on.
+/// deliveries are stale and report `AckLost`, and the same `Consumer` recovers (lapin's auto-recovery) and goes on.
 #[tokio::test]
 async fn consumer_recovers_after_server_closes_connection() {
     let topology = topology("drop", 10);
@@ -360,6 +360,10 @@ async fn consumer_recovers_after_server_closes_connection() {
     for _ in 0..4 {
         held.push(next_delivery(&mut consumer, "deliveries before the drop").await);
     }
+    assert!(
+        held.iter().all(|d| !d.is_stale()),
+        "fresh deliveries are not stale"
+    );
     let api = management();
     // the management API lists a new connection after a short delay
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -387,6 +391,10 @@ async fn consumer_recovers_after_server_closes_connection() {
         let d = next
             .expect("consumer ended")
             .unwrap_or_else(|e| panic!("consumer did not recover: {e}"));
+        assert!(
+            !d.is_stale(),
+            "a delivery of the recovered channel is not stale"
+        );
         if held.iter().any(|h| h.message_id == d.message_id) {
             redelivered += 1;
             assert!(d.redelivered);
@@ -396,8 +404,9 @@ async fn consumer_recovers_after_server_closes_connection() {
         acked.insert(d.message_id.clone());
     }
     assert_eq!(redelivered, 4);
-    // deliveries from before the drop cannot be acked any more
+    // deliveries from before the drop are stale and cannot be acked any more
     for d in &held {
+        assert!(d.is_stale(), "a delivery of the lost channel is stale");
         assert!(matches!(d.ack().await, Err(QueueError::AckLost)));
     }
     assert!(quiet(&mut consumer, 500).await);

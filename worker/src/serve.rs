@@ -72,6 +72,9 @@ impl TaskHandle for AmqpHandle {
     fn dead_letter<'a>(&'a self, reason: &'a str) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move { self.0.dead_letter(reason).await.map_err(|e| e.to_string()) })
     }
+    fn is_stale(&self) -> bool {
+        self.0.is_stale()
+    }
 }
 
 /// Tasks waiting to fill a batch.
@@ -167,6 +170,7 @@ pub async fn run(
             }
         };
         backoff = Duration::from_millis(500);
+        metrics.broker_connected.set(1);
         health.set_ready(true);
         let mut tick = tokio::time::interval(Duration::from_millis(50));
         loop {
@@ -214,6 +218,11 @@ pub async fn run(
                     }
                 }
             }
+            // ready, and counted connected, only while the connection is up: lapin's recovery
+            // after a loss takes up to `RECOVERY_DEADLINE` before the consumer reports anything
+            let up = broker.is_connected();
+            metrics.broker_connected.set(i64::from(up));
+            health.set_ready(up);
             dispatch(
                 &mut groups,
                 &mut in_flight,
@@ -223,6 +232,7 @@ pub async fn run(
                 false,
             );
         }
+        metrics.broker_connected.set(0);
         health.set_ready(false);
         if stopping {
             // what was received but not started goes back to the queue now

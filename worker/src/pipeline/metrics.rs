@@ -47,6 +47,9 @@ pub struct WorkerMetrics {
     /// `lucid_worker_gpu_busy_seconds_total`: time the device spent rendering (its idle share is
     /// 1 − rate of this).
     pub gpu_busy_seconds: prometheus::Counter,
+    /// `lucid_worker_broker_connected`: 1 while the worker's connection to RabbitMQ is up, 0 while it
+    /// is lost, recovering or being made afresh (and in local mode, which has no broker).
+    pub broker_connected: IntGauge,
 }
 
 impl WorkerMetrics {
@@ -84,6 +87,10 @@ impl WorkerMetrics {
             "lucid_worker_gpu_busy_seconds_total",
             "Seconds the device spent rendering",
         )?;
+        let broker_connected = IntGauge::new(
+            "lucid_worker_broker_connected",
+            "1 while the connection to RabbitMQ is up, else 0",
+        )?;
         registry.register(Box::new(tasks.clone()))?;
         registry.register(Box::new(phase_seconds.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
@@ -91,6 +98,7 @@ impl WorkerMetrics {
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
         registry.register(Box::new(gpu_busy_seconds.clone()))?;
+        registry.register(Box::new(broker_connected.clone()))?;
         // pre-create every label value so dashboards see zeros, not gaps
         for o in [
             outcome::OK,
@@ -111,6 +119,7 @@ impl WorkerMetrics {
             in_flight,
             last_success,
             gpu_busy_seconds,
+            broker_connected,
         })
     }
 

@@ -42,6 +42,11 @@ pub trait TaskHandle: Send + Sync {
     fn requeue(&self) -> BoxFuture<'_, Result<(), String>>;
     /// Give it up, keeping it with `reason` where an operator can see and retry it.
     fn dead_letter<'a>(&'a self, reason: &'a str) -> BoxFuture<'a, Result<(), String>>;
+    /// The handle can no longer be settled and the task was given back already (an AMQP delivery
+    /// whose connection was lost): the task will come again, so working on it now is wasted.
+    fn is_stale(&self) -> bool {
+        false
+    }
 }
 
 /// A decoded task and its handle.
@@ -187,6 +192,22 @@ pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
     let Some(first) = items.first().map(|i| i.task.clone()) else {
         return;
     };
+    // deliveries of a lost connection come again from the broker; rendering them now would only
+    // duplicate that copy's work
+    let (stale, items): (Vec<Item>, Vec<Item>) =
+        items.into_iter().partition(|i| i.handle.is_stale());
+    for item in &stale {
+        tracing::info!(
+            task_id = %item.task.task_id,
+            seed = %item.task.seed,
+            layer = %item.task.layer,
+            "skipping a delivery of a lost connection; the broker delivers it again"
+        );
+        ctx.metrics.in_flight.dec();
+    }
+    if items.is_empty() {
+        return;
+    }
     // idempotency: tasks whose sidecar is stored are done
     let stored = futures::future::join_all(items.iter().map(|item| {
         let key = sidecar_key(ctx, &item.task);

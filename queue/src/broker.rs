@@ -882,7 +882,8 @@ const CONNECTION_POLL: Duration = Duration::from_millis(250);
 /// ([`QueueError::ConnectionFailed`]): twice lapin's retry window ([`RECONNECT_ATTEMPTS`], about 30 s
 /// with refused connects). It is needed because lapin 4.12 gives up a recovery whose reconnect
 /// attempts all failed without telling anyone: its I/O thread ends, the connection stays
-/// `Reconnecting` forever, and a consumer waits forever (found by the e2e test of a 90 s outage).
+/// `Reconnecting` forever, and a consumer waits forever (found by the e2e test of an outage longer
+/// than lapin's recovery).
 pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Watches a connection after it was opened. It logs what happens to it, so that an operator sees a

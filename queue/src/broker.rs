@@ -875,15 +875,16 @@ fn is_certificate_refusal(message: &str) -> bool {
 }
 
 /// How often [`watch_connection`] looks at the connection's state. lapin announces a reconnection
-/// and a failure as events, but a loss it is recovering from only as the state `Reconnecting`.
+/// and a failure as events, but a loss it is recovering from only through the connection's state
+/// (`Reconnecting`, then `Connecting` during each attempt).
 const CONNECTION_POLL: Duration = Duration::from_millis(250);
 
 /// How long a lost connection may stay in lapin's recovery before it counts as failed
 /// ([`QueueError::ConnectionFailed`]): twice lapin's retry window ([`RECONNECT_ATTEMPTS`], about 30 s
 /// with refused connects). It is needed because lapin 4.12 gives up a recovery whose reconnect
-/// attempts all failed without telling anyone: its I/O thread ends, the connection stays
-/// `Reconnecting` forever, and a consumer waits forever (found by the e2e test of an outage longer
-/// than lapin's recovery).
+/// attempts all failed without telling anyone: its I/O thread ends, the connection stays in
+/// recovery (`Connecting` or `Reconnecting`) forever, and a consumer waits forever. The e2e test
+/// of an outage longer than lapin's recovery found it.
 pub const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Watches a connection after it was opened. It logs what happens to it, so that an operator sees a

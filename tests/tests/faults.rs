@@ -218,7 +218,7 @@ fn rabbitmq_restart_mid_sweep_workers_and_watch_reconnect_and_the_sweep_complete
 #[test]
 fn a_rabbitmq_outage_longer_than_lapins_recovery_is_ridden_out_by_the_workers_own_reconnect_loop() {
     // lapin's automatic recovery retries for about 30 s (10 attempts), then its I/O thread ends
-    // without a word and the connection stays `Reconnecting`; the queue crate declares it failed
+    // without a word and the connection stays in recovery; the queue crate declares it failed
     // after `RECOVERY_DEADLINE` (60 s). The broker stays down until the worker's own loop has taken
     // over, so this covers the second line of defence: the worker stays up and unready, connects
     // afresh with backoff, and completes the run afterwards

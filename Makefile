@@ -6,6 +6,10 @@ SHELL := /bin/bash
 LIBTORCH := $(shell scripts/install-libtorch.sh)
 export LIBTORCH
 CARGO ?= cargo
+# The cargo target folder lives outside the checkout, beside libtorch, so that a fresh clone (CI) on a
+# machine that built before recompiles only what changed; clippy and the tests share its artifacts.
+CARGO_TARGET_DIR ?= $(or $(LUCID_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/lucid-sweep)/target
+export CARGO_TARGET_DIR
 
 .PHONY: all build release demo test lint unit deploy-check services-start services-stop fixtures
 
@@ -34,7 +38,10 @@ services-start:
 services-stop:
 	scripts/services.sh stop all
 
+# The end-to-end tests run the workspace binaries; they are built first (tests never build or install
+# anything themselves), into the same target folder and profile the tests use.
 unit:
+	$(CARGO) build --workspace --bins
 	source <(scripts/services.sh env) && $(CARGO) test --workspace --no-fail-fast
 
 # Helm chart lint/render/validate, Grafana dashboard, Prometheus rules (promtool).

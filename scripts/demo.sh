@@ -3,7 +3,7 @@
 # demo models in fixtures/demo, an in-process queue, results and an HTML gallery under out/demo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=target/release/lucid-worker
+BIN=${CARGO_TARGET_DIR:-target}/release/lucid-worker
 "$BIN" inspect fixtures/demo
 "$BIN" local --spec examples/demo.toml "$@"
 echo

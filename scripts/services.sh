@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Test services for lucid-sweep: SeaweedFS (S3), Prometheus and RabbitMQ on loopback.
+# Test services for lucid-sweep: SeaweedFS (S3), Prometheus and RabbitMQ on loopback, and the programs
+# the tests run (`tools`: socat, Chromium, Node). Tests install nothing themselves: this script does,
+# before `cargo test` (`make test` runs `start all` first).
 #
-# Usage: scripts/services.sh {start|stop|status|env} [seaweedfs|prometheus|rabbitmq|all]
+# Usage: scripts/services.sh {start|stop|status|env} [seaweedfs|prometheus|rabbitmq|tools|all]
 #
 #   start   install what is missing, start the service(s) and wait until they answer
 #   stop    stop the service(s) this script started (a RabbitMQ it did not start is left alone)
@@ -43,13 +45,13 @@ as_root() {
   fi
 }
 
+# apt_install PACKAGE...: install the packages in one apt-get run
 apt_install() {
-  local pkg=$1
-  log "installing $pkg with apt-get"
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >&2; then
-    log "apt-get install $pkg failed; running apt-get update and retrying"
+  log "installing $* with apt-get"
+  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2; then
+    log "apt-get install $* failed; running apt-get update and retrying"
     as_root apt-get update >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$pkg" >&2
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2
   fi
 }
 
@@ -294,6 +296,34 @@ rabbitmq_status() {
   echo "rabbitmq: $state"
 }
 
+# ---------------------------------------------------------------- tools the tests run
+
+# program:package pairs: socat is the TLS-terminating front-end of tests/tests/tls.rs; Chromium and Node
+# run the gallery's browser test (gallery/tests/browser.rs, scripts/gallery-browser-check.mjs)
+TOOLS=(socat:socat chromium:chromium node:nodejs)
+
+tools_start() {
+  local missing=() tool
+  for tool in "${TOOLS[@]}"; do
+    command -v "${tool%%:*}" >/dev/null || missing+=("${tool#*:}")
+  done
+  if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
+  for tool in "${TOOLS[@]}"; do
+    command -v "${tool%%:*}" >/dev/null || die "${tool%%:*} is not on PATH after installing ${tool#*:}"
+  done
+  log "tools ready"
+}
+
+tools_stop() { :; }
+
+tools_status() {
+  local tool line=""
+  for tool in "${TOOLS[@]}"; do
+    if command -v "${tool%%:*}" >/dev/null; then line+=" ${tool%%:*}"; else line+=" ${tool%%:*} (missing)"; fi
+  done
+  echo "tools:$line"
+}
+
 # ---------------------------------------------------------------- commands
 
 print_env() {
@@ -313,23 +343,21 @@ EOF
 }
 
 usage() {
-  echo "usage: $0 {start|stop|status|env} [seaweedfs|prometheus|rabbitmq|all]" >&2
+  echo "usage: $0 {start|stop|status|env} [seaweedfs|prometheus|rabbitmq|tools|all]" >&2
   exit 2
 }
 
 cmd=${1:-}
 what=${2:-all}
 case $what in
-  seaweedfs | prometheus | rabbitmq) services=("$what") ;;
-  all) services=(seaweedfs prometheus rabbitmq) ;;
+  seaweedfs | prometheus | rabbitmq | tools) services=("$what") ;;
+  all) services=(tools seaweedfs prometheus rabbitmq) ;;
   *) usage ;;
 esac
 
 case $cmd in
   start | stop | status)
     mkdir -p "$RUN_DIR"
-    # tests/tests/tls.rs puts socat (OpenSSL) in front of the services as a TLS-terminating proxy
-    if [[ $cmd == start ]] && ! command -v socat >/dev/null; then apt_install socat; fi
     for s in "${services[@]}"; do "${s}_$cmd"; done
     ;;
   env) print_env ;;

@@ -372,7 +372,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=512, help="lucent thresholds=(steps,); ours --steps")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--worker", default=os.path.join(root, "target/release/lucid-worker"))
+    p.add_argument("--worker", default=os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(root, "target")), "release/lucid-worker"))
     p.add_argument("--ours-batch", type=int, default=0, help="lucid-worker --batch (0: all channels in one batch)")
     p.add_argument("--seed", type=int, default=0, help="run seed (ours --seed; seeds lucent's RNGs too)")
     p.add_argument("--out", default=os.path.join(root, "out/compare"), help="output folder for both engines' images")

@@ -48,7 +48,8 @@ pub struct LayerSpec {
     pub in_channels: usize,
     /// Output channels, read from the weights.
     pub out_channels: usize,
-    /// Whether a ReLU follows the bias (false only for `fc8`).
+    /// Whether a ReLU follows the bias (false only for `fc8`, whose biased output is the logits); the
+    /// worker's forward pass applies it to every layer below the target.
     pub relu: bool,
     /// Whether a 3x3 stride-2 VALID max-pool follows (`conv1`, `conv2`, `conv5`).
     pub pool_after: bool,

@@ -147,17 +147,19 @@ impl ModelFile {
     }
 }
 
-/// One training seed's model file.
+/// One discovered model file and the label it goes by: the `training_seed_NN` folder of one trained
+/// network, or else the folder's or file's own name (see [`discover`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedModel {
-    /// The seed's name, e.g. `training_seed_01`.
+    /// The model's label, e.g. `training_seed_01` (a sweep's seed id).
     pub seed: String,
     /// What [`ModelFile::open`] takes: a checkpoint prefix or a `.safetensors` file.
     pub path: PathBuf,
 }
 
-/// Whether `name` looks like `training_seed_NN` (one or more digits).
-pub fn is_seed_name(name: &str) -> bool {
+/// Whether `name` is a folder name of the ecoset runs, `training_seed_NN` (one or more digits): one
+/// network per training seed.
+pub fn is_training_seed_folder(name: &str) -> bool {
     name.strip_prefix("training_seed_")
         .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -200,7 +202,7 @@ pub fn discover(path: &Path) -> Result<Vec<SeedModel>, Error> {
         });
     };
     let parent = model.parent().map(file_name).unwrap_or_default();
-    let seed = if is_seed_name(&parent) {
+    let seed = if is_training_seed_folder(&parent) {
         parent
     } else {
         own_name
@@ -215,17 +217,17 @@ fn file_name(path: &Path) -> String {
 }
 
 fn discover_dir(dir: &Path) -> Result<Vec<SeedModel>, Error> {
-    let mut seeds = Vec::new();
+    let mut folders = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if is_seed_name(&name) && entry.path().is_dir() {
-            seeds.push(name);
+        if is_training_seed_folder(&name) && entry.path().is_dir() {
+            folders.push(name);
         }
     }
-    if !seeds.is_empty() {
-        seeds.sort();
-        return seeds
+    if !folders.is_empty() {
+        folders.sort();
+        return folders
             .into_iter()
             .map(|seed| {
                 let sub = dir.join(&seed);
@@ -295,11 +297,11 @@ mod tests {
     }
 
     #[test]
-    fn seed_names() {
-        assert!(is_seed_name("training_seed_01"));
-        assert!(is_seed_name("training_seed_10"));
-        assert!(!is_seed_name("training_seed_"));
-        assert!(!is_seed_name("training_seed_1a"));
-        assert!(!is_seed_name("safetensors"));
+    fn training_seed_folder_names() {
+        assert!(is_training_seed_folder("training_seed_01"));
+        assert!(is_training_seed_folder("training_seed_10"));
+        assert!(!is_training_seed_folder("training_seed_"));
+        assert!(!is_training_seed_folder("training_seed_1a"));
+        assert!(!is_training_seed_folder("safetensors"));
     }
 }

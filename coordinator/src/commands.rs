@@ -1,5 +1,6 @@
 //! One function per subcommand, as the binary runs them: load the spec, plan, connect, act, and
-//! return the text to print.
+//! return the command's report, which the binary prints as text or, with `--json`, as a
+//! [`crate::output::Document`].
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -13,9 +14,11 @@ use tokio::net::TcpListener;
 use crate::error::{Error, Result};
 use crate::estimate::{RateTable, estimate};
 use crate::models::ModelCache;
-use crate::plan::{Digests, plan_run, render_report};
+use crate::output::{CancelOutput, RetryDeadOutput};
+use crate::plan::{Digests, PlanReport, plan_run};
 use crate::services::{connect_broker, management_api, open_store};
-use crate::submit::key_prefix;
+use crate::status::StatusReport;
+use crate::submit::{SubmitReport, key_prefix};
 use crate::verify::VerifyReport;
 
 /// The spec arguments every command takes.
@@ -42,15 +45,17 @@ impl SpecArgs {
     }
 }
 
-/// `plan`: tasks per seed and layer, the total and the GPU time estimate.
-pub async fn plan(args: &SpecArgs, rate_file: Option<&std::path::Path>) -> Result<String> {
+/// `plan`: tasks per seed and layer, the total and the GPU time estimate at the rates of `rates`
+/// (a file written by `lucid-worker bench --rates-out`), else at the shipped default rates.
+pub async fn plan(args: &SpecArgs, rates: Option<&std::path::Path>) -> Result<PlanReport> {
     let spec = args.load()?;
-    let table = match rate_file {
-        Some(path) => RateTable::load(path)?,
-        None => RateTable::h200_defaults(),
-    };
+    let table = RateTable::load_or_built_in(rates)?;
     let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
-    Ok(render_report(&run.plan, &estimate(&run.plan, &table)))
+    let estimate = estimate(&run.plan, &table);
+    Ok(PlanReport {
+        plan: run.plan,
+        estimate,
+    })
 }
 
 /// The model cache named by the environment (see [`ModelCache::from_env`]).
@@ -59,7 +64,7 @@ fn model_cache() -> Result<ModelCache> {
 }
 
 /// `submit`: see [`crate::submit`].
-pub async fn submit(args: &SpecArgs, confirm_window: usize) -> Result<String> {
+pub async fn submit(args: &SpecArgs, confirm_window: usize) -> Result<SubmitReport> {
     let spec = args.load()?;
     let run = plan_run(&spec, &model_cache()?, Digests::Compute).await?;
     let store = open_store(&spec).await?;
@@ -70,11 +75,11 @@ pub async fn submit(args: &SpecArgs, confirm_window: usize) -> Result<String> {
     let (broker, _uri) = connect_broker(&spec).await?;
     let result = crate::submit::submit(&spec, &run, &store, &broker, confirm_window).await;
     close(&broker).await;
-    Ok(result?.to_string())
+    result
 }
 
 /// `status`: see [`crate::status`].
-pub async fn status(args: &SpecArgs, rabbit_api: &str, sample: usize) -> Result<String> {
+pub async fn status(args: &SpecArgs, rabbit_api: &str, sample: usize) -> Result<StatusReport> {
     let spec = args.load()?;
     let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     let store = open_store(&spec).await?;
@@ -98,11 +103,11 @@ pub async fn status(args: &SpecArgs, rabbit_api: &str, sample: usize) -> Result<
     if let Ok((broker, _)) = &connected {
         close(broker).await;
     }
-    Ok(report?.to_string())
+    report
 }
 
 /// `retry-dead`: moves every dead-lettered task back to the task queue.
-pub async fn retry_dead(args: &SpecArgs) -> Result<String> {
+pub async fn retry_dead(args: &SpecArgs) -> Result<RetryDeadOutput> {
     let spec = args.load()?;
     let (broker, _uri) = connect_broker(&spec).await?;
     let moved = broker.retry_dead().await.map_err(|e| {
@@ -115,14 +120,14 @@ pub async fn retry_dead(args: &SpecArgs) -> Result<String> {
         )
     });
     close(&broker).await;
-    Ok(format!(
-        "moved {} dead-lettered tasks back to {}",
-        moved?, spec.queue.tasks
-    ))
+    Ok(RetryDeadOutput {
+        moved: moved?,
+        queue: spec.queue.tasks.clone(),
+    })
 }
 
 /// `cancel`: drops the run's ready tasks from the task queue.
-pub async fn cancel(args: &SpecArgs) -> Result<String> {
+pub async fn cancel(args: &SpecArgs) -> Result<CancelOutput> {
     let spec = args.load()?;
     let (broker, _uri) = connect_broker(&spec).await?;
     let dropped = broker.cancel_run(spec.run_id.as_str()).await.map_err(|e| {
@@ -132,10 +137,11 @@ pub async fn cancel(args: &SpecArgs) -> Result<String> {
         )
     });
     close(&broker).await;
-    Ok(format!(
-        "cancelled {} queued tasks of run {} (tasks held by workers finish as usual)",
-        dropped?, spec.run_id
-    ))
+    Ok(CancelOutput {
+        run_id: spec.run_id.to_string(),
+        cancelled: dropped?,
+        queue: spec.queue.tasks.clone(),
+    })
 }
 
 /// What `verify` checks besides the stored objects.

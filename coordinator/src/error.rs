@@ -87,11 +87,13 @@ pub enum Error {
         /// The decoder's message.
         reason: String,
     },
-    /// A rate file (`--rate-file`) is unreadable or malformed.
-    #[error("rate file {path}: {reason}")]
+    /// A rates file (`plan --rates`) is malformed.
+    #[error("rates file {path}: field `{field}`: {reason}")]
     RateFile {
         /// The file.
         path: PathBuf,
+        /// The offending field's JSON path (`layers[2].images_per_second`).
+        field: String,
         /// What is wrong with it.
         reason: String,
     },

@@ -1,158 +1,122 @@
-//! GPU time estimates from a per-layer images-per-second table.
+//! GPU time estimates from the render engine's own measured images per second per layer.
 //!
-//! # Rate table
+//! # Rates
 //!
-//! Rates are images per second on one GPU for every channel of a layer at a reference step count and
-//! image size; they scale linearly with steps and with pixel count:
-//! `rate(steps, size) = rate_ref * (steps_ref / steps) * (size_ref / size)^2`.
+//! The rates come from a rates file ([`lucid_proto::rates`]): `lucid-worker bench --all-layers
+//! --rates-out FILE` writes one on the GPU that will run the sweep, and `plan --rates FILE` reads it.
+//! Without one, `plan` uses the shipped default, [`DEFAULT_RATES_PATH`]: the engine's last H200
+//! measurement (bf16, B=512), embedded at build time and labelled in the report with its device,
+//! precision, batch and date.
 //!
-//! The built-in table is the H200 measurement at 512 steps and 224 px (conv1 49.3, conv3 34.0, conv5 35.4,
-//! fc6 31.9, fc7 29.9, fc8 31.2 img/s; conv2 and conv4 are interpolated between their neighbours).
-//!
-//! A `--rate-file` (as written by `lucid-worker bench`) is JSON:
-//!
-//! ```json
-//! { "steps": 512, "size": 224, "device": "NVIDIA H200",
-//!   "layers": { "conv1": 49.3, "fc8": 31.2 } }
-//! ```
-//!
-//! `layers` may also be a list of `{ "layer": "conv1", "images_per_second": 49.3 }` objects (other
-//! fields are ignored); `steps` and `size` default to 512 and 224, `device` is optional. Layers the file
-//! leaves out fall back to the built-in rate scaled from its own reference.
+//! A rate is measured at the file's steps and image size and scaled to the run's by the work per
+//! image: `rate = rate_ref * (steps_ref + 1) / (steps + 1) * (size_ref / size)^2` (an image takes
+//! `steps + 1` updates, and the network's work grows with the pixel count). Batch and precision are not
+//! scaled: the estimate assumes the run renders as the measurement did, and the report says which
+//! those were. A layer the file does not list gets the mean of the file's rates, marked as such.
 
-use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use lucid_proto::spec::RenderSettings;
-use lucid_proto::{LayerName, Plan};
-use serde_json::Value;
+use lucid_proto::{LayerName, Plan, RatesFile};
 
 use crate::error::{Error, Result};
 
-/// Reference steps of the built-in table.
-pub const DEFAULT_STEPS: u32 = 512;
-/// Reference image side of the built-in table.
-pub const DEFAULT_SIZE: u32 = 224;
+/// Reference steps of the built-in table: the spec's default.
+pub const DEFAULT_STEPS: u32 = lucid_proto::spec::render_defaults::DEFAULT_STEPS;
+/// Reference image side of the built-in table: the spec's default.
+pub const DEFAULT_SIZE: u32 = lucid_proto::spec::render_defaults::DEFAULT_SIZE;
 
-/// Measured H200 anchors (img/s at 512 steps, 224 px).
-const H200_ANCHORS: [(&str, f64); 6] = [
-    ("conv1", 49.3),
-    ("conv3", 34.0),
-    ("conv5", 35.4),
-    ("fc6", 31.9),
-    ("fc7", 29.9),
-    ("fc8", 31.2),
-];
+/// Where the shipped default rates file lives in the repository.
+pub const DEFAULT_RATES_PATH: &str = "docs/measurements/rates-h200-2026-11-26-bf16.json";
 
-/// Per-layer images per second at a reference step count and size.
+/// The shipped default rates file, embedded.
+const DEFAULT_RATES: &str = include_str!("../../docs/measurements/rates-h200-2026-11-26-bf16.json");
+
+/// Where a [`RateTable`] came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RatesOrigin {
+    /// The shipped default ([`DEFAULT_RATES_PATH`]).
+    BuiltIn,
+    /// A file named on the command line.
+    File(PathBuf),
+}
+
+/// A rates file and where it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RateTable {
-    /// Steps the rates were measured at.
-    pub steps: u32,
-    /// Image side the rates were measured at.
-    pub size: u32,
-    /// Images per second by layer name.
-    pub rates: BTreeMap<String, f64>,
-    /// Where the table came from, for the report.
-    pub source: String,
+    /// The measured rates.
+    pub file: RatesFile,
+    /// Where they were read from.
+    pub origin: RatesOrigin,
 }
 
 impl RateTable {
-    /// The built-in H200 table, conv2 and conv4 interpolated.
-    pub fn h200_defaults() -> Self {
-        let mut rates: BTreeMap<String, f64> = H200_ANCHORS
-            .iter()
-            .map(|(l, r)| ((*l).to_owned(), *r))
-            .collect();
-        rates.insert("conv2".into(), (49.3 + 34.0) / 2.0);
-        rates.insert("conv4".into(), (34.0 + 35.4) / 2.0);
-        Self {
-            steps: DEFAULT_STEPS,
-            size: DEFAULT_SIZE,
-            rates,
-            source: "built-in H200 rates".into(),
-        }
+    /// The shipped default: the engine's last H200 measurement ([`DEFAULT_RATES_PATH`]).
+    pub fn built_in() -> Result<Self> {
+        let file = RatesFile::decode(DEFAULT_RATES).map_err(|e| Error::RateFile {
+            path: PathBuf::from(DEFAULT_RATES_PATH),
+            field: e.field,
+            reason: e.reason,
+        })?;
+        Ok(Self {
+            file,
+            origin: RatesOrigin::BuiltIn,
+        })
     }
 
-    /// Reads a rate file (see the module docs).
+    /// Reads the rates file at `path` (as `lucid-worker bench --rates-out` writes it); a malformed
+    /// one is refused naming the file and the field.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io("failed to read rate file", path, e))?;
-        Self::parse(&text).map_err(|reason| Error::RateFile {
+            .map_err(|e| Error::io("failed to read rates file", path, e))?;
+        let file = RatesFile::decode(&text).map_err(|e| Error::RateFile {
             path: path.to_path_buf(),
-            reason,
+            field: e.field,
+            reason: e.reason,
+        })?;
+        Ok(Self {
+            file,
+            origin: RatesOrigin::File(path.to_path_buf()),
         })
     }
 
-    /// Parses rate-file JSON.
-    pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        let int = |key: &str, default: u32| -> std::result::Result<u32, String> {
-            match value.get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .as_u64()
-                    .and_then(|n| u32::try_from(n).ok())
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("`{key}` must be a positive integer")),
+    /// `path` when given, else the shipped default.
+    pub fn load_or_built_in(path: Option<&Path>) -> Result<Self> {
+        match path {
+            Some(path) => Self::load(path),
+            None => Self::built_in(),
+        }
+    }
+
+    /// The file's path as given, or [`DEFAULT_RATES_PATH`] marked as built in.
+    pub fn origin_label(&self) -> String {
+        match &self.origin {
+            RatesOrigin::BuiltIn => format!("built in: {DEFAULT_RATES_PATH}"),
+            RatesOrigin::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// Images per second of `layer` at `settings`, scaled from the file's steps and size, and
+    /// whether it was measured (`false`: the mean of the file's layers stands in).
+    pub fn images_per_second(&self, layer: &str, settings: &RenderSettings) -> (f64, bool) {
+        let (rate, measured) = match self.file.rate(layer) {
+            Some(rate) => (rate, true),
+            None => {
+                let rates = &self.file.layers;
+                let mean =
+                    rates.iter().map(|l| l.images_per_second).sum::<f64>() / rates.len() as f64;
+                (mean, false)
             }
         };
-        let steps = int("steps", DEFAULT_STEPS)?;
-        let size = int("size", DEFAULT_SIZE)?;
-        let mut rates = BTreeMap::new();
-        match value.get("layers") {
-            Some(Value::Object(map)) => {
-                for (layer, rate) in map {
-                    rates.insert(layer.clone(), positive(layer, rate)?);
-                }
-            }
-            Some(Value::Array(items)) => {
-                for item in items {
-                    let layer = item
-                        .get("layer")
-                        .and_then(Value::as_str)
-                        .ok_or("each `layers` entry needs a string `layer`")?;
-                    let rate = item
-                        .get("images_per_second")
-                        .ok_or_else(|| format!("layer {layer}: missing `images_per_second`"))?;
-                    rates.insert(layer.to_owned(), positive(layer, rate)?);
-                }
-            }
-            _ => return Err("expected a `layers` object or list".into()),
-        }
-        if rates.is_empty() {
-            return Err("`layers` is empty".into());
-        }
-        let device = value
-            .get("device")
-            .and_then(Value::as_str)
-            .unwrap_or("measured");
-        Ok(Self {
-            steps,
-            size,
-            rates,
-            source: format!("{device} rates at {steps} steps, {size} px"),
-        })
-    }
-
-    /// Images per second for `layer` at `settings`, scaled from the table's reference; `None` if the
-    /// table has no rate for the layer.
-    pub fn images_per_second(&self, layer: &str, settings: &RenderSettings) -> Option<f64> {
-        let base = *self.rates.get(layer)?;
-        Some(scale(base, self.steps, self.size, settings))
+        (scale(rate, &self.file, settings), measured)
     }
 }
 
-fn positive(layer: &str, v: &Value) -> std::result::Result<f64, String> {
-    v.as_f64()
-        .filter(|r| r.is_finite() && *r > 0.0)
-        .ok_or_else(|| format!("layer {layer}: rate must be a positive number"))
-}
-
-fn scale(rate: f64, ref_steps: u32, ref_size: u32, settings: &RenderSettings) -> f64 {
-    let steps = f64::from(ref_steps) / f64::from(settings.steps.max(1));
-    let side = f64::from(ref_size) / f64::from(settings.size.max(1));
-    rate * steps * side * side
+/// `rate` measured at `file`'s steps and size, scaled to `settings` (see the module docs).
+fn scale(rate: f64, file: &RatesFile, settings: &RenderSettings) -> f64 {
+    let updates = f64::from(file.steps + 1) / f64::from(settings.steps.saturating_add(1));
+    let side = f64::from(file.size) / f64::from(settings.size.max(1));
+    rate * updates * side * side
 }
 
 /// The estimate for one layer, summed over seeds.
@@ -164,6 +128,8 @@ pub struct LayerEstimate {
     pub tasks: u64,
     /// Scaled images per second used.
     pub images_per_second: f64,
+    /// Whether the rate was measured for this layer (`false`: the mean of the measured layers).
+    pub measured: bool,
     /// `tasks / images_per_second`.
     pub seconds: f64,
 }
@@ -175,15 +141,12 @@ pub struct Estimate {
     pub layers: Vec<LayerEstimate>,
     /// Sum of the layers' seconds.
     pub total_seconds: f64,
-    /// Where the rates came from.
-    pub source: String,
+    /// The rates used.
+    pub rates: RateTable,
 }
 
-/// Estimates `plan`'s GPU time with `table`, falling back to the built-in rate for layers the table
-/// lacks and to the built-in mean for layers neither knows.
+/// Estimates `plan`'s single-GPU time with `table`.
 pub fn estimate(plan: &Plan, table: &RateTable) -> Estimate {
-    let defaults = RateTable::h200_defaults();
-    let default_mean = defaults.rates.values().sum::<f64>() / defaults.rates.len() as f64;
     let mut layers: Vec<LayerEstimate> = Vec::new();
     for seed in &plan.seeds {
         for layer in &seed.layers {
@@ -192,16 +155,12 @@ pub fn estimate(plan: &Plan, table: &RateTable) -> Estimate {
                 existing.tasks += tasks;
                 continue;
             }
-            let rate = table
-                .images_per_second(layer.layer.as_str(), &plan.settings)
-                .or_else(|| defaults.images_per_second(layer.layer.as_str(), &plan.settings))
-                .unwrap_or_else(|| {
-                    scale(default_mean, DEFAULT_STEPS, DEFAULT_SIZE, &plan.settings)
-                });
+            let (rate, measured) = table.images_per_second(layer.layer.as_str(), &plan.settings);
             layers.push(LayerEstimate {
                 layer: layer.layer.clone(),
                 tasks,
                 images_per_second: rate,
+                measured,
                 seconds: 0.0,
             });
         }
@@ -212,7 +171,7 @@ pub fn estimate(plan: &Plan, table: &RateTable) -> Estimate {
     Estimate {
         total_seconds: layers.iter().map(|l| l.seconds).sum(),
         layers,
-        source: table.source.clone(),
+        rates: table.clone(),
     }
 }
 
@@ -235,43 +194,94 @@ pub fn format_duration(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lucid_proto::spec::RenderSection;
+    use lucid_proto::spec::{Precision, RenderSection};
 
+    /// The shipped default is the engine's H200 bf16 measurement at B=512 (docs/PERFORMANCE.md).
     #[test]
-    fn defaults_interpolate_and_scale() {
-        let t = RateTable::h200_defaults();
-        let mut s = RenderSection::default().settings();
-        assert_eq!(t.images_per_second("conv1", &s), Some(49.3));
-        assert!((t.images_per_second("conv2", &s).unwrap_or(0.0) - 41.65).abs() < 1e-9);
-        assert!((t.images_per_second("conv4", &s).unwrap_or(0.0) - 34.7).abs() < 1e-9);
-        s.steps = 256;
-        assert!((t.images_per_second("fc8", &s).unwrap_or(0.0) - 62.4).abs() < 1e-9);
-        s.steps = 512;
-        s.size = 112;
-        assert!((t.images_per_second("fc8", &s).unwrap_or(0.0) - 124.8).abs() < 1e-9);
-        assert_eq!(t.images_per_second("fc9", &s), None);
+    fn the_built_in_rates_are_the_engines_h200_measurement() {
+        let table = RateTable::built_in().expect("the shipped rates file decodes");
+        let file = &table.file;
+        assert_eq!((file.steps, file.size), (512, 224));
+        assert_eq!(file.precision, Precision::Bf16);
+        assert_eq!(file.device, "NVIDIA H200");
+        assert_eq!(file.date, "2026-11-26");
+        assert_eq!(file.batch_label(), "B=512");
+        let rounded: Vec<(String, f64)> = file
+            .layers
+            .iter()
+            .map(|l| {
+                (
+                    l.layer.to_string(),
+                    (l.images_per_second * 10.0).round() / 10.0,
+                )
+            })
+            .collect();
+        let expected = [
+            ("conv1", 59.0),
+            ("conv2", 58.3),
+            ("conv3", 59.8),
+            ("conv4", 52.2),
+            ("conv5", 53.2),
+            ("fc6", 55.0),
+            ("fc7", 52.1),
+            ("fc8", 54.3),
+        ];
+        let expected: Vec<(String, f64)> = expected
+            .iter()
+            .map(|(l, r)| ((*l).to_owned(), *r))
+            .collect();
+        assert_eq!(rounded, expected);
+        assert_eq!(
+            table.origin_label(),
+            "built in: docs/measurements/rates-h200-2026-11-26-bf16.json"
+        );
     }
 
     #[test]
-    fn rate_files_in_both_shapes() {
-        let a = RateTable::parse(r#"{"steps":256,"size":112,"layers":{"conv1":10.0}}"#)
-            .expect("map form");
-        assert_eq!((a.steps, a.size, a.rates["conv1"]), (256, 112, 10.0));
-        let b = RateTable::parse(
-            r#"{"device":"H100","layers":[{"layer":"fc8","images_per_second":5,"batch":64}]}"#,
-        )
-        .expect("list form");
-        assert_eq!((b.steps, b.rates["fc8"]), (512, 5.0));
-        assert!(b.source.contains("H100"));
-        for bad in [
-            "{}",
-            r#"{"layers":{}}"#,
-            r#"{"layers":{"conv1":-1}}"#,
-            r#"{"steps":0,"layers":{"conv1":1}}"#,
-            "nope",
-        ] {
-            assert!(RateTable::parse(bad).is_err(), "{bad}");
-        }
+    fn rates_scale_with_updates_and_pixels() {
+        let table = RateTable::built_in().expect("built-in rates");
+        let conv1 = table.file.rate("conv1").expect("conv1");
+        let mut s = RenderSection::default().settings();
+        s.steps = 512;
+        s.size = 224;
+        assert_eq!(table.images_per_second("conv1", &s), (conv1, true));
+        s.steps = 256;
+        let (rate, _) = table.images_per_second("conv1", &s);
+        assert!((rate - conv1 * 513.0 / 257.0).abs() < 1e-9, "{rate}");
+        s.steps = 512;
+        s.size = 112;
+        let (rate, _) = table.images_per_second("conv1", &s);
+        assert!((rate - conv1 * 4.0).abs() < 1e-9, "{rate}");
+        s.size = 224;
+        let (rate, measured) = table.images_per_second("fc9", &s);
+        let mean = table
+            .file
+            .layers
+            .iter()
+            .map(|l| l.images_per_second)
+            .sum::<f64>()
+            / 8.0;
+        assert!(!measured);
+        assert!((rate - mean).abs() < 1e-9, "{rate} vs {mean}");
+    }
+
+    #[test]
+    fn a_malformed_rates_file_is_refused_naming_file_and_field() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("rates.json");
+        let text = RateTable::built_in()
+            .expect("built-in rates")
+            .file
+            .encode()
+            .replacen("\"batch\": 512", "\"batch\": \"big\"", 1);
+        std::fs::write(&path, text).expect("write rates");
+        let error = RateTable::load(&path).expect_err("refused");
+        let message = error.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("layers[0].batch"), "{message}");
+        let missing = dir.path().join("absent.json");
+        let message = RateTable::load(&missing).expect_err("absent").to_string();
+        assert!(message.contains("absent.json"), "{message}");
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //! - [`models`]: each seed's checkpoint as a local path, downloading S3 models into a cache (shared
 //!   with the worker).
 //! - [`plan`]: layer widths from the real checkpoints, the run's [`lucid_proto::Plan`], the report.
-//! - [`estimate`]: GPU time from a per-layer images-per-second table.
+//! - [`estimate`]: GPU time from the engine's measured images per second per layer (a rates file
+//!   from `lucid-worker bench`, or the shipped H200 measurement).
 //! - [`progress`]: what one listing of a run's prefix says (done = sidecar stored).
 //! - [`submit`]: manifest check and publishing the missing tasks.
 //! - [`status`]: done / expected, queue depths, rate and ETA.
@@ -18,6 +19,7 @@
 //! - [`gallery`]: the run's static HTML gallery, built by [`lucid_gallery`] from the stored objects.
 //! - [`services`]: connecting to the broker and the store named by a spec.
 //! - [`commands`]: one function per subcommand, as the binary runs them.
+//! - [`output`]: the commands' `--json` documents, one serde type per command (the schema).
 //!
 //! **Architecture Invariant:** credentials (the AMQP URI's password, S3 keys) reach this crate only
 //! through the environment or files named by the spec, and are never printed or logged.
@@ -29,6 +31,7 @@ pub mod estimate;
 pub mod gallery;
 pub mod metrics;
 pub mod models;
+pub mod output;
 pub mod plan;
 pub mod progress;
 pub mod services;

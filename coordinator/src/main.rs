@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lucid_coordinator::commands::{self, SpecArgs, VerifyOptions, WatchArgs};
 use lucid_coordinator::gallery::GalleryArgs;
+use lucid_coordinator::output::{Document, Report};
 use lucid_coordinator::services::{DEFAULT_RABBIT_API, RABBIT_API_ENV};
 use lucid_coordinator::status::DEFAULT_RATE_SAMPLE;
 use lucid_coordinator::submit::DEFAULT_CONFIRM_WINDOW;
@@ -55,19 +56,31 @@ impl SpecFlags {
     }
 }
 
+/// How a command prints its result.
+#[derive(Args, Debug, Clone, Copy)]
+struct OutputFlags {
+    /// Print one JSON document on stdout instead of the text report (schema:
+    /// lucid_coordinator::output).
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Count the tasks per seed and layer from the real checkpoints and estimate GPU time.
     ///
     /// Layer widths are read from each seed's checkpoint (S3 models are downloaded into
-    /// ${LUCID_CACHE_DIR:-~/.cache/lucid-sweep}/models first). The estimate uses --rate-file
-    /// (JSON from `lucid-worker bench`) or built-in H200 rates, scaled by steps and image size.
+    /// ${LUCID_CACHE_DIR:-~/.cache/lucid-sweep}/models first). The estimate uses the engine's
+    /// images/s per layer from --rates (written by `lucid-worker bench --all-layers --rates-out`),
+    /// or the shipped H200 measurement (bf16, B=512), scaled by steps and image size.
     Plan {
         #[command(flatten)]
         spec: SpecFlags,
-        /// Per-layer images/s measured by `lucid-worker bench`.
-        #[arg(long, value_name = "FILE")]
-        rate_file: Option<PathBuf>,
+        /// Rates file of `lucid-worker bench --all-layers --rates-out FILE`.
+        #[arg(long, value_name = "FILE", alias = "rate-file")]
+        rates: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputFlags,
     },
     /// Publish the run's tasks whose results are not stored yet.
     ///
@@ -80,6 +93,8 @@ enum Command {
         /// Publishes awaiting their broker confirm at once.
         #[arg(long, default_value_t = DEFAULT_CONFIRM_WINDOW)]
         confirm_window: usize,
+        #[command(flatten)]
+        output: OutputFlags,
     },
     /// Show done / expected per seed and layer, queue depths, rate and ETA.
     ///
@@ -96,11 +111,15 @@ enum Command {
         /// Sidecars read to measure the rate.
         #[arg(long, default_value_t = DEFAULT_RATE_SAMPLE)]
         rate_sample: usize,
+        #[command(flatten)]
+        output: OutputFlags,
     },
     /// Move every dead-lettered task back to the task queue.
     RetryDead {
         #[command(flatten)]
         spec: SpecFlags,
+        #[command(flatten)]
+        output: OutputFlags,
     },
     /// Drop a run's queued (ready) tasks from the task queue.
     ///
@@ -111,6 +130,8 @@ enum Command {
         /// Cancel this run instead of the spec's run_id.
         #[arg(long)]
         run: Option<String>,
+        #[command(flatten)]
+        output: OutputFlags,
     },
     /// Check a run's stored output against its plan; exits 2 on any violation.
     ///
@@ -138,6 +159,8 @@ enum Command {
         /// with what is stored and queued.
         #[arg(long)]
         metrics: Option<String>,
+        #[command(flatten)]
+        output: OutputFlags,
     },
     /// Build the run's static HTML gallery and upload it under {prefix}/{run}/gallery/.
     ///
@@ -158,6 +181,8 @@ enum Command {
         /// more than the cores helps.
         #[arg(long, default_value_t = GalleryArgs::default().threads)]
         threads: usize,
+        #[command(flatten)]
+        output: OutputFlags,
     },
     /// Serve the run's progress and queue depths as Prometheus metrics until interrupted.
     ///
@@ -202,28 +227,53 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Prints `report` on stdout: its text, or with `--json` its [`Document`].
+fn print(report: &impl Report, flags: OutputFlags) {
+    if flags.json {
+        println!("{}", Document::new(report.output()).to_json());
+    } else {
+        println!("{}", report.to_string().trim_end());
+    }
+}
+
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
-    let output = match command {
-        Command::Plan { spec, rate_file } => {
-            commands::plan(&spec.args(), rate_file.as_deref()).await?
-        }
+    match command {
+        Command::Plan {
+            spec,
+            rates,
+            output,
+        } => print(
+            &commands::plan(&spec.args(), rates.as_deref()).await?,
+            output,
+        ),
         Command::Submit {
             spec,
             confirm_window,
-        } => commands::submit(&spec.args(), confirm_window).await?,
+            output,
+        } => print(
+            &commands::submit(&spec.args(), confirm_window).await?,
+            output,
+        ),
         Command::Status {
             spec,
             run,
             rabbit_api,
             rate_sample,
+            output,
         } => {
             let args = spec.args().with_run(run.as_deref());
-            commands::status(&args, &rabbit_api, rate_sample).await?
+            print(
+                &commands::status(&args, &rabbit_api, rate_sample).await?,
+                output,
+            );
         }
-        Command::RetryDead { spec } => commands::retry_dead(&spec.args()).await?,
-        Command::Cancel { spec, run } => {
-            commands::cancel(&spec.args().with_run(run.as_deref())).await?
+        Command::RetryDead { spec, output } => {
+            print(&commands::retry_dead(&spec.args()).await?, output);
         }
+        Command::Cancel { spec, run, output } => print(
+            &commands::cancel(&spec.args().with_run(run.as_deref())).await?,
+            output,
+        ),
         Command::Verify {
             spec,
             run,
@@ -231,6 +281,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             dead_limit,
             skip_queue,
             metrics,
+            output,
         } => {
             let options = VerifyOptions {
                 queue: !skip_queue,
@@ -239,26 +290,24 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 metrics_url: metrics,
             };
             let report = commands::verify(&spec.args().with_run(run.as_deref()), &options).await?;
-            print!("{report}");
-            return Ok(if report.ok() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            });
+            print(&report, output);
+            if !report.ok() {
+                return Ok(ExitCode::from(2));
+            }
         }
         Command::Gallery {
             spec,
             run,
             thumb_size,
             threads,
+            output,
         } => {
             let args = GalleryArgs {
                 thumb_size,
                 threads,
             };
-            commands::gallery(&spec.args().with_run(run.as_deref()), &args)
-                .await?
-                .to_string()
+            let report = commands::gallery(&spec.args().with_run(run.as_deref()), &args).await?;
+            print(&report, output);
         }
         Command::Watch {
             spec,
@@ -282,9 +331,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 lucid_telemetry::shutdown_signal(),
             )
             .await?;
-            return Ok(ExitCode::SUCCESS);
         }
-    };
-    println!("{output}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -151,7 +151,23 @@ pub async fn plan_run(
     build_plan(spec, checkpoints)
 }
 
-/// The `plan` command's report: tasks per seed and layer, the total, and the GPU time estimate.
+/// What `plan` prints: the run's tasks and their estimated GPU time.
+#[derive(Debug, Clone)]
+pub struct PlanReport {
+    /// Every task of the run.
+    pub plan: Plan,
+    /// Its single-GPU time at the rates used.
+    pub estimate: Estimate,
+}
+
+impl std::fmt::Display for PlanReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&render_report(&self.plan, &self.estimate))
+    }
+}
+
+/// The `plan` command's report: tasks per seed and layer, the total, and the GPU time estimate with
+/// the measurement it used (device, precision, batch, date, and which file).
 pub fn render_report(plan: &Plan, estimate: &Estimate) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -175,15 +191,26 @@ pub fn render_report(plan: &Plan, estimate: &Estimate) -> String {
         }
     }
     let _ = writeln!(out, "total: {} tasks", plan.task_count());
-    let _ = writeln!(out, "estimated GPU time ({}):", estimate.source);
+    let rates = &estimate.rates;
+    let _ = writeln!(
+        out,
+        "estimated GPU time (engine rates: {}; {}):",
+        rates.file.label(),
+        rates.origin_label()
+    );
     for layer in &estimate.layers {
         let _ = writeln!(
             out,
-            "  {:<8} {:>7} tasks at {:>7.2} img/s = {}",
+            "  {:<8} {:>7} tasks at {:>7.2} img/s = {}{}",
             layer.layer.as_str(),
             layer.tasks,
             layer.images_per_second,
-            crate::estimate::format_duration(layer.seconds)
+            crate::estimate::format_duration(layer.seconds),
+            if layer.measured {
+                ""
+            } else {
+                " (not measured: mean of the measured layers)"
+            }
         );
     }
     let _ = writeln!(
@@ -191,5 +218,71 @@ pub fn render_report(plan: &Plan, estimate: &Estimate) -> String {
         "  total {} on one GPU",
         crate::estimate::format_duration(estimate.total_seconds)
     );
+    if plan.settings.precision != rates.file.precision {
+        let _ = writeln!(
+            out,
+            "  (this run renders in {}; the rates were measured in {})",
+            precision_name(plan.settings.precision),
+            precision_name(rates.file.precision)
+        );
+    }
     out
+}
+
+/// `bf16`, as the spec spells it.
+fn precision_name(precision: lucid_proto::spec::Precision) -> String {
+    serde_json::to_value(precision)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimate::{RateTable, RatesOrigin, estimate};
+
+    /// The text report, as people read it: counts, the estimate and the rates' provenance.
+    #[test]
+    fn report_prose_names_counts_rates_and_provenance() {
+        let spec = SweepSpec::parse_toml(
+            "run_id = \"r1\"\nchannels = \"0-1\"\nlayers = \"conv1,fc8\"\nmodels = { s1 = \"/m\" }\n\
+             [render]\nprecision = \"tf32\"\n[storage]\nkind = \"local\"\nlocal_dir = \"/out\"\n",
+        )
+        .expect("spec");
+        let seed = spec.models.keys().next().cloned().expect("seed");
+        let table = LayerTable::from_layers([("conv1", 4, 1), ("fc8", 3, 1)]).expect("table");
+        let plan = plan_checked(&spec, &[(seed, table)].into()).expect("plan");
+        let built_in = RateTable::built_in().expect("built-in rates");
+        let text = render_report(&plan, &estimate(&plan, &built_in));
+        for line in [
+            "seed s1: 4 tasks",
+            "  conv1         2 of      4 channels",
+            "total: 4 tasks",
+            "estimated GPU time (engine rates: NVIDIA H200, bf16, B=512, 512 steps, 224 px, measured \
+             2026-11-26; built in: docs/measurements/rates-h200-2026-11-26-bf16.json):",
+            "  (this run renders in tf32; the rates were measured in bf16)",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        assert!(!text.contains("not measured"), "{text}");
+
+        // a file without fc8 stands in its mean, and says so
+        let mut file = built_in.file.clone();
+        file.layers.retain(|l| l.layer.as_str() != "fc8");
+        let partial = RateTable {
+            file,
+            origin: RatesOrigin::File("my-gpu.json".into()),
+        };
+        let text = render_report(&plan, &estimate(&plan, &partial));
+        assert!(text.contains("; my-gpu.json):"), "{text}");
+        let fc8 = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("fc8") && l.contains("img/s"))
+            .expect("fc8 estimate line");
+        assert!(
+            fc8.ends_with("(not measured: mean of the measured layers)"),
+            "{fc8}"
+        );
+    }
 }

@@ -180,6 +180,53 @@ pub fn rate_of(times: &[OffsetDateTime]) -> Option<Rate> {
 mod tests {
     use super::*;
 
+    /// The text report, as people read it.
+    #[test]
+    fn report_prose() {
+        let report = StatusReport {
+            run: "r1".into(),
+            rows: vec![LayerProgress {
+                seed: "s1".parse().expect("seed"),
+                layer: "conv1".parse().expect("layer"),
+                done: 4,
+                expected: 4,
+            }],
+            done: 4,
+            expected: 8,
+            queue: Ok(QueueStats {
+                ready: 118,
+                unacked: Some(0),
+                consumers: None,
+                dead: 1,
+            }),
+            rate: Some(Rate {
+                per_second: 1.0,
+                sample: 20,
+                newest: "2026-01-01T00:00:19Z".into(),
+            }),
+        };
+        assert_eq!(
+            report.to_string(),
+            "run r1: 4 of 8 tasks done\nseed s1\n  conv1         4 / 4     \n\
+             queue: 118 ready, 0 unacked, ? consumers, 1 dead\n\
+             rate: 1.00 img/s over the last 20 results (newest 2026-01-01T00:00:19Z); eta 4s\n"
+        );
+        let unavailable = StatusReport {
+            queue: Err("connection refused".into()),
+            rate: None,
+            ..report
+        };
+        let text = unavailable.to_string();
+        assert!(
+            text.contains("queue: unavailable (connection refused)\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("rate: not enough results to measure\n"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn rate_from_timestamps() {
         let t = |s: &str| OffsetDateTime::parse(s, &Rfc3339).expect("timestamp");

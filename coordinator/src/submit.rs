@@ -62,36 +62,8 @@ pub async fn submit(
     let run_prefix = prefix.run_prefix(&plan.run_id);
     let (_, stored) = StoredRun::list(store, &run_prefix).await?;
 
-    let manifest_key = prefix.manifest_key(&plan.run_id);
-    let manifest = RunManifest::new(spec, plan, CODE_VERSION, run.checkpoint_refs());
-    let wrote_manifest = if stored.manifest {
-        let bytes = store
-            .get(&manifest_key)
-            .await
-            .map_err(|e| Error::storage(format!("get {manifest_key}"), e))?
-            .ok_or_else(|| Error::Decode {
-                key: manifest_key.clone(),
-                reason: "listed but gone".into(),
-            })?;
-        let existing = RunManifest::decode(&bytes).map_err(|e| Error::Decode {
-            key: manifest_key.clone(),
-            reason: e.to_string(),
-        })?;
-        if let Some(difference) = existing.conflict_with(&manifest) {
-            return Err(Error::ManifestConflict {
-                key: manifest_key,
-                difference,
-            });
-        }
-        false
-    } else {
-        store
-            .put(&manifest_key, manifest.encode(), "application/json")
-            .await
-            .map_err(|e| Error::storage(format!("put {manifest_key}"), e))?;
-        tracing::info!(key = %manifest_key, "wrote run manifest");
-        true
-    };
+    let (manifest_key, wrote_manifest) =
+        ensure_manifest(spec, run, store, &prefix, stored.manifest).await?;
 
     let missing: Vec<TaskMessage> = plan
         .tasks()
@@ -122,6 +94,51 @@ pub async fn submit(
         wrote_manifest,
         manifest_key,
     })
+}
+
+/// Writes the run manifest when `stored` says it is absent; when present, checks that it agrees with
+/// this run ([`RunManifest::conflict_with`]) and refuses, naming the difference, when not. A stored
+/// manifest is never rewritten. Returns its key and whether it was written now. `submit` and the
+/// worker's `local` both call this, so a resume checks the same things in either mode.
+pub async fn ensure_manifest(
+    spec: &SweepSpec,
+    run: &PlannedRun,
+    store: &Store,
+    prefix: &KeyPrefix,
+    stored: bool,
+) -> Result<(String, bool)> {
+    let plan = &run.plan;
+    let manifest_key = prefix.manifest_key(&plan.run_id);
+    let manifest = RunManifest::new(spec, plan, CODE_VERSION, run.checkpoint_refs());
+    let wrote_manifest = if stored {
+        let bytes = store
+            .get(&manifest_key)
+            .await
+            .map_err(|e| Error::storage(format!("get {manifest_key}"), e))?
+            .ok_or_else(|| Error::Decode {
+                key: manifest_key.clone(),
+                reason: "listed but gone".into(),
+            })?;
+        let existing = RunManifest::decode(&bytes).map_err(|e| Error::Decode {
+            key: manifest_key.clone(),
+            reason: e.to_string(),
+        })?;
+        if let Some(difference) = existing.conflict_with(&manifest) {
+            return Err(Error::ManifestConflict {
+                key: manifest_key,
+                difference,
+            });
+        }
+        false
+    } else {
+        store
+            .put(&manifest_key, manifest.encode(), "application/json")
+            .await
+            .map_err(|e| Error::storage(format!("put {manifest_key}"), e))?;
+        tracing::info!(key = %manifest_key, "wrote run manifest");
+        true
+    };
+    Ok((manifest_key, wrote_manifest))
 }
 
 /// The spec's validated storage prefix.

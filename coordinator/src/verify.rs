@@ -68,8 +68,10 @@ pub struct Fetched {
     pub pngs: BTreeMap<String, PngFacts>,
 }
 
-/// One broken rule.
-#[derive(Debug, Clone, PartialEq)]
+/// One broken rule. In `verify --json` each is an object whose `kind` is the variant's name in
+/// snake case (`missing_sidecar`), with the variant's fields beside it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Violation {
     /// The run has no `run.json`.
     MissingManifest {
@@ -108,7 +110,7 @@ pub enum Violation {
         /// The key.
         key: String,
         /// The field.
-        field: &'static str,
+        field: String,
         /// What the key or plan implies.
         expected: String,
         /// What the sidecar says.
@@ -247,6 +249,8 @@ impl fmt::Display for Violation {
 /// The outcome of a verification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VerifyReport {
+    /// The run.
+    pub run_id: String,
     /// Planned tasks.
     pub expected: u64,
     /// Planned tasks with both objects present and every check passed.
@@ -377,6 +381,7 @@ pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched
             .map(|key| Violation::Unexpected { key }),
     );
     VerifyReport {
+        run_id: run.to_string(),
         expected: plan.task_count(),
         complete,
         listed: keys.len() as u64,
@@ -539,7 +544,7 @@ fn check_sidecar(
         if expected != found {
             out.push(Violation::SidecarMismatch {
                 key: key.to_owned(),
-                field,
+                field: field.to_owned(),
                 expected,
                 found,
             });
@@ -595,4 +600,45 @@ pub async fn fetch_and_check(
         }
     }
     Ok(check(plan, prefix, &keys, &fetched))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text report, as people read it: counts, the run's dead letters, each violation, `ok`.
+    #[test]
+    fn report_prose() {
+        let mut report = VerifyReport {
+            run_id: "r1".into(),
+            expected: 16,
+            complete: 14,
+            listed: 31,
+            violations: vec![
+                Violation::MissingSidecar {
+                    task: "r1/s1/conv1/0000".into(),
+                },
+                Violation::SidecarMismatch {
+                    key: "p/r1/s1/conv1/0001.json".into(),
+                    field: "layer".into(),
+                    expected: "conv1".into(),
+                    found: "conv2".into(),
+                },
+            ],
+            dead_letters: Some(vec![RunDeadLetter {
+                id: "r1/s1/conv1/0002".into(),
+                reason: "test gave up".into(),
+            }]),
+        };
+        assert_eq!(
+            report.to_string(),
+            "14 of 16 tasks complete, 31 objects listed, 2 violations\n\
+             1 dead letters of this run\n  dead r1/s1/conv1/0002: test gave up\n\
+             \x20 missing sidecar of task r1/s1/conv1/0000\n\
+             \x20 sidecar p/r1/s1/conv1/0001.json: layer is conv2, expected conv1\n"
+        );
+        report.violations.clear();
+        report.dead_letters = None;
+        assert!(report.to_string().ends_with("0 violations\nok\n"));
+    }
 }

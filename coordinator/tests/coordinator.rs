@@ -272,7 +272,7 @@ fn plan_counts_tasks_from_the_checkpoints() {
     assert!(out.contains("total: 500 tasks"), "{out}");
     assert!(out.contains("fc6          64 of     64 channels"), "{out}");
     assert!(
-        out.contains("estimated GPU time (built-in H200 rates)"),
+        out.contains("estimated GPU time (engine rates: NVIDIA H200, bf16"),
         "{out}"
     );
 
@@ -283,13 +283,15 @@ fn plan_counts_tasks_from_the_checkpoints() {
     let rates = t.dir.path().join("rates.json");
     std::fs::write(
         &rates,
-        r#"{"device":"TestGPU","steps":16,"size":224,"layers":[{"layer":"conv1","images_per_second":1.0}]}"#,
+        r#"{"schema_version":1,"device":"TestGPU","precision":"fp32","steps":16,"size":224,
+            "date":"2026-01-02","code_version":"test",
+            "layers":[{"layer":"conv1","batch":4,"images_per_second":1.0}]}"#,
     )
     .expect("write rates");
     let rate_arg = rates.display().to_string();
     let out = t.ok(&["plan", "--set", "layers=conv1", "--rate-file", &rate_arg]);
     // 32 conv1 tasks at 1 img/s
-    assert!(out.contains("TestGPU rates"), "{out}");
+    assert!(out.contains("engine rates: TestGPU, fp32"), "{out}");
     assert!(
         out.contains("conv1         32 tasks at    1.00 img/s = 32s"),
         "{out}"

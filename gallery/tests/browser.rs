@@ -1,10 +1,11 @@
 //! Opens built galleries from disk in headless Chromium (Debian's `chromium`) and checks that every image
 //! decodes and nothing logs an error, through `scripts/gallery-browser-check.mjs` (Node, no packages).
 //!
-//! Installs Chromium (and Node) if missing via `tests/support/setup-browser.sh`, and fails if they cannot
-//! run, unless `LUCID_SKIP_BROWSER=1`. Keeps a screenshot of a contact sheet in
-//! `docs/gallery-screenshot.png`: rewritten when the lead's demo renders (`out/demo/…`) are present, or
-//! when the file does not exist yet.
+//! Chromium and Node come from `scripts/services.sh start` (`make test` runs it before `cargo test`);
+//! this test installs nothing. Without them, or with `LUCID_SKIP_BROWSER=1`, it fails under CI and is
+//! reported as skipped elsewhere (the one policy of `lucid_testkit`). Keeps a screenshot of a contact
+//! sheet in `docs/gallery-screenshot.png`: rewritten when the lead's demo renders (`out/demo/…`) are
+//! present, or when the file does not exist yet.
 
 mod support;
 
@@ -41,13 +42,35 @@ fn build(root: &Path, opts: &GalleryOptions) {
     eprintln!("built {}: {summary:?}", root.display());
 }
 
+/// The programs the check runs.
+struct Browser {
+    chromium: PathBuf,
+    node: PathBuf,
+}
+
+/// Chromium (`LUCID_CHROMIUM` or `chromium` on `PATH`) and Node, or `None` when the test cannot run
+/// (failing under CI). `LUCID_SKIP_BROWSER=1` skips the test outside CI only: under CI it fails it,
+/// since CI must run the check.
+fn browser() -> Option<Browser> {
+    if std::env::var("LUCID_SKIP_BROWSER").as_deref() == Ok("1") {
+        lucid_testkit::skip_or_fail(
+            "LUCID_SKIP_BROWSER=1 asks to skip the browser check",
+            "unset it to run the check",
+        );
+        return None;
+    }
+    let install = "install it with scripts/services.sh start tools";
+    let chromium = lucid_testkit::require_program("chromium", Some("LUCID_CHROMIUM"), install)?;
+    let node = lucid_testkit::require_program("node", None, install)?;
+    Some(Browser { chromium, node })
+}
+
 /// Runs the check script on `pages` (relative to `root/gallery`), optionally saving a screenshot of
 /// the first page; panics with the script's report unless every page passed.
-fn check(root: &Path, pages: &[&str], screenshot: Option<&Path>) {
+fn check(browser: &Browser, root: &Path, pages: &[&str], screenshot: Option<&Path>) {
     let script = workspace().join("scripts/gallery-browser-check.mjs");
-    let chromium = std::env::var("LUCID_CHROMIUM").unwrap_or_else(|_| "chromium".into());
-    let mut cmd = Command::new("node");
-    cmd.arg(&script).args(["--chromium", &chromium]);
+    let mut cmd = Command::new(&browser.node);
+    cmd.arg(&script).arg("--chromium").arg(&browser.chromium);
     if let Some(shot) = screenshot {
         cmd.arg("--screenshot")
             .arg(shot)
@@ -67,11 +90,20 @@ fn check(root: &Path, pages: &[&str], screenshot: Option<&Path>) {
         "browser check failed ({}):\n{stdout}\n{stderr}",
         out.status
     );
-    assert_eq!(
-        stdout.lines().filter(|l| l.contains("\"ok\":true")).count(),
-        pages.len(),
-        "{stdout}"
-    );
+    // one JSON object per page, then a summary line
+    let results: Vec<serde_json::Value> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad result line {l:?}: {e}")))
+        .collect();
+    assert_eq!(results.len(), pages.len(), "{stdout}");
+    for (result, page) in results.iter().zip(pages) {
+        assert_eq!(result["ok"], true, "{page}: {result}");
+        assert!(
+            result["url"].as_str().is_some_and(|u| u.ends_with(page)),
+            "{page}: {result}"
+        );
+    }
 }
 
 /// Copies the lead's demo renders into `root` as a run; false if they are not there.
@@ -97,18 +129,9 @@ fn copy_demo(root: &Path) -> bool {
 
 #[test]
 fn gallery_pages_load_in_chromium() {
-    if std::env::var("LUCID_SKIP_BROWSER").as_deref() == Ok("1") {
-        eprintln!("LUCID_SKIP_BROWSER=1: browser check skipped");
+    let Some(browser) = browser() else {
         return;
-    }
-    let setup = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/setup-browser.sh"))
-        .status()
-        .expect("run setup-browser.sh");
-    assert!(
-        setup.success(),
-        "setup-browser.sh could not install chromium and node ({setup}); set LUCID_SKIP_BROWSER=1 to skip"
-    );
+    };
 
     // A run with problems: a missing sidecar, a corrupt PNG, several sprites per layer.
     let dir = tempfile::tempdir().expect("temp dir");
@@ -132,6 +155,7 @@ fn gallery_pages_load_in_chromium() {
     };
     build(root, &opts);
     check(
+        &browser,
         root,
         &[
             "index.html",
@@ -171,7 +195,7 @@ fn gallery_pages_load_in_chromium() {
     build(root, &opts);
     let shot = root.join("screenshot.png");
     let layer_page = format!("{seed}/{layer}.html");
-    check(root, &[&layer_page, "index.html"], Some(&shot));
+    check(&browser, root, &[&layer_page, "index.html"], Some(&shot));
     let (w, h) = support::png_size(&fs::read(&shot).expect("read screenshot"));
     assert_eq!(w, 1280);
     assert!(h >= 200, "screenshot height {h}");

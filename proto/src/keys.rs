@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! {prefix}/{run}/run.json                         run manifest
+//! {prefix}/{run}/dead-letters.json                 tasks `local` gave up, with their reasons
 //! {prefix}/{run}/{seed}/{layer}/{channel:04}.png  image
 //! {prefix}/{run}/{seed}/{layer}/{channel:04}.json result sidecar
 //! ```
@@ -15,6 +16,9 @@ use crate::ids::{IdError, LayerName, RunId, SeedId, validate_identifier};
 
 /// File name of the run manifest inside a run's key space.
 pub const MANIFEST_NAME: &str = "run.json";
+
+/// File name of the dead-letter report of a `local` run inside a run's key space.
+pub const DEAD_LETTERS_NAME: &str = "dead-letters.json";
 
 /// A validated key prefix: zero or more identifier segments joined by `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -47,6 +51,16 @@ impl KeyPrefix {
     /// `{prefix}/{run}/run.json`.
     pub fn manifest_key(&self, run: &RunId) -> String {
         format!("{}/{MANIFEST_NAME}", self.join(run.as_str()))
+    }
+
+    /// `{prefix}/{run}/dead-letters.json`.
+    pub fn dead_letters_key(&self, run: &RunId) -> String {
+        format!("{}/{DEAD_LETTERS_NAME}", self.join(run.as_str()))
+    }
+
+    /// The sidecar key of `task`'s result.
+    pub fn sidecar_key_of(&self, task: &crate::TaskMessage) -> String {
+        self.sidecar_key(&task.run_id, &task.seed, &task.layer, task.channel)
     }
 
     /// `{prefix}/{run}/{seed}/{layer}/{channel:04}.{ext}` for `kind`.
@@ -165,6 +179,7 @@ mod tests {
             "run1/training_seed_01/conv1/0007.png"
         );
         assert_eq!(none.manifest_key(&run), "run1/run.json");
+        assert_eq!(none.dead_letters_key(&run), "run1/dead-letters.json");
         assert_eq!(none.run_prefix(&run), "run1/");
         let p = KeyPrefix::parse("/lucid/renders/").unwrap();
         assert_eq!(p.as_str(), "lucid/renders");
@@ -173,6 +188,10 @@ mod tests {
             "lucid/renders/run1/training_seed_01/conv1/12345.json"
         );
         assert_eq!(p.manifest_key(&run), "lucid/renders/run1/run.json");
+        assert_eq!(
+            p.dead_letters_key(&run),
+            "lucid/renders/run1/dead-letters.json"
+        );
         assert_eq!(KeyPrefix::parse("/").unwrap(), KeyPrefix::default());
     }
 

@@ -12,13 +12,17 @@
 //! # Layout
 //!
 //! - [`ids`]: validated identifiers ([`RunId`], [`SeedId`], [`LayerName`]); each is one key segment.
-//! - [`spec`]: the sweep spec ([`SweepSpec`]), its sources and precedence, and its validation.
+//! - [`spec`]: the sweep spec ([`SweepSpec`]), its sources and precedence, and its validation, one
+//!   file per section; [`spec::render_defaults`] is the one table of render defaults and limits.
 //! - [`channels`]: channel range lists (`0-7,12`) and their expansion against a layer width.
 //! - [`task`]: the task message ([`TaskMessage`]) and its defensive decoding.
+//! - [`versioned`]: the one decoder of the versioned JSON documents (task, sidecar, manifest), whose
+//!   [`DecodeError`] names the [`Document`] it refused.
 //! - [`result`]: the result sidecar ([`ResultSidecar`]) written next to each PNG.
 //! - [`keys`]: object keys for images, sidecars and the manifest, and their inverse.
 //! - [`manifest`]: the run manifest ([`RunManifest`]).
 //! - [`plan`]: pure task enumeration from a spec and layer widths ([`plan::plan`]).
+//! - [`rates`]: the rates file, the engine's measured images per second per layer ([`RatesFile`]).
 //! - [`geometry`]: the sizes lucid's standard transforms produce (shared by worker and coordinator).
 #![warn(missing_docs)]
 
@@ -28,15 +32,19 @@ pub mod ids;
 pub mod keys;
 pub mod manifest;
 pub mod plan;
+pub mod rates;
 pub mod result;
 pub mod spec;
 pub mod task;
+pub mod versioned;
 
 pub use channels::ChannelSelection;
 pub use ids::{IdError, LayerName, RunId, SeedId};
 pub use keys::{KeyPrefix, Kind, parse_key};
 pub use manifest::{CheckpointRef, RunManifest};
 pub use plan::{LayerWidths, Plan, PlanError};
+pub use rates::{RatesError, RatesFile};
 pub use result::{Provenance, RenderOutcome, ResultSidecar};
 pub use spec::{InvalidField, ModelLocation, RenderSettings, SpecError, SweepSpec};
-pub use task::{DecodeError, TaskMessage};
+pub use task::TaskMessage;
+pub use versioned::{DecodeError, Document};

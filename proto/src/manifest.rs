@@ -9,9 +9,14 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{RunId, SeedId};
 use crate::plan::{Plan, SeedCounts};
 use crate::spec::{ModelLocation, RenderSettings, SweepSpec};
+use crate::versioned::{self, DecodeError, Document};
 
 /// The manifest schema this crate writes and reads.
 pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+
+/// The largest manifest read, in bytes: one holds the spec and a count per seed and layer, tens of
+/// KiB for ten seeds, so this leaves room for thousands of seeds and long channel lists.
+pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
 
 /// Which checkpoint a seed was rendered from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,22 +50,6 @@ pub struct RunManifest {
     pub layer_counts: Vec<SeedCounts>,
 }
 
-/// Why a stored manifest could not be read.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ManifestError {
-    /// Not valid manifest JSON; serde's message.
-    #[error("malformed run manifest: {0}")]
-    Malformed(String),
-    /// A schema version this build does not read.
-    #[error("unsupported run manifest schema_version {found}, this build reads {supported}")]
-    UnsupportedVersion {
-        /// The version in the manifest.
-        found: u64,
-        /// The version this build reads.
-        supported: u32,
-    },
-}
-
 impl RunManifest {
     /// The manifest of `plan`, made from `spec` (stored redacted).
     pub fn new(
@@ -87,28 +76,14 @@ impl RunManifest {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
-    /// Parses a stored manifest, checking the schema version first.
-    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| ManifestError::Malformed(e.to_string()))?;
-        match value
-            .get("schema_version")
-            .and_then(serde_json::Value::as_u64)
-        {
-            Some(v) if v == u64::from(MANIFEST_SCHEMA_VERSION) => {}
-            Some(found) => {
-                return Err(ManifestError::UnsupportedVersion {
-                    found,
-                    supported: MANIFEST_SCHEMA_VERSION,
-                });
-            }
-            None => {
-                return Err(ManifestError::Malformed(
-                    "missing or non-integer `schema_version`".into(),
-                ));
-            }
-        }
-        serde_json::from_value(value).map_err(|e| ManifestError::Malformed(e.to_string()))
+    /// Parses a stored manifest of at most [`MAX_MANIFEST_BYTES`] bytes, checking the schema version first.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        versioned::decode(
+            bytes,
+            Document::RunManifest,
+            MANIFEST_SCHEMA_VERSION,
+            MAX_MANIFEST_BYTES,
+        )
     }
 
     /// Why `self` (stored) and `new` (about to run) cannot share one run's key space, or `None` when they
@@ -191,11 +166,25 @@ mod tests {
         v["schema_version"] = 2.into();
         assert!(matches!(
             RunManifest::decode(&serde_json::to_vec(&v).unwrap()),
-            Err(ManifestError::UnsupportedVersion { found: 2, .. })
+            Err(DecodeError::UnsupportedVersion {
+                document: Document::RunManifest,
+                found: 2,
+                ..
+            })
+        ));
+        assert!(matches!(
+            RunManifest::decode(&vec![b' '; MAX_MANIFEST_BYTES + 1]),
+            Err(DecodeError::TooLarge {
+                document: Document::RunManifest,
+                ..
+            })
         ));
         assert!(matches!(
             RunManifest::decode(b"[]"),
-            Err(ManifestError::Malformed(_))
+            Err(DecodeError::Malformed {
+                document: Document::RunManifest,
+                ..
+            })
         ));
     }
 

@@ -412,7 +412,7 @@ pub(crate) mod tests {
         ));
 
         let mut s = spec(&["a"]);
-        s.render.steps = 0;
+        s.render.settings.steps = 0;
         assert!(matches!(plan(&s, &widths_for(&s)), Err(PlanError::Spec(_))));
     }
 }

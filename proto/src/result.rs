@@ -5,9 +5,14 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{LayerName, RunId, SeedId};
 use crate::spec::RenderSettings;
 use crate::task::TaskMessage;
+use crate::versioned::{self, DecodeError, Document};
 
 /// The sidecar schema this crate writes and reads.
 pub const RESULT_SCHEMA_VERSION: u32 = 1;
+
+/// The largest sidecar read, in bytes: one is about 1 KiB (its strings are identifiers and short
+/// labels), so anything near this is not a sidecar this crate wrote.
+pub const MAX_SIDECAR_BYTES: usize = 1 << 20;
 
 /// What the optimisation produced, measured by the worker.
 #[derive(Debug, Clone, PartialEq)]
@@ -71,22 +76,6 @@ pub struct ResultSidecar {
     pub png_sha256: String,
 }
 
-/// Why a sidecar body could not be read.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum SidecarError {
-    /// Not valid sidecar JSON; serde's message.
-    #[error("malformed result sidecar: {0}")]
-    Malformed(String),
-    /// A schema version this build does not read.
-    #[error("unsupported result sidecar schema_version {found}, this build reads {supported}")]
-    UnsupportedVersion {
-        /// The version in the sidecar.
-        found: u64,
-        /// The version this build reads.
-        supported: u32,
-    },
-}
-
 impl ResultSidecar {
     /// The sidecar of `task`'s render.
     pub fn from_task(task: &TaskMessage, outcome: RenderOutcome, provenance: Provenance) -> Self {
@@ -116,28 +105,14 @@ impl ResultSidecar {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
-    /// Parses a stored sidecar, checking the schema version first.
-    pub fn decode(bytes: &[u8]) -> Result<Self, SidecarError> {
-        let value: serde_json::Value =
-            serde_json::from_slice(bytes).map_err(|e| SidecarError::Malformed(e.to_string()))?;
-        match value
-            .get("schema_version")
-            .and_then(serde_json::Value::as_u64)
-        {
-            Some(v) if v == u64::from(RESULT_SCHEMA_VERSION) => {}
-            Some(found) => {
-                return Err(SidecarError::UnsupportedVersion {
-                    found,
-                    supported: RESULT_SCHEMA_VERSION,
-                });
-            }
-            None => {
-                return Err(SidecarError::Malformed(
-                    "missing or non-integer `schema_version`".into(),
-                ));
-            }
-        }
-        serde_json::from_value(value).map_err(|e| SidecarError::Malformed(e.to_string()))
+    /// Parses a stored sidecar of at most [`MAX_SIDECAR_BYTES`] bytes, checking the schema version first.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        versioned::decode(
+            bytes,
+            Document::ResultSidecar,
+            RESULT_SCHEMA_VERSION,
+            MAX_SIDECAR_BYTES,
+        )
     }
 }
 
@@ -190,11 +165,25 @@ mod tests {
         let err = ResultSidecar::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert!(matches!(
             err,
-            SidecarError::UnsupportedVersion { found: 9, .. }
+            DecodeError::UnsupportedVersion {
+                document: Document::ResultSidecar,
+                found: 9,
+                ..
+            }
         ));
         assert!(matches!(
             ResultSidecar::decode(b"{"),
-            Err(SidecarError::Malformed(_))
+            Err(DecodeError::Malformed {
+                document: Document::ResultSidecar,
+                ..
+            })
+        ));
+        assert!(matches!(
+            ResultSidecar::decode(&vec![b' '; MAX_SIDECAR_BYTES + 1]),
+            Err(DecodeError::TooLarge {
+                document: Document::ResultSidecar,
+                ..
+            })
         ));
         v["schema_version"] = 1.into();
         v["seed"] = "..".into();

@@ -1,13 +1,15 @@
 //! The task message: one channel of one layer of one seed to render. The AMQP body is its JSON.
 //!
-//! Decoding is defensive because a queue can hold anything: the size is checked before parsing, the
-//! schema version is read from a loose JSON value before the strict parse, identifiers are validated,
-//! and the task id must match the one derived from the other fields.
+//! Decoding is defensive because a queue can hold anything: [`crate::versioned::decode`] checks the
+//! size, then the schema version, then the strict shape; then identifiers are validated, and the task
+//! id must match the one derived from the other fields.
 
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdError, LayerName, RunId, SeedId};
 use crate::spec::{InvalidField, ModelLocation, RenderSettings};
+pub use crate::versioned::DecodeError;
+use crate::versioned::{self, Document};
 
 /// The task message schema this crate writes and reads.
 pub const TASK_SCHEMA_VERSION: u32 = 1;
@@ -36,61 +38,6 @@ pub struct TaskMessage {
     pub settings: RenderSettings,
     /// Where the seed's checkpoint lives.
     pub model: ModelLocation,
-}
-
-/// Why a message body is not an acceptable task. Each variant is a different failure a worker may want
-/// to count separately; none of them gets better on redelivery.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum DecodeError {
-    /// The body is larger than the configured limit (checked before parsing).
-    #[error("task message is too large: {len} bytes, limit {max}")]
-    TooLarge {
-        /// Size of the body.
-        len: usize,
-        /// The limit (`queue.max_message_bytes`).
-        max: usize,
-    },
-    /// Not JSON, not an object, or fields missing or of the wrong type; serde's message.
-    #[error("malformed task message: {0}")]
-    Malformed(String),
-    /// A schema version this build does not read.
-    #[error("unsupported task schema_version {found}, this build reads {supported}")]
-    UnsupportedVersion {
-        /// The version in the message.
-        found: u64,
-        /// The version this build reads.
-        supported: u32,
-    },
-    /// A run id, seed id or layer name breaks the identifier rules.
-    #[error("task message has an {0}")]
-    InvalidIdentifier(#[from] IdError),
-    /// A field value is out of range or inconsistent (task id mismatch, bad settings).
-    #[error("task message field {0}")]
-    InvalidField(#[from] InvalidField),
-}
-
-/// Just the version of a message; every other field is skipped unparsed.
-#[derive(Deserialize)]
-struct VersionProbe {
-    schema_version: Option<u64>,
-}
-
-/// serde's message with control characters escaped: it may quote the body, and it ends up in logs and
-/// in the dead-letter reason header.
-fn malformed(error: serde_json::Error) -> DecodeError {
-    let text: String = error
-        .to_string()
-        .chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect();
-    DecodeError::Malformed(text)
 }
 
 /// The strict shape of a version-1 message, with identifiers still unvalidated strings so that an
@@ -139,45 +86,34 @@ impl TaskMessage {
 
     /// Parses and checks a body of at most `max_bytes` bytes.
     pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Self, DecodeError> {
-        if bytes.len() > max_bytes {
-            return Err(DecodeError::TooLarge {
-                len: bytes.len(),
-                max: max_bytes,
-            });
-        }
-        // Read the version first without building a JSON tree (serde skips the other fields), then
-        // parse the strict shape straight from the bytes: no intermediate `Value` whose size could be
-        // many times the body's.
-        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(malformed)?;
-        let version = probe
-            .schema_version
-            .ok_or_else(|| DecodeError::Malformed("missing field `schema_version`".into()))?;
-        if version != u64::from(TASK_SCHEMA_VERSION) {
-            return Err(DecodeError::UnsupportedVersion {
-                found: version,
-                supported: TASK_SCHEMA_VERSION,
-            });
-        }
-        let raw: RawTaskV1 = serde_json::from_slice(bytes).map_err(malformed)?;
+        let raw: RawTaskV1 =
+            versioned::decode(bytes, Document::Task, TASK_SCHEMA_VERSION, max_bytes)?;
+        let identifier = |source: IdError| DecodeError::InvalidIdentifier {
+            document: Document::Task,
+            source,
+        };
+        let field = |source: InvalidField| DecodeError::InvalidField {
+            document: Document::Task,
+            source,
+        };
         let task = TaskMessage::new(
-            RunId::new(raw.run_id)?,
-            SeedId::new(raw.seed)?,
-            LayerName::new(raw.layer)?,
+            RunId::new(raw.run_id).map_err(identifier)?,
+            SeedId::new(raw.seed).map_err(identifier)?,
+            LayerName::new(raw.layer).map_err(identifier)?,
             raw.channel,
             raw.settings,
             raw.model,
         );
         if task.task_id != raw.task_id {
-            return Err(InvalidField::new(
+            return Err(field(InvalidField::new(
                 "task_id",
                 format!(
                     "{:?} does not match the other fields, expected {:?}",
                     raw.task_id, task.task_id
                 ),
-            )
-            .into());
+            )));
         }
-        task.settings.validate("settings")?;
+        task.settings.validate("settings").map_err(field)?;
         Ok(task)
     }
 }
@@ -225,6 +161,7 @@ mod tests {
         assert_eq!(
             err,
             DecodeError::TooLarge {
+                document: Document::Task,
                 len: bytes.len(),
                 max: bytes.len() - 1
             }
@@ -232,7 +169,11 @@ mod tests {
         // even garbage is rejected for size before parsing
         assert!(matches!(
             TaskMessage::decode(&[b'x'; 100], 10),
-            Err(DecodeError::TooLarge { len: 100, max: 10 })
+            Err(DecodeError::TooLarge {
+                document: Document::Task,
+                len: 100,
+                max: 10
+            })
         ));
     }
 
@@ -245,7 +186,7 @@ mod tests {
             b"{\"schema_version\": \"1\"}",
         ] {
             let err = TaskMessage::decode(body, 1000).unwrap_err();
-            assert!(matches!(err, DecodeError::Malformed(_)), "{err}");
+            assert!(matches!(err, DecodeError::Malformed { .. }), "{err}");
         }
         let mut v = json(&sample());
         v.as_object_mut().unwrap().remove("channel");
@@ -257,10 +198,15 @@ mod tests {
         );
         let mut v = json(&sample());
         v["extra"] = 1.into();
-        assert!(matches!(decode_value(&v), Err(DecodeError::Malformed(m)) if m.contains("extra")));
+        assert!(
+            matches!(decode_value(&v), Err(DecodeError::Malformed { reason, .. }) if reason.contains("extra"))
+        );
         let mut v = json(&sample());
         v["settings"]["objective"] = "max".into();
-        assert!(matches!(decode_value(&v), Err(DecodeError::Malformed(_))));
+        assert!(matches!(
+            decode_value(&v),
+            Err(DecodeError::Malformed { .. })
+        ));
     }
 
     #[test]
@@ -271,6 +217,7 @@ mod tests {
         assert_eq!(
             err,
             DecodeError::UnsupportedVersion {
+                document: Document::Task,
                 found: 2,
                 supported: 1
             }
@@ -288,7 +235,7 @@ mod tests {
             v[field] = bad.into();
             let err = decode_value(&v).unwrap_err();
             assert!(
-                matches!(err, DecodeError::InvalidIdentifier(_)),
+                matches!(err, DecodeError::InvalidIdentifier { .. }),
                 "{field}: {err}"
             );
         }

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use lucid_proto::ids::validate_identifier;
-use lucid_proto::spec::RenderSection;
+use lucid_proto::spec::RenderSettings;
 use lucid_proto::task::{TASK_SCHEMA_VERSION, task_id};
-use lucid_proto::{DecodeError, ModelLocation, TaskMessage};
+use lucid_proto::{DecodeError, Document, ModelLocation, TaskMessage};
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------------------------ counting allocator
@@ -152,12 +152,12 @@ fn alloc_bound(max: usize) -> usize {
 }
 
 fn sample(rng: &mut Rng) -> TaskMessage {
-    let render = RenderSection {
+    let settings = RenderSettings {
         steps: 1 + rng.below(2048) as u32,
         size: 16 + rng.below(1024) as u32,
         run_seed: rng.next_u64(),
         lr: short_decimal_lr(rng),
-        ..RenderSection::default()
+        ..RenderSettings::default()
     };
     let model = match rng.below(3) {
         0 => "s3://models/training_seed_01".to_owned(),
@@ -169,14 +169,14 @@ fn sample(rng: &mut Rng) -> TaskMessage {
         valid_identifier(rng).parse().expect("seed id"),
         valid_identifier(rng).parse().expect("layer"),
         rng.next_u64() as u32 >> rng.below(32),
-        render.settings(),
+        settings,
         ModelLocation::parse(&model).expect("model location"),
     )
 }
 
 /// A learning rate with at most 7 significant digits, like the ones specs are written with
-/// (`0.05`, `0.0125`); these survive a JSON round trip exactly (see
-/// [`known_issue_arbitrary_lr_does_not_round_trip`] for the ones that do not).
+/// (`0.05`, `0.0125`); these survive a JSON round trip exactly, and so do arbitrary ones since
+/// serde_json's `float_roundtrip` (see [`arbitrary_lr_round_trips_exactly`]).
 fn short_decimal_lr(rng: &mut Rng) -> f64 {
     let digits = 1 + rng.below(9_999_999) as u32;
     let scale = 10f64.powi(3 + rng.below(6) as i32);
@@ -421,8 +421,6 @@ struct Tally {
     version: usize,
     identifier: usize,
     field: usize,
-    /// Errors whose message holds a raw control character copied from the body.
-    raw_control: usize,
     largest: usize,
     peak_live: usize,
 }
@@ -452,27 +450,33 @@ impl Tally {
                 self.ok += 1;
                 check_ok(task, max, &shown);
             }
-            Err(DecodeError::TooLarge { len, max: limit }) => {
-                assert_eq!((*len, *limit), (body.len(), max));
+            Err(DecodeError::TooLarge {
+                document,
+                len,
+                max: limit,
+            }) => {
+                assert_eq!((*document, *len, *limit), (Document::Task, body.len(), max));
                 assert!(body.len() > max);
                 self.too_large += 1;
             }
-            Err(DecodeError::Malformed(_)) => self.malformed += 1,
+            Err(DecodeError::Malformed { .. }) => self.malformed += 1,
             Err(DecodeError::UnsupportedVersion { found, .. }) => {
                 assert_ne!(*found, u64::from(TASK_SCHEMA_VERSION));
                 self.version += 1;
             }
-            Err(DecodeError::InvalidIdentifier(e)) => {
+            Err(DecodeError::InvalidIdentifier { source: e, .. }) => {
                 assert!(validate_identifier(e.kind, &e.value).is_err(), "{e}");
                 self.identifier += 1;
             }
-            Err(DecodeError::InvalidField(_)) => self.field += 1,
+            Err(DecodeError::InvalidField { .. }) => self.field += 1,
         }
-        if let Err(e) = &result
-            && e.to_string().chars().any(char::is_control)
-        {
-            // see known_issue_error_messages_carry_raw_control_characters
-            self.raw_control += 1;
+        if let Err(e) = &result {
+            // the property error_messages_escape_control_characters pins, on every input
+            let msg = e.to_string();
+            assert!(
+                !msg.chars().any(char::is_control),
+                "raw control character in {msg:?} from {shown:?}"
+            );
         }
         result
     }
@@ -599,7 +603,7 @@ fn invalid_identifiers_are_rejected_in_every_position() {
                 continue;
             }
             match tally.check(&body, MAX) {
-                Err(DecodeError::InvalidIdentifier(e)) => assert_eq!(e.value, bad),
+                Err(DecodeError::InvalidIdentifier { source, .. }) => assert_eq!(source.value, bad),
                 other => panic!("{key} = {bad:?}: expected an invalid identifier, got {other:?}"),
             }
         }
@@ -610,7 +614,7 @@ fn invalid_identifiers_are_rejected_in_every_position() {
     let body = serde_json::to_vec(&v).expect("serialises");
     assert!(matches!(
         tally.check(&body, MAX),
-        Err(DecodeError::InvalidField(e)) if e.to_string().starts_with("task_id: ")
+        Err(DecodeError::InvalidField { source, .. }) if source.to_string().starts_with("task_id: ")
     ));
 }
 
@@ -806,11 +810,17 @@ fn worst_case_bodies_at_the_default_limit() {
 }
 
 /// The largest allocation for the worst body at a few limits up to the default: always within
-/// 4 × limit + 1 MiB. (Above about 85 KiB it is not: see
-/// [`known_issue_allocation_bound_at_larger_limits`].)
+/// 4 × limit + 1 MiB. (Limits above the default: see
+/// [`allocation_bound_holds_at_limits_above_the_default`].)
 #[test]
 fn allocation_bound_holds_up_to_the_default_limit() {
-    for max in [1024, 4096, 16_384, MAX] {
+    assert_allocation_bound_at(&[1024, 4096, 16_384, MAX]);
+}
+
+/// Decodes the worst body, `[0,0,…]` filling each limit in `limits`, and asserts that its largest
+/// allocation stays within [`alloc_bound`].
+fn assert_allocation_bound_at(limits: &[usize]) {
+    for &max in limits {
         let n = (max - 2) / 2;
         let body = format!("[{}]", vec!["0"; n].join(","));
         let (result, allocs) = measured_decode(body.as_bytes(), max);
@@ -824,39 +834,26 @@ fn allocation_bound_holds_up_to_the_default_limit() {
     }
 }
 
-// ------------------------------------------------------------------------------ known issues
+// ------------------------------------------------------------------------------ issues found by fuzzing
 //
-// Each of these fails today; they are ignored (with the reason) so that the suite stays green, and
-// should be un-ignored with the fix. Run them with `cargo test -p lucid-proto --test decode_fuzz --
-// --ignored`.
+// Each of these failed before its fix (docs/RELIABILITY.md tells the story); they stay so that the
+// fix stays covered.
 
-/// `decode` parses the body into a `serde_json::Value` before the strict parse, and a `Value` is
-/// 32 bytes: an array of one-byte numbers costs 16 × the body in one `Vec`, and an array of small
-/// objects about 80 × the body in live memory. `queue.max_message_bytes` may be set up to 128 MiB.
-/// Reading only `schema_version` with a struct that ignores the other fields, then parsing the
-/// strict struct from the bytes, would keep both near 1 × the body.
+/// The largest allocation for the worst body stays within 4 × limit + 1 MiB at limits far above the
+/// default too (`queue.max_message_bytes` may be set up to 128 MiB). It did not while `decode`
+/// parsed the body into a `serde_json::Value` (32 bytes a value: an array of one-byte numbers cost
+/// 16 × the body in one `Vec`); reading only `schema_version` with a struct that ignores the other
+/// fields, then the strict struct from the bytes, keeps it near 1 × the body.
 #[test]
-fn known_issue_allocation_bound_at_larger_limits() {
-    for max in [256 << 10, 1 << 20, 8 << 20] {
-        let n = (max - 2) / 2;
-        let body = format!("[{}]", vec!["0"; n].join(","));
-        let (result, allocs) = measured_decode(body.as_bytes(), max);
-        assert!(result.expect("no panic").is_err());
-        assert!(
-            allocs.largest <= alloc_bound(max),
-            "limit {max}: largest allocation {} > {}",
-            allocs.largest,
-            alloc_bound(max)
-        );
-    }
+fn allocation_bound_holds_at_limits_above_the_default() {
+    assert_allocation_bound_at(&[256 << 10, 1 << 20, 8 << 20]);
 }
 
-/// serde_json without its `float_roundtrip` feature parses some 16 and 17 digit decimals one ULP off,
-/// so a task whose `lr` is an arbitrary `f64` decodes to a different `lr` (and settings fingerprint)
-/// than was encoded. Spec-written rates like `0.05` are not affected. Enabling `float_roundtrip` on
-/// serde_json fixes it.
+/// A task whose `lr` is an arbitrary `f64` decodes to exactly that `lr` (and so the same settings
+/// fingerprint). Without serde_json's `float_roundtrip` feature (enabled for the workspace) some 16
+/// and 17 digit decimals parsed one ULP off; spec-written rates like `0.05` never were.
 #[test]
-fn known_issue_arbitrary_lr_does_not_round_trip() {
+fn arbitrary_lr_round_trips_exactly() {
     let mut rng = Rng(0x7a5c_0009);
     let mut changed = Vec::new();
     for _ in 0..10_000 {
@@ -876,12 +873,13 @@ fn known_issue_arbitrary_lr_does_not_round_trip() {
     );
 }
 
-/// serde's messages quote the offending input as is (`unknown variant`, `unknown field`), so an
-/// escaped control character in the body (`\u001b`, `\n`) comes back raw in
-/// `DecodeError::Malformed`, which the worker logs and puts in the `x-lucid-reason` header. In
-/// plain-text logs that is a log-injection vector (forged lines, terminal escapes).
+/// A decode error's message holds no raw control character, even when the body smuggles escaped
+/// ones (`\u001b`, `\n`) into an enum value or a key. serde's messages quote the offending input as
+/// is (`unknown variant`, `unknown field`), and the worker logs `DecodeError::Malformed` and puts it
+/// in the `x-lucid-reason` header: raw, that was a log-injection vector (forged lines, terminal
+/// escapes), so decode errors escape them.
 #[test]
-fn known_issue_error_messages_carry_raw_control_characters() {
+fn error_messages_escape_control_characters() {
     let valid: Value = serde_json::from_slice(&sample(&mut Rng(10)).encode()).expect("json");
     let mut bodies = Vec::new();
     let mut v = valid.clone();

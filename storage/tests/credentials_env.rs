@@ -115,7 +115,7 @@ async fn credentials_from_env_and_files() {
     clear_all();
 
     // Store::from_section resolves from storage.credentials_file end to end
-    if let Some(s3) = test_s3("credentials_from_env_and_files (from_section part)") {
+    if let Some(s3) = test_s3() {
         let file = dir.join("test-keys");
         std::fs::write(
             &file,

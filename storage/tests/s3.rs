@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::test]
 async fn s3_round_trip() {
-    let Some(s3) = test_s3("s3_round_trip") else {
+    let Some(s3) = test_s3() else {
         return;
     };
     let store = s3.fresh_store().await;
@@ -98,7 +98,7 @@ async fn s3_round_trip() {
 
 #[tokio::test]
 async fn s3_list_paginates_past_1000_keys() {
-    let Some(s3) = test_s3("s3_list_paginates_past_1000_keys") else {
+    let Some(s3) = test_s3() else {
         return;
     };
     let store = s3.fresh_store().await;
@@ -135,7 +135,7 @@ async fn s3_list_paginates_past_1000_keys() {
 
 #[tokio::test]
 async fn s3_wrong_secret_fails_at_once_without_leaking_it() {
-    let Some(s3) = test_s3("s3_wrong_secret_fails_at_once_without_leaking_it") else {
+    let Some(s3) = test_s3() else {
         return;
     };
     let good = s3.fresh_store().await;
@@ -194,7 +194,7 @@ async fn s3_wrong_secret_fails_at_once_without_leaking_it() {
 
 #[tokio::test]
 async fn s3_missing_bucket_fails_at_once() {
-    let Some(s3) = test_s3("s3_missing_bucket_fails_at_once") else {
+    let Some(s3) = test_s3() else {
         return;
     };
     // (SeaweedFS creates a missing bucket on PutObject for an admin identity, so put is not checked)
@@ -288,7 +288,7 @@ async fn proxy(listener: TcpListener, target: String) {
 
 #[tokio::test]
 async fn s3_put_survives_an_outage() {
-    let Some(s3) = test_s3("s3_put_survives_an_outage") else {
+    let Some(s3) = test_s3() else {
         return;
     };
     let real = s3.fresh_store().await;

@@ -173,10 +173,11 @@ fn drains_10000_tasks_through_rabbitmq_and_seaweedfs_at_300_per_second() {
     eprintln!("a stored PNG: {} bytes", png.len());
 
     // the objects are really there: one PNG and one sidecar per task
-    let verify = run.coordinator_with_sets("verify", &[&model_set], &["--expect-dead"]);
-    let report = verify.expect_success("verify");
-    assert!(
-        report.contains(&format!("{TASKS} of {TASKS} tasks complete")),
+    let verify = run.coordinator_with_sets("verify", &[&model_set], &["--expect-dead", "--json"]);
+    let report = lucid_e2e::run::json_document(verify.expect_success("verify"));
+    assert_eq!(
+        (&report["complete"], &report["expected"], &report["ok"]),
+        (&TASKS.into(), &TASKS.into(), &true.into()),
         "{report}"
     );
 }

@@ -463,8 +463,12 @@ fn a_failure_that_keeps_coming_back_is_retried_until_the_delivery_limit_then_dea
     }
     refused.process.terminate();
 
-    let moved = run.coordinator("retry-dead", &[]);
-    moved.expect_success("lucid-coordinator retry-dead");
+    let moved = run.coordinator("retry-dead", &["--json"]);
+    let moved = lucid_e2e::run::json_document(moved.expect_success("lucid-coordinator retry-dead"));
+    assert_eq!(
+        moved["moved"], TASKS,
+        "retry-dead moves both dead letters back: {moved}"
+    );
     let healthy = run.spawn_worker("healthy", &[]);
     let report = run.assert_invariants(&[], None, &[&healthy], Duration::from_secs(120));
     eprintln!("after {LIMIT} refused deliveries per task and retry-dead: {report}");

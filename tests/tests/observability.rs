@@ -82,10 +82,12 @@ fn prometheus_scrapes_a_two_worker_sweep_and_every_dashboard_query_has_data() {
         },
     );
 
-    let submitted = run.submit();
+    let submitted = run.coordinator("submit", &["--json"]);
+    let submitted = lucid_e2e::run::json_document(submitted.expect_success("submit --json"));
     assert_eq!(
-        submitted.stdout.trim(),
-        "published 48 of 48 tasks (0 already stored)"
+        (&submitted["published"], &submitted["expected"]),
+        (&48.into(), &48.into()),
+        "{submitted}"
     );
     run.wait_verified(Duration::from_secs(240));
 

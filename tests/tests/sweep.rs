@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use lucid_e2e::run::json_document;
 use lucid_e2e::{Services, SweepConfig, TestRun, WORKER_DRAIN_TIMEOUT, tail, wait_until};
 
 /// Two seeds × eight layers × channels 0-2.
@@ -21,11 +22,16 @@ fn two_workers_complete_a_two_seed_sweep_and_resubmit_publishes_nothing() {
     let worker_a = run.spawn_worker("worker-a", &[]);
     let worker_b = run.spawn_worker("worker-b", &[]);
 
-    let submitted = run.submit();
+    let submitted = run.coordinator("submit", &["--json"]);
+    let first = json_document(submitted.expect_success("submit --json"));
     assert_eq!(
-        submitted.stdout.trim(),
-        "published 48 of 48 tasks (0 already stored)",
-        "first submit"
+        (
+            &first["published"],
+            &first["expected"],
+            &first["already_stored"]
+        ),
+        (&48.into(), &48.into(), &0.into()),
+        "first submit: {first}"
     );
     let manifest_key = format!("renders/{}/run.json", run.run_id);
     assert!(
@@ -34,10 +40,19 @@ fn two_workers_complete_a_two_seed_sweep_and_resubmit_publishes_nothing() {
         submitted.stderr
     );
 
-    let report = run.wait_verified(Duration::from_secs(240));
+    run.wait_verified(Duration::from_secs(240));
     // 48 PNGs + 48 sidecars + run.json: verify lists everything under the run and accepts only those
-    assert!(
-        report.contains("48 of 48 tasks complete, 97 objects listed, 0 violations"),
+    let report = json_document(
+        run.coordinator("verify", &["--json"])
+            .expect_success("verify"),
+    );
+    assert_eq!(
+        (
+            &report["complete"],
+            &report["listed"],
+            &report["violations"]
+        ),
+        (&48.into(), &97.into(), &serde_json::json!([])),
         "verify report: {report}"
     );
 
@@ -68,11 +83,16 @@ fn two_workers_complete_a_two_seed_sweep_and_resubmit_publishes_nothing() {
         "nothing should be dead-lettered"
     );
 
-    let again = run.submit();
+    let again = run.coordinator("submit", &["--json"]);
+    let second = json_document(again.expect_success("submit --json"));
     assert_eq!(
-        again.stdout.trim(),
-        "published 0 of 48 tasks (48 already stored)",
-        "second submit"
+        (
+            &second["published"],
+            &second["already_stored"],
+            &second["wrote_manifest"]
+        ),
+        (&0.into(), &48.into(), &false.into()),
+        "second submit: {second}"
     );
     assert!(
         !again.stderr.contains("wrote run manifest"),
@@ -106,10 +126,9 @@ fn sigterm_mid_batch_finishes_the_batch_and_loses_nothing() {
         SweepConfig::conv1(TASKS as u32, 64, 12),
     );
     let mut first = run.spawn_worker("worker-first", &[]);
-    assert_eq!(
-        run.submit().stdout.trim(),
-        format!("published {TASKS} of {TASKS} tasks (0 already stored)")
-    );
+    let submitted = run.coordinator("submit", &["--json"]);
+    let submitted = json_document(submitted.expect_success("submit --json"));
+    assert_eq!(submitted["published"], TASKS, "{submitted}");
     // it holds its whole prefetch: two full batches dispatched (dispatch is immediate for a full
     // batch), four waiting
     wait_until(
@@ -345,10 +364,9 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
     for (id, body, _) in &bad {
         services.publish_raw(&run.tasks_queue, id, body);
     }
-    assert_eq!(
-        run.submit().stdout.trim(),
-        "published 8 of 8 tasks (0 already stored)"
-    );
+    let submitted = run.coordinator("submit", &["--json"]);
+    let submitted = json_document(submitted.expect_success("submit --json"));
+    assert_eq!(submitted["published"], 8, "{submitted}");
 
     run.wait_verified(Duration::from_secs(180));
     wait_until(
@@ -395,11 +413,20 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
     // the invariant check: the dead-letter queue holds exactly the poison messages, every planned
     // task is stored once, and the worker's counters agree
     let poison: Vec<String> = bad.iter().map(|(id, _, _)| id.clone()).collect();
-    let report = run.assert_invariants(&poison, None, &[&worker], Duration::from_secs(60));
-    assert!(
-        report.contains(&format!("{} dead letters of this run", poison.len())),
-        "{report}"
-    );
+    run.assert_invariants(&poison, None, &[&worker], Duration::from_secs(60));
+    let expect_dead = poison.join(",");
+    let verify = run.coordinator("verify", &["--json", "--expect-dead", &expect_dead]);
+    let report = json_document(verify.expect_success("verify --expect-dead"));
+    let mut listed: Vec<&str> = report["dead_letters"]
+        .as_array()
+        .unwrap_or_else(|| panic!("verify read no dead letters: {report}"))
+        .iter()
+        .filter_map(|d| d["id"].as_str())
+        .collect();
+    listed.sort_unstable();
+    let mut expected: Vec<&str> = poison.iter().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(listed, expected, "{report}");
 }
 
 #[test]
@@ -426,14 +453,18 @@ fn invalid_spec_is_refused_before_anything_is_published() {
         run.tasks_queue
     );
     // nor stored: the run has no manifest
-    let verify = run.coordinator("verify", &[]);
+    let verify = run.coordinator("verify", &["--json"]);
+    let report = json_document(&verify.stdout);
+    let kinds: Vec<&str> = report["violations"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|v| v["kind"].as_str()).collect())
+        .unwrap_or_default();
     assert!(
-        !verify.status.success() && verify.stdout.contains("missing run manifest"),
+        !verify.status.success() && kinds.contains(&"missing_manifest"),
         "the refused submit must not write run.json; verify said:\n{}{}",
         verify.stdout,
         verify.stderr
     );
     // a valid spec for the same run is then accepted as if nothing happened
-    let plan = run.coordinator("plan", &[]);
-    assert!(plan.expect_success("plan").contains("total: 48 tasks"));
+    assert_eq!(run.expected_tasks(), 48);
 }

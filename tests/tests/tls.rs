@@ -188,16 +188,26 @@ fn amqps_and_https_with_a_private_ca() {
     let trust = [(CA_FILE_ENV, Some(ca))];
     let mut worker = run.start_worker("worker-tls", &[], &[(CA_FILE_ENV, ca.to_string())]);
     run.wait_ready(&mut worker);
-    let submitted = run.coordinator_with_env("submit", &[], &[], &trust);
-    assert_eq!(
-        submitted
-            .expect_success("lucid-coordinator submit over TLS")
-            .trim(),
-        "published 4 of 4 tasks (0 already stored)"
+    let submitted = run.coordinator_with_env("submit", &[], &["--json"], &trust);
+    let submitted = lucid_e2e::run::json_document(
+        submitted.expect_success("lucid-coordinator submit over TLS"),
     );
-    let report = run.wait_verified_with_env(Duration::from_secs(180), &trust);
-    assert!(
-        report.contains("4 of 4 tasks complete, 9 objects listed, 0 violations"),
+    assert_eq!(
+        (&submitted["published"], &submitted["expected"]),
+        (&4.into(), &4.into()),
+        "{submitted}"
+    );
+    run.wait_verified_with_env(Duration::from_secs(180), &trust);
+    let verify = run.coordinator_with_env("verify", &[], &["--json"], &trust);
+    let report = lucid_e2e::run::json_document(verify.expect_success("verify over TLS"));
+    // 4 PNGs + 4 sidecars + run.json, nothing else
+    assert_eq!(
+        (
+            &report["complete"],
+            &report["listed"],
+            &report["violations"]
+        ),
+        (&4.into(), &9.into(), &serde_json::json!([])),
         "verify report: {report}"
     );
     assert_eq!(worker.tasks("ok"), 4.0, "the worker rendered every task");

@@ -3,12 +3,20 @@
 //! Throughput is measured on free-running updates (one device synchronisation at the end); the phase
 //! breakdown comes from a separate run that synchronises after every phase, so its total is a little
 //! higher. Rates are scaled to the full `steps + 1` updates of one image.
+//!
+//! The table goes to stdout; with `--json` stdout gets one [`BenchReport`] document instead (the table
+//! then goes to stderr). `--all-layers --rates-out FILE` also writes the measured images/s per layer as
+//! a rates file ([`lucid_proto::rates`]), which `lucid-coordinator plan --rates FILE` reads to estimate
+//! a sweep's GPU time on this device.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use lucid_checkpoint::{ModelFile, discover};
+use lucid_proto::LayerName;
+use lucid_proto::rates::{LayerRate, RATES_SCHEMA_VERSION, RatesFile};
 use tch::Device;
 
 use crate::device::DeviceChoice;
@@ -69,9 +77,12 @@ pub struct BenchArgs {
     /// Arithmetic precision: fp32, tf32 or bf16.
     #[arg(long, value_parser = crate::cli::parse_precision, default_value = "tf32")]
     pub precision: lucid_proto::spec::Precision,
-    /// Also write the results as JSON here.
+    /// Print the results as one JSON document on stdout (the table goes to stderr).
     #[arg(long)]
-    pub json: Option<PathBuf>,
+    pub json: bool,
+    /// Write the measured images/s per layer as a rates file for `lucid-coordinator plan --rates`.
+    #[arg(long, value_name = "FILE", requires = "all_layers")]
+    pub rates_out: Option<PathBuf>,
 }
 
 /// One layer's measurement.
@@ -99,12 +110,14 @@ pub struct LayerBench {
     pub store_ms_per_image: f64,
 }
 
-/// The whole report.
+/// The whole report, as `--json` prints it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchReport {
-    /// Device description.
+    /// The libtorch device (`cpu`, `cuda:0`).
     pub device: String,
-    /// Settings used.
+    /// What the device is (`NVIDIA H200`, `cpu: AMD EPYC 7B13`), as the rates file records it.
+    pub device_name: String,
+    /// Image side in pixels.
     pub size: usize,
     /// Lucid threshold.
     pub steps: u32,
@@ -120,6 +133,37 @@ pub struct BenchReport {
     pub sweep_minutes: Option<f64>,
     /// Images in that sweep.
     pub sweep_images: Option<usize>,
+}
+
+impl BenchReport {
+    /// The measured rates as a rates file, dated today (UTC).
+    pub fn rates_file(&self) -> Result<RatesFile> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                Ok(LayerRate {
+                    layer: LayerName::new(l.layer.as_str())?,
+                    batch: u32::try_from(l.batch).context("batch too large for a rates file")?,
+                    images_per_second: l.images_per_second,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let file = RatesFile {
+            schema_version: RATES_SCHEMA_VERSION,
+            device: self.device_name.clone(),
+            precision: self.precision,
+            steps: self.steps,
+            size: u32::try_from(self.size).context("size too large for a rates file")?,
+            date: crate::pipeline::rfc3339_now()[..10].to_owned(),
+            code_version: crate::pipeline::CODE_VERSION.to_owned(),
+            note: None,
+            layers,
+        };
+        file.validate()
+            .context("the measured rates do not make a valid rates file")?;
+        Ok(file)
+    }
 }
 
 struct SyncClock {
@@ -157,12 +201,42 @@ impl PhaseClock for SyncClock {
     }
 }
 
-/// Runs the benchmark and prints a table.
-pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
-    let device = args.device.resolve()?;
-    if device.is_cuda() {
-        tch::Cuda::cudnn_set_benchmark(args.cudnn_benchmark);
+/// What the device is: the GPU's name from `nvidia-smi` (the CUDA index mapped through
+/// `CUDA_VISIBLE_DEVICES`), or the CPU's model name; the libtorch device string when neither is known.
+pub fn device_name(device: Device) -> String {
+    match device {
+        Device::Cuda(i) => {
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+            let id = visible
+                .as_deref()
+                .and_then(|v| v.split(',').nth(i).map(|s| s.trim().to_owned()))
+                .unwrap_or_else(|| i.to_string());
+            std::process::Command::new("nvidia-smi")
+                .args(["--query-gpu=name", "--format=csv,noheader", "-i", &id])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .and_then(|o| {
+                    let text = String::from_utf8_lossy(&o.stdout);
+                    text.lines().next().map(|l| l.trim().to_owned())
+                })
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| crate::device::describe(device))
+        }
+        Device::Cpu => std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("model name")?.split_once(':'))
+                    .map(|(_, model)| format!("cpu: {}", model.trim()))
+            })
+            .unwrap_or_else(|| "cpu".to_owned()),
+        other => crate::device::describe(other),
     }
+}
+
+/// The model and settings a benchmark runs with.
+fn load(args: &BenchArgs, device: Device) -> Result<(AlexNet, String, Settings)> {
     let seeds = discover(&args.checkpoint)
         .with_context(|| format!("no model found at {}", args.checkpoint.display()))?;
     let seed = seeds.first().context("no seed found")?;
@@ -178,72 +252,102 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
         precision: args.precision,
         ..Settings::lucid()
     };
+    Ok((model, seed.seed.to_string(), settings))
+}
+
+/// Runs the benchmark, prints the table (or the JSON report) and writes the rates file if asked.
+pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
+    let device = args.device.resolve()?;
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(args.cudnn_benchmark);
+    }
+    let (model, seed, settings) = load(args, device)?;
     let layers: Vec<String> = if args.all_layers {
         model.spec().layers.iter().map(|l| l.name.clone()).collect()
     } else {
         vec![args.layer.clone()]
     };
-    let mut results = Vec::new();
-    println!(
+    // the table is for people: on stderr when stdout carries the JSON document
+    let mut table: Box<dyn Write> = if args.json {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
+    writeln!(
+        table,
         "{:<6} {:>6} {:>6} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7}",
         "layer", "chans", "batch", "img/s", "ms/upd", "param", "fwd", "bwd", "adam", "png", "store"
-    );
+    )?;
+    let mut results = Vec::new();
     for layer in &layers {
-        let r = bench_layer(&model, &seed.seed, layer, &settings, args, device)?;
-        let phase = |name: &str| {
-            r.phase_ms
-                .iter()
-                .find(|(p, _)| p == name)
-                .map_or(0.0, |(_, v)| *v)
-        };
-        println!(
-            "{:<6} {:>6} {:>6} {:>9.2} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>7.2}",
-            r.layer,
-            r.channels,
-            r.batch,
-            r.images_per_second,
-            r.ms_per_update,
-            phase("param+transforms"),
-            phase("forward"),
-            phase("backward"),
-            phase("optimiser"),
-            r.png_ms_per_image,
-            r.store_ms_per_image
-        );
+        let r = bench_layer(&model, &seed, layer, &settings, args, device)?;
+        print_row(&mut table, &r)?;
         results.push(r);
     }
-    let (sweep_minutes, sweep_images) = if args.all_layers {
-        let images: usize = results.iter().map(|r| r.channels).sum::<usize>() * args.seeds;
-        let seconds: f64 = results
-            .iter()
-            .map(|r| (r.channels * args.seeds) as f64 / r.images_per_second)
-            .sum();
-        println!(
-            "estimated sweep: {images} images ({} seeds) in {:.1} min on {}",
-            args.seeds,
-            seconds / 60.0,
-            crate::device::describe(device)
-        );
-        (Some(seconds / 60.0), Some(images))
-    } else {
-        (None, None)
-    };
-    let report = BenchReport {
+    let mut report = BenchReport {
         device: crate::device::describe(device),
+        device_name: device_name(device),
         precision: args.precision,
         channels_last: model.channels_last(),
         space_to_depth: model.space_to_depth(),
         size: args.size,
         steps: args.steps,
         layers: results,
-        sweep_minutes,
-        sweep_images,
+        sweep_minutes: None,
+        sweep_images: None,
     };
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("failed to write {}", path.display()))?;
+    if args.all_layers {
+        let images: usize = report.layers.iter().map(|r| r.channels).sum::<usize>() * args.seeds;
+        let seconds: f64 = report
+            .layers
+            .iter()
+            .map(|r| (r.channels * args.seeds) as f64 / r.images_per_second)
+            .sum();
+        writeln!(
+            table,
+            "estimated sweep: {images} images ({} seeds) in {:.1} min on {}",
+            args.seeds,
+            seconds / 60.0,
+            report.device_name
+        )?;
+        report.sweep_minutes = Some(seconds / 60.0);
+        report.sweep_images = Some(images);
+    }
+    if let Some(path) = &args.rates_out {
+        let rates = report.rates_file()?;
+        crate::cli::write_atomic(path, rates.encode().as_bytes())
+            .with_context(|| format!("failed to write rates file {}", path.display()))?;
+        writeln!(table, "rates: {} ({})", path.display(), rates.label())?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(report)
+}
+
+/// One row of the table.
+fn print_row(out: &mut dyn Write, r: &LayerBench) -> std::io::Result<()> {
+    let phase = |name: &str| {
+        r.phase_ms
+            .iter()
+            .find(|(p, _)| p == name)
+            .map_or(0.0, |(_, v)| *v)
+    };
+    writeln!(
+        out,
+        "{:<6} {:>6} {:>6} {:>9.2} {:>9.2} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7.2} {:>7.2}",
+        r.layer,
+        r.channels,
+        r.batch,
+        r.images_per_second,
+        r.ms_per_update,
+        phase("param+transforms"),
+        phase("forward"),
+        phase("backward"),
+        phase("optimiser"),
+        r.png_ms_per_image,
+        r.store_ms_per_image
+    )
 }
 
 /// Picks a batch size: the requested one, 16 on CPU, or what fits in 70% of free GPU memory after a

@@ -1,10 +1,9 @@
-//! The worker's one-off commands: `inspect` (layer table of model files) and `render` (a few channels
-//! to a folder, the notebook use case).
+//! The worker's one-off commands: `render` (a few channels to a folder, the notebook use case) and
+//! `demo-models` (`inspect` is [`crate::inspect`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use lucid_checkpoint::alexnet::{AlexNetSpec, Padding};
 use lucid_checkpoint::{ModelFile, discover};
 use lucid_proto::channels::ChannelSelection;
 use lucid_proto::spec::Precision;
@@ -13,47 +12,6 @@ use crate::device::DeviceChoice;
 use crate::encode::encode_png;
 use crate::model::AlexNet;
 use crate::render::{self, Diversity, Objective, ParamKind, Settings, TransformSet};
-
-/// Prints each seed's layers with kernel, stride, padding and channel count, and the totals.
-pub fn inspect(path: &Path, out: &mut impl std::io::Write) -> Result<()> {
-    let seeds = discover(path).with_context(|| format!("no model found at {}", path.display()))?;
-    let mut grand_total = 0usize;
-    for seed in &seeds {
-        let file = ModelFile::open(&seed.path)?;
-        let spec = AlexNetSpec::from_model(&file)?;
-        writeln!(out, "{} ({})", seed.seed, seed.path.display())?;
-        writeln!(
-            out,
-            "  {:<6} {:>7} {:>6} {:>7} {:>6} {:>8}",
-            "layer", "kernel", "stride", "padding", "in", "channels"
-        )?;
-        for layer in &spec.layers {
-            let padding = match layer.padding {
-                Padding::Same => "SAME",
-                Padding::Valid => "VALID",
-            };
-            writeln!(
-                out,
-                "  {:<6} {:>7} {:>6} {:>7} {:>6} {:>8}",
-                layer.name,
-                format!("{0}x{0}", layer.kernel),
-                layer.stride,
-                padding,
-                layer.in_channels,
-                layer.out_channels
-            )?;
-        }
-        let total = spec.total_channels();
-        grand_total += total;
-        writeln!(out, "  total channels: {total}")?;
-    }
-    writeln!(
-        out,
-        "{} seed(s), {grand_total} channels in all",
-        seeds.len()
-    )?;
-    Ok(())
-}
 
 /// Arguments of `lucid-worker render`.
 #[derive(Debug, Clone, clap::Args)]

@@ -13,18 +13,21 @@
 //! - [`local`]: a whole sweep in one process (in-process queue, local folder) and its gallery.
 //! - [`serve`]: the distributed worker (RabbitMQ + S3, metrics and health endpoints).
 //! - [`synthetic`]: model files with known first-layer filters (ground truth, demos).
-//! - [`bench`]: `lucid-worker bench`, throughput and phase breakdown.
-//! - [`cli`]: the one-off commands (`inspect`, `render`).
+//! - [`bench`]: `lucid-worker bench`, throughput and phase breakdown, and the rates file `plan` reads.
+//! - [`inspect`]: `lucid-worker inspect`, each seed's layer table (text or JSON).
+//! - [`cli`]: the one-off commands (`render`, `demo-models`).
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod cli;
 pub mod device;
 pub mod encode;
+pub mod inspect;
 pub mod local;
 pub mod model;
 pub mod pipeline;
 pub mod precision;
 pub mod render;
+pub mod runner;
 pub mod serve;
 pub mod synthetic;

@@ -2,11 +2,12 @@
 //! enumeration, an in-process queue instead of RabbitMQ, and a local folder with the same key layout as
 //! S3 — then a browsable gallery of the run.
 //!
-//! It resumes (tasks whose sidecar is stored are skipped), shows a progress bar with images/s and ETA,
-//! and is Ctrl-C safe: every file is written to a temporary name and renamed, and an interrupted run
+//! The in-process queue is the [`TaskSource`] of the shared worker loop ([`crate::runner`]), so it
+//! batches, drains and handles faults exactly as `serve`; planning, the stored-results listing and the
+//! run manifest are the coordinator's own steps. It resumes (tasks whose sidecar is stored are
+//! skipped), shows a progress bar with images/s and ETA, and is Ctrl-C safe: every file is written to a temporary name and renamed, and an interrupted run
 //! simply resumes on the next start.
 
-use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -14,23 +15,22 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
-use lucid_checkpoint::alexnet::AlexNetSpec;
-use lucid_checkpoint::{ModelFile, discover};
-use lucid_proto::geometry::{LayerTable, plan_checked};
-use lucid_proto::keys::{Kind, parse_key};
+use lucid_coordinator::plan::{Digests, plan_run};
+use lucid_coordinator::progress::StoredRun;
+use lucid_coordinator::submit::{ensure_manifest, key_prefix};
 use lucid_proto::spec::{StorageKind, SweepSpec};
-use lucid_proto::{LayerName, SeedId, TaskMessage};
+use lucid_proto::{KeyPrefix, LayerName, SeedId, TaskMessage};
 use lucid_storage::Store;
 use lucid_storage::models::ModelCache;
 use prometheus::Registry;
-use tokio::task::JoinSet;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
 
 use crate::device::DeviceChoice;
-use crate::pipeline::gpu::{GpuHandle, RenderMode};
+use crate::pipeline::gpu::RenderMode;
 use crate::pipeline::metrics::WorkerMetrics;
-use crate::pipeline::{
-    BatchContext, Item, ModelResolver, TaskHandle, WorkerFault, code_version, process_batch,
-};
+use crate::pipeline::{Item, ModelResolver, SettleError, TaskHandle};
+use crate::runner::{ContextParts, LoopOptions, Received, Stop, TaskSource, Worker};
 
 /// What `local` needs besides the spec.
 #[derive(Debug, Clone)]
@@ -49,9 +49,11 @@ pub struct LocalConfig {
     pub progress: bool,
 }
 
-/// What a local run did.
-#[derive(Debug, Clone, PartialEq)]
+/// What a local run did (printed by `lucid-worker local --json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LocalSummary {
+    /// The run.
+    pub run_id: String,
     /// Tasks in the plan.
     pub expected: usize,
     /// Tasks already stored when the run started.
@@ -59,7 +61,9 @@ pub struct LocalSummary {
     /// Images rendered and stored by this run.
     pub rendered: usize,
     /// Tasks given up, with their reasons (also written to `dead-letters.json` in the run folder).
-    pub dead_lettered: Vec<(String, String)>,
+    pub dead_lettered: Vec<DeadLetter>,
+    /// Where the dead letters were written, when there were any.
+    pub dead_letters_file: Option<PathBuf>,
     /// Whether Ctrl-C stopped the run early.
     pub interrupted: bool,
     /// The gallery's index page, when built.
@@ -70,160 +74,196 @@ pub struct LocalSummary {
     pub render_busy_share: f64,
 }
 
-/// The in-process queue's shared state: which tasks were acknowledged, requeued or given up.
-#[derive(Debug, Default)]
-struct Ledger {
-    acked: usize,
-    requeued: Vec<(TaskMessage, u32)>,
-    dead: Vec<(String, String)>,
+/// A task `local` gave up, as recorded in `{run}/dead-letters.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The task's id.
+    pub task_id: String,
+    /// The network.
+    pub seed: SeedId,
+    /// The layer.
+    pub layer: LayerName,
+    /// The channel.
+    pub channel: u32,
+    /// Why it was given up.
+    pub reason: String,
+    /// Deliveries it had, the last included.
+    pub attempts: u32,
+}
+
+/// The body of `{run}/dead-letters.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterReport {
+    /// The run.
+    pub run_id: String,
+    /// Every task given up, in the order they were.
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+/// The in-process queue: tasks waiting with their earlier delivery counts. Handles put requeued
+/// tasks back; once the run stops taking work it is closed and a requeue is refused (the task is
+/// found again on resume, since its sidecar is not stored).
+struct LocalSource {
+    queue: mpsc::UnboundedReceiver<(TaskMessage, u32)>,
+    requeue: mpsc::UnboundedSender<(TaskMessage, u32)>,
+    dead: Arc<Mutex<Vec<DeadLetter>>>,
+}
+
+impl LocalSource {
+    fn new(tasks: Vec<TaskMessage>) -> Self {
+        let (requeue, queue) = mpsc::unbounded_channel();
+        for task in tasks {
+            // the receiver is alive: it is in `queue` below
+            let _ = requeue.send((task, 0));
+        }
+        Self {
+            queue,
+            requeue,
+            dead: Arc::default(),
+        }
+    }
+}
+
+impl TaskSource for LocalSource {
+    type Raw = Item;
+
+    async fn accept(&mut self, item: Item) -> Option<Item> {
+        Some(item)
+    }
+
+    async fn next(&mut self) -> Received<Item> {
+        match self.queue.recv().await {
+            Some((task, attempts)) => Received::Task(Item {
+                handle: Box::new(LocalHandle {
+                    task: task.clone(),
+                    attempts,
+                    requeue: self.requeue.clone(),
+                    dead: self.dead.clone(),
+                }),
+                task,
+            }),
+            // never: the source holds a sender itself
+            None => std::future::pending().await,
+        }
+    }
+
+    fn has_more_now(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    fn is_exhausted(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    async fn stop(&mut self, why: &Stop) {
+        if *why != Stop::Completed {
+            self.queue.close();
+            while self.queue.try_recv().is_ok() {}
+        }
+    }
+
+    async fn close(self) {}
 }
 
 struct LocalHandle {
     task: TaskMessage,
     attempts: u32,
-    ledger: Arc<Mutex<Ledger>>,
-}
-
-impl LocalHandle {
-    fn with_ledger<T>(&self, f: impl FnOnce(&mut Ledger) -> T) -> Result<T, String> {
-        self.ledger
-            .lock()
-            .map(|mut l| f(&mut l))
-            .map_err(|_| "the local queue's ledger is poisoned".to_string())
-    }
+    requeue: mpsc::UnboundedSender<(TaskMessage, u32)>,
+    dead: Arc<Mutex<Vec<DeadLetter>>>,
 }
 
 impl TaskHandle for LocalHandle {
     fn delivery_count(&self) -> u32 {
         self.attempts
     }
-    fn ack(&self) -> BoxFuture<'_, Result<(), String>> {
-        Box::pin(async move { self.with_ledger(|l| l.acked += 1) })
+    fn ack(&self) -> BoxFuture<'_, Result<(), SettleError>> {
+        Box::pin(async { Ok(()) })
     }
-    fn requeue(&self) -> BoxFuture<'_, Result<(), String>> {
+    fn requeue(&self) -> BoxFuture<'_, Result<(), SettleError>> {
         Box::pin(async move {
-            self.with_ledger(|l| l.requeued.push((self.task.clone(), self.attempts + 1)))
+            self.requeue
+                .send((self.task.clone(), self.attempts + 1))
+                .map_err(|_| SettleError::LocalQueueClosed)
         })
     }
-    fn dead_letter<'a>(&'a self, reason: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    fn dead_letter<'a>(&'a self, reason: &'a str) -> BoxFuture<'a, Result<(), SettleError>> {
         Box::pin(async move {
-            self.with_ledger(|l| l.dead.push((self.task.task_id.clone(), reason.to_string())))
+            let letter = DeadLetter {
+                task_id: self.task.task_id.clone(),
+                seed: self.task.seed.clone(),
+                layer: self.task.layer.clone(),
+                channel: self.task.channel,
+                reason: reason.to_string(),
+                attempts: self.attempts + 1,
+            };
+            // a poisoned list still holds every letter pushed before the panic
+            self.dead
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(letter);
+            Ok(())
         })
     }
 }
 
-/// The layer table (widths, smallest input sides) of every seed in the spec, read from the
-/// checkpoints (S3 ones downloaded first).
-pub async fn layer_tables(
-    spec: &SweepSpec,
-    cache: &ModelCache,
-) -> Result<BTreeMap<SeedId, LayerTable>> {
-    let mut out = BTreeMap::new();
-    for (seed, location) in &spec.models {
-        let path = cache
-            .materialize(location, &spec.storage)
-            .await
-            .with_context(|| format!("cannot fetch the model of {seed} from {location}"))?;
-        let table = tokio::task::spawn_blocking(move || read_table(&path))
-            .await
-            .context("the checkpoint reader failed")?
-            .with_context(|| format!("cannot read the checkpoint of {seed} at {location}"))?;
-        out.insert(seed.clone(), table);
-    }
-    Ok(out)
+/// What was planned and found stored before rendering.
+struct Prepared {
+    spec: SweepSpec,
+    prefix: KeyPrefix,
+    store: Store,
+    cache: ModelCache,
+    expected: usize,
+    todo: Vec<TaskMessage>,
 }
 
-fn read_table(path: &Path) -> Result<LayerTable> {
-    let seeds = discover(path)?;
-    let [one] = seeds.as_slice() else {
-        bail!(
-            "{} must hold exactly one checkpoint, found {}",
-            path.display(),
-            seeds.len()
-        );
-    };
-    let net = AlexNetSpec::from_model(&ModelFile::open(&one.path)?)?;
-    Ok(LayerTable::from_layers(net.layers.iter().map(|l| {
-        (
-            l.name.as_str(),
-            l.out_channels,
-            net.min_input_side_for(&l.name),
-        )
-    }))?)
-}
-
-/// Runs the sweep to completion or until `shutdown` completes.
-pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Result<LocalSummary> {
+/// Plans the run from the real checkpoints (with digests), lists what is stored and writes or checks
+/// the run manifest: the coordinator's own steps, so that `local` and `submit` plan the same tasks,
+/// refuse the same specs and resume under the same manifest check.
+async fn prepare(config: &LocalConfig) -> Result<Prepared> {
     let mut spec = config.spec.clone();
     spec.storage.kind = StorageKind::Local;
     spec.storage.local_dir = Some(config.out.clone());
     let cache = ModelCache::from_env().context("cannot locate the model cache folder")?;
-    let tables = layer_tables(&spec, &cache).await?;
-    let plan = plan_checked(&spec, &tables).context("cannot plan the sweep")?;
-    let prefix = spec
-        .storage
-        .key_prefix()
-        .context("invalid storage.prefix")?;
+    let run = plan_run(&spec, &cache, Digests::Compute)
+        .await
+        .context("cannot plan the sweep")?;
+    let prefix = key_prefix(&spec)?;
     let store = Store::local(&config.out);
     let run_prefix = prefix.run_prefix(&spec.run_id);
-    let stored: HashSet<(SeedId, LayerName, u32)> = store
-        .list(&run_prefix)
+    let (_, stored) = StoredRun::list(&store, &run_prefix)
         .await
-        .with_context(|| format!("cannot list {}", config.out.display()))?
-        .iter()
-        .filter_map(|k| {
-            k.strip_prefix(&run_prefix)
-                .map(|r| r.trim_start_matches('/'))
-        })
-        .filter_map(parse_key)
-        .filter(|(_, _, _, kind)| *kind == Kind::Sidecar)
-        .map(|(s, l, c, _)| (s, l, c))
-        .collect();
-    let tasks: Vec<TaskMessage> = plan.tasks().collect();
+        .with_context(|| format!("cannot list {}", config.out.display()))?;
+    ensure_manifest(&spec, &run, &store, &prefix, stored.manifest)
+        .await
+        .context("cannot resume this run in this folder")?;
+    let tasks: Vec<TaskMessage> = run.plan.tasks().collect();
     let expected = tasks.len();
-    let todo: Vec<TaskMessage> = tasks
+    let todo = tasks
         .into_iter()
-        .filter(|t| !stored.contains(&(t.seed.clone(), t.layer.clone(), t.channel)))
+        .filter(|t| !stored.is_done(&t.seed, &t.layer, t.channel))
         .collect();
-    let already_stored = expected - todo.len();
-    let manifest_key = prefix.manifest_key(&spec.run_id);
-    let manifest = serde_json::json!({
-        "run_id": spec.run_id.to_string(),
-        "spec": spec.redacted(),
-        "code_version": crate::pipeline::CODE_VERSION,
-        "task_count": expected,
-        "mode": "local",
-    });
-    store
-        .put(
-            &manifest_key,
-            serde_json::to_vec_pretty(&manifest)?,
-            "application/json",
-        )
-        .await
-        .context("cannot write the run manifest")?;
+    Ok(Prepared {
+        spec,
+        prefix,
+        store,
+        cache,
+        expected,
+        todo,
+    })
+}
 
+/// Runs the sweep to completion or until `shutdown` completes.
+pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Result<LocalSummary> {
+    let Prepared {
+        spec,
+        prefix,
+        store,
+        cache,
+        expected,
+        todo,
+    } = prepare(&config).await?;
+    let already_stored = expected - todo.len();
     let device = config.device.resolve()?;
-    let (gpu, _thread) = GpuHandle::spawn(device, RenderMode::Optimise)
-        .context("failed to start the render thread")?;
-    let registry = Registry::new();
-    let metrics = WorkerMetrics::register(&registry)?;
-    let (fault, mut fault_rx) = WorkerFault::new();
-    let ctx = Arc::new(BatchContext {
-        store: store.clone(),
-        prefix: prefix.clone(),
-        gpu,
-        metrics: metrics.clone(),
-        worker_id: format!("local-{}", std::process::id()),
-        max_attempts: spec.queue.delivery_limit.max(1),
-        models: ModelResolver {
-            storage: spec.storage.clone(),
-            cache,
-        },
-        code_version: code_version(RenderMode::Optimise),
-        fault,
-    });
-    let bar = progress_bar(config.progress, todo.len() as u64);
     eprintln!(
         "run {}: {expected} tasks, {already_stored} already stored, {} to render on {} → {}",
         spec.run_id,
@@ -231,137 +271,110 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         crate::device::describe(device),
         config.out.display()
     );
-
+    let metrics = WorkerMetrics::register(&Registry::new())?;
+    let parts = ContextParts {
+        store: store.clone(),
+        prefix: prefix.clone(),
+        device,
+        render_mode: RenderMode::Optimise,
+        metrics: metrics.clone(),
+        worker_id: format!("local-{}", std::process::id()),
+        max_attempts: spec.queue.delivery_limit,
+        models: ModelResolver {
+            storage: spec.storage.clone(),
+            cache,
+        },
+    };
+    let options = LoopOptions {
+        batch: config.batch,
+        linger: Duration::ZERO,
+        drain_timeout: LOCAL_DRAIN_TIMEOUT,
+        intake_limit: config.batch.max(1) * 2,
+    };
+    let source = LocalSource::new(todo.clone());
+    let dead = source.dead.clone();
+    let worker =
+        Worker::start(parts, source, options).context("failed to start the render thread")?;
+    let progress = show_progress(config.progress, todo.len() as u64, metrics.clone());
     let started = std::time::Instant::now();
-    let ledger = Arc::new(Mutex::new(Ledger::default()));
-    let mut queue: std::collections::VecDeque<(TaskMessage, u32)> =
-        todo.into_iter().map(|t| (t, 0)).collect();
-    let mut in_flight: JoinSet<()> = JoinSet::new();
-    let mut interrupted = false;
-    let mut fault_reason: Option<String> = None;
-    tokio::pin!(shutdown);
-    loop {
-        // requeued tasks go to the back with one more attempt
-        // (after an interrupt or a fault they are dropped: unfinished work is found again on resume)
-        if let Ok(mut l) = ledger.lock() {
-            let requeued = l.requeued.drain(..);
-            if !interrupted {
-                queue.extend(requeued);
-            }
-        }
-        while in_flight.len() < 2 && !queue.is_empty() {
-            let batch = next_batch(&mut queue, config.batch);
-            metrics.in_flight.add(batch.len() as i64);
-            let items = batch
-                .into_iter()
-                .map(|(task, attempts)| Item {
-                    handle: Box::new(LocalHandle {
-                        task: task.clone(),
-                        attempts,
-                        ledger: ledger.clone(),
-                    }),
-                    task,
-                })
-                .collect();
-            let ctx = ctx.clone();
-            in_flight.spawn(async move { process_batch(items, &ctx).await });
-        }
-        if in_flight.is_empty() {
-            break;
-        }
-        tokio::select! {
-            () = &mut shutdown, if !interrupted => {
-                interrupted = true;
-                queue.clear();
-                eprintln!("\ninterrupted: finishing the batches in flight (files are renamed into place; the run resumes next time)");
-            }
-            Ok(()) = fault_rx.changed(), if fault_reason.is_none() => {
-                fault_reason = fault_rx.borrow_and_update().clone();
-                if fault_reason.is_some() {
-                    interrupted = true;
-                    queue.clear();
-                }
-            }
-            done = in_flight.join_next() => {
-                if let Some(Err(error)) = done {
-                    tracing::error!(%error, "a batch task failed");
-                }
-                let images = metrics.images.get();
-                bar.set_position(images);
-            }
-            () = tokio::time::sleep(Duration::from_millis(500)) => bar.set_position(metrics.images.get()),
-        }
-        if interrupted {
-            queue.clear();
-        }
-    }
-    bar.finish_and_clear();
-    if let Some(reason) = fault_reason {
-        anyhow::bail!(
+    let stop = worker.run(shutdown).await;
+    progress.abort();
+    let seconds = started.elapsed().as_secs_f64();
+    if let Stop::Fault(reason) = stop {
+        bail!(
             "stopped: {reason}; nothing unfinished was recorded as done, and the run resumes \
              where it stopped once the cause is fixed"
         );
     }
-    let seconds = started.elapsed().as_secs_f64();
-    let render_busy_share = if seconds > 0.0 {
-        (metrics.gpu_busy_seconds.get() / seconds).min(1.0)
-    } else {
-        0.0
-    };
-    let (rendered, dead) = {
-        let l = ledger
-            .lock()
-            .map_err(|_| anyhow::anyhow!("the local queue's ledger is poisoned"))?;
-        (metrics.images.get() as usize, l.dead.clone())
-    };
-    if !dead.is_empty() {
-        let key = format!("{run_prefix}/dead-letters.json");
-        let body = serde_json::to_vec_pretty(
-            &dead
-                .iter()
-                .map(|(id, reason)| serde_json::json!({"task_id": id, "reason": reason}))
-                .collect::<Vec<_>>(),
-        )?;
-        store.put(&key, body, "application/json").await?;
+    let interrupted = stop == Stop::Shutdown;
+    if interrupted {
+        eprintln!(
+            "\ninterrupted: the batches in flight were finished (files are renamed into place; the run resumes next time)"
+        );
     }
+    let dead_lettered = dead
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let dead_letters_file =
+        write_dead_letters(&store, &prefix, &spec, &config.out, &dead_lettered).await?;
+    let run_prefix = prefix.run_prefix(&spec.run_id);
     let gallery = if config.gallery && !interrupted {
         Some(build_gallery(&config.out, &run_prefix, spec.run_id.as_str()).await?)
     } else {
         None
     };
     Ok(LocalSummary {
+        run_id: spec.run_id.to_string(),
         expected,
         already_stored,
-        rendered,
-        dead_lettered: dead,
+        rendered: metrics.images.get() as usize,
+        dead_lettered,
+        dead_letters_file,
         interrupted,
         gallery,
         seconds,
-        render_busy_share,
+        render_busy_share: busy_share(metrics.gpu_busy_seconds.get(), seconds),
     })
 }
 
-/// Takes the next run of tasks of one (seed, layer, settings), up to `batch`.
-fn next_batch(
-    queue: &mut std::collections::VecDeque<(TaskMessage, u32)>,
-    batch: usize,
-) -> Vec<(TaskMessage, u32)> {
-    let mut out: Vec<(TaskMessage, u32)> = Vec::with_capacity(batch);
-    while let Some((task, _)) = queue.front() {
-        let same = out.first().is_none_or(|(first, _)| {
-            first.seed == task.seed
-                && first.layer == task.layer
-                && first.model == task.model
-                && first.settings == task.settings
-        });
-        if !same || out.len() >= batch.max(1) {
-            break;
-        }
-        if let Some(next) = queue.pop_front() {
-            out.push(next);
-        }
+/// How long an interrupted local run may take to finish its batches in flight.
+const LOCAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(600);
+
+fn busy_share(busy_seconds: f64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        (busy_seconds / seconds).min(1.0)
+    } else {
+        0.0
     }
-    out
+}
+
+/// Writes `{run}/dead-letters.json` when any task was given up (and removes nothing otherwise: a
+/// resumed run that fails nothing leaves the earlier report as it was).
+async fn write_dead_letters(
+    store: &Store,
+    prefix: &KeyPrefix,
+    spec: &SweepSpec,
+    out: &Path,
+    dead: &[DeadLetter],
+) -> Result<Option<PathBuf>> {
+    if dead.is_empty() {
+        return Ok(None);
+    }
+    let key = prefix.dead_letters_key(&spec.run_id);
+    let report = DeadLetterReport {
+        run_id: spec.run_id.to_string(),
+        dead_letters: dead.to_vec(),
+    };
+    store
+        .put(
+            &key,
+            serde_json::to_vec_pretty(&report)?,
+            "application/json",
+        )
+        .await
+        .with_context(|| format!("cannot write the dead letters to {key}"))?;
+    Ok(Some(out.join(&key)))
 }
 
 /// Builds the static gallery under `{out}/{run_prefix}/gallery/` and returns its index page.
@@ -389,15 +402,21 @@ pub async fn build_gallery(out: &Path, run_prefix: &str, run_id: &str) -> Result
     Ok(root.join("gallery").join("index.html"))
 }
 
-fn progress_bar(show: bool, total: u64) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template(
-        "{bar:40} {pos}/{len} images  {per_sec}  eta {eta}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
+/// Shows a progress bar fed from the images counter until the returned task is aborted.
+fn show_progress(show: bool, total: u64, metrics: WorkerMetrics) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if !show {
+            return;
+        }
+        let bar = indicatif::ProgressBar::new(total);
+        let style = indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images  {per_sec}  eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        loop {
+            bar.set_position(metrics.images.get());
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
 }

@@ -20,6 +20,9 @@ enum Command {
     Inspect {
         /// A checkpoint prefix, a `.safetensors` file or a folder of `training_seed_NN` sub-folders.
         path: PathBuf,
+        /// Print one JSON document on stdout instead of the table (schema: lucid_worker::inspect).
+        #[arg(long)]
+        json: bool,
     },
     /// Render channels of one layer to a folder.
     Render(Box<cli::RenderArgs>),
@@ -67,6 +70,9 @@ struct LocalArgs {
     /// Hide the progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Print the run's summary as one JSON document on stdout (`LocalSummary`) instead of prose.
+    #[arg(long)]
+    json: bool,
 }
 
 fn load_spec(
@@ -119,6 +125,26 @@ fn local(args: &LocalArgs) -> anyhow::Result<()> {
         config,
         lucid_telemetry::shutdown_signal(),
     ))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    if summary.interrupted {
+        anyhow::bail!("interrupted; run the same command again to resume");
+    }
+    if let Some(file) = &summary.dead_letters_file {
+        anyhow::bail!(
+            "{} of {} task(s) failed; their reasons are in {}",
+            summary.dead_lettered.len(),
+            summary.expected,
+            file.display()
+        );
+    }
+    Ok(())
+}
+
+fn print_summary(summary: &lucid_worker::local::LocalSummary) {
     println!(
         "{} of {} images stored ({} already there, {} rendered now)",
         summary.already_stored + summary.rendered,
@@ -135,22 +161,12 @@ fn local(args: &LocalArgs) -> anyhow::Result<()> {
             (1.0 - summary.render_busy_share) * 100.0
         );
     }
-    for (task, reason) in &summary.dead_lettered {
-        eprintln!("failed: {task}: {reason}");
+    for letter in &summary.dead_lettered {
+        eprintln!("failed: {}: {}", letter.task_id, letter.reason);
     }
     if let Some(index) = &summary.gallery {
         println!("gallery: {}", index.display());
     }
-    if summary.interrupted {
-        anyhow::bail!("interrupted; run the same command again to resume");
-    }
-    if !summary.dead_lettered.is_empty() {
-        anyhow::bail!(
-            "{} task(s) failed; see dead-letters.json in the run folder",
-            summary.dead_lettered.len()
-        );
-    }
-    Ok(())
 }
 
 /// Arguments of `lucid-worker serve`. Credentials never come from flags: the AMQP URI from
@@ -263,7 +279,9 @@ fn main() -> ExitCode {
     };
     lucid_telemetry::init_tracing(format, "LUCID_LOG", default_filter);
     let result = match &args.command {
-        Command::Inspect { path } => cli::inspect(path, &mut std::io::stdout().lock()),
+        Command::Inspect { path, json } => {
+            lucid_worker::inspect::run(path, *json, &mut std::io::stdout().lock())
+        }
         Command::Render(render) => cli::render(render),
         Command::DemoModels {
             out,

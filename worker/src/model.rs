@@ -288,12 +288,6 @@ impl AlexNet {
         &self.layers[index].spec
     }
 
-    /// Maps an RGB batch in [0, 1] to the [-1, 1] range the network was trained on, then as
-    /// [`AlexNet::network_input`].
-    pub fn preprocess(&self, x: &Tensor, kind: Kind) -> Tensor {
-        self.network_input(&((x - 0.5) * 2.0), kind)
-    }
-
     /// The first layer's input for a batch already in [−1, 1], in one copy: cast to `kind` (`Float`,
     /// or `BFloat16` to run the network in bfloat16: [`AlexNet::conv`] and [`AlexNet::add_bias`]
     /// follow their input's dtype), channels-last when the network is, and rearranged into pixel
@@ -342,6 +336,16 @@ impl AlexNet {
         pre + biases.view([1, -1, 1, 1])
     }
 
+    /// Layer `index`'s activation of its biased output `z`: a ReLU where the layer table says one
+    /// follows ([`LayerSpec::relu`]: every layer but `fc8`), `z` itself otherwise.
+    pub fn activation(&self, index: usize, z: Tensor) -> Tensor {
+        if self.layers[index].spec.relu {
+            z.relu()
+        } else {
+            z
+        }
+    }
+
     /// What follows the ReLU of layer `index` before the next convolution: max-pool 3x3/2 VALID for
     /// conv1, conv2 and conv5, nothing otherwise.
     pub fn after_relu(&self, index: usize, x: Tensor) -> Tensor {
@@ -368,7 +372,7 @@ impl AlexNet {
         let mut h = self.network_input(x, kind);
         for i in 0..target {
             let z = self.add_bias(i, &self.conv(i, &h));
-            h = self.after_relu(i, z.relu());
+            h = self.after_relu(i, self.activation(i, z));
         }
         self.conv(target, &h).to_kind(Kind::Float)
     }

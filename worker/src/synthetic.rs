@@ -94,33 +94,37 @@ pub const MIRROR_LAYER: &str = "conv2";
 
 /// Writes a synthetic `alexnet_v2` as `.safetensors` at `path`: conv1 holds `filters`, conv2's first
 /// `filters.len()` channels select them (centre tap 1), everything else is random Glorot-uniform from
-/// `seed`.
+/// the RNG seed `weights_seed`.
 ///
 /// # Panics
 /// When more than 16 filters are given (conv2 is 16 wide).
-pub fn write_model(path: &Path, filters: &[Filter], seed: u64) -> std::io::Result<()> {
+pub fn write_model(path: &Path, filters: &[Filter], weights_seed: u64) -> std::io::Result<()> {
     let mut widths = [0usize; 8];
     widths[0] = filters.len();
     widths[1..].copy_from_slice(&DEEP_WIDTHS);
-    write_alexnet(path, Some(filters), widths, seed)
+    write_alexnet(path, Some(filters), widths, weights_seed)
 }
 
 /// The layer widths of the ecoset AlexNet (conv1 … fc8).
 pub const ECOSET_WIDTHS: [usize; 8] = [64, 192, 384, 384, 256, 4096, 4096, 565];
 
-/// Writes an `alexnet_v2` with the given widths and random Glorot-uniform weights (for benchmarks at
-/// the real model's size; 48.5 M parameters with [`ECOSET_WIDTHS`]).
-pub fn write_random_model(path: &Path, widths: [usize; 8], seed: u64) -> std::io::Result<()> {
-    write_alexnet(path, None, widths, seed)
+/// Writes an `alexnet_v2` with the given widths and random Glorot-uniform weights from the RNG seed
+/// `weights_seed` (for benchmarks at the real model's size; 48.5 M parameters with [`ECOSET_WIDTHS`]).
+pub fn write_random_model(
+    path: &Path,
+    widths: [usize; 8],
+    weights_seed: u64,
+) -> std::io::Result<()> {
+    write_alexnet(path, None, widths, weights_seed)
 }
 
 fn write_alexnet(
     path: &Path,
     filters: Option<&[Filter]>,
     widths: [usize; 8],
-    seed: u64,
+    weights_seed: u64,
 ) -> std::io::Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(weights_seed);
     let kernels = [11usize, 5, 3, 3, 3, 5, 1, 1];
     let mut views_data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, data: Vec<f32>| {
@@ -189,13 +193,42 @@ fn write_alexnet(
 }
 
 /// The dominant orientation (wave-vector angle in degrees, 0..180) of a square RGB image, from the
-/// power spectrum of its luminance, weighted over all non-DC frequencies by doubled-angle averaging.
+/// power spectrum of its luminance ([`spectral_orientation`]).
 pub fn dominant_orientation(rgb: &[u8], size: usize) -> f64 {
     let lum: Vec<f64> = rgb
         .chunks(3)
         .map(|p| (f64::from(p[0]) + f64::from(p[1]) + f64::from(p[2])) / 765.0)
         .collect();
-    let mean = lum.iter().sum::<f64>() / lum.len() as f64;
+    spectral_orientation(&lum, size)
+}
+
+/// Side of the zero-padded grid a filter's spectrum is read on: fine enough (1/32 cycle/px) that an
+/// 11-tap Gabor's orientation is read to within half a degree.
+const FILTER_GRID: usize = 32;
+
+/// The dominant orientation (wave-vector angle in degrees, 0..180) of a first-layer filter given as a
+/// `side` x `side` x 3 HWIO slice (`[y][x][c]`, as [`filter_weights`] writes it): the spectrum of its
+/// channel-summed weights, zero-padded to a 32 px grid, read as [`spectral_orientation`] reads an image.
+///
+/// # Panics
+/// When `weights` is not `side * side * 3` long or `side` exceeds the grid.
+pub fn filter_orientation(weights: &[f32], side: usize) -> f64 {
+    assert_eq!(weights.len(), side * side * 3, "a {side}x{side}x3 filter");
+    assert!(side <= FILTER_GRID, "filters up to {FILTER_GRID} px");
+    let mut grid = vec![0.0f64; FILTER_GRID * FILTER_GRID];
+    for (i, tap) in weights.chunks(3).enumerate() {
+        let (y, x) = (i / side, i % side);
+        grid[y * FILTER_GRID + x] = tap.iter().map(|&w| f64::from(w)).sum();
+    }
+    spectral_orientation(&grid, FILTER_GRID)
+}
+
+/// The dominant orientation (wave-vector angle in degrees, 0..180, y pointing down the rows) of a
+/// square `size` x `size` field of values: the doubled-angle mean of its power spectrum over the band
+/// 0.1–0.45 cycles/px (the Gabors' 1/6 lies inside; DC and the lowest frequencies, which carry the
+/// mean and the envelope, do not count).
+fn spectral_orientation(values: &[f64], size: usize) -> f64 {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
     let (mut sx, mut sy) = (0.0f64, 0.0f64);
     let n = size as i64;
     // a direct DFT over a frequency band is enough for test-sized images
@@ -214,13 +247,12 @@ pub fn dominant_orientation(rgb: &[u8], size: usize) -> f64 {
                     let phase = -2.0
                         * std::f64::consts::PI
                         * ((kx * x as i64 + ky * y as i64) as f64 / n as f64);
-                    let v = lum[y * size + x] - mean;
+                    let v = values[y * size + x] - mean;
                     re += v * phase.cos();
                     im += v * phase.sin();
                 }
             }
             let power = re * re + im * im;
-            // wave vector angle, y pointing down the rows
             let angle = (ky as f64).atan2(kx as f64);
             sx += power * (2.0 * angle).cos();
             sy += power * (2.0 * angle).sin();
@@ -239,15 +271,19 @@ pub fn orientation_difference(a: f64, b: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lucid_checkpoint::ModelFile;
+
+    /// Measured filter orientations must lie this close to the claimed ones (measured within 0.4° on
+    /// the 32 px grid; swapped axes or one flipped sign put 20° or 60° at least 30° off).
+    const FILTER_TOLERANCE: f64 = 2.0;
 
     #[test]
-    fn orientation_of_synthetic_gratings() {
+    fn dominant_orientation_reads_tiled_gratings() {
+        // the measuring tool itself, on gratings built independently of the filter code
         let size = 32usize;
-        for degrees in [0u32, 45, 90, 135] {
-            let w = filter_weights(Filter::Gabor { degrees });
-            // tile the filter's carrier over the image
-            let (fx, fy) = wave_vector(degrees);
-            let (fx, fy) = (f64::from(fx), f64::from(fy));
+        for degrees in [0.0f64, 30.0, 45.0, 90.0, 120.0, 135.0] {
+            let (s, c) = degrees.to_radians().sin_cos();
+            let (fx, fy) = (c / 6.0, s / 6.0);
             let mut rgb = Vec::new();
             for y in 0..size {
                 for x in 0..size {
@@ -258,10 +294,52 @@ mod tests {
             }
             let got = dominant_orientation(&rgb, size);
             assert!(
-                orientation_difference(got, f64::from(degrees)) < 1.0,
+                orientation_difference(got, degrees) < 1.0,
                 "{degrees}: {got}"
             );
-            assert_eq!(w.len(), 363);
         }
+    }
+
+    #[test]
+    fn gabor_filters_have_the_orientations_they_claim() {
+        // every angle, not only the symmetric ones: swapping x and y maps 45° and 135° onto themselves
+        for degrees in [0u32, 20, 45, 60, 90, 110, 135, 160] {
+            let weights = filter_weights(Filter::Gabor { degrees });
+            assert_eq!(weights.len(), 363, "11x11x3 HWIO");
+            let got = filter_orientation(&weights, 11);
+            let diff = orientation_difference(got, f64::from(degrees));
+            assert!(
+                diff <= FILTER_TOLERANCE,
+                "Gabor claiming {degrees}°: its weights are oriented at {got:.1}° ({diff:.1}° off)"
+            );
+        }
+    }
+
+    #[test]
+    fn written_model_holds_each_gabor_in_its_claimed_orientation() {
+        // the filters as the network sees them: conv1's HWIO tensor read back from the written file
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("gabor.safetensors");
+        let filters = demo_filters();
+        write_model(&path, &filters, 7).expect("write synthetic model");
+        let file = ModelFile::open(&path).expect("open");
+        let conv1 = file.read_f32("alexnet_v2/conv1/weights").expect("conv1");
+        assert_eq!(conv1.shape, [11, 11, 3, filters.len()]);
+        let width = filters.len();
+        let mut gabors = 0;
+        for (o, filter) in filters.iter().enumerate() {
+            let Filter::Gabor { degrees } = *filter else {
+                continue;
+            };
+            let weights: Vec<f32> = conv1.data.iter().skip(o).step_by(width).copied().collect();
+            let got = filter_orientation(&weights, 11);
+            let diff = orientation_difference(got, f64::from(degrees));
+            assert!(
+                diff <= FILTER_TOLERANCE,
+                "conv1 channel {o} claims {degrees}°: its weights are oriented at {got:.1}°"
+            );
+            gabors += 1;
+        }
+        assert_eq!(gabors, 4, "the demo filters hold four Gabors");
     }
 }

@@ -82,13 +82,19 @@ fn fc6_is_2x2_at_240_px() {
 }
 
 #[test]
-fn inspect_prints_layer_table_and_totals() {
+fn inspect_reports_layer_table_and_totals() {
     let root = common::small_root();
-    let (ok, stdout, stderr) = common::run_worker(&["inspect", root.to_str().expect("utf-8 path")]);
+    let (ok, stdout, stderr) =
+        common::run_worker(&["inspect", root.to_str().expect("utf-8 path"), "--json"]);
     assert!(ok, "inspect failed: {stderr}");
-    for seed in ["training_seed_01", "training_seed_02"] {
-        assert!(stdout.contains(seed), "{stdout}");
-    }
+    let report: lucid_worker::inspect::InspectReport = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("not an inspect report ({e}):\n{stdout}"));
+    assert_eq!(
+        report.schema_version,
+        lucid_worker::inspect::INSPECT_SCHEMA_VERSION
+    );
+    let seeds: Vec<&str> = report.seeds.iter().map(|s| s.seed.as_str()).collect();
+    assert_eq!(seeds, ["training_seed_01", "training_seed_02"]);
     let widths = [
         ("conv1", 16),
         ("conv2", 24),
@@ -99,18 +105,26 @@ fn inspect_prints_layer_table_and_totals() {
         ("fc7", 48),
         ("fc8", 10),
     ];
-    for (layer, width) in widths {
-        let line = stdout
-            .lines()
-            .find(|l| l.trim_start().starts_with(layer))
-            .unwrap_or_else(|| panic!("no {layer} line in {stdout}"));
-        assert!(line.trim_end().ends_with(&format!(" {width}")), "{line}");
+    for seed in &report.seeds {
+        let found: Vec<(&str, usize)> = seed
+            .layers
+            .iter()
+            .map(|l| (l.layer.as_str(), l.out_channels))
+            .collect();
+        assert_eq!(found, widths, "{}", seed.seed);
+        let conv1 = &seed.layers[0];
+        assert_eq!(
+            (
+                conv1.kernel,
+                conv1.stride,
+                conv1.padding.as_str(),
+                conv1.in_channels
+            ),
+            (11, 4, "VALID", 3)
+        );
+        assert_eq!(seed.total_channels, 250);
     }
-    assert!(stdout.contains("total channels: 250"), "{stdout}");
-    assert!(
-        stdout.contains("2 seed(s), 500 channels in all"),
-        "{stdout}"
-    );
+    assert_eq!(report.total_channels, 500);
 }
 
 #[test]

@@ -13,28 +13,15 @@ pub struct TestS3 {
     pub credentials: Credentials,
 }
 
-/// The test S3 service, or `None` (after a loud message) when `LUCID_TEST_S3_ENDPOINT` is unset.
-/// CI always sets it.
-pub fn test_s3(test: &str) -> Option<TestS3> {
-    let Ok(endpoint) = std::env::var("LUCID_TEST_S3_ENDPOINT") else {
-        eprintln!(
-            "\n*** SKIPPING {test}: LUCID_TEST_S3_ENDPOINT is not set; run \
-             `scripts/services.sh start seaweedfs && source <(scripts/services.sh env)` ***\n"
-        );
-        return None;
-    };
-    let var = |name: &str| {
-        std::env::var(name).unwrap_or_else(|_| {
-            panic!(
-                "{name} must be set when LUCID_TEST_S3_ENDPOINT is (see scripts/services.sh env)"
-            )
-        })
-    };
+/// The test S3 service, or `None` when the test cannot reach it: then under CI the test fails, and
+/// elsewhere it is reported as skipped (the one policy of `lucid_testkit`) and the caller returns.
+pub fn test_s3() -> Option<TestS3> {
+    let settings = lucid_testkit::require(&[lucid_testkit::SEAWEEDFS])?;
     Some(TestS3 {
-        endpoint,
+        endpoint: settings.get("LUCID_TEST_S3_ENDPOINT").to_owned(),
         credentials: Credentials {
-            access_key_id: var("LUCID_TEST_S3_ACCESS_KEY"),
-            secret_access_key: var("LUCID_TEST_S3_SECRET_KEY"),
+            access_key_id: settings.get("LUCID_TEST_S3_ACCESS_KEY").to_owned(),
+            secret_access_key: settings.get("LUCID_TEST_S3_SECRET_KEY").to_owned(),
         },
     })
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -12,8 +12,11 @@ use lucid_checkpoint::ModelFile;
 use tch::Device;
 use tokio::sync::{mpsc, oneshot};
 
+use super::failure::Failure;
 use crate::model::AlexNet;
-use crate::render::{BatchOutput, RenderError, Settings, benchmark_images, render_batch_until};
+use crate::render::{
+    BatchOutput, RenderError, RenderedImage, Settings, benchmark_images, render_batch_until,
+};
 
 /// Models kept loaded at once (each ecoset AlexNet is 194 MB of weights).
 const MODEL_CACHE: usize = 4;
@@ -36,16 +39,21 @@ pub struct GpuJob {
 }
 
 /// What the render thread made of a job.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct GpuReply {
-    /// The images of the channels that could be rendered (`None` when nothing was).
-    pub output: Option<BatchOutput>,
-    /// Channels refused for good, with the reason (out of range, unknown layer, unreadable model).
-    pub refused: Vec<(usize, String)>,
-    /// A failure that may pass on retry (out of memory, libtorch error), for every unrendered channel.
-    pub transient: Option<String>,
+    /// The images of the channels that could be rendered.
+    pub images: Vec<RenderedImage>,
+    /// The channels that could not, each with why and who is to blame.
+    pub failed: Vec<(usize, Failure)>,
     /// Seconds spent loading the model (0 when cached).
     pub load_seconds: f64,
+}
+
+impl GpuReply {
+    fn fail_all(&mut self, channels: &[usize], failure: &Failure) {
+        self.failed
+            .extend(channels.iter().map(|&c| (c, failure.clone())));
+    }
 }
 
 /// What the render thread does with a batch.
@@ -103,19 +111,20 @@ impl GpuHandle {
         self.stop.store(true, Ordering::Relaxed);
     }
 
-    /// Sends a job and waits for its reply; an error when the thread is gone.
+    /// Sends a job and waits for its reply. A render thread that is gone is this worker's fault: it
+    /// cannot render anything any more.
     pub async fn render(
         &self,
         job_without_reply: impl FnOnce(oneshot::Sender<GpuReply>) -> GpuJob,
-    ) -> Result<GpuReply, String> {
+    ) -> Result<GpuReply, Failure> {
         let (reply_tx, reply_rx) = oneshot::channel();
         self.tx
             .send(job_without_reply(reply_tx))
             .await
-            .map_err(|_| "the render thread has stopped".to_string())?;
+            .map_err(|_| Failure::worker("the render thread has stopped"))?;
         reply_rx
             .await
-            .map_err(|_| "the render thread dropped the job".to_string())
+            .map_err(|_| Failure::worker("the render thread dropped the job"))
     }
 }
 
@@ -124,9 +133,9 @@ impl GpuHandle {
 #[derive(Debug, Default)]
 struct Fits(HashMap<(PathBuf, String, usize), usize>);
 
-/// Whether a render failed for lack of device memory (libtorch's CUDA allocator says "out of memory").
+/// Whether a render failed for lack of device memory.
 pub fn is_out_of_memory(error: &RenderError) -> bool {
-    matches!(error, RenderError::Torch { source, .. } if source.to_string().contains("out of memory"))
+    matches!(error, RenderError::OutOfMemory { .. })
 }
 
 /// Renders `channels` in chunks of at most `*fit`; a chunk of several channels that runs out of device
@@ -171,76 +180,33 @@ fn run_job(
     job: &GpuJob,
     stop: &dyn Fn() -> bool,
 ) -> GpuReply {
-    let mut reply = GpuReply {
-        output: None,
-        refused: Vec::new(),
-        transient: None,
-        load_seconds: 0.0,
-    };
-    let refuse_all = |reply: &mut GpuReply, reason: String| {
-        reply.refused = job.channels.iter().map(|&c| (c, reason.clone())).collect();
-    };
-    if !models.contains_key(&job.model) {
-        let started = Instant::now();
-        let loaded = lucid_checkpoint::discover(&job.model)
-            .map_err(|e| e.to_string())
-            .and_then(|seeds| match seeds.as_slice() {
-                [one] => Ok(one.path.clone()),
-                [] => Err(format!("no checkpoint found at {}", job.model.display())),
-                many => Err(format!(
-                    "{} holds {} checkpoints; a task's model must name one seed",
-                    job.model.display(),
-                    many.len()
-                )),
-            })
-            .and_then(|path| ModelFile::open(&path).map_err(|e| e.to_string()))
-            .and_then(|file| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| AlexNet::load(&file, device)))
-                    .map_err(|_| "libtorch failed while loading the model".to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-            });
-        match loaded {
-            Ok(model) => {
-                if models.len() >= MODEL_CACHE {
-                    models.clear();
-                }
-                models.insert(job.model.clone(), model);
-                reply.load_seconds = started.elapsed().as_secs_f64();
-            }
-            Err(reason) => {
-                refuse_all(
-                    &mut reply,
-                    format!("cannot load model {}: {reason}", job.model.display()),
-                );
-                return reply;
-            }
+    let mut reply = GpuReply::default();
+    let model = match cached_model(models, &job.model, device) {
+        Ok((model, load_seconds)) => {
+            reply.load_seconds = load_seconds;
+            model
         }
-    }
-    let Some(model) = models.get(&job.model) else {
-        refuse_all(&mut reply, "model cache lost the model".into());
-        return reply;
-    };
-    let target = match model.layer_index(&job.layer) {
-        Ok(t) => t,
-        Err(e) => {
-            refuse_all(&mut reply, e.to_string());
+        Err(failure) => {
+            reply.fail_all(&job.channels, &failure);
             return reply;
         }
     };
-    let width = model.layer_spec(target).out_channels;
+    let width = match model.layer_index(&job.layer) {
+        Ok(target) => model.layer_spec(target).out_channels,
+        Err(e) => {
+            reply.fail_all(&job.channels, &Failure::task(e.to_string()));
+            return reply;
+        }
+    };
     let (ok, bad): (Vec<usize>, Vec<usize>) = job.channels.iter().partition(|&&c| c < width);
-    reply.refused = bad
-        .into_iter()
-        .map(|c| {
-            (
-                c,
-                format!(
-                    "channel {c} out of range for layer {}: it has {width} channels",
-                    job.layer
-                ),
-            )
-        })
-        .collect();
+    for channel in bad {
+        let error = RenderError::ChannelOutOfRange {
+            layer: job.layer.clone(),
+            channel,
+            width,
+        };
+        reply.failed.push((channel, Failure::rendering(&error)));
+    }
     if ok.is_empty() {
         return reply;
     }
@@ -257,38 +223,78 @@ fn run_job(
         })
     }));
     match rendered {
-        Ok(Ok(output)) => reply.output = Some(output),
-        Ok(Err(RenderError::InvalidSetting { field, reason })) => {
-            let reason = format!("invalid render setting {field}: {reason}");
-            reply
-                .refused
-                .extend(ok.iter().map(|&c| (c, reason.clone())));
-        }
-        Ok(Err(e @ (RenderError::Model(_) | RenderError::ChannelOutOfRange { .. }))) => {
-            let reason = e.to_string();
-            reply
-                .refused
-                .extend(ok.iter().map(|&c| (c, reason.clone())));
-        }
-        Ok(Err(e @ (RenderError::Torch { .. } | RenderError::Cancelled { .. }))) => {
-            reply.transient = Some(e.to_string())
-        }
+        Ok(Ok(output)) => reply.images = output.images,
+        Ok(Err(error)) => reply.fail_all(&ok, &Failure::rendering(&error)),
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            reply.transient = Some(format!("libtorch failed while rendering: {message}"));
+            let failure = Failure::transient(format!(
+                "libtorch failed while rendering: {}",
+                panic_message(&panic)
+            ));
+            reply.fail_all(&ok, &failure);
         }
     }
     reply
 }
 
+/// The loaded model at `path` and the seconds its loading took (0 when it was loaded already). A
+/// model that cannot be found, read or loaded is the task's fault.
+fn cached_model<'m>(
+    models: &'m mut HashMap<PathBuf, AlexNet>,
+    path: &PathBuf,
+    device: Device,
+) -> Result<(&'m AlexNet, f64), Failure> {
+    let mut load_seconds = 0.0;
+    if !models.contains_key(path) {
+        let started = Instant::now();
+        let model = load_model(path, device).map_err(|reason| {
+            Failure::task(format!("cannot load model {}: {reason}", path.display()))
+        })?;
+        if models.len() >= MODEL_CACHE {
+            models.clear();
+        }
+        models.insert(path.clone(), model);
+        load_seconds = started.elapsed().as_secs_f64();
+    }
+    let model = models
+        .get(path)
+        .ok_or_else(|| Failure::transient("the model cache lost the model"))?;
+    Ok((model, load_seconds))
+}
+
+fn load_model(path: &Path, device: Device) -> Result<AlexNet, String> {
+    let seeds = lucid_checkpoint::discover(path).map_err(|e| e.to_string())?;
+    let file = match seeds.as_slice() {
+        [one] => ModelFile::open(&one.path).map_err(|e| e.to_string())?,
+        [] => return Err(format!("no checkpoint found at {}", path.display())),
+        many => {
+            return Err(format!(
+                "{} holds {} checkpoints; a task's model must name one seed",
+                path.display(),
+                many.len()
+            ));
+        }
+    };
+    std::panic::catch_unwind(AssertUnwindSafe(|| AlexNet::load(&file, device)))
+        .map_err(|panic| {
+            format!(
+                "libtorch failed while loading the model: {}",
+                panic_message(&panic)
+            )
+        })?
+        .map_err(|e| e.to_string())
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::RenderedImage;
 
     /// A stand-in for a device with room for `room` images per batch (the real failure needs a GPU).
     fn device_with_room(
@@ -298,12 +304,10 @@ mod tests {
         move |chunk: &[usize]| {
             calls.push(chunk.len());
             if chunk.len() > room {
-                return Err(RenderError::Torch {
-                    layer: "conv5".into(),
-                    source: tch::TchError::Torch(
-                        "CUDA out of memory. Tried to allocate 2.00 GiB".into(),
-                    ),
-                });
+                return Err(RenderError::torch(
+                    "conv5",
+                    tch::TchError::Torch("CUDA out of memory. Tried to allocate 2.00 GiB".into()),
+                ));
             }
             Ok(BatchOutput {
                 images: chunk

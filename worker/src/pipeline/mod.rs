@@ -1,47 +1,50 @@
-//! The path from a received task to a stored, acknowledged image, shared by `serve` (RabbitMQ + S3)
-//! and `local` (in-process queue + folder).
+//! The path from a received task to a stored, acknowledged image, the same for `serve` (RabbitMQ +
+//! S3) and `local` (in-process queue + folder).
 //!
-//! A batch of tasks of one (run, seed, layer, settings) goes through: idempotency check (a task whose
-//! sidecar exists is acknowledged without work) → model resolution → the render thread → PNG encoding
-//! on the blocking pool → upload of PNG then sidecar → acknowledgement. A task is acknowledged only
-//! after both objects are stored; failures are retried a bounded number of times, then dead-lettered
-//! with a reason.
+//! A batch of tasks of one (run, seed, layer, model, settings) goes through small steps, each of which
+//! either passes its tasks on or settles them with a typed [`Failure`]:
+//! [`skip_stale`] → [`skip_stored`] (a stored sidecar means done) → [`resolve_model`] → [`render`] (the
+//! render thread) → [`encode`] (PNGs, on the blocking pool) → [`upload`] (PNG, then sidecar) →
+//! acknowledgement. A task is acknowledged only after both objects are stored; [`settle`] is the one
+//! place that turns an outcome into an ack, a requeue or a dead letter.
 
+pub mod failure;
 pub mod gpu;
 pub mod metrics;
+pub mod result;
+mod settle;
 
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use lucid_proto::keys::KeyPrefix;
-use lucid_proto::result::{Provenance, RenderOutcome, ResultSidecar};
 use lucid_proto::spec::{RenderSettings, StorageSection};
 use lucid_proto::{ModelLocation, TaskMessage};
 use lucid_storage::Store;
-use sha2::{Digest, Sha256};
 
-use crate::render::Settings;
-use gpu::{GpuHandle, GpuJob, GpuReply};
-use metrics::{WorkerMetrics, outcome, phase};
+use crate::render::{RenderedImage, Settings};
+pub use failure::{Blame, Failure, SettleError};
+use gpu::{GpuHandle, GpuJob};
+use metrics::{WorkerMetrics, phase};
+pub use result::{CODE_VERSION, code_version, rfc3339_now};
+pub use settle::WorkerFault;
+use settle::settle;
 
 /// Uploads in flight at once per batch.
 const UPLOAD_CONCURRENCY: usize = 16;
-
-/// The version recorded in sidecars.
-pub const CODE_VERSION: &str = concat!("lucid-worker ", env!("CARGO_PKG_VERSION"));
 
 /// How a received task is settled with whatever delivered it.
 pub trait TaskHandle: Send + Sync {
     /// Earlier deliveries of this task (0 on the first).
     fn delivery_count(&self) -> u32;
     /// The task is done: forget it.
-    fn ack(&self) -> BoxFuture<'_, Result<(), String>>;
+    fn ack(&self) -> BoxFuture<'_, Result<(), SettleError>>;
     /// Deliver it again later.
-    fn requeue(&self) -> BoxFuture<'_, Result<(), String>>;
+    fn requeue(&self) -> BoxFuture<'_, Result<(), SettleError>>;
     /// Give it up, keeping it with `reason` where an operator can see and retry it.
-    fn dead_letter<'a>(&'a self, reason: &'a str) -> BoxFuture<'a, Result<(), String>>;
+    fn dead_letter<'a>(&'a self, reason: &'a str) -> BoxFuture<'a, Result<(), SettleError>>;
     /// The handle can no longer be settled and the task was given back already (an AMQP delivery
     /// whose connection was lost): the task will come again, so working on it now is wasted.
     fn is_stale(&self) -> bool {
@@ -74,64 +77,13 @@ pub struct ModelResolver {
     pub cache: lucid_storage::models::ModelCache,
 }
 
-/// Who a failure is due to, which decides how its task is settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blame {
-    /// The task itself (a missing model, a bad layer): dead-letter it at once.
-    Task,
-    /// Something that may pass (a network error, an overloaded store): requeue it, within the
-    /// attempt budget.
-    Transient,
-    /// This worker's machine (a full disk, an unwritable cache folder): requeue it and stop taking
-    /// work, so that a healthy worker gets it and this one is restarted.
-    Worker,
-}
-
-impl Blame {
-    /// The blame for a storage error.
-    pub fn of(error: &lucid_storage::StorageError) -> Self {
-        if error.is_local_fault() {
-            Blame::Worker
-        } else if error.is_transient() {
-            Blame::Transient
-        } else {
-            Blame::Task
-        }
-    }
-}
-
 impl ModelResolver {
-    /// A local path for `location`; the error says who is to blame.
-    pub async fn resolve(&self, location: &ModelLocation) -> Result<PathBuf, (String, Blame)> {
+    /// A local path for `location`.
+    pub async fn resolve(&self, location: &ModelLocation) -> Result<PathBuf, Failure> {
         self.cache
             .materialize(location, &self.storage)
             .await
-            .map_err(|e| (e.to_string(), Blame::of(&e)))
-    }
-}
-
-/// Where a batch reports that this worker cannot go on (see [`Blame::Worker`]); the serving loop
-/// watches the receiver, stops consuming and exits with the reason.
-#[derive(Debug, Clone)]
-pub struct WorkerFault(tokio::sync::watch::Sender<Option<String>>);
-
-impl WorkerFault {
-    /// A new fault signal and the receiver the serving loop watches.
-    pub fn new() -> (Self, tokio::sync::watch::Receiver<Option<String>>) {
-        let (tx, rx) = tokio::sync::watch::channel(None);
-        (Self(tx), rx)
-    }
-
-    /// Reports the fault (the first report wins).
-    pub fn raise(&self, reason: &str) {
-        self.0.send_if_modified(|slot| {
-            if slot.is_none() {
-                *slot = Some(reason.to_owned());
-                true
-            } else {
-                false
-            }
-        });
+            .map_err(|e| Failure::fetching(&format!("model {location}"), &e))
     }
 }
 
@@ -159,16 +111,6 @@ pub struct BatchContext {
     pub fault: WorkerFault,
 }
 
-/// The sidecars' `code_version` for images made in `mode`: results of the benchmark renderer say so.
-pub fn code_version(mode: gpu::RenderMode) -> String {
-    match mode {
-        gpu::RenderMode::Optimise => CODE_VERSION.to_string(),
-        gpu::RenderMode::SkipOptimisation => {
-            format!("{CODE_VERSION} (benchmark renderer: stand-in images, not optimised)")
-        }
-    }
-}
-
 /// The engine settings for a task's render settings (lucid's ReLU redirect on, no diversity).
 pub fn engine_settings(s: &RenderSettings) -> Settings {
     Settings {
@@ -189,12 +131,34 @@ pub fn engine_settings(s: &RenderSettings) -> Settings {
 
 /// Renders, stores and settles one batch of tasks that share run, seed, layer, model and settings.
 pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
-    let Some(first) = items.first().map(|i| i.task.clone()) else {
+    let items = skip_stale(items, ctx);
+    let todo = skip_stored(items, ctx).await;
+    let Some(first) = todo.first().map(|i| i.task.clone()) else {
         return;
     };
-    // deliveries of a lost connection come again from the broker; rendering them now would only
-    // duplicate that copy's work
-    let (stale, items): (Vec<Item>, Vec<Item>) =
+    let started = Instant::now();
+    let model = match resolve_model(ctx, &first).await {
+        Ok(model) => model,
+        Err(failure) => {
+            for item in &todo {
+                settle(ctx, item, Err(failure.clone())).await;
+            }
+            return;
+        }
+    };
+    let download_seconds = started.elapsed().as_secs_f64();
+    let rendered = render(ctx, &first, model, todo, download_seconds).await;
+    if rendered.images.is_empty() {
+        return;
+    }
+    let encoded = encode(ctx, rendered.images).await;
+    upload(ctx, encoded, rendered.seconds_per_image).await;
+}
+
+/// Drops deliveries of a lost connection: the broker delivers them again, so rendering them now
+/// would only duplicate that copy's work.
+fn skip_stale(items: Vec<Item>, ctx: &BatchContext) -> Vec<Item> {
+    let (stale, fresh): (Vec<Item>, Vec<Item>) =
         items.into_iter().partition(|i| i.handle.is_stale());
     for item in &stale {
         tracing::info!(
@@ -205,41 +169,49 @@ pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
         );
         ctx.metrics.in_flight.dec();
     }
-    if items.is_empty() {
-        return;
-    }
-    // idempotency: tasks whose sidecar is stored are done
+    fresh
+}
+
+/// Acknowledges the tasks whose sidecar is stored already (idempotency) and returns the rest. A
+/// sidecar that cannot be checked counts as absent: rendering again only overwrites.
+async fn skip_stored(items: Vec<Item>, ctx: &BatchContext) -> Vec<Item> {
     let stored = futures::future::join_all(items.iter().map(|item| {
-        let key = sidecar_key(ctx, &item.task);
+        let key = ctx.prefix.sidecar_key_of(&item.task);
         async move { ctx.store.exists(&key).await.unwrap_or(false) }
     }))
     .await;
     let mut todo = Vec::with_capacity(items.len());
     for (item, done) in items.into_iter().zip(stored) {
         if done {
-            settle(ctx, &item, Settle::Ack, outcome::SKIPPED_EXISTING).await;
+            settle::skipped_existing(ctx, &item).await;
         } else {
             todo.push(item);
         }
     }
-    if todo.is_empty() {
-        return;
-    }
+    todo
+}
 
-    let started = Instant::now();
-    let model = match ctx.models.resolve(&first.model).await {
-        Ok(path) => path,
-        Err((reason, blame)) => {
-            let reason = format!("model {}: {reason}", first.model);
-            for item in &todo {
-                fail_with(ctx, item, &reason, blame).await;
-            }
-            return;
-        }
-    };
-    let download_seconds = started.elapsed().as_secs_f64();
+/// A local path of the batch's model, downloaded into the cache first when it lives in S3.
+async fn resolve_model(ctx: &BatchContext, first: &TaskMessage) -> Result<PathBuf, Failure> {
+    ctx.models.resolve(&first.model).await
+}
+
+/// The images of a batch that the render thread made, paired with their tasks.
+struct Rendered {
+    images: Vec<(Item, RenderedImage)>,
+    seconds_per_image: f64,
+}
+
+/// Sends the batch to the render thread; settles the tasks it could not render and returns the rest
+/// with their images.
+async fn render(
+    ctx: &BatchContext,
+    first: &TaskMessage,
+    model: PathBuf,
+    todo: Vec<Item>,
+    download_seconds: f64,
+) -> Rendered {
     let channels: Vec<usize> = todo.iter().map(|i| i.task.channel as usize).collect();
-    let settings = engine_settings(&first.settings);
     let render_started = Instant::now();
     let reply = ctx
         .gpu
@@ -247,237 +219,102 @@ pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
             model,
             seed: first.seed.to_string(),
             layer: first.layer.to_string(),
-            channels: channels.clone(),
-            settings,
+            channels,
+            settings: engine_settings(&first.settings),
             reply,
         })
         .await;
     let reply = match reply {
         Ok(reply) => reply,
-        Err(reason) => GpuReply {
-            output: None,
-            refused: Vec::new(),
-            transient: Some(reason),
-            load_seconds: 0.0,
-        },
+        Err(failure) => {
+            for item in &todo {
+                settle(ctx, item, Err(failure.clone())).await;
+            }
+            return Rendered {
+                images: Vec::new(),
+                seconds_per_image: 0.0,
+            };
+        }
     };
     ctx.metrics
         .time(phase::LOAD, download_seconds + reply.load_seconds);
     let render_seconds = (render_started.elapsed().as_secs_f64() - reply.load_seconds).max(0.0);
-
-    // settle refused and failed channels; keep the rendered ones
-    let mut rendered = Vec::new();
-    let images = reply.output.map(|o| o.images).unwrap_or_default();
-    if !images.is_empty() {
+    if !reply.images.is_empty() {
         ctx.metrics.time(phase::RENDER, render_seconds);
-        ctx.metrics.batch_size.observe(images.len() as f64);
+        ctx.metrics.batch_size.observe(reply.images.len() as f64);
         ctx.metrics.gpu_busy_seconds.inc_by(render_seconds);
     }
+    let mut images = Vec::with_capacity(reply.images.len());
     for item in todo {
         let channel = item.task.channel as usize;
-        if let Some((_, reason)) = reply.refused.iter().find(|(c, _)| *c == channel) {
-            fail(ctx, &item, reason, true).await;
-        } else if let Some(image) = images.iter().find(|i| i.channel == channel) {
-            rendered.push((item, image.clone()));
+        if let Some((_, failure)) = reply.failed.iter().find(|(c, _)| *c == channel) {
+            settle(ctx, &item, Err(failure.clone())).await;
+        } else if let Some(image) = reply.images.iter().find(|i| i.channel == channel) {
+            images.push((item, image.clone()));
         } else {
-            let reason = reply
-                .transient
-                .clone()
-                .unwrap_or_else(|| "the render thread returned no image".into());
-            fail(ctx, &item, &reason, false).await;
+            let failure = Failure::transient("the render thread returned no image");
+            settle(ctx, &item, Err(failure)).await;
         }
     }
-    if rendered.is_empty() {
-        return;
+    let seconds_per_image = render_seconds / images.len().max(1) as f64;
+    Rendered {
+        images,
+        seconds_per_image,
     }
-    let per_image = render_seconds / rendered.len() as f64;
+}
 
-    // encode off the async runtime
-    let encode_started = Instant::now();
+/// A task, its image and the image's PNG (or why encoding failed).
+type Encoded = (Item, RenderedImage, Result<Vec<u8>, Failure>);
+
+/// Encodes the PNGs off the async runtime.
+async fn encode(ctx: &BatchContext, rendered: Vec<(Item, RenderedImage)>) -> Vec<Encoded> {
+    let started = Instant::now();
     let encoded = tokio::task::spawn_blocking(move || {
         rendered
             .into_iter()
             .map(|(item, image)| {
-                let png = crate::encode::encode_png(&image.rgb, image.size, image.size);
+                let png = crate::encode::encode_png(&image.rgb, image.size, image.size)
+                    .map_err(|e| Failure::transient(format!("png encoding failed: {e}")));
                 (item, image, png)
             })
             .collect::<Vec<_>>()
     })
     .await;
-    let encoded = match encoded {
+    ctx.metrics
+        .time(phase::ENCODE, started.elapsed().as_secs_f64());
+    match encoded {
         Ok(encoded) => encoded,
         Err(error) => {
+            // the blocking task panicked and took the items with it: their handles are gone unsettled,
+            // so the source delivers them again
             tracing::error!(%error, "png encoding task failed");
-            return;
+            Vec::new()
         }
-    };
-    ctx.metrics
-        .time(phase::ENCODE, encode_started.elapsed().as_secs_f64());
+    }
+}
 
-    let upload_started = Instant::now();
+/// Stores each image (PNG, then sidecar) and settles its task.
+async fn upload(ctx: &BatchContext, encoded: Vec<Encoded>, seconds_per_image: f64) {
+    let started = Instant::now();
     stream::iter(encoded)
         .for_each_concurrent(UPLOAD_CONCURRENCY, |(item, image, png)| async move {
-            let png = match png {
-                Ok(png) => png,
-                Err(e) => {
-                    fail(ctx, &item, &format!("png encoding failed: {e}"), false).await;
-                    return;
+            let stored = match png {
+                Ok(png) => {
+                    let provenance = result::provenance(&ctx.worker_id, &ctx.code_version);
+                    let sidecar =
+                        result::sidecar(&item.task, &image, &png, seconds_per_image, provenance);
+                    result::store(&ctx.store, &ctx.prefix, &sidecar, png)
+                        .await
+                        .map(|()| settle::Stored {
+                            objective_end: image.objective_end,
+                        })
+                        .map_err(|e| Failure::storing(&e))
                 }
+                Err(failure) => Err(failure),
             };
-            let sidecar = ResultSidecar::from_task(
-                &item.task,
-                RenderOutcome {
-                    objective_start: image.objective_start,
-                    objective_end: image.objective_end,
-                    render_seconds: per_image,
-                    png_sha256: hex(&Sha256::digest(&png)),
-                },
-                Provenance {
-                    worker_id: ctx.worker_id.clone(),
-                    code_version: ctx.code_version.clone(),
-                    created_at: rfc3339_now(),
-                },
-            );
-            let png_key = ctx.prefix.png_key(
-                &item.task.run_id,
-                &item.task.seed,
-                &item.task.layer,
-                item.task.channel,
-            );
-            let stored = async {
-                ctx.store.put(&png_key, png, "image/png").await?;
-                ctx.store
-                    .put(
-                        &sidecar_key(ctx, &item.task),
-                        sidecar.encode(),
-                        "application/json",
-                    )
-                    .await
-            }
-            .await;
-            match stored {
-                Ok(()) => {
-                    ctx.metrics.images.inc();
-                    settle(ctx, &item, Settle::Ack, outcome::OK).await;
-                    let now = SystemTime::now()
-                        .duration_since(UNIX_EPOCH)
-                        .map_or(0.0, |d| d.as_secs_f64());
-                    ctx.metrics.last_success.set(now);
-                    tracing::info!(
-                        task_id = %item.task.task_id,
-                        seed = %item.task.seed,
-                        layer = %item.task.layer,
-                        channel = item.task.channel,
-                        objective_end = image.objective_end,
-                        "stored"
-                    );
-                }
-                Err(e) => {
-                    let reason = format!("storing the result failed: {e}");
-                    let blame = match Blame::of(&e) {
-                        // an error the store does not call transient is still retried: the
-                        // task is fine, the store refused
-                        Blame::Task => Blame::Transient,
-                        blame => blame,
-                    };
-                    fail_with(ctx, &item, &reason, blame).await
-                }
-            }
+            settle(ctx, &item, stored).await;
         })
         .await;
     ctx.metrics
-        .time(phase::UPLOAD, upload_started.elapsed().as_secs_f64());
-}
-
-fn sidecar_key(ctx: &BatchContext, task: &TaskMessage) -> String {
-    ctx.prefix
-        .sidecar_key(&task.run_id, &task.seed, &task.layer, task.channel)
-}
-
-enum Settle {
-    Ack,
-    Requeue,
-    DeadLetter(String),
-}
-
-async fn settle(ctx: &BatchContext, item: &Item, how: Settle, outcome: &str) {
-    let result = match &how {
-        Settle::Ack => item.handle.ack().await,
-        Settle::Requeue => item.handle.requeue().await,
-        Settle::DeadLetter(reason) => item.handle.dead_letter(reason).await,
-    };
-    ctx.metrics.in_flight.dec();
-    ctx.metrics.count(outcome, 1);
-    if let Err(error) = result {
-        // the delivery is still owned by the broker: it will come back, and the idempotency check
-        // settles it then
-        tracing::warn!(task_id = %item.task.task_id, %error, "settling the delivery failed; it will be redelivered");
-    }
-}
-
-/// Settles a failure by who is to blame: [`Blame::Worker`] requeues the task without judging it and
-/// raises the worker fault; the others go to [`fail`].
-pub async fn fail_with(ctx: &BatchContext, item: &Item, reason: &str, blame: Blame) {
-    match blame {
-        Blame::Task => fail(ctx, item, reason, true).await,
-        Blame::Transient => fail(ctx, item, reason, false).await,
-        Blame::Worker => {
-            tracing::error!(task_id = %item.task.task_id, %reason, "this worker cannot store or cache files; requeueing the task and stopping");
-            ctx.fault.raise(reason);
-            settle(ctx, item, Settle::Requeue, outcome::FAILED).await;
-        }
-    }
-}
-
-/// Settles a failure: permanent ones, and transient ones out of attempts, are dead-lettered with the
-/// reason; the others are requeued.
-pub async fn fail(ctx: &BatchContext, item: &Item, reason: &str, permanent: bool) {
-    let attempts = item.handle.delivery_count() + 1;
-    if permanent || attempts >= ctx.max_attempts {
-        let reason = if permanent {
-            reason.to_string()
-        } else {
-            format!("{reason} (gave up after {attempts} attempts)")
-        };
-        tracing::warn!(task_id = %item.task.task_id, seed = %item.task.seed, layer = %item.task.layer, %reason, "dead-lettering task");
-        settle(
-            ctx,
-            item,
-            Settle::DeadLetter(reason),
-            outcome::DEAD_LETTERED,
-        )
-        .await;
-    } else {
-        tracing::warn!(task_id = %item.task.task_id, attempts, %reason, "task failed; requeueing");
-        settle(ctx, item, Settle::Requeue, outcome::FAILED).await;
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The current time as RFC 3339 in UTC with seconds precision.
-pub fn rfc3339_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // civil-from-days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+        .time(phase::UPLOAD, started.elapsed().as_secs_f64());
 }

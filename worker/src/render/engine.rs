@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use lucid_proto::spec::Precision;
+use lucid_proto::spec::render_defaults;
 use tch::{Kind, Tensor};
 
 use super::objective::{Objective, diversity_penalty, evaluate as objective_of};
@@ -11,20 +12,22 @@ use super::seeding::{channel_rng, normals, transform_rng};
 use super::transform::{Draw, TransformSet, Transforms, draw_plan};
 use crate::model::{AlexNet, ModelError};
 
-/// Learning rate of lucid's Adam.
-pub const DEFAULT_LR: f64 = 0.05;
-/// Lucid's default threshold: 512 steps, i.e. 513 Adam updates.
-pub const DEFAULT_STEPS: u32 = 512;
-/// Lucid's default image side.
-pub const DEFAULT_SIZE: usize = 224;
+/// Learning rate of lucid's Adam (the spec's default).
+pub const DEFAULT_LR: f64 = render_defaults::DEFAULT_LR;
+/// Lucid's default threshold: 512 steps, i.e. 513 Adam updates (the spec's default).
+pub const DEFAULT_STEPS: u32 = render_defaults::DEFAULT_STEPS;
+/// Lucid's default image side (the spec's default).
+pub const DEFAULT_SIZE: usize = render_defaults::DEFAULT_SIZE as usize;
 /// Adam updates during which lucid redirects ReLU gradients (its global step ≤ 16).
 pub const RELU_REDIRECT_UPDATES: u32 = 17;
 /// Smallest accepted image side (as the sweep spec).
-pub const MIN_SIZE: usize = 16;
+pub const MIN_SIZE: usize = render_defaults::MIN_SIZE as usize;
 /// Largest accepted image side (as the sweep spec).
-pub const MAX_SIZE: usize = 4096;
-/// Largest accepted step count.
-pub const MAX_STEPS: u32 = 100_000;
+pub const MAX_SIZE: usize = render_defaults::MAX_SIZE as usize;
+/// Fewest accepted steps (as the sweep spec).
+pub const MIN_STEPS: u32 = render_defaults::MIN_STEPS;
+/// Largest accepted step count (as the sweep spec).
+pub const MAX_STEPS: u32 = render_defaults::MAX_STEPS;
 
 /// Everything that determines an image besides the model, layer and channel.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -67,22 +70,22 @@ pub struct Diversity {
 }
 
 impl Settings {
-    /// Lucid's defaults: 512 steps, 224 px, channel objective, FFT + decorrelated colour, standard
-    /// transforms, Adam 0.05, ReLU redirect on.
+    /// Lucid's defaults, which are the spec's ([`render_defaults`]): 512 steps, 224 px, channel
+    /// objective, FFT + decorrelated colour, standard transforms, Adam 0.05; and ReLU redirect on.
     pub fn lucid() -> Self {
         Self {
             steps: DEFAULT_STEPS,
             size: DEFAULT_SIZE,
-            objective: Objective::Channel,
-            param: ParamKind::Fft,
-            decorrelate: true,
-            transforms: TransformSet::Standard,
+            objective: render_defaults::DEFAULT_OBJECTIVE,
+            param: render_defaults::DEFAULT_PARAM,
+            decorrelate: render_defaults::DEFAULT_DECORRELATE,
+            transforms: render_defaults::DEFAULT_TRANSFORMS,
             lr: DEFAULT_LR,
-            run_seed: 0,
+            run_seed: render_defaults::DEFAULT_RUN_SEED,
             relu_redirect: true,
             diversity: None,
             fused_transforms: true,
-            precision: Precision::Tf32,
+            precision: render_defaults::DEFAULT_PRECISION,
         }
     }
 
@@ -122,7 +125,7 @@ pub enum RenderError {
         /// The layer being rendered.
         layer: String,
     },
-    /// libtorch failed (for example out of device memory).
+    /// libtorch failed.
     #[error("libtorch error while rendering {layer}: {source}")]
     Torch {
         /// The layer being rendered.
@@ -130,6 +133,28 @@ pub enum RenderError {
         /// libtorch's error.
         source: tch::TchError,
     },
+    /// The device ran out of memory: the batch is too large for it (see
+    /// [`crate::pipeline::gpu::render_fitting`], which retries in halves).
+    #[error("out of device memory while rendering {layer}: {source}")]
+    OutOfMemory {
+        /// The layer being rendered.
+        layer: String,
+        /// libtorch's error.
+        source: tch::TchError,
+    },
+}
+
+impl RenderError {
+    /// Wraps a libtorch error. tch 0.24 hands every C++ exception over as text, so this is the one
+    /// place that reads it: libtorch's CUDA allocator (`c10::OutOfMemoryError`) says "out of memory".
+    pub fn torch(layer: &str, source: tch::TchError) -> Self {
+        let layer = layer.to_string();
+        if source.to_string().contains("out of memory") {
+            RenderError::OutOfMemory { layer, source }
+        } else {
+            RenderError::Torch { layer, source }
+        }
+    }
 }
 
 /// One finished image.
@@ -217,10 +242,7 @@ pub fn benchmark_images(
     let started = Instant::now();
     let target = model.layer_index(layer)?;
     validate(model, target, channels, settings)?;
-    let torch_err = |source| RenderError::Torch {
-        layer: layer.to_string(),
-        source,
-    };
+    let torch_err = |source| RenderError::torch(layer, source);
     let Some(&first) = channels.first() else {
         return Ok(BatchOutput {
             images: Vec::new(),
@@ -325,10 +347,7 @@ impl<'a> Optimisation<'a> {
         let target = model.layer_index(layer)?;
         validate(model, target, channels, settings)?;
         crate::precision::apply(settings.precision);
-        let torch_err = |source| RenderError::Torch {
-            layer: layer.to_string(),
-            source,
-        };
+        let torch_err = |source| RenderError::torch(layer, source);
         let device = model.device();
         let copies = settings.diversity.map_or(1, |d| d.copies);
         let order: Vec<(usize, usize)> = channels
@@ -376,10 +395,7 @@ impl<'a> Optimisation<'a> {
     }
 
     fn torch_err(&self, source: tch::TchError) -> RenderError {
-        RenderError::Torch {
-            layer: self.layer.clone(),
-            source,
-        }
+        RenderError::torch(&self.layer, source)
     }
 
     /// Each image's objective, untransformed (synchronises with the device).
@@ -520,10 +536,13 @@ fn validate(
             width: spec.out_channels,
         });
     }
-    if settings.steps == 0 || settings.steps > MAX_STEPS {
+    if settings.steps < MIN_STEPS || settings.steps > MAX_STEPS {
         return invalid(
             "steps",
-            format!("must be between 1 and {MAX_STEPS}, got {}", settings.steps),
+            format!(
+                "must be between {MIN_STEPS} and {MAX_STEPS}, got {}",
+                settings.steps
+            ),
         );
     }
     if settings.size < MIN_SIZE || settings.size > MAX_SIZE {

@@ -1,0 +1,111 @@
+//! A rendered image as the run's result: its sidecar (the proto schema) and the one way both are
+//! stored, shared by `serve`, `local` and `render`, so that a gallery, `verify` and a resume read the
+//! output of every mode alike.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use lucid_proto::TaskMessage;
+use lucid_proto::keys::KeyPrefix;
+use lucid_proto::result::{Provenance, RenderOutcome, ResultSidecar};
+use lucid_storage::{StorageError, Store};
+use sha2::{Digest, Sha256};
+
+use super::gpu::RenderMode;
+use crate::render::RenderedImage;
+
+/// The version recorded in sidecars.
+pub const CODE_VERSION: &str = concat!("lucid-worker ", env!("CARGO_PKG_VERSION"));
+
+/// The sidecars' `code_version` for images made in `mode`: results of the benchmark renderer say so.
+pub fn code_version(mode: RenderMode) -> String {
+    match mode {
+        RenderMode::Optimise => CODE_VERSION.to_string(),
+        RenderMode::SkipOptimisation => {
+            format!("{CODE_VERSION} (benchmark renderer: stand-in images, not optimised)")
+        }
+    }
+}
+
+/// Who made an image, stamped now.
+pub fn provenance(worker_id: &str, code_version: &str) -> Provenance {
+    Provenance {
+        worker_id: worker_id.to_string(),
+        code_version: code_version.to_string(),
+        created_at: rfc3339_now(),
+    }
+}
+
+/// The sidecar of `task`'s image, whose encoded PNG is `png`.
+pub fn sidecar(
+    task: &TaskMessage,
+    image: &RenderedImage,
+    png: &[u8],
+    render_seconds: f64,
+    provenance: Provenance,
+) -> ResultSidecar {
+    ResultSidecar::from_task(
+        task,
+        RenderOutcome {
+            objective_start: image.objective_start,
+            objective_end: image.objective_end,
+            render_seconds,
+            png_sha256: hex(&Sha256::digest(png)),
+        },
+        provenance,
+    )
+}
+
+/// Stores the PNG, then the sidecar: a stored sidecar is what marks a task done, so it must never
+/// exist without its image.
+pub async fn store(
+    store: &Store,
+    prefix: &KeyPrefix,
+    sidecar: &ResultSidecar,
+    png: Vec<u8>,
+) -> Result<(), StorageError> {
+    let png_key = prefix.png_key(
+        &sidecar.run_id,
+        &sidecar.seed,
+        &sidecar.layer,
+        sidecar.channel,
+    );
+    store.put(&png_key, png, "image/png").await?;
+    let sidecar_key = prefix.sidecar_key(
+        &sidecar.run_id,
+        &sidecar.seed,
+        &sidecar.layer,
+        sidecar.channel,
+    );
+    store
+        .put(&sidecar_key, sidecar.encode(), "application/json")
+        .await
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The current time as RFC 3339 in UTC with seconds precision.
+pub fn rfc3339_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}

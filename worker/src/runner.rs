@@ -1,0 +1,346 @@
+//! The one worker loop, shared by `serve` and `local`: it takes tasks from a [`TaskSource`] (the AMQP
+//! consumer or the in-process queue), groups them into batches of one (run, seed, layer, model,
+//! settings), keeps at most two batches in flight (one on the render thread, one encoding and
+//! uploading, so the device does not wait for storage), watches for a fault of this worker's own
+//! machine, and on shutdown stops taking work, gives back what was not started, finishes the batches
+//! in flight within the drain deadline and waits for the render thread. Both modes batch, drain and
+//! handle faults the same way because they run this code.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinSet;
+
+use crate::pipeline::gpu::{GpuHandle, RenderMode};
+use crate::pipeline::metrics::WorkerMetrics;
+use crate::pipeline::{
+    BatchContext, Item, ModelResolver, WorkerFault, code_version, process_batch,
+};
+
+/// Batches in flight at once: one rendering, one encoding and uploading.
+const MAX_BATCHES_IN_FLIGHT: usize = 2;
+
+/// How long a stopping worker waits for its render thread once no batch needs it.
+const RENDER_THREAD_EXIT: Duration = Duration::from_secs(60);
+
+/// How often the loop wakes up without an event, to start lingering batches and let the source
+/// report its state.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What a [`TaskSource`] yields.
+pub enum Received<R> {
+    /// A delivery, to be turned into a task by [`TaskSource::accept`].
+    Task(R),
+    /// The connection that delivered the waiting tasks is gone; their deliveries come back by
+    /// themselves, so the waiting items are dropped unsettled.
+    Lost,
+}
+
+/// Why the loop stopped taking work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// The source has nothing left and every batch is settled.
+    Completed,
+    /// The shutdown future completed (SIGINT/SIGTERM, a test's trigger).
+    Shutdown,
+    /// This worker's own machine cannot go on (see [`crate::pipeline::Blame::Worker`]).
+    Fault(String),
+}
+
+/// Where tasks come from. Its futures are polled inside `select!`, so they must be cancel-safe.
+pub trait TaskSource {
+    /// A delivery as it arrives.
+    type Raw;
+    /// The next delivery, waiting while there is none (reconnecting, for a broker). Cancelled on
+    /// every turn of the loop, so it keeps what it has started (a connection attempt) in `self`.
+    fn next(&mut self) -> impl Future<Output = Received<Self::Raw>>;
+    /// Turns a delivery into a task, or settles it here when no batch can take it (an undecodable
+    /// message is dead-lettered). Runs to completion: it is never cancelled.
+    fn accept(&mut self, raw: Self::Raw) -> impl Future<Output = Option<Item>>;
+    /// Whether more tasks can be had now without waiting; when not, a partial batch starts at once
+    /// instead of lingering for more.
+    fn has_more_now(&self) -> bool;
+    /// Whether the source yields nothing more unless a batch gives a task back; the loop completes
+    /// when this holds and no batch is waiting or in flight. A broker never is.
+    fn is_exhausted(&self) -> bool;
+    /// Called on every turn of the loop (a broker source reports its connection state here).
+    fn observe(&mut self) {}
+    /// Stops taking tasks (a consumer is cancelled, the in-process queue cleared).
+    fn stop(&mut self, why: &Stop) -> impl Future<Output = ()>;
+    /// Closes the source once the batches in flight are settled.
+    fn close(self) -> impl Future<Output = ()>;
+}
+
+/// How a worker batches and drains.
+#[derive(Debug, Clone)]
+pub struct LoopOptions {
+    /// Images per optimisation.
+    pub batch: usize,
+    /// How long a partial batch waits for more tasks.
+    pub linger: Duration,
+    /// How long shutdown may take to finish the batches in flight.
+    pub drain_timeout: Duration,
+    /// Tasks received and waiting for a batch at most (a broker's prefetch bounds it already).
+    pub intake_limit: usize,
+}
+
+/// What the batch context is made from.
+#[derive(Debug, Clone)]
+pub struct ContextParts {
+    /// Where results go.
+    pub store: lucid_storage::Store,
+    /// Key prefix of the results.
+    pub prefix: lucid_proto::KeyPrefix,
+    /// The compute device.
+    pub device: tch::Device,
+    /// What the render thread does.
+    pub render_mode: RenderMode,
+    /// Metrics, registered by the caller.
+    pub metrics: WorkerMetrics,
+    /// Recorded in sidecars.
+    pub worker_id: String,
+    /// Deliveries after which a failing task is dead-lettered.
+    pub max_attempts: u32,
+    /// Model resolution.
+    pub models: ModelResolver,
+}
+
+/// A running worker: the render thread, the batch context and the loop state.
+pub struct Worker<S: TaskSource> {
+    source: S,
+    ctx: Arc<BatchContext>,
+    render_thread: std::thread::JoinHandle<()>,
+    fault: tokio::sync::watch::Receiver<Option<String>>,
+    options: LoopOptions,
+    batcher: Batcher,
+    in_flight: JoinSet<()>,
+}
+
+impl<S: TaskSource> Worker<S> {
+    /// Starts the render thread and builds the batch context from `parts`.
+    pub fn start(parts: ContextParts, source: S, options: LoopOptions) -> std::io::Result<Self> {
+        let (fault, fault_rx) = WorkerFault::new();
+        let (gpu, render_thread) = GpuHandle::spawn(parts.device, parts.render_mode)?;
+        if parts.render_mode != RenderMode::Optimise {
+            tracing::warn!(
+                mode = ?parts.render_mode,
+                "BENCHMARK RENDERER: images are not optimised; use this only to measure queue and storage"
+            );
+        }
+        let ctx = BatchContext {
+            store: parts.store,
+            prefix: parts.prefix,
+            gpu,
+            metrics: parts.metrics,
+            worker_id: parts.worker_id,
+            max_attempts: parts.max_attempts.max(1),
+            models: parts.models,
+            code_version: code_version(parts.render_mode),
+            fault,
+        };
+        Ok(Self {
+            source,
+            ctx: Arc::new(ctx),
+            render_thread,
+            fault: fault_rx,
+            batcher: Batcher::default(),
+            in_flight: JoinSet::new(),
+            options,
+        })
+    }
+
+    /// The metrics the batches update (for a progress display).
+    pub fn metrics(&self) -> &WorkerMetrics {
+        &self.ctx.metrics
+    }
+
+    /// Runs until the source is exhausted, `shutdown` completes or a worker fault is raised; then
+    /// stops taking work, gives back the waiting tasks, drains and waits for the render thread.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Stop {
+        let stop = self.take_work(shutdown).await;
+        self.source.stop(&stop).await;
+        for item in self.batcher.take_all() {
+            if let Err(error) = item.handle.requeue().await {
+                tracing::warn!(task_id = %item.task.task_id, %error, "giving back a waiting task failed; its source delivers it again");
+            }
+            self.ctx.metrics.in_flight.dec();
+        }
+        drain(
+            &mut self.in_flight,
+            self.options.drain_timeout,
+            &self.ctx.gpu,
+        )
+        .await;
+        self.source.close().await;
+        // the last handle to the render thread goes with the context; the thread then ends (at once
+        // when idle, within one update when a stopped render is still unwinding), so the process
+        // never exits while libtorch is running
+        drop(self.ctx);
+        join_render_thread(self.render_thread).await;
+        stop
+    }
+
+    async fn take_work(&mut self, shutdown: impl Future<Output = ()>) -> Stop {
+        tokio::pin!(shutdown);
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            if self.source.is_exhausted() && self.batcher.is_empty() && self.in_flight.is_empty() {
+                return Stop::Completed;
+            }
+            let intake = self.batcher.len() < self.options.intake_limit;
+            tokio::select! {
+                () = &mut shutdown => return Stop::Shutdown,
+                Ok(()) = self.fault.changed() => {
+                    if let Some(reason) = self.fault.borrow_and_update().clone() {
+                        tracing::error!(%reason, "stopping: this worker cannot continue; its tasks go back to the queue");
+                        return Stop::Fault(reason);
+                    }
+                }
+                received = self.source.next(), if intake => match received {
+                    Received::Task(raw) => {
+                        if let Some(item) = self.source.accept(raw).await {
+                            self.ctx.metrics.in_flight.inc();
+                            self.batcher.push(item);
+                        }
+                    }
+                    Received::Lost => {
+                        let dropped = self.batcher.take_all().len();
+                        self.ctx.metrics.in_flight.sub(dropped as i64);
+                    }
+                },
+                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                    if let Err(error) = done {
+                        tracing::error!(%error, "a batch task failed");
+                    }
+                }
+                _ = tick.tick() => {}
+            }
+            self.source.observe();
+            self.dispatch();
+        }
+    }
+
+    /// Starts full batches, and partial ones that lingered long enough or that no more tasks are
+    /// coming for right now, while fewer than two are in flight.
+    fn dispatch(&mut self) {
+        let flush = !self.source.has_more_now() || self.batcher.len() >= self.options.intake_limit;
+        while self.in_flight.len() < MAX_BATCHES_IN_FLIGHT {
+            let Some(items) =
+                self.batcher
+                    .take_ready(self.options.batch, self.options.linger, flush)
+            else {
+                break;
+            };
+            let ctx = self.ctx.clone();
+            self.in_flight
+                .spawn(async move { process_batch(items, &ctx).await });
+        }
+    }
+}
+
+/// Tasks waiting for a batch, grouped by what a batch must share.
+#[derive(Default)]
+struct Batcher {
+    groups: HashMap<String, Group>,
+    len: usize,
+}
+
+struct Group {
+    since: Instant,
+    items: Vec<Item>,
+}
+
+impl Batcher {
+    fn push(&mut self, item: Item) {
+        let task = &item.task;
+        let key = format!(
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            task.run_id,
+            task.seed,
+            task.layer,
+            task.model,
+            task.settings.fingerprint()
+        );
+        self.groups
+            .entry(key)
+            .or_insert_with(|| Group {
+                since: Instant::now(),
+                items: Vec::new(),
+            })
+            .items
+            .push(item);
+        self.len += 1;
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The largest group that is full, older than `linger`, or any when `flush`; at most `batch`
+    /// of its items.
+    fn take_ready(&mut self, batch: usize, linger: Duration, flush: bool) -> Option<Vec<Item>> {
+        let batch = batch.max(1);
+        let key = self
+            .groups
+            .iter()
+            .filter(|(_, g)| flush || g.items.len() >= batch || g.since.elapsed() >= linger)
+            .max_by_key(|(_, g)| g.items.len())
+            .map(|(k, _)| k.clone())?;
+        let group = self.groups.get_mut(&key)?;
+        let take = group.items.len().min(batch);
+        let items: Vec<Item> = group.items.drain(..take).collect();
+        if group.items.is_empty() {
+            self.groups.remove(&key);
+        } else {
+            group.since = Instant::now();
+        }
+        self.len -= items.len();
+        Some(items)
+    }
+
+    fn take_all(&mut self) -> Vec<Item> {
+        self.len = 0;
+        self.groups.drain().flat_map(|(_, g)| g.items).collect()
+    }
+}
+
+/// Waits up to `deadline` for the batches in flight; past it, stops the render (see
+/// [`GpuHandle::stop`]) and abandons them: their tasks, never settled, return to their source.
+async fn drain(in_flight: &mut JoinSet<()>, deadline: Duration, gpu: &GpuHandle) {
+    if in_flight.is_empty() {
+        return;
+    }
+    tracing::info!(batches = in_flight.len(), "finishing the batches in flight");
+    let finished = tokio::time::timeout(deadline, async {
+        while in_flight.join_next().await.is_some() {}
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            batches = in_flight.len(),
+            "batches still running after the drain deadline; their tasks return to the queue"
+        );
+        gpu.stop();
+        in_flight.abort_all();
+        while in_flight.join_next().await.is_some() {}
+    }
+}
+
+async fn join_render_thread(render_thread: std::thread::JoinHandle<()>) {
+    let joined = tokio::task::spawn_blocking(move || render_thread.join());
+    match tokio::time::timeout(RENDER_THREAD_EXIT, joined).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(_))) => tracing::error!("the render thread panicked while stopping"),
+        Ok(Err(error)) => tracing::error!(%error, "waiting for the render thread failed"),
+        Err(_) => tracing::error!(
+            seconds = RENDER_THREAD_EXIT.as_secs(),
+            "the render thread did not stop in time"
+        ),
+    }
+}

@@ -1,0 +1,143 @@
+//! `lucid-worker local` end to end on the embedded default: dead letters are recorded, the good tasks
+//! stored, the gallery built, and the exit says how many failed; a resume checks the manifest.
+
+mod common;
+
+use std::path::Path;
+
+use common::{run_worker, small_prefix};
+use lucid_proto::{ResultSidecar, RunManifest};
+
+/// Copies the fixture checkpoint of `seed` into `dir/seed/`, returning that folder.
+fn copy_seed(seed: &str, dir: &Path) -> std::path::PathBuf {
+    let target = dir.join(seed);
+    std::fs::create_dir_all(&target).expect("create seed folder");
+    let source = small_prefix(seed)
+        .parent()
+        .expect("a seed folder")
+        .to_path_buf();
+    for entry in std::fs::read_dir(&source).expect("read fixture folder") {
+        let from = entry.expect("fixture entry").path();
+        let name = from.file_name().expect("a file name");
+        std::fs::copy(&from, target.join(name)).expect("copy fixture");
+    }
+    target
+}
+
+fn write_spec(dir: &Path, run: &str, seeds: &[(&str, &Path)], out: &Path, steps: u32) -> String {
+    let models: String = seeds
+        .iter()
+        .map(|(seed, path)| format!("{seed} = {:?}\n", path.display().to_string()))
+        .collect();
+    let spec = format!(
+        "run_id = {run:?}\nlayers = [\"conv1\"]\nchannels = \"0-3\"\n\n[models]\n{models}\n\
+         [render]\nsteps = {steps}\nsize = 64\n\n[storage]\nkind = \"local\"\nlocal_dir = {:?}\n",
+        out.display().to_string()
+    );
+    let path = dir.join(format!("{run}.toml"));
+    std::fs::write(&path, spec).expect("write spec");
+    path.display().to_string()
+}
+
+#[test]
+fn local_with_a_truncated_checkpoint_records_every_dead_letter_builds_the_gallery_and_fails_counting_them()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = copy_seed("training_seed_01", dir.path());
+    let bad = copy_seed("training_seed_02", dir.path());
+    let data = bad.join("model.ckpt_epoch89.data-00000-of-00002");
+    let bytes = std::fs::read(&data).expect("read data");
+    std::fs::write(&data, &bytes[..bytes.len() / 3]).expect("truncate");
+    let out = dir.path().join("out");
+    let spec = write_spec(
+        dir.path(),
+        "deadletters",
+        &[
+            ("training_seed_01", good.as_path()),
+            ("training_seed_02", bad.as_path()),
+        ],
+        &out,
+        4,
+    );
+
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json"]);
+    assert!(!ok, "a run with dead letters must exit non-zero: {stderr}");
+    assert!(
+        stderr.contains("4 of 8 task(s) failed"),
+        "the error says how many failed: {stderr}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(summary["expected"], 8, "{summary}");
+    assert_eq!(summary["rendered"], 4, "{summary}");
+
+    let run = out.join("deadletters");
+    for channel in 0..4 {
+        let stem = run.join(format!("training_seed_01/conv1/{channel:04}"));
+        assert!(stem.with_extension("png").is_file(), "{stem:?}.png");
+        let sidecar = std::fs::read(stem.with_extension("json")).expect("sidecar");
+        let sidecar = ResultSidecar::decode(&sidecar).expect("a proto sidecar");
+        assert_eq!(sidecar.channel, channel);
+        assert!(
+            !run.join(format!("training_seed_02/conv1/{channel:04}.json"))
+                .exists()
+        );
+    }
+
+    let report = std::fs::read(run.join("dead-letters.json")).expect("dead-letters.json");
+    let report: serde_json::Value = serde_json::from_slice(&report).expect("dead letters JSON");
+    let letters = report["dead_letters"].as_array().expect("a list");
+    let mut channels: Vec<u64> = letters
+        .iter()
+        .map(|l| {
+            assert_eq!(l["seed"], "training_seed_02", "{l}");
+            assert_eq!(l["layer"], "conv1", "{l}");
+            let reason = l["reason"].as_str().expect("a reason");
+            assert!(
+                reason.contains("cannot load model") && reason.contains("training_seed_02"),
+                "the reason names the model: {reason}"
+            );
+            l["channel"].as_u64().expect("channel")
+        })
+        .collect();
+    channels.sort_unstable();
+    assert_eq!(channels, vec![0, 1, 2, 3], "every dead task is listed once");
+    assert_eq!(summary["dead_lettered"].as_array().map(Vec::len), Some(4));
+
+    let index = run.join("gallery/index.html");
+    assert!(index.is_file(), "the gallery is built despite the failures");
+    assert_eq!(summary["gallery"], index.display().to_string());
+
+    let manifest = std::fs::read(run.join("run.json")).expect("run.json");
+    let manifest = RunManifest::decode(&manifest).expect("local writes the proto manifest");
+    assert_eq!(manifest.task_count, 8);
+}
+
+#[test]
+fn a_local_resume_with_other_settings_is_refused_by_the_manifest_check_and_an_equal_one_renders_nothing()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = copy_seed("training_seed_01", dir.path());
+    let out = dir.path().join("out");
+    let seeds = [("training_seed_01", seed.as_path())];
+    let spec = write_spec(dir.path(), "resume", &seeds, &out, 2);
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
+    assert!(ok, "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(first["rendered"], 4, "{first}");
+
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
+    assert!(ok, "{stderr}");
+    let again: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(
+        (again["already_stored"].as_u64(), again["rendered"].as_u64()),
+        (Some(4), Some(0))
+    );
+
+    let other = write_spec(dir.path(), "resume", &seeds, &out, 3);
+    let (ok, _, stderr) = run_worker(&["local", "--spec", &other, "--json", "--no-gallery"]);
+    assert!(!ok, "other settings under the same run id must be refused");
+    assert!(
+        stderr.contains("resume/run.json") && stderr.contains("render settings differ"),
+        "the refusal names the manifest and the difference: {stderr}"
+    );
+}

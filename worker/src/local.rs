@@ -291,11 +291,12 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         drain_timeout: LOCAL_DRAIN_TIMEOUT,
         intake_limit: config.batch.max(1) * 2,
     };
-    let source = LocalSource::new(todo.clone());
+    let to_render = todo.len() as u64;
+    let source = LocalSource::new(todo);
     let dead = source.dead.clone();
     let worker =
         Worker::start(parts, source, options).context("failed to start the render thread")?;
-    let progress = show_progress(config.progress, todo.len() as u64, metrics.clone());
+    let progress = show_progress(config.progress, to_render, metrics.clone());
     let started = std::time::Instant::now();
     let stop = worker.run(shutdown).await;
     progress.abort();

@@ -321,8 +321,8 @@ def run_ours(args, channels, out_dir, seed_name):
         "--size",
         str(args.size),
         "--batch",
-        str(args.ours_batch),
-        "--seed",
+        str(args.ours_batch or len(channels)),
+        "--run-seed",
         str(args.seed),
         "--device",
         args.device,
@@ -338,7 +338,8 @@ def run_ours(args, channels, out_dir, seed_name):
         raise SystemExit(f"lucid-worker failed with exit code {proc.returncode}")
     info = {}
     for channel in channels:
-        stem = os.path.join(out_dir, seed_name, args.layer, f"{channel:04d}")
+        # `render` writes a run like `local`: <out>/<run>/<model>/<layer>/<channel>.{png,json}
+        stem = os.path.join(out_dir, "render", seed_name, args.layer, f"{channel:04d}")
         with open(stem + ".json") as f:
             sidecar = json.load(f)
         info[channel] = {"png": stem + ".png", "sidecar": sidecar}
@@ -452,7 +453,7 @@ def main(argv=None):
                 "ours_objective_end": sidecar.get("objective_end"),
                 "ours_objective_start": sidecar.get("objective_start"),
                 "lucent_seconds": lucent_info.get(c, {}).get("seconds"),
-                "ours_seconds_per_image_sidecar": sidecar.get("seconds_per_image"),
+                "ours_seconds_per_image_sidecar": sidecar.get("render_seconds"),
                 "lucent_png": lucent_info.get(c, {}).get("png"),
                 "ours_png": ours_info.get(c, {}).get("png"),
             }

@@ -175,8 +175,11 @@ pub async fn verify(args: &SpecArgs, options: &VerifyOptions) -> Result<VerifyRe
     let spec = args.load()?;
     let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     let store = open_store(&spec).await?;
-    let mut report = crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?).await?;
+    let (mut report, stored_dead) =
+        crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?).await?;
     let mut dead_depth = None;
+    let mut truncated = None;
+    let mut dead = stored_dead;
     if options.queue || options.expect_dead.is_some() {
         let (broker, _uri) = connect_broker(&spec).await?;
         // one more than the limit tells a full read from a truncated one
@@ -184,13 +187,16 @@ pub async fn verify(args: &SpecArgs, options: &VerifyOptions) -> Result<VerifyRe
         close(&broker).await;
         let letters = letters
             .map_err(|e| Error::queue(format!("read {}", spec.queue.dead_letter_queue), e))?;
-        let truncated = (letters.len() > options.dead_limit).then_some(options.dead_limit);
+        truncated = (letters.len() > options.dead_limit).then_some(options.dead_limit);
         dead_depth = truncated.is_none().then_some(letters.len());
         let ours = crate::verify::RunDeadLetter::of_run(spec.run_id.as_str(), &letters);
+        dead.get_or_insert_with(Vec::new).extend(ours);
+    }
+    if let Some(dead) = dead {
         crate::verify::check_dead_letters(
             &run.plan,
             &mut report,
-            ours,
+            dead,
             options.expect_dead.as_ref(),
             truncated,
         );

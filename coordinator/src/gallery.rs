@@ -345,16 +345,8 @@ mod tests {
     }
 
     fn png(size: u32) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut encoder = png::Encoder::new(&mut out, size, size);
-        encoder.set_color(png::ColorType::Grayscale);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().expect("png header");
-        writer
-            .write_image_data(&vec![200u8; (size * size) as usize])
-            .expect("png data");
-        writer.finish().expect("png end");
-        out
+        lucid_gallery::encode_png(size, size, &vec![200u8; (size * size * 3) as usize])
+            .expect("png")
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

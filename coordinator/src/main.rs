@@ -73,133 +73,167 @@ enum Command {
     /// ${LUCID_CACHE_DIR:-~/.cache/lucid-sweep}/models first). The estimate uses the engine's
     /// images/s per layer from --rates (written by `lucid-worker bench --all-layers --rates-out`),
     /// or the shipped H200 measurement (bf16, B=512), scaled by steps and image size.
-    Plan {
-        #[command(flatten)]
-        spec: SpecFlags,
-        /// Rates file of `lucid-worker bench --all-layers --rates-out FILE`.
-        #[arg(long, value_name = "FILE", alias = "rate-file")]
-        rates: Option<PathBuf>,
-        #[command(flatten)]
-        output: OutputFlags,
-    },
+    Plan(PlanCmd),
     /// Publish the run's tasks whose results are not stored yet.
     ///
     /// Lists {prefix}/{run}/ once (a task is done when its .json sidecar exists), writes or checks
     /// the run manifest run.json (refusing a run whose settings or checkpoints differ), then
     /// publishes the missing tasks in seed, layer, channel order with publisher confirms.
-    Submit {
-        #[command(flatten)]
-        spec: SpecFlags,
-        /// Publishes awaiting their broker confirm at once.
-        #[arg(long, default_value_t = DEFAULT_CONFIRM_WINDOW)]
-        confirm_window: usize,
-        #[command(flatten)]
-        output: OutputFlags,
-    },
+    Submit(SubmitCmd),
     /// Show done / expected per seed and layer, queue depths, rate and ETA.
     ///
     /// The rate comes from the created_at timestamps of the last --rate-sample result sidecars.
-    Status {
-        #[command(flatten)]
-        spec: SpecFlags,
-        /// Check this run instead of the spec's run_id.
-        #[arg(long)]
-        run: Option<String>,
-        /// RabbitMQ management API (for unacked and consumer counts).
-        #[arg(long, env = RABBIT_API_ENV, default_value = DEFAULT_RABBIT_API)]
-        rabbit_api: String,
-        /// Sidecars read to measure the rate.
-        #[arg(long, default_value_t = DEFAULT_RATE_SAMPLE)]
-        rate_sample: usize,
-        #[command(flatten)]
-        output: OutputFlags,
-    },
+    Status(StatusCmd),
     /// Move every dead-lettered task back to the task queue.
-    RetryDead {
-        #[command(flatten)]
-        spec: SpecFlags,
-        #[command(flatten)]
-        output: OutputFlags,
-    },
+    RetryDead(RetryDeadCmd),
     /// Drop a run's queued (ready) tasks from the task queue.
     ///
     /// Tasks that workers hold unacknowledged are not touched.
-    Cancel {
-        #[command(flatten)]
-        spec: SpecFlags,
-        /// Cancel this run instead of the spec's run_id.
-        #[arg(long)]
-        run: Option<String>,
-        #[command(flatten)]
-        output: OutputFlags,
-    },
+    Cancel(CancelCmd),
     /// Check a run's stored output against its plan; exits 2 on any violation.
     ///
     /// Every planned task must have exactly one PNG and one sidecar, nothing else may be stored under
-    /// the run but run.json, sidecars must decode and match their task, PNGs must be valid, of the
-    /// planned size and match their sidecar's sha256.
-    Verify {
-        #[command(flatten)]
-        spec: SpecFlags,
-        /// Verify this run instead of the spec's run_id.
-        #[arg(long)]
-        run: Option<String>,
-        /// The ids (task ids or message ids) the run's dead letters must be, exactly; repeat or
-        /// comma-separate them, or give the flag alone to require none. Without it the run's dead
-        /// letters are listed, and only planned tasks among them are violations.
-        #[arg(long, num_args = 0.., value_delimiter = ',')]
-        expect_dead: Option<Vec<String>>,
-        /// Read at most this many dead letters; more is reported as a violation.
-        #[arg(long, default_value_t = VerifyOptions::default().dead_limit)]
-        dead_limit: usize,
-        /// Check only the stored objects, not the dead-letter queue.
-        #[arg(long, conflicts_with = "expect_dead")]
-        skip_queue: bool,
-        /// A `lucid-coordinator watch` /metrics URL: its run and dead-letter gauges must agree
-        /// with what is stored and queued.
-        #[arg(long)]
-        metrics: Option<String>,
-        #[command(flatten)]
-        output: OutputFlags,
-    },
+    /// the run but run.json, the gallery and a local run's dead-letters.json, sidecars must decode
+    /// and match their task, PNGs must be valid, of the planned size and match their sidecar's
+    /// sha256. The run's dead letters are read from the dead-letter queue and, for a run made
+    /// without a broker (`lucid-worker local` or `render`), from its dead-letters.json.
+    Verify(VerifyCmd),
     /// Build the run's static HTML gallery and upload it under {prefix}/{run}/gallery/.
     ///
     /// Lists {prefix}/{run}/ once, reads every PNG and sidecar, and writes an index of seeds and
     /// layers, a contact sheet per layer (thumbnail sprites), a page per channel and cross-seed
     /// comparison pages. Every link is relative, so the gallery works from the bucket or a copy on
     /// disk. Prints the index's key and a URL to open it.
-    Gallery {
-        #[command(flatten)]
-        spec: SpecFlags,
-        /// Build the gallery of this run instead of the spec's run_id.
-        #[arg(long)]
-        run: Option<String>,
-        /// Side of a thumbnail in pixels (4 to 1024).
-        #[arg(long, default_value_t = GalleryArgs::default().thumb_size)]
-        thumb_size: u32,
-        /// Threads reading and decoding images (0: one per core); reads wait on the network, so
-        /// more than the cores helps.
-        #[arg(long, default_value_t = GalleryArgs::default().threads)]
-        threads: usize,
-        #[command(flatten)]
-        output: OutputFlags,
-    },
+    Gallery(GalleryCmd),
     /// Serve the run's progress and queue depths as Prometheus metrics until interrupted.
     ///
     /// Endpoints: /metrics, /healthz and /readyz (ready after the first complete refresh).
-    Watch {
-        #[command(flatten)]
-        spec: SpecFlags,
-        /// Address to serve on.
-        #[arg(long, default_value = "127.0.0.1:9187")]
-        listen: SocketAddr,
-        /// Seconds between refreshes.
-        #[arg(long, default_value_t = 15)]
-        interval_secs: u64,
-        /// RabbitMQ management API (for unacked counts).
-        #[arg(long, env = RABBIT_API_ENV, default_value = DEFAULT_RABBIT_API)]
-        rabbit_api: String,
-    },
+    Watch(WatchCmd),
+}
+
+/// The arguments of `plan`.
+#[derive(Args, Debug)]
+struct PlanCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    /// Rates file of `lucid-worker bench --all-layers --rates-out FILE`.
+    #[arg(long, value_name = "FILE", alias = "rate-file")]
+    rates: Option<PathBuf>,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+/// The arguments of `submit`.
+#[derive(Args, Debug)]
+struct SubmitCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    /// Publishes awaiting their broker confirm at once.
+    #[arg(long, default_value_t = DEFAULT_CONFIRM_WINDOW)]
+    confirm_window: usize,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+/// The arguments of `status`.
+#[derive(Args, Debug)]
+struct StatusCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    /// Check this run instead of the spec's run_id.
+    #[arg(long)]
+    run: Option<String>,
+    /// RabbitMQ management API (for unacked and consumer counts).
+    #[arg(long, env = RABBIT_API_ENV, default_value = DEFAULT_RABBIT_API)]
+    rabbit_api: String,
+    /// Sidecars read to measure the rate.
+    #[arg(long, default_value_t = DEFAULT_RATE_SAMPLE)]
+    rate_sample: usize,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+/// The arguments of `retry-dead`.
+#[derive(Args, Debug)]
+struct RetryDeadCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+/// The arguments of `cancel`.
+#[derive(Args, Debug)]
+struct CancelCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    /// Cancel this run instead of the spec's run_id.
+    #[arg(long)]
+    run: Option<String>,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+/// The arguments of `verify`.
+#[derive(Args, Debug)]
+struct VerifyCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    /// Verify this run instead of the spec's run_id.
+    #[arg(long)]
+    run: Option<String>,
+    /// The ids (task ids or message ids) the run's dead letters must be, exactly; repeat or
+    /// comma-separate them, or give the flag alone to require none. Without it the run's dead
+    /// letters are listed, and only planned tasks among them are violations.
+    #[arg(long, num_args = 0.., value_delimiter = ',')]
+    expect_dead: Option<Vec<String>>,
+    /// Read at most this many dead letters; more is reported as a violation.
+    #[arg(long, default_value_t = VerifyOptions::default().dead_limit)]
+    dead_limit: usize,
+    /// Check only the stored objects, not the dead-letter queue.
+    #[arg(long, conflicts_with = "expect_dead")]
+    skip_queue: bool,
+    /// A `lucid-coordinator watch` /metrics URL: its run and dead-letter gauges must agree
+    /// with what is stored and queued.
+    #[arg(long)]
+    metrics: Option<String>,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+/// The arguments of `gallery`.
+#[derive(Args, Debug)]
+struct GalleryCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    /// Build the gallery of this run instead of the spec's run_id.
+    #[arg(long)]
+    run: Option<String>,
+    /// Side of a thumbnail in pixels (4 to 1024).
+    #[arg(long, default_value_t = GalleryArgs::default().thumb_size)]
+    thumb_size: u32,
+    /// Threads reading and decoding images (0: one per core); reads wait on the network, so
+    /// more than the cores helps.
+    #[arg(long, default_value_t = GalleryArgs::default().threads)]
+    threads: usize,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
+/// The arguments of `watch`.
+#[derive(Args, Debug)]
+struct WatchCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    /// Address to serve on.
+    #[arg(long, default_value = "127.0.0.1:9187")]
+    listen: SocketAddr,
+    /// Seconds between refreshes.
+    #[arg(long, default_value_t = 15)]
+    interval_secs: u64,
+    /// RabbitMQ management API (for unacked counts).
+    #[arg(long, env = RABBIT_API_ENV, default_value = DEFAULT_RABBIT_API)]
+    rabbit_api: String,
 }
 
 fn init_tracing(format: LogFormat) {
@@ -238,100 +272,77 @@ fn print(report: &impl Report, flags: OutputFlags) {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Plan {
-            spec,
-            rates,
-            output,
-        } => print(
-            &commands::plan(&spec.args(), rates.as_deref()).await?,
-            output,
-        ),
-        Command::Submit {
-            spec,
-            confirm_window,
-            output,
-        } => print(
-            &commands::submit(&spec.args(), confirm_window).await?,
-            output,
-        ),
-        Command::Status {
-            spec,
-            run,
-            rabbit_api,
-            rate_sample,
-            output,
-        } => {
-            let args = spec.args().with_run(run.as_deref());
+        Command::Plan(a) => {
+            let report = commands::plan(&a.spec.args(), a.rates.as_deref()).await?;
+            print(&report, a.output);
+        }
+        Command::Submit(a) => {
             print(
-                &commands::status(&args, &rabbit_api, rate_sample).await?,
-                output,
+                &commands::submit(&a.spec.args(), a.confirm_window).await?,
+                a.output,
             );
         }
-        Command::RetryDead { spec, output } => {
-            print(&commands::retry_dead(&spec.args()).await?, output);
+        Command::Status(a) => {
+            let args = a.spec.args().with_run(a.run.as_deref());
+            print(
+                &commands::status(&args, &a.rabbit_api, a.rate_sample).await?,
+                a.output,
+            );
         }
-        Command::Cancel { spec, run, output } => print(
-            &commands::cancel(&spec.args().with_run(run.as_deref())).await?,
-            output,
-        ),
-        Command::Verify {
-            spec,
-            run,
-            expect_dead,
-            dead_limit,
-            skip_queue,
-            metrics,
-            output,
-        } => {
-            let options = VerifyOptions {
-                queue: !skip_queue,
-                expect_dead: expect_dead.map(|ids| ids.into_iter().collect()),
-                dead_limit,
-                metrics_url: metrics,
-            };
-            let report = commands::verify(&spec.args().with_run(run.as_deref()), &options).await?;
-            print(&report, output);
-            if !report.ok() {
-                return Ok(ExitCode::from(2));
-            }
+        Command::RetryDead(a) => print(&commands::retry_dead(&a.spec.args()).await?, a.output),
+        Command::Cancel(a) => {
+            let args = a.spec.args().with_run(a.run.as_deref());
+            print(&commands::cancel(&args).await?, a.output);
         }
-        Command::Gallery {
-            spec,
-            run,
-            thumb_size,
-            threads,
-            output,
-        } => {
+        Command::Verify(a) => return verify(a).await,
+        Command::Gallery(a) => {
             let args = GalleryArgs {
-                thumb_size,
-                threads,
+                thumb_size: a.thumb_size,
+                threads: a.threads,
             };
-            let report = commands::gallery(&spec.args().with_run(run.as_deref()), &args).await?;
-            print(&report, output);
+            let spec = a.spec.args().with_run(a.run.as_deref());
+            print(&commands::gallery(&spec, &args).await?, a.output);
         }
-        Command::Watch {
-            spec,
-            listen,
-            interval_secs,
-            rabbit_api,
-        } => {
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("failed to listen on {listen}"))?;
-            tracing::info!(addr = %listen, "serving /metrics, /healthz and /readyz");
-            let watch_args = WatchArgs {
-                rabbit_api,
-                interval: Duration::from_secs(interval_secs.max(1)),
-            };
-            commands::watch(
-                &spec.args(),
-                &watch_args,
-                listener,
-                prometheus::Registry::new(),
-                lucid_telemetry::shutdown_signal(),
-            )
-            .await?;
-        }
+        Command::Watch(a) => watch(a).await?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `verify`: prints the report; exits 2 when a rule is broken.
+async fn verify(a: VerifyCmd) -> anyhow::Result<ExitCode> {
+    let options = VerifyOptions {
+        queue: !a.skip_queue,
+        expect_dead: a.expect_dead.map(|ids| ids.into_iter().collect()),
+        dead_limit: a.dead_limit,
+        metrics_url: a.metrics,
+    };
+    let report = commands::verify(&a.spec.args().with_run(a.run.as_deref()), &options).await?;
+    print(&report, a.output);
+    Ok(if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `watch`: serves the run's metrics on `--listen` until interrupted.
+async fn watch(a: WatchCmd) -> anyhow::Result<()> {
+    let listen = a.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("failed to listen on {listen}"))?;
+    tracing::info!(addr = %listen, "serving /metrics, /healthz and /readyz");
+    let watch_args = WatchArgs {
+        rabbit_api: a.rabbit_api,
+        interval: Duration::from_secs(a.interval_secs.max(1)),
+    };
+    commands::watch(
+        &a.spec.args(),
+        &watch_args,
+        listener,
+        prometheus::Registry::new(),
+        lucid_telemetry::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
 }

@@ -15,13 +15,14 @@
 //! | `verify` | [`VerifyOutput`]: counts, every violation (`kind`, its fields, `message`), the run's dead letters |
 //! | `retry-dead` | [`RetryDeadOutput`]: dead letters moved back |
 //! | `cancel` | [`CancelOutput`]: ready tasks dropped |
-//! | `gallery` | [`GalleryOutput`]: the index key, its URL and the gallery's counts |
+//! | `gallery` | [`GalleryOutput`]: the index key, its URL and the gallery's counts (`summary`) |
 //!
 //! Optional values are `null` when unknown (a queue depth without the management API, an ETA
 //! without a rate). Adding a field keeps the version; removing or renaming one bumps it.
 
 use std::fmt;
 
+use lucid_gallery::GallerySummary;
 use lucid_proto::plan::SeedCounts;
 use lucid_proto::spec::Precision;
 use serde::{Deserialize, Serialize};
@@ -109,6 +110,12 @@ pub fn parse<T: CommandOutput>(text: &str) -> Result<T, ParseError> {
 macro_rules! command_outputs {
     ($($variant:ident($ty:ident) = $name:literal,)*) => {
         $(
+            impl From<$ty> for Output {
+                fn from(out: $ty) -> Self {
+                    Output::$variant(out)
+                }
+            }
+
             impl CommandOutput for $ty {
                 const COMMAND: &'static str = $name;
                 fn from_output(output: Output) -> Result<Self, &'static str> {
@@ -164,6 +171,13 @@ pub enum Output {
 pub trait Report: fmt::Display {
     /// The machine-readable form of the same result.
     fn output(&self) -> Output;
+}
+
+/// An output struct that prints its own text (`retry-dead`, `cancel`) is its own report.
+impl<T: fmt::Display + Clone + Into<Output>> Report for T {
+    fn output(&self) -> Output {
+        self.clone().into()
+    }
 }
 
 /// `plan`.
@@ -366,12 +380,6 @@ impl fmt::Display for RetryDeadOutput {
     }
 }
 
-impl Report for RetryDeadOutput {
-    fn output(&self) -> Output {
-        Output::RetryDead(self.clone())
-    }
-}
-
 /// `cancel`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CancelOutput {
@@ -393,12 +401,6 @@ impl fmt::Display for CancelOutput {
     }
 }
 
-impl Report for CancelOutput {
-    fn output(&self) -> Output {
-        Output::Cancel(self.clone())
-    }
-}
-
 /// `gallery`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GalleryOutput {
@@ -408,24 +410,8 @@ pub struct GalleryOutput {
     pub index_key: String,
     /// Where a browser may find the index.
     pub url: String,
-    /// HTML pages written.
-    pub pages: usize,
-    /// Contact-sheet sprites written.
-    pub sprites: usize,
-    /// Index previews written.
-    pub previews: usize,
-    /// Channel images decoded.
-    pub images: usize,
-    /// Channels found.
-    pub channels: usize,
-    /// Channels with a sidecar but no PNG.
-    pub missing_images: usize,
-    /// Channels whose PNG could not be decoded.
-    pub unreadable_images: usize,
-    /// Channels with a PNG but no sidecar.
-    pub missing_sidecars: usize,
-    /// Channels whose sidecar is not a JSON object.
-    pub unreadable_sidecars: usize,
+    /// What was written and what was wrong.
+    pub summary: GallerySummary,
 }
 
 impl Report for PlanReport {
@@ -559,20 +545,11 @@ impl Report for VerifyReport {
 
 impl Report for GalleryReport {
     fn output(&self) -> Output {
-        let s = &self.summary;
         Output::Gallery(GalleryOutput {
             run_id: self.run_id.clone(),
             index_key: self.index_key.clone(),
             url: self.url.clone(),
-            pages: s.pages,
-            sprites: s.sprites,
-            previews: s.previews,
-            images: s.images,
-            channels: s.channels,
-            missing_images: s.missing_images,
-            unreadable_images: s.unreadable_images,
-            missing_sidecars: s.missing_sidecars,
-            unreadable_sidecars: s.unreadable_sidecars,
+            summary: self.summary,
         })
     }
 }

@@ -18,7 +18,11 @@ pub struct StoredRun {
     pub pngs: BTreeMap<ChannelKey, String>,
     /// Whether `run.json` is stored.
     pub manifest: bool,
-    /// Keys that are neither a channel object at the expected depth nor the manifest.
+    /// Whether a `local` run's `dead-letters.json` is stored.
+    pub dead_letters: bool,
+    /// Objects of the run's gallery (`gallery/…`), which the coordinator and `local` write.
+    pub gallery_objects: usize,
+    /// Keys that are none of the above.
     pub other: Vec<String>,
 }
 
@@ -48,6 +52,10 @@ impl StoredRun {
                 stored.manifest = true;
                 continue;
             }
+            if relative == lucid_proto::keys::DEAD_LETTERS_NAME {
+                stored.dead_letters = true;
+                continue;
+            }
             // exactly seed/layer/file below the run prefix
             let parsed = (relative.split('/').count() == 3)
                 .then(|| parse_key(relative))
@@ -58,6 +66,14 @@ impl StoredRun {
                 }
                 Some((seed, layer, channel, Kind::Png)) => {
                     stored.pngs.insert((seed, layer, channel), key.clone());
+                }
+                // after the channel keys: no gallery object parses as one, so a model labelled
+                // `gallery` keeps its results
+                None if relative
+                    .strip_prefix(lucid_proto::keys::GALLERY_DIR)
+                    .is_some_and(|rest| rest.starts_with('/')) =>
+                {
+                    stored.gallery_objects += 1;
                 }
                 None => stored.other.push(key.clone()),
             }
@@ -70,6 +86,18 @@ impl StoredRun {
         self.sidecars
             .contains_key(&(seed.clone(), layer.clone(), channel))
     }
+}
+
+/// The body of `key`, which the run's listing showed: gone since is an error, not an absence.
+pub async fn get_listed(store: &lucid_storage::Store, key: &str) -> crate::error::Result<Vec<u8>> {
+    store
+        .get(key)
+        .await
+        .map_err(|e| crate::error::Error::storage(format!("get {key}"), e))?
+        .ok_or_else(|| crate::error::Error::Decode {
+            key: key.to_owned(),
+            reason: "listed but gone".into(),
+        })
 }
 
 /// Done and expected counts of one seed × layer.
@@ -141,20 +169,29 @@ mod tests {
             "p/r/s1/conv1/7.png",
             "p/r/extra/s1/conv1/0002.json",
             "p/r/notes.txt",
+            "p/r/dead-letters.json",
+            "p/r/gallery/index.html",
+            "p/r/gallery/s1/conv1-0.png",
+            "p/r/gallery/s1/conv1/0000.html",
+            "p/r/gallery/conv1/0003.json",
+            "p/r/galleryx/a.html",
         ]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
         let stored = StoredRun::classify("p/r/", &keys);
-        assert!(stored.manifest);
-        assert_eq!(stored.sidecars.len(), 1);
+        assert!(stored.manifest && stored.dead_letters);
+        assert_eq!(stored.gallery_objects, 3);
+        // a model labelled `gallery` is a model like any other
+        assert_eq!(stored.sidecars.len(), 2);
         assert_eq!(stored.pngs.len(), 2);
         assert_eq!(
             stored.other,
             vec![
                 "p/r/s1/conv1/7.png".to_owned(),
                 "p/r/extra/s1/conv1/0002.json".to_owned(),
-                "p/r/notes.txt".to_owned()
+                "p/r/notes.txt".to_owned(),
+                "p/r/galleryx/a.html".to_owned()
             ]
         );
         let s1: SeedId = "s1".parse().expect("seed");

@@ -43,17 +43,13 @@ pub fn load(file: &Path, sets: &[String]) -> Result<SweepSpec> {
 mod tests {
     use super::*;
 
-    fn sets(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| (*s).to_owned()).collect()
-    }
-
     // the refusal rules themselves are tested in lucid_proto::spec; this checks the mapping
     #[test]
     fn refusals_become_override_errors_without_the_value() {
-        let parsed = parse_overrides(&sets(&["render.steps=64"])).expect("plain override");
+        let parsed = parse_overrides(&["render.steps=64".to_owned()]).expect("plain override");
         assert_eq!(parsed, vec![("render.steps".into(), "64".into())]);
         for arg in ["queue.uri=amqp://guest:hunter2@h/%2f", "novalue-hunter2"] {
-            let err = parse_overrides(&sets(&[arg])).expect_err(arg);
+            let err = parse_overrides(&[arg.to_owned()]).expect_err(arg);
             assert!(matches!(err, Error::Override { .. }), "{err:?}");
             let text = err.to_string();
             assert!(!text.contains("hunter2"), "{text}");

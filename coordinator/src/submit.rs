@@ -111,14 +111,7 @@ pub async fn ensure_manifest(
     let manifest_key = prefix.manifest_key(&plan.run_id);
     let manifest = RunManifest::new(spec, plan, CODE_VERSION, run.checkpoint_refs());
     let wrote_manifest = if stored {
-        let bytes = store
-            .get(&manifest_key)
-            .await
-            .map_err(|e| Error::storage(format!("get {manifest_key}"), e))?
-            .ok_or_else(|| Error::Decode {
-                key: manifest_key.clone(),
-                reason: "listed but gone".into(),
-            })?;
+        let bytes = crate::progress::get_listed(store, &manifest_key).await?;
         let existing = RunManifest::decode(&bytes).map_err(|e| Error::Decode {
             key: manifest_key.clone(),
             reason: e.to_string(),

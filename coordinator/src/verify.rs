@@ -4,7 +4,8 @@
 //! (sidecar bodies, PNG facts), so it can be tested without a store; [`fetch_and_check`] does the I/O.
 //!
 //! Rules: every planned task has exactly one PNG and one sidecar at its key; nothing else is stored
-//! under the run except `run.json`; each sidecar decodes and names its own run, seed, layer, channel
+//! under the run except `run.json`, the gallery (`gallery/…`) and a `local` run's
+//! `dead-letters.json` (whose tasks count as dead letters, as the queue's do); each sidecar decodes and names its own run, seed, layer, channel
 //! and task id, with the plan's settings; each PNG starts with the PNG signature and an `IHDR` of
 //! `size × size`, and hashes to the sidecar's `png_sha256`.
 
@@ -13,7 +14,7 @@ use std::fmt;
 
 use futures::StreamExt;
 use lucid_proto::task::task_id;
-use lucid_proto::{KeyPrefix, Plan, ResultSidecar};
+use lucid_proto::{DeadLetterReport, KeyPrefix, Plan, ResultSidecar};
 use lucid_storage::Store;
 use sha2::{Digest, Sha256};
 
@@ -311,75 +312,16 @@ pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched
     for seed in &plan.seeds {
         for layer in &seed.layers {
             for &channel in &layer.channels {
-                let id = task_id(run, &seed.seed, &layer.layer, channel);
                 let ck = (seed.seed.clone(), layer.layer.clone(), channel);
                 let before = violations.len();
-                let png_key = stored.pngs.get(&ck);
-                let sidecar_key = stored.sidecars.get(&ck);
-                if png_key.is_none() {
-                    violations.push(Violation::MissingPng { task: id.clone() });
-                }
-                let mut sidecar = None;
-                match sidecar_key {
-                    None => violations.push(Violation::MissingSidecar { task: id.clone() }),
-                    Some(key) => match fetched.sidecars.get(key) {
-                        None => violations.push(Violation::Unreadable { key: key.clone() }),
-                        Some(body) => match ResultSidecar::decode(body) {
-                            Err(e) => violations.push(Violation::BadSidecar {
-                                key: key.clone(),
-                                reason: e.to_string(),
-                            }),
-                            Ok(s) => {
-                                check_sidecar(plan, key, &id, &ck, &s, &mut violations);
-                                sidecar = Some(s);
-                            }
-                        },
-                    },
-                }
-                if let Some(key) = png_key {
-                    match fetched.pngs.get(key) {
-                        None => violations.push(Violation::Unreadable { key: key.clone() }),
-                        Some(facts) => match facts.dimensions() {
-                            None => violations.push(Violation::BadPng { key: key.clone() }),
-                            Some(dims) => {
-                                let side = plan.settings.size;
-                                if dims != (side, side) {
-                                    violations.push(Violation::PngSize {
-                                        key: key.clone(),
-                                        expected: side,
-                                        found: dims,
-                                    });
-                                }
-                                if let Some(s) = &sidecar
-                                    && s.png_sha256 != facts.sha256
-                                {
-                                    violations.push(Violation::PngDigest { key: key.clone() });
-                                }
-                            }
-                        },
-                    }
-                }
+                check_task(plan, &stored, fetched, &ck, &mut violations);
                 if violations.len() == before {
                     complete += 1;
                 }
             }
         }
     }
-    let planned = planned_channels(plan);
-    let extra = stored
-        .sidecars
-        .iter()
-        .chain(stored.pngs.iter())
-        .filter(|(ck, _)| !planned.contains(*ck))
-        .map(|(_, key)| key.clone())
-        .chain(stored.other.iter().cloned());
-    let mut unexpected: Vec<String> = extra.collect();
-    unexpected.sort();
-    violations.extend(
-        unexpected
-            .into_iter()
-            .map(|key| Violation::Unexpected { key }),
-    );
+    violations.extend(unexpected_objects(plan, &stored));
     VerifyReport {
         run_id: run.to_string(),
         expected: plan.task_count(),
@@ -388,6 +330,96 @@ pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched
         violations,
         dead_letters: None,
     }
+}
+
+/// The violations of one planned task: its PNG and sidecar present, the sidecar decoding and
+/// matching the task, the PNG valid, of the planned size and of the sidecar's digest.
+fn check_task(
+    plan: &Plan,
+    stored: &StoredRun,
+    fetched: &Fetched,
+    ck: &crate::progress::ChannelKey,
+    violations: &mut Vec<Violation>,
+) {
+    let id = task_id(&plan.run_id, &ck.0, &ck.1, ck.2);
+    let png_key = stored.pngs.get(ck);
+    if png_key.is_none() {
+        violations.push(Violation::MissingPng { task: id.clone() });
+    }
+    let mut sidecar = None;
+    match stored.sidecars.get(ck) {
+        None => violations.push(Violation::MissingSidecar { task: id.clone() }),
+        Some(key) => match fetched.sidecars.get(key) {
+            None => violations.push(Violation::Unreadable { key: key.clone() }),
+            Some(body) => match ResultSidecar::decode(body) {
+                Err(e) => violations.push(Violation::BadSidecar {
+                    key: key.clone(),
+                    reason: e.to_string(),
+                }),
+                Ok(s) => {
+                    check_sidecar(plan, key, &id, ck, &s, violations);
+                    sidecar = Some(s);
+                }
+            },
+        },
+    }
+    if let Some(key) = png_key {
+        check_png(plan, key, fetched, sidecar.as_ref(), violations);
+    }
+}
+
+/// The PNG at `key`: fetched, a PNG, of the planned size, and hashing to its sidecar's digest.
+fn check_png(
+    plan: &Plan,
+    key: &str,
+    fetched: &Fetched,
+    sidecar: Option<&ResultSidecar>,
+    violations: &mut Vec<Violation>,
+) {
+    let Some(facts) = fetched.pngs.get(key) else {
+        violations.push(Violation::Unreadable {
+            key: key.to_owned(),
+        });
+        return;
+    };
+    let Some(dims) = facts.dimensions() else {
+        violations.push(Violation::BadPng {
+            key: key.to_owned(),
+        });
+        return;
+    };
+    let side = plan.settings.size;
+    if dims != (side, side) {
+        violations.push(Violation::PngSize {
+            key: key.to_owned(),
+            expected: side,
+            found: dims,
+        });
+    }
+    if sidecar.is_some_and(|s| s.png_sha256 != facts.sha256) {
+        violations.push(Violation::PngDigest {
+            key: key.to_owned(),
+        });
+    }
+}
+
+/// Objects under the run that no planned task, manifest, gallery or dead-letter report explains,
+/// sorted by key.
+fn unexpected_objects(plan: &Plan, stored: &StoredRun) -> Vec<Violation> {
+    let planned = planned_channels(plan);
+    let mut unexpected: Vec<String> = stored
+        .sidecars
+        .iter()
+        .chain(stored.pngs.iter())
+        .filter(|(ck, _)| !planned.contains(*ck))
+        .map(|(_, key)| key.clone())
+        .chain(stored.other.iter().cloned())
+        .collect();
+    unexpected.sort();
+    unexpected
+        .into_iter()
+        .map(|key| Violation::Unexpected { key })
+        .collect()
 }
 
 /// A dead letter that belongs to the run: its id (the message id) and reason.
@@ -566,12 +598,13 @@ fn check_sidecar(
 pub const FETCH_CONCURRENCY: usize = 16;
 
 /// Lists the run once, downloads every sidecar and PNG of the listing (PNGs reduced to [`PngFacts`]),
-/// and runs [`check`].
+/// and runs [`check`]; also returns the run's stored dead letters, when it has a
+/// `dead-letters.json` (a run without a broker), for [`check_dead_letters`].
 pub async fn fetch_and_check(
     store: &Store,
     plan: &Plan,
     prefix: &KeyPrefix,
-) -> Result<VerifyReport> {
+) -> Result<(VerifyReport, Option<Vec<RunDeadLetter>>)> {
     let run_prefix = prefix.run_prefix(&plan.run_id);
     let (keys, stored) = StoredRun::list(store, &run_prefix).await?;
     let wanted: Vec<(String, bool)> = stored
@@ -599,7 +632,36 @@ pub async fn fetch_and_check(
             Err(error) => return Err(Error::storage(format!("get {key}"), error)),
         }
     }
-    Ok(check(plan, prefix, &keys, &fetched))
+    let report = check(plan, prefix, &keys, &fetched);
+    let local_dead = if stored.dead_letters {
+        Some(read_local_dead_letters(store, prefix, &plan.run_id).await?)
+    } else {
+        None
+    };
+    Ok((report, local_dead))
+}
+
+/// The dead letters of a run without a broker (`lucid-worker local`, `render`), from its stored
+/// `dead-letters.json`: there they stand in for the dead-letter queue.
+async fn read_local_dead_letters(
+    store: &Store,
+    prefix: &KeyPrefix,
+    run: &lucid_proto::RunId,
+) -> Result<Vec<RunDeadLetter>> {
+    let key = prefix.dead_letters_key(run);
+    let bytes = crate::progress::get_listed(store, &key).await?;
+    let report = DeadLetterReport::decode(&bytes).map_err(|e| Error::Decode {
+        key: key.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(report
+        .dead_letters
+        .into_iter()
+        .map(|d| RunDeadLetter {
+            id: d.task_id,
+            reason: d.reason,
+        })
+        .collect())
 }
 
 #[cfg(test)]

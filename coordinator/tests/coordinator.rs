@@ -1,17 +1,23 @@
 //! CLI and library tests of the coordinator against the real test services (`make services-start`;
-//! `source <(scripts/services.sh env)`). Without `LUCID_TEST_AMQP_URI` they are skipped, unless `CI` is
-//! set, in which case they fail.
+//! `source <(scripts/services.sh env)`). A test that cannot reach them fails under CI and is reported
+//! as skipped elsewhere (`lucid_e2e::Services::from_env`, the one policy of `lucid_testkit`).
 //!
-//! Each test gets its own temp dir, run id and queue names, so tests run in parallel.
+//! Each test gets its own `lucid_e2e::TestRun` (temp dir, spec, run id and queue names), so tests run
+//! in parallel.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use lucid_coordinator::commands::{SpecArgs, WatchArgs};
+use lucid_coordinator::output::{
+    self, CancelOutput, GalleryOutput, PlanOutput, RetryDeadOutput, StatusOutput, SubmitOutput,
+    VerifyOutput,
+};
 use lucid_coordinator::verify::{self, Fetched, PngFacts, Violation};
+use lucid_e2e::{Services, SweepConfig, fixture_model as fixture};
 use lucid_proto::{
     KeyPrefix, Plan, Provenance, RenderOutcome, ResultSidecar, SweepSpec, TaskMessage,
 };
@@ -21,116 +27,73 @@ use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_lucid-coordinator");
 
-struct Services {
-    amqp_uri: String,
-    rabbit_api: String,
-    s3_endpoint: String,
-    s3_key: String,
-    s3_secret: String,
+/// The bucket and prefix of these tests' results (the end-to-end tests use their own).
+const BUCKET: &str = "lucid-test";
+const PREFIX: &str = "coordinator-tests";
+
+/// One test's world: a `lucid_e2e::TestRun` (temp dir, spec, unique run id and queues, the test
+/// services) with the two files the coordinator library reads when it runs in this process: the S3
+/// credentials and the full AMQP URI. Dereferences to the run (`t.dir`, `t.run_id`, `t.services`).
+struct TestRun {
+    run: lucid_e2e::TestRun,
+    spec_path: PathBuf,
+    /// `--set` overrides every command and every in-process load of the spec gets.
+    sets: Vec<String>,
 }
 
-fn services() -> Option<Services> {
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    match var("LUCID_TEST_AMQP_URI") {
-        Some(amqp_uri) => Some(Services {
-            amqp_uri,
-            rabbit_api: var("LUCID_TEST_RABBIT_API").unwrap_or("http://127.0.0.1:15672".into()),
-            s3_endpoint: var("LUCID_TEST_S3_ENDPOINT").unwrap_or("http://127.0.0.1:8333".into()),
-            s3_key: var("LUCID_TEST_S3_ACCESS_KEY").unwrap_or("lucidtest".into()),
-            s3_secret: var("LUCID_TEST_S3_SECRET_KEY").unwrap_or("lucidtestsecret".into()),
-        }),
-        None if var("CI").is_some() => {
-            panic!(
-                "CI is set but LUCID_TEST_AMQP_URI is not: run `source <(scripts/services.sh env)`"
-            )
-        }
-        None => {
-            eprintln!(
-                "skipping: LUCID_TEST_AMQP_URI is not set (source <(scripts/services.sh env))"
-            );
-            None
-        }
+impl std::ops::Deref for TestRun {
+    type Target = lucid_e2e::TestRun;
+
+    fn deref(&self) -> &Self::Target {
+        &self.run
     }
 }
 
-fn fixture(seed: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/alexnet_small")
-        .join(seed)
-}
-
-/// One test's world: a temp dir with a spec, credentials and URI files, a unique run and queue.
-struct TestRun {
-    dir: tempfile::TempDir,
-    services: Services,
-    run_id: String,
-    spec_path: PathBuf,
-}
-
 impl TestRun {
+    /// Both fixture seeds, every layer, `channels`, 16 steps; `None` when the test is skipped.
     fn new(name: &str, channels: &str) -> Option<Self> {
-        let services = services()?;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let run_id = format!("t-{name}-{}-{}", std::process::id(), nanos % 1_000_000_000);
-        let creds = dir.path().join("s3-credentials");
+        let services = Services::from_env()?;
+        let config = SweepConfig {
+            channels: channels.to_owned(),
+            steps: 16,
+            prefetch: 256,
+            ..SweepConfig::default()
+        };
+        let run = lucid_e2e::TestRun::new(&services, name, config);
+        let creds = run.dir.path().join("s3-credentials");
         std::fs::write(
             &creds,
             format!(
                 "access_key_id={}\nsecret_access_key={}\n",
-                services.s3_key, services.s3_secret
+                services.s3_access_key, services.s3_secret_key
             ),
         )
         .expect("write credentials");
-        let uri_file = dir.path().join("amqp-uri");
+        let uri_file = run.dir.path().join("amqp-uri");
         std::fs::write(&uri_file, &services.amqp_uri).expect("write uri file");
-        let spec = format!(
-            r#"
-run_id = "{run_id}"
-channels = "{channels}"
-[models]
-training_seed_01 = "{s1}"
-training_seed_02 = "{s2}"
-[render]
-steps = 16
-size = 224
-[storage]
-endpoint = "{endpoint}"
-bucket = "lucid-test"
-prefix = "coordinator-tests"
-credentials_file = "{creds}"
-[queue]
-uri_file = "{uri_file}"
-tasks = "lucid.test.{run_id}.tasks"
-dead_letter_exchange = "lucid.test.{run_id}.dlx"
-dead_letter_queue = "lucid.test.{run_id}.dead"
-"#,
-            s1 = fixture("training_seed_01").display(),
-            s2 = fixture("training_seed_02").display(),
-            endpoint = services.s3_endpoint,
-            creds = creds.display(),
-            uri_file = uri_file.display(),
-        );
-        let spec_path = dir.path().join("sweep.toml");
-        std::fs::write(&spec_path, spec).expect("write spec");
+        let sets = vec![
+            format!("storage.bucket={BUCKET}"),
+            format!("storage.prefix={PREFIX}"),
+            format!("storage.credentials_file={}", creds.display()),
+            format!("queue.uri_file={}", uri_file.display()),
+        ];
         Some(Self {
-            dir,
-            services,
-            run_id,
-            spec_path,
+            spec_path: run.spec.clone(),
+            run,
+            sets,
         })
     }
 
+    /// Runs `lucid-coordinator ARGS --spec SPEC --set …` as a process of the run.
     fn cli(&self, args: &[&str]) -> Output {
-        std::process::Command::new(BIN)
-            .args(args)
-            .arg("--spec")
-            .arg(&self.spec_path)
-            .env("LUCID_AMQP_URI", &self.services.amqp_uri)
-            .env("LUCID_RABBIT_API", &self.services.rabbit_api)
+        let mut command = self.run.command(Path::new(BIN));
+        command.args(args).arg("--spec").arg(&self.spec_path);
+        for set in &self.sets {
+            command.args(["--set", set]);
+        }
+        command
             .env("LUCID_CACHE_DIR", self.dir.path().join("cache"))
+            .env("LUCID_LOG", "warn")
             .env("RUST_LOG", "warn")
             .output()
             .expect("run lucid-coordinator")
@@ -147,15 +110,21 @@ dead_letter_queue = "lucid.test.{run_id}.dead"
         stdout
     }
 
+    /// The spec as the coordinator loads it, with the run's overrides and then `sets`.
     fn spec(&self, sets: &[&str]) -> SweepSpec {
-        let sets: Vec<String> = sets.iter().map(|s| (*s).to_owned()).collect();
+        let sets: Vec<String> = self
+            .sets
+            .iter()
+            .cloned()
+            .chain(sets.iter().map(|s| (*s).to_owned()))
+            .collect();
         lucid_coordinator::spec::load(&self.spec_path, &sets).expect("load spec")
     }
 
     fn spec_args(&self) -> SpecArgs {
         SpecArgs {
             file: self.spec_path.clone(),
-            sets: Vec::new(),
+            sets: self.sets.clone(),
         }
     }
 
@@ -202,16 +171,7 @@ async fn wait_ready(broker: &Broker, want: u64) -> QueueStats {
 }
 
 fn png_bytes(size: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut out, size, size);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().expect("png header");
-        let data = vec![128u8; (size * size * 3) as usize];
-        writer.write_image_data(&data).expect("png data");
-    }
-    out
+    lucid_gallery::encode_png(size, size, &vec![128u8; (size * size * 3) as usize]).expect("png")
 }
 
 fn sidecar_for(task: &TaskMessage, png: &[u8], created_at: &str) -> ResultSidecar {
@@ -266,19 +226,42 @@ fn plan_counts_tasks_from_the_checkpoints() {
     let Some(t) = TestRun::new("plan", "all") else {
         return;
     };
-    let out = t.ok(&["plan"]);
-    assert!(out.contains("seed training_seed_01: 250 tasks"), "{out}");
-    assert!(out.contains("seed training_seed_02: 250 tasks"), "{out}");
-    assert!(out.contains("total: 500 tasks"), "{out}");
-    assert!(out.contains("fc6          64 of     64 channels"), "{out}");
-    assert!(
-        out.contains("estimated GPU time (engine rates: NVIDIA H200, bf16"),
-        "{out}"
+    let plan: PlanOutput = output::parse(&t.ok(&["plan", "--json"])).expect("plan --json");
+    let seeds: Vec<(&str, u64)> = plan
+        .seeds
+        .iter()
+        .map(|s| (s.seed.as_str(), s.tasks))
+        .collect();
+    assert_eq!(
+        seeds,
+        [("training_seed_01", 250), ("training_seed_02", 250)],
+        "{plan:?}"
     );
+    assert_eq!(plan.total_tasks, 500);
+    let fc6 = plan.seeds[0]
+        .layers
+        .iter()
+        .find(|l| l.layer.as_str() == "fc6")
+        .expect("fc6 planned");
+    assert_eq!((fc6.tasks, fc6.width), (64, 64));
+    // the shipped default: the engine's own H200 measurement, labelled
+    let rates = &plan.estimate.rates;
+    assert!(rates.built_in, "{rates:?}");
+    assert_eq!(
+        (
+            rates.device.as_str(),
+            rates.batch.as_str(),
+            rates.date.as_str()
+        ),
+        ("NVIDIA H200", "B=512", "2026-11-26")
+    );
+    assert_eq!(rates.precision, lucid_proto::spec::Precision::Bf16);
+    assert!(plan.estimate.layers.iter().all(|l| l.measured));
 
-    let out = t.ok(&["plan", "--set", "channels=0-3"]);
-    assert!(out.contains("seed training_seed_01: 32 tasks"), "{out}");
-    assert!(out.contains("total: 64 tasks"), "{out}");
+    let plan: PlanOutput =
+        output::parse(&t.ok(&["plan", "--set", "channels=0-3", "--json"])).expect("plan --json");
+    assert_eq!(plan.seeds[0].tasks, 32);
+    assert_eq!(plan.total_tasks, 64);
 
     let rates = t.dir.path().join("rates.json");
     std::fs::write(
@@ -289,12 +272,43 @@ fn plan_counts_tasks_from_the_checkpoints() {
     )
     .expect("write rates");
     let rate_arg = rates.display().to_string();
-    let out = t.ok(&["plan", "--set", "layers=conv1", "--rate-file", &rate_arg]);
+    let args = [
+        "plan",
+        "--set",
+        "layers=conv1",
+        "--rates",
+        &rate_arg,
+        "--json",
+    ];
+    let plan: PlanOutput = output::parse(&t.ok(&args)).expect("plan --json");
     // 32 conv1 tasks at 1 img/s
-    assert!(out.contains("engine rates: TestGPU, fp32"), "{out}");
+    let rates_used = &plan.estimate.rates;
+    assert!(!rates_used.built_in);
+    assert_eq!(
+        (rates_used.path.as_str(), rates_used.device.as_str()),
+        (rate_arg.as_str(), "TestGPU")
+    );
+    let conv1 = &plan.estimate.layers[0];
+    assert_eq!(
+        (
+            conv1.layer.as_str(),
+            conv1.tasks,
+            conv1.images_per_second,
+            conv1.seconds
+        ),
+        ("conv1", 32, 1.0, 32.0)
+    );
+    assert_eq!(plan.estimate.total_seconds, 32.0);
+
+    // a malformed rates file is refused, naming the file and the field
+    let text = std::fs::read_to_string(&rates).expect("read rates");
+    std::fs::write(&rates, text.replace("\"batch\":4", "\"batch\":\"four\"")).expect("write");
+    let out = t.cli(&["plan", "--rates", &rate_arg]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
     assert!(
-        out.contains("conv1         32 tasks at    1.00 img/s = 32s"),
-        "{out}"
+        stderr.contains(&format!("rates file {rate_arg}: field `layers[0].batch`")),
+        "{stderr}"
     );
 }
 
@@ -310,11 +324,16 @@ async fn submit_publishes_only_missing_tasks() {
     let plan = t.plan(&spec).await;
     assert_eq!(plan.task_count(), 64);
 
-    let out = t.ok(&["submit"]);
-    assert!(
-        out.contains("published 64 of 64 tasks (0 already stored)"),
-        "{out}"
-    );
+    let submit =
+        || -> SubmitOutput { output::parse(&t.ok(&["submit", "--json"])).expect("submit --json") };
+    let submitted = |published, already_stored, wrote_manifest| SubmitOutput {
+        published,
+        expected: 64,
+        already_stored,
+        wrote_manifest,
+        manifest_key: prefix.manifest_key(&plan.run_id),
+    };
+    assert_eq!(submit(), submitted(64, 0, true));
     wait_ready(&broker, 64).await;
     let manifest = store
         .get(&prefix.manifest_key(&plan.run_id))
@@ -328,11 +347,7 @@ async fn submit_publishes_only_missing_tasks() {
 
     let tasks: Vec<TaskMessage> = plan.tasks().collect();
     upload_results(&store, &prefix, &tasks[..10]).await;
-    let out = t.ok(&["submit"]);
-    assert!(
-        out.contains("published 54 of 64 tasks (10 already stored)"),
-        "{out}"
-    );
+    assert_eq!(submit(), submitted(54, 10, false));
     wait_ready(&broker, 64 + 54).await;
 
     // conflicting settings are refused and publish nothing
@@ -343,18 +358,24 @@ async fn submit_publishes_only_missing_tasks() {
     wait_ready(&broker, 64 + 54).await;
 
     upload_results(&store, &prefix, &tasks[10..]).await;
-    let out = t.ok(&["submit"]);
-    assert!(
-        out.contains("published 0 of 64 tasks (64 already stored)"),
-        "{out}"
-    );
+    assert_eq!(submit(), submitted(0, 64, false));
     wait_ready(&broker, 64 + 54).await;
 
-    let out = t.ok(&["status", "--rate-sample", "20"]);
-    assert!(out.contains("64 of 64 tasks done"), "{out}");
-    assert!(out.contains("conv1         4 / 4"), "{out}");
-    assert!(out.contains("118 ready, 0 unacked"), "{out}");
-    assert!(out.contains("rate: 1.00 img/s"), "{out}");
+    let status: StatusOutput =
+        output::parse(&t.ok(&["status", "--rate-sample", "20", "--json"])).expect("status --json");
+    assert_eq!((status.done, status.expected), (64, 64));
+    assert_eq!(status.layers.len(), 16, "two seeds, eight layers");
+    assert!(
+        status.layers.iter().all(|l| (l.done, l.expected) == (4, 4)),
+        "{:?}",
+        status.layers
+    );
+    let queue = status.queue.as_ref().expect("queue depths");
+    assert_eq!((queue.ready, queue.unacked), (118, Some(0)), "{status:?}");
+    let rate = status.rate.as_ref().expect("a rate");
+    assert!((rate.per_second - 1.0).abs() < 1e-9, "{rate:?}");
+    assert_eq!(rate.sample, 20);
+    assert_eq!(status.eta_seconds, Some(0.0));
 
     broker.delete_topology().await.expect("delete topology");
 }
@@ -437,12 +458,20 @@ async fn verify_reports_missing_extra_and_mismatched_objects() {
     assert_eq!(tasks.len(), 16);
 
     t.ok(&["submit"]);
-    let out = t.cli(&["verify"]);
+    let out = t.cli(&["verify", "--json"]);
     assert_eq!(out.status.code(), Some(2), "nothing rendered yet");
+    let report: VerifyOutput =
+        output::parse(&String::from_utf8_lossy(&out.stdout)).expect("verify --json");
+    assert!(!report.ok);
+    assert_eq!((report.complete, report.expected), (0, 16));
 
     upload_results(&store, &prefix, &tasks).await;
-    let out = t.ok(&["verify"]);
-    assert!(out.contains("16 of 16 tasks complete"), "{out}");
+    let report: VerifyOutput = output::parse(&t.ok(&["verify", "--json"])).expect("verify --json");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(
+        (report.complete, report.expected, report.listed),
+        (16, 16, 33)
+    );
 
     let missing = &tasks[0];
     let missing_key = prefix.sidecar_key(&missing.run_id, &missing.seed, &missing.layer, 0);
@@ -461,25 +490,33 @@ async fn verify_reports_missing_extra_and_mismatched_objects() {
         .await
         .expect("put");
 
-    let out = t.cli(&["verify", "--run", &t.run_id]);
+    let out = t.cli(&["verify", "--run", &t.run_id, "--json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let report: VerifyOutput = output::parse(&stdout).expect("verify --json");
+    let violations: Vec<&Violation> = report.violations.iter().map(|v| &v.violation).collect();
     assert!(
-        stdout.contains(&format!("missing sidecar of task {}", missing.task_id)),
-        "{stdout}"
+        violations.contains(&&Violation::MissingSidecar {
+            task: missing.task_id.clone()
+        }),
+        "{violations:?}"
     );
     assert!(
-        stdout.contains(&format!("unexpected object {extra_key}")),
-        "{stdout}"
+        violations.contains(&&Violation::Unexpected {
+            key: extra_key.clone()
+        }),
+        "{violations:?}"
     );
     assert!(
-        stdout.contains(&format!(
-            "sidecar {victim_key}: layer is {}",
-            tasks[2].layer
+        violations.iter().any(|v| matches!(
+            v,
+            Violation::SidecarMismatch { key, field, found, .. }
+                if *key == victim_key && field == "layer" && *found == tasks[2].layer.to_string()
         )),
-        "{stdout}"
+        "{violations:?}"
     );
-    assert!(stdout.contains("14 of 16 tasks complete"), "{stdout}");
+    assert!(!report.ok);
+    assert_eq!((report.complete, report.expected), (14, 16));
 
     let broker = t.broker(&spec).await;
     broker.delete_topology().await.expect("delete topology");
@@ -673,22 +710,33 @@ async fn retry_dead_and_cancel() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // verify reads the dead-letter queue: a planned task there is a violation
-    let out = t.cli(&["verify"]);
+    let out = t.cli(&["verify", "--json"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}");
-    assert!(stdout.contains("1 dead letters of this run"), "{stdout}");
+    let report: VerifyOutput = output::parse(&stdout).expect("verify --json");
+    let dead = report.dead_letters.as_deref().expect("the queue was read");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].reason, "test gave up");
     assert!(
-        stdout.contains("is in the dead-letter queue: test gave up"),
-        "{stdout}"
+        report.violations.iter().any(|v| v.violation
+            == Violation::DeadLettered {
+                task: dead[0].id.clone(),
+                reason: "test gave up".into()
+            }),
+        "{:?}",
+        report.violations
     );
-    let out = t.cli(&["verify", "--skip-queue"]);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !stdout.contains("dead letters of this run"),
-        "--skip-queue reads no queue: {stdout}"
+    let out = t.cli(&["verify", "--skip-queue", "--json"]);
+    let report: VerifyOutput =
+        output::parse(&String::from_utf8_lossy(&out.stdout)).expect("verify --json");
+    assert_eq!(
+        report.dead_letters, None,
+        "--skip-queue reads no queue: {report:?}"
     );
-    let out = t.ok(&["retry-dead"]);
-    assert!(out.contains("moved 1 dead-lettered tasks"), "{out}");
+    let moved: RetryDeadOutput =
+        output::parse(&t.ok(&["retry-dead", "--json"])).expect("retry-dead --json");
+    assert_eq!(moved.moved, 1);
+    assert_eq!(moved.queue, spec.queue.tasks);
     let s = wait_ready(&broker, 16).await;
     assert_eq!(s.dead, 0);
 
@@ -697,10 +745,11 @@ async fn retry_dead_and_cancel() {
     let other_set = format!("run_id={other}");
     t.ok(&["submit", "--set", &other_set]);
     wait_ready(&broker, 32).await;
-    let out = t.ok(&["cancel"]);
-    assert!(
-        out.contains(&format!("cancelled 16 queued tasks of run {}", t.run_id)),
-        "{out}"
+    let cancelled: CancelOutput =
+        output::parse(&t.ok(&["cancel", "--json"])).expect("cancel --json");
+    assert_eq!(
+        (cancelled.cancelled, cancelled.run_id.as_str()),
+        (16, t.run_id.as_str())
     );
     wait_ready(&broker, 16).await;
 
@@ -862,8 +911,10 @@ async fn plan_downloads_s3_models_into_the_cache() {
             .expect("upload model file");
     }
     let location = format!("models.training_seed_02=s3://lucid-test/{model_prefix}");
-    let out = t.ok(&["plan", "--set", &location]);
-    assert!(out.contains("seed training_seed_02: 250 tasks"), "{out}");
+    let plan: PlanOutput =
+        output::parse(&t.ok(&["plan", "--set", &location, "--json"])).expect("plan --json");
+    assert_eq!(plan.seeds[1].seed.as_str(), "training_seed_02");
+    assert_eq!(plan.seeds[1].tasks, 250);
     let cached = t
         .dir
         .path()
@@ -872,8 +923,9 @@ async fn plan_downloads_s3_models_into_the_cache() {
         .join("model.ckpt_epoch89.index");
     assert!(cached.is_file(), "{} was not cached", cached.display());
     // a second plan uses the cache
-    let out = t.ok(&["plan", "--set", &location]);
-    assert!(out.contains("total: 500 tasks"), "{out}");
+    let plan: PlanOutput =
+        output::parse(&t.ok(&["plan", "--set", &location, "--json"])).expect("plan --json");
+    assert_eq!(plan.total_tasks, 500);
 }
 
 /// Every `href="…"` and `src="…"` value in `html`.
@@ -927,15 +979,21 @@ async fn gallery_uploads_pages_and_sprites_with_relative_links() {
     let uploaded = vec![tasks[0].clone(), tasks[1].clone(), second_seed];
     upload_results(&store, &prefix, &uploaded).await;
 
-    let out = t.ok(&["gallery", "--thumb-size", "16", "--threads", "4"]);
+    let args = ["gallery", "--thumb-size", "16", "--threads", "4", "--json"];
+    let built: GalleryOutput = output::parse(&t.ok(&args)).expect("gallery --json");
     let run_root = prefix.run_prefix(&uploaded[0].run_id);
     let index = format!("{run_root}gallery/index.html");
-    assert!(out.contains(&format!("index: {index}")), "{out}");
+    assert_eq!(built.index_key, index);
     let url = format!(
         "{}/lucid-test/{index}",
         t.services.s3_endpoint.trim_end_matches('/')
     );
-    assert!(out.contains(&url), "{out}");
+    assert_eq!(built.url, url);
+    assert_eq!(
+        (built.summary.channels, built.summary.images),
+        (3, 3),
+        "{built:?}"
+    );
 
     let (seed, layer) = (uploaded[0].seed.as_str(), uploaded[0].layer.as_str());
     let html = "text/html; charset=utf-8";

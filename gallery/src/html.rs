@@ -404,6 +404,41 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
             (paths::layer_page(seed, name), format!("{seed} / {name}")),
         ],
     );
+    channel_nav(&mut p, layer, i);
+    w!(
+        p.out,
+        "<h1>{} / {} / channel {:04}</h1>\n",
+        Esc(seed),
+        Esc(name),
+        c.channel
+    );
+    for s in channel_status(c) {
+        w!(p.out, "<p class=\"bad\">{}</p>\n", Esc(&s));
+    }
+    p.out.push_str("<div class=\"channel\"><figure>");
+    let png = paths::image(seed, name, c.channel);
+    channel_figure_image(&mut p, seed, name, c, &png);
+    w!(p.out, "<figcaption>objective {}", Esc(&fmt_objective(c)));
+    if !matches!(c.image, ImageState::Missing) {
+        let href = p.href(&png);
+        w!(p.out, " · <a href=\"{href}\">png</a>");
+    }
+    if !matches!(c.sidecar, SidecarState::Missing) {
+        let href = p.href(&paths::sidecar(seed, name, c.channel));
+        w!(p.out, " · <a href=\"{href}\">json</a>");
+    }
+    p.out.push_str("</figcaption></figure><div>");
+    if let SidecarState::Ok(map) = &c.sidecar {
+        render_table(&mut p.out, map, FIELD_ORDER);
+    }
+    p.out.push_str("</div></div>\n");
+    p.finish()
+}
+
+/// The previous / across-seeds / next links of channel `i`'s page.
+fn channel_nav(p: &mut Page, layer: &Layer, i: usize) {
+    let (seed, name) = (layer.seed.as_str(), layer.layer.as_str());
+    let c = &layer.channels[i];
     p.out.push_str("<div class=\"pn\">");
     if let Some(prev) = i.checked_sub(1).map(|j| &layer.channels[j]) {
         let href = p.href(&paths::channel_page(seed, name, prev.channel));
@@ -424,22 +459,14 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
         );
     }
     p.out.push_str("</div>\n");
-    w!(
-        p.out,
-        "<h1>{} / {} / channel {:04}</h1>\n",
-        Esc(seed),
-        Esc(name),
-        c.channel
-    );
-    for s in channel_status(c) {
-        w!(p.out, "<p class=\"bad\">{}</p>\n", Esc(&s));
-    }
-    p.out.push_str("<div class=\"channel\"><figure>");
-    let png = paths::image(seed, name, c.channel);
+}
+
+/// A channel page's image, or a placeholder saying it is missing or unreadable.
+fn channel_figure_image(p: &mut Page, seed: &str, name: &str, c: &Channel, png: &str) {
     match &c.image {
         ImageState::Ok { width, height } => {
             let (w, h) = display_size(*width, *height, 256, 512);
-            let src = p.href(&png);
+            let src = p.href(png);
             w!(
                 p.out,
                 "<img src=\"{src}\" width=\"{w}\" height=\"{h}\" alt=\"{} {} channel {:04}\">",
@@ -452,28 +479,13 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
             .out
             .push_str("<div class=\"ph\" style=\"width:256px;height:256px\">missing</div>"),
         ImageState::Unreadable(_) => {
-            let href = p.href(&png);
+            let href = p.href(png);
             w!(
                 p.out,
                 "<div class=\"ph\" style=\"width:256px;height:256px\"><a href=\"{href}\">unreadable</a></div>"
             );
         }
     }
-    w!(p.out, "<figcaption>objective {}", Esc(&fmt_objective(c)));
-    if !matches!(c.image, ImageState::Missing) {
-        let href = p.href(&png);
-        w!(p.out, " · <a href=\"{href}\">png</a>");
-    }
-    if !matches!(c.sidecar, SidecarState::Missing) {
-        let href = p.href(&paths::sidecar(seed, name, c.channel));
-        w!(p.out, " · <a href=\"{href}\">json</a>");
-    }
-    p.out.push_str("</figcaption></figure><div>");
-    if let SidecarState::Ok(map) = &c.sidecar {
-        render_table(&mut p.out, map, FIELD_ORDER);
-    }
-    p.out.push_str("</div></div>\n");
-    p.finish()
 }
 
 /// Scales (`w`, `h`) so its longer side is at least `min` (if smaller) and at most `max`.
@@ -565,6 +577,44 @@ pub(crate) fn compare_layer_page(
     p.finish()
 }
 
+/// One seed's figure of a channel on its across-seeds page: the image linked to the seed's own
+/// channel page, its objective and what is wrong with it.
+fn compare_figure(p: &mut Page, seed: &str, name: &str, c: &Channel) {
+    let channel = c.channel;
+    let page = p.href(&paths::channel_page(seed, name, channel));
+    match &c.image {
+        ImageState::Ok { width, height } => {
+            let (w, h) = display_size(*width, *height, 224, 224);
+            let src = p.href(&paths::image(seed, name, channel));
+            w!(
+                p.out,
+                "<a href=\"{page}\"><img src=\"{src}\" width=\"{w}\" height=\"{h}\" alt=\"{} {} channel {channel:04}\"></a>",
+                Esc(seed),
+                Esc(name)
+            );
+        }
+        _ => w!(
+            p.out,
+            "<a class=\"ph\" style=\"width:224px;height:224px\" href=\"{page}\">{}</a>",
+            if c.image == ImageState::Missing {
+                "missing"
+            } else {
+                "unreadable"
+            }
+        ),
+    }
+    w!(
+        p.out,
+        "<figcaption><a href=\"{page}\">{}</a><br>objective {}",
+        Esc(seed),
+        Esc(&fmt_objective(c))
+    );
+    for s in channel_status(c) {
+        w!(p.out, "<br><span class=\"warn\">{}</span>", Esc(&s));
+    }
+    p.out.push_str("</figcaption>");
+}
+
 /// `gallery/compare/{layer}/{channel:04}.html`: one channel in every seed, side by side.
 pub(crate) fn compare_channel_page(
     key: &str,
@@ -600,40 +650,7 @@ pub(crate) fn compare_channel_page(
     for &(seed, layer) in per_seed {
         p.out.push_str("<figure>");
         match layer.and_then(|l| l.channels.iter().find(|c| c.channel == channel)) {
-            Some(c) => {
-                let page = p.href(&paths::channel_page(seed, name, channel));
-                match &c.image {
-                    ImageState::Ok { width, height } => {
-                        let (w, h) = display_size(*width, *height, 224, 224);
-                        let src = p.href(&paths::image(seed, name, channel));
-                        w!(
-                            p.out,
-                            "<a href=\"{page}\"><img src=\"{src}\" width=\"{w}\" height=\"{h}\" alt=\"{} {} channel {channel:04}\"></a>",
-                            Esc(seed),
-                            Esc(name)
-                        );
-                    }
-                    _ => w!(
-                        p.out,
-                        "<a class=\"ph\" style=\"width:224px;height:224px\" href=\"{page}\">{}</a>",
-                        if c.image == ImageState::Missing {
-                            "missing"
-                        } else {
-                            "unreadable"
-                        }
-                    ),
-                }
-                w!(
-                    p.out,
-                    "<figcaption><a href=\"{page}\">{}</a><br>objective {}",
-                    Esc(seed),
-                    Esc(&fmt_objective(c))
-                );
-                for s in channel_status(c) {
-                    w!(p.out, "<br><span class=\"warn\">{}</span>", Esc(&s));
-                }
-                p.out.push_str("</figcaption>");
-            }
+            Some(c) => compare_figure(&mut p, seed, name, c),
             None => w!(
                 p.out,
                 "<div class=\"ph\" style=\"width:224px;height:224px\">not rendered</div>\

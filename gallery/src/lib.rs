@@ -75,6 +75,7 @@ use serde_json::Value;
 
 use crate::inventory::{Inventory, Presence};
 pub use crate::store::FolderStore;
+pub use crate::thumbs::encode_png;
 
 /// Content type of every page the gallery writes.
 pub const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
@@ -166,8 +167,9 @@ impl GalleryOptions {
     }
 }
 
-/// What [`build`] wrote and what it found wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// What [`build`] wrote and what it found wrong (serialisable: `lucid-coordinator gallery --json`
+/// prints it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct GallerySummary {
     /// HTML pages written.
     pub pages: usize,
@@ -409,49 +411,7 @@ pub fn build(
     }
 
     for layer in &inventory.layer_names {
-        // every seed, so that a seed without this layer shows up as such
-        let per_seed: Vec<(&str, Option<&Layer>)> = inventory
-            .seeds
-            .iter()
-            .map(|(seed, _)| {
-                let found = built.iter().find(|l| &l.seed == seed && &l.layer == layer);
-                (seed.as_str(), found)
-            })
-            .collect();
-        let numbers: BTreeSet<u32> = per_seed
-            .iter()
-            .filter_map(|(_, l)| *l)
-            .flat_map(|l| l.channels.iter().map(|c| c.channel))
-            .collect();
-        let numbers: Vec<u32> = numbers.into_iter().collect();
-        let key = paths::compare_layer(layer);
-        put_page(
-            sink,
-            &mut summary,
-            &key,
-            html::compare_layer_page(
-                &key,
-                &opts.run_id,
-                layer,
-                opts.thumb_size,
-                &per_seed,
-                &numbers,
-            ),
-        )?;
-        for (i, &channel) in numbers.iter().enumerate() {
-            let key = paths::compare_channel(layer, channel);
-            let prev = i.checked_sub(1).map(|p| numbers[p]);
-            let next = numbers.get(i + 1).copied();
-            let page = html::compare_channel_page(
-                &key,
-                &opts.run_id,
-                layer,
-                channel,
-                &per_seed,
-                (prev, next),
-            );
-            put_page(sink, &mut summary, &key, page)?;
-        }
+        build_compare_pages(sink, opts, &inventory, &built, layer, &mut summary)?;
     }
 
     let key = paths::index();
@@ -459,6 +419,69 @@ pub fn build(
     put_page(sink, &mut summary, &key, page)?;
     sink.flush()?;
     Ok(summary)
+}
+
+/// The cross-seed pages of `layer`: its contact sheet across seeds and a page per channel number
+/// that any seed has.
+fn build_compare_pages(
+    sink: &mut dyn GallerySink,
+    opts: &GalleryOptions,
+    inventory: &Inventory,
+    built: &[Layer],
+    layer: &str,
+    summary: &mut GallerySummary,
+) -> Result<(), GalleryError> {
+    // every seed, so that a seed without this layer shows up as such
+    let per_seed: Vec<(&str, Option<&Layer>)> = inventory
+        .seeds
+        .iter()
+        .map(|(seed, _)| {
+            let found = built.iter().find(|l| &l.seed == seed && l.layer == layer);
+            (seed.as_str(), found)
+        })
+        .collect();
+    let numbers: BTreeSet<u32> = per_seed
+        .iter()
+        .filter_map(|(_, l)| *l)
+        .flat_map(|l| l.channels.iter().map(|c| c.channel))
+        .collect();
+    let numbers: Vec<u32> = numbers.into_iter().collect();
+    let key = paths::compare_layer(layer);
+    let page = html::compare_layer_page(
+        &key,
+        &opts.run_id,
+        layer,
+        opts.thumb_size,
+        &per_seed,
+        &numbers,
+    );
+    put_page(sink, summary, &key, page)?;
+    for (i, &channel) in numbers.iter().enumerate() {
+        let key = paths::compare_channel(layer, channel);
+        let prev = i.checked_sub(1).map(|p| numbers[p]);
+        let next = numbers.get(i + 1).copied();
+        let page =
+            html::compare_channel_page(&key, &opts.run_id, layer, channel, &per_seed, (prev, next));
+        put_page(sink, summary, &key, page)?;
+    }
+    Ok(())
+}
+
+impl GallerySummary {
+    /// Counts `channel` and what was found wrong with its image and sidecar.
+    fn count(&mut self, channel: &Channel) {
+        self.channels += 1;
+        match channel.image {
+            ImageState::Ok { .. } => self.images += 1,
+            ImageState::Missing => self.missing_images += 1,
+            ImageState::Unreadable(_) => self.unreadable_images += 1,
+        }
+        match channel.sidecar {
+            SidecarState::Ok(_) => {}
+            SidecarState::Missing => self.missing_sidecars += 1,
+            SidecarState::Unreadable(_) => self.unreadable_sidecars += 1,
+        }
+    }
 }
 
 fn put_page(
@@ -532,6 +555,36 @@ fn check_collisions(planned: &[String], source: &[String]) -> Result<(), Gallery
     Ok(())
 }
 
+/// The RGB pixels of a layer's sprites and its index preview, with their keys and sizes.
+fn compose_sheets(
+    seed: &str,
+    layer: &str,
+    thumb: u32,
+    sprites: &[Sprite],
+    channels: &[Channel],
+    thumbs: &[Option<Vec<u8>>],
+) -> Vec<(String, u32, u32, Vec<u8>)> {
+    let mut sheets: Vec<(String, u32, u32, Vec<u8>)> = Vec::new();
+    for (n, sprite) in sprites.iter().enumerate() {
+        let (w, h) = (sprite.cols * thumb, sprite.rows * thumb);
+        let mut rgb = thumbs::solid(w, h, thumbs::BACKGROUND);
+        for i in sprite.first..sprite.first + sprite.count {
+            let t = channels[i].tile;
+            paste_cell(&mut rgb, w, thumb, t.col, t.row, &channels[i], &thumbs[i]);
+        }
+        sheets.push((paths::sprite(seed, layer, n), w, h, rgb));
+    }
+    let (pcols, prows) = preview_layout(channels.len());
+    let (pw, ph) = (pcols * thumb, prows * thumb);
+    let mut rgb = thumbs::solid(pw, ph, thumbs::BACKGROUND);
+    for (i, channel) in channels.iter().take(PREVIEW_THUMBS).enumerate() {
+        let (col, row) = (i as u32 % pcols, i as u32 / pcols);
+        paste_cell(&mut rgb, pw, thumb, col, row, channel, &thumbs[i]);
+    }
+    sheets.push((paths::preview(seed, layer), pw, ph, rgb));
+    sheets
+}
+
 /// Reads, thumbnails and writes one seed's layer: sprites, preview, contact sheet and channel pages.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
 fn build_layer(
@@ -560,40 +613,13 @@ fn build_layer(
             col: j % sprite.cols,
             row: j / sprite.cols,
         };
-        summary.channels += 1;
-        match channel.image {
-            ImageState::Ok { .. } => summary.images += 1,
-            ImageState::Missing => summary.missing_images += 1,
-            ImageState::Unreadable(_) => summary.unreadable_images += 1,
-        }
-        match channel.sidecar {
-            SidecarState::Ok(_) => {}
-            SidecarState::Missing => summary.missing_sidecars += 1,
-            SidecarState::Unreadable(_) => summary.unreadable_sidecars += 1,
-        }
+        summary.count(&channel);
         channels.push(channel);
         thumbs.push(pixels);
     }
 
     // Compose the sprites and the preview, then encode them in parallel.
-    let mut sheets: Vec<(String, u32, u32, Vec<u8>)> = Vec::new();
-    for (n, sprite) in sprites.iter().enumerate() {
-        let (w, h) = (sprite.cols * thumb, sprite.rows * thumb);
-        let mut rgb = thumbs::solid(w, h, thumbs::BACKGROUND);
-        for i in sprite.first..sprite.first + sprite.count {
-            let t = channels[i].tile;
-            paste_cell(&mut rgb, w, thumb, t.col, t.row, &channels[i], &thumbs[i]);
-        }
-        sheets.push((paths::sprite(seed, layer, n), w, h, rgb));
-    }
-    let (pcols, prows) = preview_layout(channels.len());
-    let (pw, ph) = (pcols * thumb, prows * thumb);
-    let mut rgb = thumbs::solid(pw, ph, thumbs::BACKGROUND);
-    for (i, channel) in channels.iter().take(PREVIEW_THUMBS).enumerate() {
-        let (col, row) = (i as u32 % pcols, i as u32 / pcols);
-        paste_cell(&mut rgb, pw, thumb, col, row, channel, &thumbs[i]);
-    }
-    sheets.push((paths::preview(seed, layer), pw, ph, rgb));
+    let sheets = compose_sheets(seed, layer, thumb, &sprites, &channels, &thumbs);
     drop(thumbs);
     let encoded = parallel_map(&sheets, threads, |(key, w, h, rgb)| {
         thumbs::encode_png(*w, *h, rgb).map_err(|message| GalleryError::Encode {

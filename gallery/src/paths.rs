@@ -4,7 +4,7 @@
 //! relative by construction and work from `file://` as well as from a bucket path.
 
 /// The gallery's folder under the run root.
-pub(crate) const DIR: &str = "gallery";
+pub(crate) const DIR: &str = lucid_proto::keys::GALLERY_DIR;
 
 /// `gallery/index.html`.
 pub(crate) fn index() -> String {

@@ -149,8 +149,8 @@ pub(crate) fn paste(dst: &mut [u8], dw: u32, src: &[u8], sw: u32, sh: u32, x: u3
     }
 }
 
-/// Encodes an RGB buffer as an 8-bit RGB PNG.
-pub(crate) fn encode_png(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>, String> {
+/// Encodes an RGB buffer as an 8-bit RGB PNG (public for tests elsewhere that need a valid image).
+pub fn encode_png(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, width, height);
     encoder.set_color(png::ColorType::Rgb);

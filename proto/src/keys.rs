@@ -20,6 +20,10 @@ pub const MANIFEST_NAME: &str = "run.json";
 /// File name of the dead-letter report of a `local` run inside a run's key space.
 pub const DEAD_LETTERS_NAME: &str = "dead-letters.json";
 
+/// Folder of a run's static gallery inside a run's key space (written by the gallery builder, read
+/// by browsers; never a result).
+pub const GALLERY_DIR: &str = "gallery";
+
 /// A validated key prefix: zero or more identifier segments joined by `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KeyPrefix(String);

@@ -6,7 +6,7 @@
 //! handle and every rule can be unit-tested.
 //!
 //! **Architecture Invariant:** the task message ([`task`]), the result sidecar ([`result`]), the run
-//! manifest ([`manifest`]) and the object key layout ([`keys`]) are the wire contract. Changing their shape
+//! manifest ([`manifest`]), the dead-letter report ([`dead_letters`]) and the object key layout ([`keys`]) are the wire contract. Changing their shape
 //! means bumping a `schema_version`; changing the key layout orphans every stored image.
 //!
 //! # Layout
@@ -21,12 +21,14 @@
 //! - [`result`]: the result sidecar ([`ResultSidecar`]) written next to each PNG.
 //! - [`keys`]: object keys for images, sidecars and the manifest, and their inverse.
 //! - [`manifest`]: the run manifest ([`RunManifest`]).
+//! - [`dead_letters`]: the dead-letter report of a run without a broker ([`DeadLetterReport`]).
 //! - [`plan`]: pure task enumeration from a spec and layer widths ([`plan::plan`]).
 //! - [`rates`]: the rates file, the engine's measured images per second per layer ([`RatesFile`]).
 //! - [`geometry`]: the sizes lucid's standard transforms produce (shared by worker and coordinator).
 #![warn(missing_docs)]
 
 pub mod channels;
+pub mod dead_letters;
 pub mod geometry;
 pub mod ids;
 pub mod keys;
@@ -39,6 +41,7 @@ pub mod task;
 pub mod versioned;
 
 pub use channels::ChannelSelection;
+pub use dead_letters::{DeadLetterReport, DeadTask};
 pub use ids::{IdError, LayerName, RunId, SeedId};
 pub use keys::{KeyPrefix, Kind, parse_key};
 pub use manifest::{CheckpointRef, RunManifest};

@@ -1,5 +1,5 @@
 //! The one decoder of the versioned JSON documents of the wire contract: the task message, the
-//! result sidecar and the run manifest.
+//! result sidecar, the run manifest and the dead-letter report.
 //!
 //! Each is a JSON object with a `schema_version`. [`decode`] reads them all the same defensive way,
 //! because a queue or a bucket can hold anything:
@@ -30,6 +30,8 @@ pub enum Document {
     ResultSidecar,
     /// A run manifest ([`crate::RunManifest`]), `run.json`.
     RunManifest,
+    /// A dead-letter report ([`crate::DeadLetterReport`]), `dead-letters.json`.
+    DeadLetters,
 }
 
 impl Document {
@@ -39,6 +41,7 @@ impl Document {
             Document::Task => "task message",
             Document::ResultSidecar => "result sidecar",
             Document::RunManifest => "run manifest",
+            Document::DeadLetters => "dead-letter report",
         }
     }
 

@@ -1,8 +1,12 @@
-//! Consuming tasks: the [`Consumer`] stream and the [`Delivery`] with its three outcomes.
+//! Consuming tasks: [`Broker::consume`], the [`Consumer`] stream and the [`Delivery`] with its three
+//! outcomes, each of which returns the crate's [`QueueError`].
 
 use futures::StreamExt;
 use lapin::Acker;
-use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicNackOptions};
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use lucid_proto::{DecodeError, TaskMessage};
 
@@ -33,15 +37,35 @@ pub struct Consumer {
     broker: Broker,
 }
 
-impl Consumer {
-    pub(crate) fn new(channel: Channel, inner: lapin::Consumer, broker: Broker) -> Self {
-        Self {
+impl Broker {
+    /// Starts a consumer on the task queue on its own channel, with a per-consumer (not global)
+    /// prefetch of `prefetch` unacked deliveries (quorum queues refuse global QoS). `consumer_tag` must
+    /// be unique on the connection; an empty tag lets the broker pick one.
+    pub async fn consume(&self, consumer_tag: &str, prefetch: u16) -> Result<Consumer, QueueError> {
+        let channel = self.channel().await?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions { global: false })
+            .await
+            .map_err(|e| QueueError::amqp("cannot set prefetch", e))?;
+        let queue = &self.topology().tasks;
+        let inner = channel
+            .basic_consume(
+                queue.as_str().into(),
+                consumer_tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| QueueError::amqp(&format!("cannot consume {queue}"), e))?;
+        Ok(Consumer {
             channel,
             inner,
-            broker,
-        }
+            broker: self.clone(),
+        })
     }
+}
 
+impl Consumer {
     /// The consumer tag (the broker's pick when an empty one was asked for).
     pub fn tag(&self) -> String {
         self.inner.tag().as_str().to_string()

@@ -4,12 +4,25 @@
 /// queue, a task id or a URL); none of them ever holds a password.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// The connection (TCP, TLS, AMQP handshake or authentication) could not be made.
+    /// The connection (TCP, AMQP handshake or authentication, the CA file of [`crate::CA_FILE_ENV`])
+    /// could not be made. A TLS refusal is [`QueueError::TlsRefused`] instead.
     #[error("cannot connect to {uri_redacted}: {message}")]
     Connect {
         /// The URI with its password replaced by `***` (see [`crate::redact_uri`]).
         uri_redacted: String,
         /// The cause, with any occurrence of the password scrubbed.
+        message: String,
+    },
+    /// The TLS layer refused the handshake with the server: an untrusted, expired or wrongly named
+    /// certificate, a fatal alert, no common protocol version or cipher. It repeats on every attempt,
+    /// so [`crate::Broker::connect`] reports it at once instead of retrying; the fix is the server's
+    /// certificate or the trusted CA file ([`crate::CA_FILE_ENV`]). Recognised by the rustls error
+    /// type inside lapin's error, never by its wording.
+    #[error("cannot connect to {uri_redacted}: the TLS layer refused the server: {message}")]
+    TlsRefused {
+        /// The URI with its password replaced by `***` (see [`crate::redact_uri`]).
+        uri_redacted: String,
+        /// rustls' reason (e.g. `invalid peer certificate: UnknownIssuer`).
         message: String,
     },
     /// Declaring (or passively checking) a queue or exchange failed, e.g. it exists with other arguments.

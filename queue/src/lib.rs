@@ -23,23 +23,35 @@
 //!
 //! # Layout
 //!
-//! - [`Broker`]: connection, topology declaration, publishing, statistics, dead-letter tools.
-//! - [`Consumer`], [`Delivery`]: the consume side and the three outcomes of a delivery.
+//! - [`Broker`] (`broker.rs`): the shared connection and its channels. What it does is split by
+//!   concern: `connection/` (connecting, the TLS set-up and the typed TLS refusal, the connection
+//!   watcher and [`RECOVERY_DEADLINE`]), `topology.rs` ([`Topology`], declaring and deleting the
+//!   queues), `publishing.rs` (publishing with confirms), `administration.rs` ([`QueueStats`],
+//!   [`DeadLetter`]: statistics, `retry_dead`, `cancel_run`, `peek_dead`).
+//! - [`Consumer`], [`Delivery`] (`consumer.rs`): the consume side and the three outcomes of a
+//!   delivery.
 //! - [`ManagementApi`]: the management HTTP API (unacked counts, consumers, closing connections).
 //! - [`redact_uri`]: the only form in which a URI is logged.
 #![warn(missing_docs)]
 
+mod administration;
 mod broker;
+mod connection;
 mod consumer;
 mod error;
 pub mod headers;
 mod management;
+mod publishing;
+mod topology;
 mod uri;
 
-pub use broker::{Broker, DeadLetter, QueueStats, RECOVERY_DEADLINE, Topology};
+pub use administration::{DeadLetter, QueueStats};
+pub use broker::Broker;
+pub use connection::RECOVERY_DEADLINE;
 pub use consumer::{Consumer, Delivery};
 pub use error::QueueError;
 pub use management::{ManagementApi, QueueInfo};
+pub use topology::Topology;
 pub use uri::redact_uri;
 
 /// Environment variable naming a PEM file of CA certificates trusted for `amqps://` connections.

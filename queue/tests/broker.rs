@@ -58,6 +58,17 @@ fn task(run: &str, seed: u32, channel: u32) -> TaskMessage {
     )
 }
 
+/// A fresh topology for `test` and a broker connected to it; `None` when the test broker cannot be
+/// reached ([`broker_reachable`]), and the test returns.
+async fn fresh_broker(test: &str, delivery_limit: u32) -> Option<(Topology, Broker)> {
+    if !broker_reachable() {
+        return None;
+    }
+    let topology = topology(test, delivery_limit);
+    let broker = connect(&topology).await;
+    Some((topology, broker))
+}
+
 async fn connect(topology: &Topology) -> Broker {
     Broker::connect(&amqp_uri(), topology.clone())
         .await
@@ -87,11 +98,9 @@ async fn quiet(consumer: &mut Consumer, millis: u64) -> bool {
 
 #[tokio::test]
 async fn declares_twice_and_publishes_with_confirms() {
-    if !broker_reachable() {
+    let Some((topology, broker)) = fresh_broker("publish", 5).await else {
         return;
-    }
-    let topology = topology("publish", 5);
-    let broker = connect(&topology).await;
+    };
     // declaring the same topology again is a no-op
     let again = connect(&topology).await;
     // ...but changing a queue argument is refused, naming the queue
@@ -148,11 +157,9 @@ async fn declares_twice_and_publishes_with_confirms() {
 
 #[tokio::test]
 async fn prefetch_ack_and_requeue() {
-    if !broker_reachable() {
+    let Some((_, broker)) = fresh_broker("prefetch", 10).await else {
         return;
-    }
-    let topology = topology("prefetch", 10);
-    let broker = connect(&topology).await;
+    };
     let tasks: Vec<TaskMessage> = (0..20).map(|c| task("pre", 1, c)).collect();
     assert_eq!(broker.publish_tasks(&tasks, 8).await.expect("publish"), 20);
 
@@ -228,11 +235,9 @@ async fn prefetch_ack_and_requeue() {
 
 #[tokio::test]
 async fn dead_letters_retry_and_cancel_run() {
-    if !broker_reachable() {
+    let Some((_, broker)) = fresh_broker("dead", 2).await else {
         return;
-    }
-    let topology = topology("dead", 2);
-    let broker = connect(&topology).await;
+    };
     let failing = task("dl", 1, 0);
     let exhausted = task("dl", 1, 1);
     broker
@@ -321,11 +326,9 @@ async fn dead_letters_retry_and_cancel_run() {
 
 #[tokio::test]
 async fn malformed_bodies_decode_to_errors() {
-    if !broker_reachable() {
+    let Some((_, broker)) = fresh_broker("malformed", 5).await else {
         return;
-    }
-    let topology = topology("malformed", 5);
-    let broker = connect(&topology).await;
+    };
     broker.publish_raw(b"not json", "bad-1").await.expect("raw");
     broker
         .publish_raw(br#"{"schema_version": 7}"#, "bad-2")
@@ -373,11 +376,9 @@ async fn malformed_bodies_decode_to_errors() {
 /// deliveries are stale and report `AckLost`, and the same `Consumer` recovers (lapin's auto-recovery) and goes on.
 #[tokio::test]
 async fn consumer_recovers_after_server_closes_connection() {
-    if !broker_reachable() {
+    let Some((topology, publisher)) = fresh_broker("drop", 10).await else {
         return;
-    }
-    let topology = topology("drop", 10);
-    let publisher = connect(&topology).await;
+    };
     let worker = connect(&topology).await;
     let tasks: Vec<TaskMessage> = (0..10).map(|c| task("drop", 1, c)).collect();
     publisher.publish_tasks(&tasks, 10).await.expect("publish");

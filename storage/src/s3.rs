@@ -68,6 +68,30 @@ struct Attempt {
     failure: Failure,
 }
 
+/// Whether `endpoint` (none: AWS itself) is spoken to over TLS; refuses any other scheme.
+fn endpoint_is_https(endpoint: Option<&str>) -> Result<bool, StorageError> {
+    match endpoint {
+        None => Ok(true),
+        Some(e) if e.starts_with("https://") => Ok(true),
+        Some(e) if e.starts_with("http://") => Ok(false),
+        Some(e) => Err(StorageError::config(
+            "storage.endpoint",
+            format!("must start with http:// or https://, got {e:?}"),
+        )),
+    }
+}
+
+/// The CA bundle an `https://` endpoint is verified against, with the setting that named it:
+/// `storage.ca_file`, else env [`CA_FILE_ENV`]; `None` for the platform's roots.
+fn trusted_ca_file(section: &StorageSection) -> Option<(String, PathBuf)> {
+    match &section.ca_file {
+        Some(path) => Some(("storage.ca_file".to_owned(), path.clone())),
+        None => std::env::var_os(CA_FILE_ENV)
+            .filter(|v| !v.is_empty())
+            .map(|v| (CA_FILE_ENV.to_owned(), PathBuf::from(v))),
+    }
+}
+
 impl S3Store {
     /// Builds a client for `section` (which must have `kind = "s3"` fields filled in) with
     /// `credentials`. Does no network I/O: a wrong endpoint or key shows on the first request.
@@ -90,17 +114,7 @@ impl S3Store {
                 "must be at least 1",
             ));
         }
-        let https = match section.endpoint.as_deref() {
-            None => true,
-            Some(e) if e.starts_with("https://") => true,
-            Some(e) if e.starts_with("http://") => false,
-            Some(e) => {
-                return Err(StorageError::config(
-                    "storage.endpoint",
-                    format!("must start with http:// or https://, got {e:?}"),
-                ));
-            }
-        };
+        let https = endpoint_is_https(section.endpoint.as_deref())?;
 
         let (request_checksums, response_checksums) = match section.checksum {
             ChecksumMode::WhenRequired => (
@@ -135,19 +149,8 @@ impl S3Store {
         if let Some(endpoint) = &section.endpoint {
             config = config.endpoint_url(endpoint.trim_end_matches('/'));
         }
-        if https {
-            let (field, ca_file) = match &section.ca_file {
-                Some(path) => ("storage.ca_file".to_owned(), Some(path.clone())),
-                None => (
-                    CA_FILE_ENV.to_owned(),
-                    std::env::var_os(CA_FILE_ENV)
-                        .filter(|v| !v.is_empty())
-                        .map(PathBuf::from),
-                ),
-            };
-            if let Some(path) = ca_file {
-                config = config.http_client(https_client_trusting(&field, &path)?);
-            }
+        if https && let Some((field, path)) = trusted_ca_file(section) {
+            config = config.http_client(https_client_trusting(&field, &path)?);
         }
         Ok(Self {
             inner: Arc::new(Inner {

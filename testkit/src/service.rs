@@ -95,7 +95,8 @@ pub fn require(services: &[Service]) -> Option<Settings> {
         return Some(Settings { values });
     }
     let fix = format!(
-        "start and export them with: scripts/services.sh start {} && source <(scripts/services.sh env)",
+        "start {} and export the settings: scripts/services.sh start {} && source <(scripts/services.sh env)",
+        if problems.len() == 1 { "it" } else { "them" },
         if starts.len() == 1 { starts[0] } else { "all" }
     );
     skip_or_fail(&problems.join("; "), &fix);

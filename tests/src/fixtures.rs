@@ -1,16 +1,10 @@
-//! Where the workspace and its fixture checkpoints are.
+//! Where the workspace and its fixture checkpoints are (the layout is `lucid_testkit::fixtures`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-/// The workspace root (the parent of this crate).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the e2e crate lives in a workspace folder")
-        .to_path_buf()
-}
+pub use lucid_testkit::fixtures::workspace_root;
 
 /// The checkpoint folder of a fixture seed (`training_seed_01` or `training_seed_02`).
 pub fn fixture_model(seed: &str) -> PathBuf {
-    workspace_root().join("fixtures/alexnet_small").join(seed)
+    lucid_testkit::fixtures::small_root().join(seed)
 }

@@ -32,13 +32,14 @@ pub mod wait;
 pub use fixtures::{fixture_model, workspace_root};
 pub use invariants::PrivateAmqpUser;
 pub use metrics::{metric_value, sample_names, scrape};
-pub use processes::{CommandOutput, ProcessGuard, binary, tail};
+pub use processes::{CommandOutput, ProcessGuard, binary, run_binary, tail};
 pub use promql::{dashboard_exprs, promql_metric_names, rule_exprs};
 pub use run::{
     BUCKET, EnvChange, PREFIX, SweepConfig, TestRun, WORKER_DRAIN_TIMEOUT, Watch, Worker,
+    json_document,
 };
 pub use services::{
     PeekedMessage, PromSample, PromTargets, QueueInfo, Restore, Services, exclusive_services,
-    rabbitmqctl, services_script, shared_services,
+    off_runtime, rabbitmqctl, services_script, shared_services,
 };
 pub use wait::{free_port, unique_name, wait_for, wait_until};

@@ -10,16 +10,7 @@ pub fn scrape(url: &str) -> String {
         .timeout(HTTP_TIMEOUT)
         .build()
         .expect("cannot build an HTTP client");
-    let response = client
-        .get(url)
-        .send()
-        .unwrap_or_else(|e| panic!("scrape {url}: {e}"));
-    assert!(
-        response.status().is_success(),
-        "scrape {url} answered {}",
-        response.status()
-    );
-    response
+    crate::services::success(client.get(url).send(), &format!("scrape {url}"))
         .text()
         .unwrap_or_else(|e| panic!("scrape {url}: reading the body: {e}"))
 }

@@ -100,6 +100,18 @@ impl ProcessGuard {
             .unwrap_or_else(|e| panic!("cannot poll {name}: {e}"))
     }
 
+    /// Panics, with the end of its stderr, if the process has exited: for a wait whose condition
+    /// a dead process can never meet. `what` says what was awaited ("before it was ready").
+    pub fn assert_alive(&mut self, what: &str) {
+        if let Some(status) = self.try_wait() {
+            panic!(
+                "{} exited with {status} {what}; stderr:\n{}",
+                self.name,
+                tail(&self.stderr(), 40)
+            );
+        }
+    }
+
     /// Whether the process still runs.
     pub fn is_running(&mut self) -> bool {
         self.try_wait().is_none()
@@ -195,6 +207,22 @@ impl Drop for ProcessGuard {
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Runs the workspace binary `name` with `args` to its end (logging at `warn`), as a test that
+/// reads its exit and output runs a one-shot command.
+pub fn run_binary(name: &str, args: &[&str]) -> CommandOutput {
+    let out = Command::new(binary(name))
+        .args(args)
+        .env("LUCID_LOG", "warn")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    CommandOutput {
+        status: out.status,
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }
 
 /// What a finished process left behind.

@@ -93,15 +93,7 @@ fn prometheus_scrapes_a_two_worker_sweep_and_every_dashboard_query_has_data() {
 
     // the workers stay up until Prometheus has their final counters
     let ok_query = format!("sum(lucid_worker_tasks_total{{outcome=\"ok\", {mine}}})");
-    wait_until(
-        Duration::from_secs(60),
-        &format!("Prometheus to report {ok_query} == {TASKS}"),
-        || {
-            services
-                .prom_query(&ok_query)
-                .is_ok_and(|s| s.len() == 1 && s[0].value == TASKS)
-        },
-    );
+    services.wait_prom_value(&ok_query, TASKS, Duration::from_secs(60));
     let per_worker = services
         .prom_query(&format!(
             "sum by (instance) (lucid_worker_tasks_total{{outcome=\"ok\", {mine}}})"
@@ -120,15 +112,8 @@ fn prometheus_scrapes_a_two_worker_sweep_and_every_dashboard_query_has_data() {
         "lucid_run_tasks_completed{{run=\"{}\", {mine}}}",
         run.run_id
     );
-    wait_until(
-        Duration::from_secs(30),
-        &format!("Prometheus to report {completed} == {TASKS} from the watch"),
-        || {
-            services
-                .prom_query(&completed)
-                .is_ok_and(|s| s.len() == 1 && s[0].value == TASKS)
-        },
-    );
+    // from the watch
+    services.wait_prom_value(&completed, TASKS, Duration::from_secs(30));
 
     // every metric name the dashboard and the alerts use is exported by a live process
     let dashboard: Value = serde_json::from_str(&read(DASHBOARD)).expect("dashboard JSON");

@@ -4,32 +4,13 @@
 //! malformed file is refused naming the file and the field. Needs no services.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use lucid_e2e::{binary, fixture_model};
+use lucid_e2e::{CommandOutput, fixture_model, json_document, run_binary as run};
 use serde_json::Value;
 
-fn run(binary_name: &str, args: &[&str]) -> Output {
-    Command::new(binary(binary_name))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {binary_name}: {e}"))
-}
-
-fn json_stdout(what: &str, output: &Output) -> Value {
-    assert!(
-        output.status.success(),
-        "{what} failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
-        panic!(
-            "{what} did not print one JSON document ({e}):\n{}",
-            String::from_utf8_lossy(&output.stdout)
-        )
-    })
+/// `output`'s stdout as one JSON document, after checking that `what` succeeded.
+fn json_stdout(what: &str, output: &CommandOutput) -> Value {
+    json_document(output.expect_success(what))
 }
 
 /// A spec planning channels 0-1 of every layer of one fixture seed at `steps` steps, 224 px.
@@ -161,7 +142,7 @@ fn bench_writes_a_rates_file_that_plan_estimates_with() {
     broken["layers"][3]["images_per_second"] = (-1.0).into();
     std::fs::write(&rates, broken.to_string()).expect("write the broken rates file");
     let refused = run("lucid-coordinator", &args);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = &refused.stderr;
     assert!(
         !refused.status.success(),
         "a broken rates file must be refused"

@@ -347,12 +347,14 @@ impl TlsFrontEnd {
     /// Starts `socat` forwarding `127.0.0.1:{free port}` (TLS) to `target` (`host:port`, plain TCP)
     /// and waits until it listens.
     fn start(name: &str, certs: &Certificates, target: &str, log_dir: &Path) -> Self {
-        let socat = which("socat").unwrap_or_else(|| {
-            panic!(
-                "socat is not on PATH; the TLS test uses it as a TLS-terminating front-end. \
-                 Install it with scripts/services.sh start (or apt-get install socat)"
-            )
-        });
+        // the one policy for a missing program: fails under CI, else says SKIPPED (and the test
+        // then fails here, since it cannot go on without its front-end)
+        let socat = lucid_testkit::require_program(
+            "socat",
+            None,
+            "install it with scripts/services.sh start tools (or apt-get install socat)",
+        )
+        .unwrap_or_else(|| panic!("socat is needed as the TLS-terminating front-end"));
         let port = free_port();
         let mut command = Command::new(socat);
         command.args([
@@ -389,13 +391,4 @@ impl TlsFrontEnd {
             .matches("SSL connection using")
             .count()
     }
-}
-
-/// The path of `program` on `PATH`.
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|candidate| candidate.is_file())
-    })
 }

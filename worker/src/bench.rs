@@ -441,20 +441,7 @@ fn bench_layer(
     let images = run.finish(vec![0.0; batch])?;
     let readback_seconds = t.elapsed().as_secs_f64();
 
-    let t = Instant::now();
-    let mut pngs = Vec::with_capacity(images.len());
-    for image in &images {
-        pngs.push(encode_png(&image.rgb, image.size, image.size)?);
-    }
-    let png_ms_per_image = t.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
-
-    let dir = tempfile::tempdir().context("failed to create a temporary folder")?;
-    let t = Instant::now();
-    for (i, png) in pngs.iter().enumerate() {
-        crate::cli::write_atomic(&dir.path().join(format!("{i:04}.png")), png)?;
-        crate::cli::write_atomic(&dir.path().join(format!("{i:04}.json")), b"{}")?;
-    }
-    let store_ms_per_image = t.elapsed().as_secs_f64() * 1000.0 / images.len() as f64;
+    let (png_ms_per_image, store_ms_per_image) = time_output(&images)?;
 
     let updates_per_image = f64::from(settings.updates());
     let images_per_second =
@@ -471,4 +458,24 @@ fn bench_layer(
         png_ms_per_image,
         store_ms_per_image,
     })
+}
+
+/// Milliseconds per image to PNG-encode `images` and to write each PNG with a sidecar to a local
+/// folder (temp name + rename).
+fn time_output(images: &[crate::render::engine::RenderedImage]) -> Result<(f64, f64)> {
+    let per_image = |t: Instant| t.elapsed().as_secs_f64() * 1000.0 / images.len().max(1) as f64;
+    let t = Instant::now();
+    let mut pngs = Vec::with_capacity(images.len());
+    for image in images {
+        pngs.push(encode_png(&image.rgb, image.size, image.size)?);
+    }
+    let png_ms = per_image(t);
+
+    let dir = tempfile::tempdir().context("failed to create a temporary folder")?;
+    let t = Instant::now();
+    for (i, png) in pngs.iter().enumerate() {
+        crate::cli::write_atomic(&dir.path().join(format!("{i:04}.png")), png)?;
+        crate::cli::write_atomic(&dir.path().join(format!("{i:04}.json")), b"{}")?;
+    }
+    Ok((png_ms, per_image(t)))
 }

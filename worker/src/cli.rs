@@ -1,23 +1,26 @@
-//! The worker's one-off commands: `render` (a few channels to a folder, the notebook use case) and
-//! `demo-models` (`inspect` is [`crate::inspect`]).
+//! The worker's one-off commands: `render` (a few channels to a folder, the notebook use case: a
+//! one-layer `local` run, see [`RenderArgs::spec`]) and `demo-models` (`inspect` is
+//! [`crate::inspect`]).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use lucid_checkpoint::{ModelFile, discover};
+use lucid_checkpoint::discover;
 use lucid_proto::channels::ChannelSelection;
-use lucid_proto::spec::Precision;
+use lucid_proto::spec::{
+    LayerSelection, ModelLocation, Objective, Param, Precision, QueueSection, RenderSection,
+    RenderSettings, StorageKind, StorageSection, SweepSpec, Transforms, render_defaults,
+};
+use lucid_proto::{LayerName, RunId, SeedId};
 
 use crate::device::DeviceChoice;
-use crate::encode::encode_png;
-use crate::model::AlexNet;
-use crate::render::{self, Diversity, Objective, ParamKind, Settings, TransformSet};
 
 /// Arguments of `lucid-worker render`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderArgs {
     /// A checkpoint prefix, a `.safetensors` file, or a folder of `training_seed_NN` sub-folders (every
-    /// seed found is rendered).
+    /// model found is rendered).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Layer to visualize (conv1 … fc8).
@@ -27,32 +30,33 @@ pub struct RenderArgs {
     #[arg(long, default_value = "0-7")]
     pub channels: String,
     /// Lucid's threshold: the image after `steps + 1` Adam updates.
-    #[arg(long, default_value_t = render::engine::DEFAULT_STEPS)]
+    #[arg(long, default_value_t = render_defaults::DEFAULT_STEPS)]
     pub steps: u32,
     /// Image side in pixels.
-    #[arg(long, default_value_t = render::engine::DEFAULT_SIZE)]
-    pub size: usize,
+    #[arg(long, default_value_t = render_defaults::DEFAULT_SIZE)]
+    pub size: u32,
     /// channel, neuron or negative_channel.
     #[arg(long, value_parser = parse_objective, default_value = "channel")]
     pub objective: Objective,
-    /// Channels per optimisation (0: all requested channels in one batch).
+    /// Images per optimisation (0: 256 on CUDA and 8 on the CPU, as `local`).
     #[arg(long, default_value_t = 0)]
     pub batch: usize,
     /// Image parameterisation: fft or pixel.
     #[arg(long, value_parser = parse_param, default_value = "fft")]
-    pub param: ParamKind,
+    pub param: Param,
     /// Skip lucid's colour decorrelation.
     #[arg(long)]
     pub no_decorrelate: bool,
     /// Transforms: standard or none.
     #[arg(long, value_parser = parse_transforms, default_value = "standard")]
-    pub transforms: TransformSet,
+    pub transforms: Transforms,
     /// Adam learning rate.
-    #[arg(long, default_value_t = render::engine::DEFAULT_LR)]
+    #[arg(long, default_value_t = render_defaults::DEFAULT_LR)]
     pub lr: f64,
-    /// Run seed; with model seed, layer and channel it fixes each image.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Seed of the images' random streams (`render.run_seed`); with the model's label, layer and
+    /// channel it fixes each image. `--seed` is its old name.
+    #[arg(long, alias = "seed", default_value_t = render_defaults::DEFAULT_RUN_SEED)]
+    pub run_seed: u64,
     /// Turn off lucid's ReLU gradient redirect of the first 17 updates.
     #[arg(long)]
     pub no_relu_redirect: bool,
@@ -64,18 +68,23 @@ pub struct RenderArgs {
     /// bfloat16); see the README's precision table.
     #[arg(long, value_parser = parse_precision, default_value = "tf32")]
     pub precision: Precision,
-    /// Diversity weight (lucid uses 1e2); needs `--copies`.
-    #[arg(long, requires = "copies")]
-    pub diversity: Option<f64>,
-    /// Images per channel with the diversity term.
-    #[arg(long, requires = "diversity")]
-    pub copies: Option<usize>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceChoice,
-    /// Output folder: `<out>/<seed>/<layer>/<channel:04>.png` plus a `.json` sidecar.
+    /// The run id: results go to `<out>/<run>/<model>/<layer>/<channel:04>.{png,json}`, with the
+    /// run's `run.json`, as `local` and a sweep's bucket lay them out. Rendering again into the same
+    /// run renders only what is missing, and refuses other settings.
+    #[arg(long, default_value = "render")]
+    pub run: String,
+    /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also build the run's static gallery under `<out>/<run>/gallery/`.
+    #[arg(long)]
+    pub gallery: bool,
+    /// Print the run's summary as one JSON document on stdout (`LocalSummary`) instead of prose.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Parses a snake_case enum value the way the sweep spec spells it.
@@ -91,7 +100,7 @@ fn parse_objective(s: &str) -> std::result::Result<Objective, String> {
     parse_snake(s, "channel, neuron or negative_channel")
 }
 
-fn parse_param(s: &str) -> std::result::Result<ParamKind, String> {
+fn parse_param(s: &str) -> std::result::Result<Param, String> {
     parse_snake(s, "fft or pixel")
 }
 
@@ -100,135 +109,66 @@ pub fn parse_precision(s: &str) -> std::result::Result<Precision, String> {
     parse_snake(s, "fp32, tf32 or bf16")
 }
 
-fn parse_transforms(s: &str) -> std::result::Result<TransformSet, String> {
+fn parse_transforms(s: &str) -> std::result::Result<Transforms, String> {
     parse_snake(s, "standard or none")
 }
 
 impl RenderArgs {
-    /// The engine settings these arguments describe.
-    pub fn settings(&self) -> Settings {
-        Settings {
+    /// The render settings these arguments describe, as every task of the run carries them.
+    pub fn settings(&self) -> RenderSettings {
+        RenderSettings {
             steps: self.steps,
             size: self.size,
             objective: self.objective,
+            run_seed: self.run_seed,
             param: self.param,
             decorrelate: !self.no_decorrelate,
             transforms: self.transforms,
             lr: self.lr,
-            run_seed: self.seed,
+            precision: self.precision,
             relu_redirect: !self.no_relu_redirect,
             fused_transforms: !self.unfused_transforms,
-            precision: self.precision,
-            diversity: self
-                .diversity
-                .zip(self.copies)
-                .map(|(weight, copies)| Diversity { weight, copies }),
         }
     }
-}
 
-/// Per-image metadata written beside each PNG by `render`.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct ImageMetadata {
-    /// Model seed id.
-    pub seed: String,
-    /// Model file.
-    pub model: String,
-    /// Layer.
-    pub layer: String,
-    /// Channel.
-    pub channel: usize,
-    /// Copy index (diversity option).
-    pub copy: usize,
-    /// Objective of the initial image.
-    pub objective_start: f64,
-    /// Objective of the final image.
-    pub objective_end: f64,
-    /// Adam updates made.
-    pub updates: u32,
-    /// All settings.
-    pub settings: Settings,
-    /// Device used.
-    pub device: String,
-    /// Seconds per image (batch time / batch size).
-    pub seconds_per_image: f64,
-}
-
-/// Renders the requested channels of every seed found at `--checkpoint` into `--out`.
-pub fn render(args: &RenderArgs) -> Result<()> {
-    let settings = args.settings();
-    let device = args.device.resolve()?;
-    let seeds = discover(&args.checkpoint)
-        .with_context(|| format!("no model found at {}", args.checkpoint.display()))?;
-    for seed in &seeds {
-        let file = ModelFile::open(&seed.path)?;
-        let model = AlexNet::load(&file, device)
-            .with_context(|| format!("failed to load {}", seed.path.display()))?;
-        let index = model.layer_index(&args.layer)?;
-        let width = model.layer_spec(index).out_channels;
-        let channels: Vec<usize> = ChannelSelection::parse(&args.channels)?
-            .expand(&args.layer, width)?
+    /// The one-layer sweep these arguments describe: every model found at `--checkpoint`, the
+    /// layer and channels, the settings, results in `--out`. `render` is `local` on this spec, so
+    /// its output is a run like any other: sidecars of the proto schema, `run.json`, the same
+    /// keys, read alike by a gallery, `verify` and a resume.
+    pub fn spec(&self) -> Result<SweepSpec> {
+        let models = discover(&self.checkpoint)
+            .with_context(|| format!("no model found at {}", self.checkpoint.display()))?
             .into_iter()
-            .map(|c| c as usize)
-            .collect();
-        let batch = if args.batch == 0 {
-            channels.len()
-        } else {
-            args.batch
+            .map(|found| {
+                let label = SeedId::new(found.seed.clone())
+                    .with_context(|| format!("model {} at {}", found.seed, found.path.display()))?;
+                Ok((label, ModelLocation::Local(found.path)))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let layer = LayerName::new(self.layer.clone()).context("--layer")?;
+        let channels = ChannelSelection::parse(&self.channels).context("--channels")?;
+        let mut storage = StorageSection {
+            kind: StorageKind::Local,
+            local_dir: Some(self.out.clone()),
+            ..StorageSection::default()
         };
-        let dir = args.out.join(&seed.seed).join(&args.layer);
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("failed to create output folder {}", dir.display()))?;
-        for chunk in channels.chunks(batch) {
-            let out = render::render_batch(&model, &seed.seed, &args.layer, chunk, &settings)?;
-            let per_image = out.seconds / out.images.len() as f64;
-            for image in &out.images {
-                let stem = if image.copy == 0 {
-                    format!("{:04}", image.channel)
-                } else {
-                    format!("{:04}_{}", image.channel, image.copy)
-                };
-                let png = encode_png(&image.rgb, image.size, image.size)?;
-                let png_path = dir.join(format!("{stem}.png"));
-                write_atomic(&png_path, &png)?;
-                let meta = ImageMetadata {
-                    seed: seed.seed.clone(),
-                    model: seed.path.display().to_string(),
-                    layer: args.layer.clone(),
-                    channel: image.channel,
-                    copy: image.copy,
-                    objective_start: image.objective_start,
-                    objective_end: image.objective_end,
-                    updates: settings.updates(),
-                    settings: settings.clone(),
-                    device: crate::device::describe(device),
-                    seconds_per_image: per_image,
-                };
-                write_atomic(
-                    &dir.join(format!("{stem}.json")),
-                    &serde_json::to_vec_pretty(&meta)?,
-                )?;
-                tracing::info!(
-                    seed = %seed.seed,
-                    layer = %args.layer,
-                    channel = image.channel,
-                    objective_start = image.objective_start,
-                    objective_end = image.objective_end,
-                    path = %png_path.display(),
-                    "rendered"
-                );
-            }
-            println!(
-                "{} {} channels {:?}: {:.3} s/image on {}",
-                seed.seed,
-                args.layer,
-                chunk,
-                per_image,
-                crate::device::describe(device)
-            );
-        }
+        storage.prefix.clear();
+        let spec = SweepSpec {
+            run_id: RunId::new(self.run.clone()).context("--run")?,
+            models,
+            layers: LayerSelection::Only(vec![layer]),
+            channels,
+            channels_per_layer: BTreeMap::new(),
+            render: RenderSection {
+                settings: self.settings(),
+                batch: u32::try_from(self.batch).context("--batch")?,
+            },
+            storage,
+            queue: QueueSection::default(),
+        };
+        spec.validate().context("invalid render arguments")?;
+        Ok(spec)
     }
-    Ok(())
 }
 
 /// Writes `bytes` to a temporary name beside `path`, then renames it: no partial files.

@@ -19,11 +19,11 @@ use lucid_coordinator::plan::{Digests, plan_run};
 use lucid_coordinator::progress::StoredRun;
 use lucid_coordinator::submit::{ensure_manifest, key_prefix};
 use lucid_proto::spec::{StorageKind, SweepSpec};
-use lucid_proto::{KeyPrefix, LayerName, SeedId, TaskMessage};
+use lucid_proto::{DeadLetterReport, DeadTask, KeyPrefix, TaskMessage};
 use lucid_storage::Store;
 use lucid_storage::models::ModelCache;
 use prometheus::Registry;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::device::DeviceChoice;
@@ -61,7 +61,7 @@ pub struct LocalSummary {
     /// Images rendered and stored by this run.
     pub rendered: usize,
     /// Tasks given up, with their reasons (also written to `dead-letters.json` in the run folder).
-    pub dead_lettered: Vec<DeadLetter>,
+    pub dead_lettered: Vec<DeadTask>,
     /// Where the dead letters were written, when there were any.
     pub dead_letters_file: Option<PathBuf>,
     /// Whether Ctrl-C stopped the run early.
@@ -74,39 +74,13 @@ pub struct LocalSummary {
     pub render_busy_share: f64,
 }
 
-/// A task `local` gave up, as recorded in `{run}/dead-letters.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// The task's id.
-    pub task_id: String,
-    /// The network.
-    pub seed: SeedId,
-    /// The layer.
-    pub layer: LayerName,
-    /// The channel.
-    pub channel: u32,
-    /// Why it was given up.
-    pub reason: String,
-    /// Deliveries it had, the last included.
-    pub attempts: u32,
-}
-
-/// The body of `{run}/dead-letters.json`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetterReport {
-    /// The run.
-    pub run_id: String,
-    /// Every task given up, in the order they were.
-    pub dead_letters: Vec<DeadLetter>,
-}
-
 /// The in-process queue: tasks waiting with their earlier delivery counts. Handles put requeued
 /// tasks back; once the run stops taking work it is closed and a requeue is refused (the task is
 /// found again on resume, since its sidecar is not stored).
 struct LocalSource {
     queue: mpsc::UnboundedReceiver<(TaskMessage, u32)>,
     requeue: mpsc::UnboundedSender<(TaskMessage, u32)>,
-    dead: Arc<Mutex<Vec<DeadLetter>>>,
+    dead: Arc<Mutex<Vec<DeadTask>>>,
 }
 
 impl LocalSource {
@@ -169,7 +143,7 @@ struct LocalHandle {
     task: TaskMessage,
     attempts: u32,
     requeue: mpsc::UnboundedSender<(TaskMessage, u32)>,
-    dead: Arc<Mutex<Vec<DeadLetter>>>,
+    dead: Arc<Mutex<Vec<DeadTask>>>,
 }
 
 impl TaskHandle for LocalHandle {
@@ -188,7 +162,7 @@ impl TaskHandle for LocalHandle {
     }
     fn dead_letter<'a>(&'a self, reason: &'a str) -> BoxFuture<'a, Result<(), SettleError>> {
         Box::pin(async move {
-            let letter = DeadLetter {
+            let letter = DeadTask {
                 task_id: self.task.task_id.clone(),
                 seed: self.task.seed.clone(),
                 layer: self.task.layer.clone(),
@@ -254,35 +228,73 @@ async fn prepare(config: &LocalConfig) -> Result<Prepared> {
 
 /// Runs the sweep to completion or until `shutdown` completes.
 pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Result<LocalSummary> {
-    let Prepared {
-        spec,
-        prefix,
-        store,
-        cache,
-        expected,
-        todo,
-    } = prepare(&config).await?;
-    let already_stored = expected - todo.len();
+    let prepared = prepare(&config).await?;
+    let expected = prepared.expected;
+    let already_stored = expected - prepared.todo.len();
     let device = config.device.resolve()?;
     eprintln!(
         "run {}: {expected} tasks, {already_stored} already stored, {} to render on {} → {}",
-        spec.run_id,
-        todo.len(),
+        prepared.spec.run_id,
+        prepared.todo.len(),
         crate::device::describe(device),
         config.out.display()
     );
+    let (spec, prefix, store) = (
+        prepared.spec.clone(),
+        prepared.prefix.clone(),
+        prepared.store.clone(),
+    );
+    let rendered = render(&config, prepared, device, shutdown).await?;
+    let dead_letters_file =
+        write_dead_letters(&store, &prefix, &spec, &config.out, &rendered.dead).await?;
+    let gallery = if config.gallery && !rendered.interrupted {
+        let run_prefix = prefix.run_prefix(&spec.run_id);
+        Some(build_gallery(&config.out, &run_prefix, spec.run_id.as_str()).await?)
+    } else {
+        None
+    };
+    Ok(LocalSummary {
+        run_id: spec.run_id.to_string(),
+        expected,
+        already_stored,
+        rendered: rendered.images,
+        dead_lettered: rendered.dead,
+        dead_letters_file,
+        interrupted: rendered.interrupted,
+        gallery,
+        seconds: rendered.seconds,
+        render_busy_share: busy_share(rendered.busy_seconds, rendered.seconds),
+    })
+}
+
+/// What the worker loop did with a prepared run's tasks.
+struct Rendered {
+    images: usize,
+    dead: Vec<DeadTask>,
+    interrupted: bool,
+    seconds: f64,
+    busy_seconds: f64,
+}
+
+/// Runs the prepared tasks through the one worker loop on `device`, until done or `shutdown`.
+async fn render(
+    config: &LocalConfig,
+    prepared: Prepared,
+    device: tch::Device,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Rendered> {
     let metrics = WorkerMetrics::register(&Registry::new())?;
     let parts = ContextParts {
-        store: store.clone(),
-        prefix: prefix.clone(),
+        store: prepared.store,
+        prefix: prepared.prefix,
         device,
         render_mode: RenderMode::Optimise,
         metrics: metrics.clone(),
         worker_id: format!("local-{}", std::process::id()),
-        max_attempts: spec.queue.delivery_limit,
+        max_attempts: prepared.spec.queue.delivery_limit,
         models: ModelResolver {
-            storage: spec.storage.clone(),
-            cache,
+            storage: prepared.spec.storage.clone(),
+            cache: prepared.cache,
         },
     };
     let options = LoopOptions {
@@ -291,8 +303,8 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         drain_timeout: LOCAL_DRAIN_TIMEOUT,
         intake_limit: config.batch.max(1) * 2,
     };
-    let to_render = todo.len() as u64;
-    let source = LocalSource::new(todo);
+    let to_render = prepared.todo.len() as u64;
+    let source = LocalSource::new(prepared.todo);
     let dead = source.dead.clone();
     let worker =
         Worker::start(parts, source, options).context("failed to start the render thread")?;
@@ -313,29 +325,16 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
             "\ninterrupted: the batches in flight were finished (files are renamed into place; the run resumes next time)"
         );
     }
-    let dead_lettered = dead
+    let dead = dead
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let dead_letters_file =
-        write_dead_letters(&store, &prefix, &spec, &config.out, &dead_lettered).await?;
-    let run_prefix = prefix.run_prefix(&spec.run_id);
-    let gallery = if config.gallery && !interrupted {
-        Some(build_gallery(&config.out, &run_prefix, spec.run_id.as_str()).await?)
-    } else {
-        None
-    };
-    Ok(LocalSummary {
-        run_id: spec.run_id.to_string(),
-        expected,
-        already_stored,
-        rendered: metrics.images.get() as usize,
-        dead_lettered,
-        dead_letters_file,
+    Ok(Rendered {
+        images: metrics.images.get() as usize,
+        dead,
         interrupted,
-        gallery,
         seconds,
-        render_busy_share: busy_share(metrics.gpu_busy_seconds.get(), seconds),
+        busy_seconds: metrics.gpu_busy_seconds.get(),
     })
 }
 
@@ -357,22 +356,15 @@ async fn write_dead_letters(
     prefix: &KeyPrefix,
     spec: &SweepSpec,
     out: &Path,
-    dead: &[DeadLetter],
+    dead: &[DeadTask],
 ) -> Result<Option<PathBuf>> {
     if dead.is_empty() {
         return Ok(None);
     }
     let key = prefix.dead_letters_key(&spec.run_id);
-    let report = DeadLetterReport {
-        run_id: spec.run_id.to_string(),
-        dead_letters: dead.to_vec(),
-    };
+    let report = DeadLetterReport::new(spec.run_id.clone(), dead.to_vec());
     store
-        .put(
-            &key,
-            serde_json::to_vec_pretty(&report)?,
-            "application/json",
-        )
+        .put(&key, report.encode(), "application/json")
         .await
         .with_context(|| format!("cannot write the dead letters to {key}"))?;
     Ok(Some(out.join(&key)))
@@ -400,7 +392,7 @@ pub async fn build_gallery(out: &Path, run_prefix: &str, run_id: &str) -> Result
         sprites = summary.sprites,
         "gallery built"
     );
-    Ok(root.join("gallery").join("index.html"))
+    Ok(root.join(lucid_proto::keys::GALLERY_DIR).join("index.html"))
 }
 
 /// Shows a progress bar fed from the images counter until the returned task is aborted.

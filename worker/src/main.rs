@@ -24,7 +24,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Render channels of one layer to a folder.
+    /// Render channels of one layer to a folder: a one-layer `local` run (sidecars, run.json).
     Render(Box<cli::RenderArgs>),
     /// Run a whole sweep on this machine: in-process queue, results in a local folder, then a gallery.
     Local(Box<LocalArgs>),
@@ -104,7 +104,6 @@ fn batch_size(
 }
 
 fn local(args: &LocalArgs) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::io::IsTerminal;
     let spec = load_spec(&args.spec, &args.set)?;
     let out = args
@@ -120,12 +119,33 @@ fn local(args: &LocalArgs) -> anyhow::Result<()> {
         gallery: !args.no_gallery,
         progress: !args.quiet && std::io::stderr().is_terminal(),
     };
+    run_local(config, args.json)
+}
+
+/// `render`: the same run as `local`, on the one-layer spec its arguments describe.
+fn render(args: &cli::RenderArgs) -> anyhow::Result<()> {
+    let spec = args.spec()?;
+    let config = lucid_worker::local::LocalConfig {
+        batch: batch_size(args.batch, &spec, args.device),
+        spec,
+        out: args.out.clone(),
+        device: args.device,
+        gallery: args.gallery,
+        progress: false,
+    };
+    run_local(config, args.json)
+}
+
+/// Runs `config` to its end and reports it: the summary (as JSON or prose), then a non-zero exit
+/// when it was interrupted or tasks failed.
+fn run_local(config: lucid_worker::local::LocalConfig, json: bool) -> anyhow::Result<()> {
+    use anyhow::Context;
     let runtime = tokio::runtime::Runtime::new().context("failed to start the async runtime")?;
     let summary = runtime.block_on(lucid_worker::local::run(
         config,
         lucid_telemetry::shutdown_signal(),
     ))?;
-    if args.json {
+    if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         print_summary(&summary);
@@ -282,7 +302,7 @@ fn main() -> ExitCode {
         Command::Inspect { path, json } => {
             lucid_worker::inspect::run(path, *json, &mut std::io::stdout().lock())
         }
-        Command::Render(render) => cli::render(render),
+        Command::Render(args) => render(args),
         Command::DemoModels {
             out,
             seeds,

@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{run_worker, small_prefix};
-use lucid_proto::{ResultSidecar, RunManifest};
+use lucid_proto::{DeadLetterReport, ResultSidecar, RunManifest};
 
 /// Copies the fixture checkpoint of `seed` into `dir/seed/`, returning that folder.
 fn copy_seed(seed: &str, dir: &Path) -> std::path::PathBuf {
@@ -84,19 +84,20 @@ fn local_with_a_truncated_checkpoint_records_every_dead_letter_builds_the_galler
     }
 
     let report = std::fs::read(run.join("dead-letters.json")).expect("dead-letters.json");
-    let report: serde_json::Value = serde_json::from_slice(&report).expect("dead letters JSON");
-    let letters = report["dead_letters"].as_array().expect("a list");
-    let mut channels: Vec<u64> = letters
+    let report = DeadLetterReport::decode(&report).expect("local writes the proto report");
+    assert_eq!(report.run_id.as_str(), "deadletters");
+    let mut channels: Vec<u32> = report
+        .dead_letters
         .iter()
         .map(|l| {
-            assert_eq!(l["seed"], "training_seed_02", "{l}");
-            assert_eq!(l["layer"], "conv1", "{l}");
-            let reason = l["reason"].as_str().expect("a reason");
+            assert_eq!(l.seed.as_str(), "training_seed_02", "{l:?}");
+            assert_eq!(l.layer.as_str(), "conv1", "{l:?}");
             assert!(
-                reason.contains("cannot load model") && reason.contains("training_seed_02"),
-                "the reason names the model: {reason}"
+                l.reason.contains("cannot load model") && l.reason.contains("training_seed_02"),
+                "the reason names the model: {}",
+                l.reason
             );
-            l["channel"].as_u64().expect("channel")
+            l.channel
         })
         .collect();
     channels.sort_unstable();

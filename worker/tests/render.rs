@@ -121,7 +121,8 @@ fn fixture_channels_improve_and_are_selective() {
             dir.path().to_str().expect("utf-8"),
         ]);
         assert!(ok, "render {layer} failed: {stderr}");
-        let folder = dir.path().join("training_seed_01").join(layer);
+        // render writes a run (`--run`, default "render") laid out as a sweep's bucket
+        let folder = dir.path().join("render/training_seed_01").join(layer);
         let mut images = Vec::new();
         for c in 0..8 {
             let bytes = std::fs::read(folder.join(format!("{c:04}.png"))).expect("png written");
@@ -358,7 +359,10 @@ fn bad_input_is_refused_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().to_str().expect("utf-8");
     let cases: [(&[&str], &str); 5] = [
-        (&["--layer", "conv9"], "unknown layer \"conv9\""),
+        (
+            &["--layer", "conv9"],
+            "unknown layer conv9 for seed training_seed_01; the network has conv1",
+        ),
         (
             &["--layer", "fc8", "--channels", "8-12"],
             "channels of layer fc8: range 8-12 is beyond the layer width 10",

@@ -7,20 +7,11 @@ use std::path::{Path, PathBuf};
 
 use lucid_checkpoint::tf::{Entry, mask_crc};
 
-/// `fixtures/` at the workspace root.
-pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-/// `fixtures/alexnet_small/`.
-pub fn small() -> PathBuf {
-    fixtures().join("alexnet_small")
-}
-
-/// The checkpoint prefix of a fixture seed (`training_seed_01` is one shard, `_02` two).
-pub fn prefix(seed: &str) -> PathBuf {
-    small().join(seed).join("model.ckpt_epoch89")
-}
+// each test binary uses its own part of this module (as with `dead_code` above)
+#[allow(unused_imports)]
+pub use lucid_testkit::fixtures::{
+    fixtures_dir as fixtures, small_prefix as prefix, small_root as small,
+};
 
 /// The safetensors export of a fixture seed.
 pub fn safetensors(seed: &str) -> PathBuf {

@@ -451,6 +451,8 @@ mod tests {
         transforms = "none"
         lr = 0.125
         precision = "bf16"
+        relu_redirect = false
+        fused_transforms = false
 
         [storage]
         kind = "s3"
@@ -549,6 +551,8 @@ mod tests {
             transforms: Transforms::None,
             lr: 0.125,
             precision: Precision::Bf16,
+            relu_redirect: false,
+            fused_transforms: false,
         };
         assert_eq!(
             spec.render,

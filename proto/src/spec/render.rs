@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{InvalidField, check_range};
 use super::render_defaults::{
-    DEFAULT_BATCH, DEFAULT_SETTINGS, MAX_BATCH, MAX_LR, MAX_SIZE, MAX_STEPS, MIN_SIZE, MIN_STEPS,
+    DEFAULT_BATCH, DEFAULT_FUSED_TRANSFORMS, DEFAULT_RELU_REDIRECT, DEFAULT_SETTINGS, MAX_BATCH,
+    MAX_LR, MAX_SIZE, MAX_STEPS, MIN_SIZE, MIN_STEPS,
 };
 
 /// What the optimisation maximises.
@@ -87,6 +88,38 @@ pub struct RenderSettings {
     pub lr: f64,
     /// Arithmetic precision.
     pub precision: Precision,
+    /// Lucid's ReLU gradient redirect over the first updates (on by default; off changes the image,
+    /// so it is a setting). Left out of the JSON when on, so that the settings of every earlier
+    /// task, sidecar and manifest keep their bytes and their [`RenderSettings::fingerprint`].
+    #[serde(
+        default = "render_defaults_relu_redirect",
+        skip_serializing_if = "is_default_relu_redirect"
+    )]
+    pub relu_redirect: bool,
+    /// The transforms as one composed affine sample (on by default) or step by step (pad, crop,
+    /// resize, rotate, crop: lucid's direct form, resampled at each step, so the image differs).
+    /// Left out of the JSON when on, like `relu_redirect`.
+    #[serde(
+        default = "render_defaults_fused_transforms",
+        skip_serializing_if = "is_default_fused_transforms"
+    )]
+    pub fused_transforms: bool,
+}
+
+fn render_defaults_relu_redirect() -> bool {
+    DEFAULT_RELU_REDIRECT
+}
+
+fn is_default_relu_redirect(on: &bool) -> bool {
+    *on == DEFAULT_RELU_REDIRECT
+}
+
+fn render_defaults_fused_transforms() -> bool {
+    DEFAULT_FUSED_TRANSFORMS
+}
+
+fn is_default_fused_transforms(on: &bool) -> bool {
+    *on == DEFAULT_FUSED_TRANSFORMS
 }
 
 /// [`DEFAULT_SETTINGS`]: the table's defaults.
@@ -223,7 +256,7 @@ struct SectionTable<A> {
 
 impl<'de, A: MapAccess<'de>> SectionTable<A> {
     fn new(table: A) -> Result<Self, A::Error> {
-        let defaults: BTreeMap<String, serde_json::Value> =
+        let mut defaults: BTreeMap<String, serde_json::Value> =
             match serde_json::to_value(DEFAULT_SETTINGS).map_err(de::Error::custom)? {
                 serde_json::Value::Object(fields) => fields.into_iter().collect(),
                 other => {
@@ -232,6 +265,9 @@ impl<'de, A: MapAccess<'de>> SectionTable<A> {
                     )));
                 }
             };
+        // the engine switches are left out of the JSON at their defaults, but a table may name them
+        defaults.insert("relu_redirect".into(), DEFAULT_RELU_REDIRECT.into());
+        defaults.insert("fused_transforms".into(), DEFAULT_FUSED_TRANSFORMS.into());
         Ok(Self {
             table,
             table_done: false,
@@ -325,6 +361,37 @@ mod tests {
     }
 
     #[test]
+    fn engine_switches_are_written_only_when_off_and_change_the_fingerprint() {
+        let on = RenderSettings::default();
+        let json = serde_json::to_string(&on).unwrap();
+        assert!(
+            !json.contains("relu_redirect") && !json.contains("fused_transforms"),
+            "{json}"
+        );
+        for (field, off) in [
+            (
+                "relu_redirect",
+                RenderSettings {
+                    relu_redirect: false,
+                    ..on
+                },
+            ),
+            (
+                "fused_transforms",
+                RenderSettings {
+                    fused_transforms: false,
+                    ..on
+                },
+            ),
+        ] {
+            let json = serde_json::to_string(&off).unwrap();
+            assert!(json.contains(&format!(r#""{field}":false"#)), "{json}");
+            assert_eq!(serde_json::from_str::<RenderSettings>(&json).unwrap(), off);
+            assert_ne!(off.fingerprint(), on.fingerprint(), "{field}");
+        }
+    }
+
+    #[test]
     fn default_settings_keep_their_wire_form() {
         // the canonical JSON of the defaults, as every task of a default spec carries it
         assert_eq!(
@@ -332,7 +399,8 @@ mod tests {
             r#"{"steps":512,"size":224,"objective":"channel","run_seed":0,"param":"fft","decorrelate":true,"transforms":"standard","lr":0.05,"precision":"tf32"}"#
         );
         assert_eq!(RenderSettings::default().fingerprint(), "bae4ed0e43616313");
-        // on the wire every field is required: no defaults fill a task's settings
+        // on the wire every field is required but the two engine switches, which older documents
+        // lack and whose default (on) is left out: no other defaults fill a task's settings
         let err = serde_json::from_str::<RenderSettings>(r#"{"steps":1}"#).unwrap_err();
         assert!(err.to_string().contains("missing field"), "{err}");
     }

@@ -49,6 +49,11 @@ pub const DEFAULT_TRANSFORMS: Transforms = Transforms::Standard;
 /// Arithmetic precision: TF32 tensor cores on CUDA (the same as fp32 on the CPU).
 pub const DEFAULT_PRECISION: Precision = Precision::Tf32;
 
+/// Lucid's ReLU gradient redirect over the first updates: on.
+pub const DEFAULT_RELU_REDIRECT: bool = true;
+/// The transforms as one composed affine sample: on (tested against the direct form).
+pub const DEFAULT_FUSED_TRANSFORMS: bool = true;
+
 /// The default render settings, as a task carries them: the defaults above in one value.
 pub const DEFAULT_SETTINGS: RenderSettings = RenderSettings {
     steps: DEFAULT_STEPS,
@@ -60,4 +65,6 @@ pub const DEFAULT_SETTINGS: RenderSettings = RenderSettings {
     transforms: DEFAULT_TRANSFORMS,
     lr: DEFAULT_LR,
     precision: DEFAULT_PRECISION,
+    relu_redirect: DEFAULT_RELU_REDIRECT,
+    fused_transforms: DEFAULT_FUSED_TRANSFORMS,
 };

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 pub use worker::{WORKER_DRAIN_TIMEOUT, Watch, Worker};
 
+use crate::services::off_runtime;
 use crate::{CommandOutput, ProcessGuard, Services, binary, tail, unique_name};
 
 /// How long a one-shot coordinator command may take.
@@ -208,10 +209,13 @@ impl TestRun {
 }
 
 impl Drop for TestRun {
+    /// Deletes the run's queues and exchange, also when the run lives in an async test.
     fn drop(&mut self) {
-        self.services.delete_queue(&self.tasks_queue);
-        self.services.delete_queue(&self.dead_letter_queue);
-        self.services.delete_exchange(&self.dead_letter_exchange);
+        off_runtime(|| {
+            self.services.delete_queue(&self.tasks_queue);
+            self.services.delete_queue(&self.dead_letter_queue);
+            self.services.delete_exchange(&self.dead_letter_exchange);
+        });
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::TestRun;
-use crate::{ProcessGuard, binary, free_port, metric_value, scrape, tail, wait_until};
+use crate::{ProcessGuard, binary, free_port, metric_value, scrape, wait_until};
 
 /// How long a worker may take to connect and start consuming.
 const WORKER_READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -139,12 +139,7 @@ impl TestRun {
             WORKER_READY_TIMEOUT,
             &format!("worker {name} to answer 200 on {ready_url}"),
             || {
-                if let Some(status) = worker.process.try_wait() {
-                    panic!(
-                        "worker {name} exited with {status} before it was ready; stderr:\n{}",
-                        tail(&worker.process.stderr(), 40)
-                    );
-                }
+                worker.process.assert_alive("before it was ready");
                 self.services.get_status(&ready_url) == Some(200)
             },
         );
@@ -172,12 +167,9 @@ impl TestRun {
             Duration::from_secs(60),
             &format!("lucid-coordinator watch to export lucid_run_tasks_expected on {url}"),
             || {
-                if let Some(status) = watch.process.try_wait() {
-                    panic!(
-                        "lucid-coordinator watch exited with {status}; stderr:\n{}",
-                        tail(&watch.process.stderr(), 40)
-                    );
-                }
+                watch
+                    .process
+                    .assert_alive("before it exported the run's gauges");
                 self.services
                     .http
                     .get(&url)

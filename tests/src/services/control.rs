@@ -25,26 +25,29 @@ pub fn shared_services() -> std::sync::RwLockReadGuard<'static, ()> {
 
 /// Runs `scripts/services.sh ACTION SERVICE` and panics if it fails.
 pub fn services_script(action: &str, service: &str) {
-    let output = Command::new(workspace_root().join("scripts/services.sh"))
-        .args([action, service])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run scripts/services.sh {action} {service}: {e}"));
-    assert!(
-        output.status.success(),
-        "scripts/services.sh {action} {service} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
+    let script = workspace_root().join("scripts/services.sh");
+    run_checked(
+        Command::new(script).args([action, service]),
+        &format!("scripts/services.sh {action} {service}"),
     );
 }
 
 /// Runs `rabbitmqctl ARGS` and panics if it fails.
 pub fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl")
-        .args(args)
+    run_checked(
+        Command::new("rabbitmqctl").args(args),
+        &format!("rabbitmqctl {args:?}"),
+    );
+}
+
+/// Runs `command` to its end; panics naming it as `what`, with its stderr, unless it succeeds.
+fn run_checked(command: &mut Command, what: &str) {
+    let output = command
         .output()
-        .unwrap_or_else(|e| panic!("cannot run rabbitmqctl {args:?}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     assert!(
         output.status.success(),
-        "rabbitmqctl {args:?} failed:\n{}",
+        "{what} failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
 }

@@ -16,6 +16,21 @@ pub use rabbitmq::{PeekedMessage, QueueInfo};
 /// Timeout of every HTTP request the tests make.
 pub(crate) const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The response of a sent request that must succeed; panics naming `what` when it could not be
+/// sent or answered other than 2xx.
+pub(crate) fn success(
+    sent: reqwest::Result<reqwest::blocking::Response>,
+    what: &str,
+) -> reqwest::blocking::Response {
+    let response = sent.unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        response.status().is_success(),
+        "{what} answered {}",
+        response.status()
+    );
+    response
+}
+
 /// The test services, from the environment `scripts/services.sh env` sets up.
 #[derive(Debug, Clone)]
 pub struct Services {
@@ -38,6 +53,21 @@ pub struct Services {
     /// Prometheus `file_sd` folder (scraped every second).
     pub prom_targets_dir: PathBuf,
     pub(crate) http: reqwest::blocking::Client,
+}
+
+/// Runs `f` where blocking is allowed: on a scoped thread when called from inside a tokio runtime
+/// (a `#[tokio::test]`, whose thread reqwest's blocking client refuses to block), else right here.
+/// The [`Services`] HTTP helpers are blocking: from async code, call them through this.
+pub fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(f)
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 impl Services {
@@ -68,10 +98,12 @@ impl Services {
                 .trim_end_matches('/')
                 .to_owned(),
             prom_targets_dir: PathBuf::from(var("LUCID_TEST_PROM_TARGETS_DIR")),
-            http: reqwest::blocking::Client::builder()
-                .timeout(HTTP_TIMEOUT)
-                .build()
-                .expect("cannot build an HTTP client"),
+            http: off_runtime(|| {
+                reqwest::blocking::Client::builder()
+                    .timeout(HTTP_TIMEOUT)
+                    .build()
+                    .expect("cannot build an HTTP client")
+            }),
         })
     }
 

@@ -9,6 +9,18 @@ use serde_json::{Value, json};
 use super::Services;
 
 impl Services {
+    /// Waits up to `timeout` until `expr` evaluates to exactly one sample of value `value`.
+    pub fn wait_prom_value(&self, expr: &str, value: f64, timeout: std::time::Duration) {
+        crate::wait_until(
+            timeout,
+            &format!("Prometheus to report {expr} == {value}"),
+            || {
+                self.prom_query(expr)
+                    .is_ok_and(|s| s.len() == 1 && s[0].value == value)
+            },
+        );
+    }
+
     /// Evaluates `expr` now through the Prometheus HTTP API. `Err` carries the API's error (a PromQL
     /// syntax error, say); `Ok` the samples of a vector or scalar result.
     pub fn prom_query(&self, expr: &str) -> Result<Vec<PromSample>, String> {

@@ -20,17 +20,19 @@ impl Services {
             .basic_auth(&self.rabbit_user, Some(&self.rabbit_password))
     }
 
-    /// PUTs `body` to the management API's `path`; panics naming `what` unless it succeeds.
-    pub(crate) fn rabbit_put(&self, path: &str, body: &Value, what: &str) {
-        let response = self
-            .rabbit(reqwest::Method::PUT, path)
+    /// POSTs `body` to the management API's `path`; panics naming `what` when it cannot be sent.
+    fn rabbit_post(&self, path: &str, body: &Value, what: &str) -> reqwest::blocking::Response {
+        self.rabbit(reqwest::Method::POST, path)
             .json(body)
             .send()
-            .unwrap_or_else(|e| panic!("management API: {what}: {e}"));
-        assert!(
-            response.status().is_success(),
-            "management API: {what} answered {}",
-            response.status()
+            .unwrap_or_else(|e| panic!("management API: {what}: {e}"))
+    }
+
+    /// PUTs `body` to the management API's `path`; panics naming `what` unless it succeeds.
+    pub(crate) fn rabbit_put(&self, path: &str, body: &Value, what: &str) {
+        super::success(
+            self.rabbit(reqwest::Method::PUT, path).json(body).send(),
+            &format!("management API: {what}"),
         );
     }
 
@@ -63,14 +65,11 @@ impl Services {
             "payload": payload,
             "payload_encoding": "string",
         });
-        let response = self
-            .rabbit(
-                reqwest::Method::POST,
-                &format!("exchanges/{VHOST}/amq.default/publish"),
-            )
-            .json(&body)
-            .send()
-            .unwrap_or_else(|e| panic!("management API: publish {message_id} to {queue}: {e}"));
+        let response = self.rabbit_post(
+            &format!("exchanges/{VHOST}/amq.default/publish"),
+            &body,
+            &format!("publish {message_id} to {queue}"),
+        );
         let answer = json_body(response, &format!("publish {message_id} to {queue}"));
         assert_eq!(
             answer.get("routed"),
@@ -88,14 +87,11 @@ impl Services {
             "encoding": "auto",
             "truncate": 100_000,
         });
-        let response = self
-            .rabbit(
-                reqwest::Method::POST,
-                &format!("queues/{VHOST}/{queue}/get"),
-            )
-            .json(&body)
-            .send()
-            .unwrap_or_else(|e| panic!("management API: get from {queue}: {e}"));
+        let response = self.rabbit_post(
+            &format!("queues/{VHOST}/{queue}/get"),
+            &body,
+            &format!("get from {queue}"),
+        );
         if response.status() == reqwest::StatusCode::NOT_FOUND {
             return Vec::new();
         }

@@ -111,7 +111,7 @@ pub struct BatchContext {
     pub fault: WorkerFault,
 }
 
-/// The engine settings for a task's render settings (lucid's ReLU redirect on, no diversity).
+/// The engine settings for a task's render settings (no diversity: a task is one image).
 pub fn engine_settings(s: &RenderSettings) -> Settings {
     Settings {
         steps: s.steps,
@@ -122,9 +122,9 @@ pub fn engine_settings(s: &RenderSettings) -> Settings {
         transforms: s.transforms,
         lr: s.lr,
         run_seed: s.run_seed,
-        relu_redirect: true,
+        relu_redirect: s.relu_redirect,
         diversity: None,
-        fused_transforms: true,
+        fused_transforms: s.fused_transforms,
         precision: s.precision,
     }
 }

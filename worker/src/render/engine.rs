@@ -46,7 +46,7 @@ pub struct Settings {
     pub transforms: TransformSet,
     /// Adam learning rate.
     pub lr: f64,
-    /// Seed of the run; with the model seed, layer and channel it fixes the initial image.
+    /// Seed of the run; with the model label, layer and channel it fixes the initial image.
     pub run_seed: u64,
     /// Lucid's ReLU gradient redirect for the first 17 updates.
     pub relu_redirect: bool,
@@ -184,29 +184,29 @@ pub struct BatchOutput {
 }
 
 /// Renders `channels` of `layer` together: one variable per image, one transform draw per step for the
-/// batch, loss = −Σ objectives. `model_seed` names the model for seeding.
+/// batch, loss = −Σ objectives. `model_label` names the model for seeding.
 pub fn render_batch(
     model: &AlexNet,
-    model_seed: &str,
+    model_label: &str,
     layer: &str,
     channels: &[usize],
     settings: &Settings,
 ) -> Result<BatchOutput, RenderError> {
-    render_batch_until(model, model_seed, layer, channels, settings, &|| false)
+    render_batch_until(model, model_label, layer, channels, settings, &|| false)
 }
 
 /// [`render_batch`] that gives up with [`RenderError::Cancelled`] as soon as `stop` answers true; it
 /// is asked before every update, so a stop takes effect within one update.
 pub fn render_batch_until(
     model: &AlexNet,
-    model_seed: &str,
+    model_label: &str,
     layer: &str,
     channels: &[usize],
     settings: &Settings,
     stop: &dyn Fn() -> bool,
 ) -> Result<BatchOutput, RenderError> {
     let started = Instant::now();
-    let mut run = Optimisation::new(model, model_seed, layer, channels, settings)?;
+    let mut run = Optimisation::new(model, model_label, layer, channels, settings)?;
     let objective_start = run.objectives()?;
     for update in 0..run.updates() {
         if stop() {
@@ -234,7 +234,7 @@ pub fn render_batch_until(
 /// different number of bytes for each channel, so that every image is distinct.
 pub fn benchmark_images(
     model: &AlexNet,
-    model_seed: &str,
+    model_label: &str,
     layer: &str,
     channels: &[usize],
     settings: &Settings,
@@ -250,8 +250,14 @@ pub fn benchmark_images(
         });
     };
     let _guard = tch::no_grad_guard();
-    let var = initial_variables(&[(first, 0)], settings, model_seed, layer, tch::Device::Cpu)
-        .map_err(torch_err)?;
+    let var = initial_variables(
+        &[(first, 0)],
+        settings,
+        model_label,
+        layer,
+        tch::Device::Cpu,
+    )
+    .map_err(torch_err)?;
     let param = ImageParam::new(
         settings.param,
         settings.size,
@@ -339,7 +345,7 @@ impl<'a> Optimisation<'a> {
     /// Validates the request and builds the initial variables on the model's device.
     pub fn new(
         model: &'a AlexNet,
-        model_seed: &str,
+        model_label: &str,
         layer: &str,
         channels: &[usize],
         settings: &Settings,
@@ -354,7 +360,7 @@ impl<'a> Optimisation<'a> {
             .iter()
             .flat_map(|&c| (0..copies).map(move |copy| (c, copy)))
             .collect();
-        let var = initial_variables(&order, settings, model_seed, layer, device)
+        let var = initial_variables(&order, settings, model_label, layer, device)
             .map_err(torch_err)?
             .set_requires_grad(true);
         let channel_index: Vec<i64> = order.iter().map(|&(c, _)| c as i64).collect();
@@ -362,7 +368,7 @@ impl<'a> Optimisation<'a> {
         let param = ImageParam::new(settings.param, settings.size, settings.decorrelate, device);
         let mut transforms = Transforms::new(settings.transforms, settings.size, device);
         let plan = draw_plan(
-            &mut transform_rng(settings.run_seed, model_seed, layer),
+            &mut transform_rng(settings.run_seed, model_label, layer),
             settings.updates() as usize,
         );
         if settings.fused_transforms {
@@ -465,12 +471,12 @@ impl<'a> Optimisation<'a> {
 fn initial_variables(
     order: &[(usize, usize)],
     settings: &Settings,
-    model_seed: &str,
+    model_label: &str,
     layer: &str,
     device: tch::Device,
 ) -> Result<Tensor, tch::TchError> {
     let shape = variable_shape(settings.param, settings.size);
-    let init = initial_values(order, settings, model_seed, layer, &shape);
+    let init = initial_values(order, settings, model_label, layer, &shape);
     let mut full_shape = vec![order.len() as i64];
     full_shape.extend(&shape);
     Tensor::f_from_slice(&init)?
@@ -484,7 +490,7 @@ fn initial_variables(
 fn initial_values(
     order: &[(usize, usize)],
     settings: &Settings,
-    model_seed: &str,
+    model_label: &str,
     layer: &str,
     shape: &[i64],
 ) -> Vec<f32> {
@@ -505,7 +511,7 @@ fn initial_values(
                         format!("{layer}#copy{copy}")
                     };
                     let values = normals(
-                        &mut channel_rng(settings.run_seed, model_seed, &key, channel),
+                        &mut channel_rng(settings.run_seed, model_label, &key, channel),
                         per_image,
                         INIT_SD,
                     );

@@ -1,9 +1,13 @@
 //! Deterministic random streams, so that a channel's image does not depend on its batch.
 //!
-//! A channel's initial variable is drawn from a stream keyed by (run seed, model seed, layer, channel);
-//! the per-step transform draws from one keyed by (run seed, model seed, layer). Both are ChaCha8
+//! A channel's initial variable is drawn from a stream keyed by (run seed, model label, layer, channel);
+//! the per-step transform draws from one keyed by (run seed, model label, layer). Both are ChaCha8
 //! streams seeded by a stable 64-bit hash (FNV-1a, then a SplitMix64 finaliser), identical on every
 //! platform and independent of libtorch's global generator.
+//!
+//! The model label is the spec's name for a network (`training_seed_01`), not a number: its bytes
+//! are part of every stream, so renaming a model changes all of its images (and a resume under the
+//! old name finds nothing of the new one). See `docs/seed-naming.md`.
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -32,22 +36,22 @@ pub fn stable_hash(parts: &[&[u8]]) -> u64 {
 }
 
 /// The stream for one channel's initial variable.
-pub fn channel_rng(run_seed: u64, model_seed: &str, layer: &str, channel: usize) -> ChaCha8Rng {
+pub fn channel_rng(run_seed: u64, model_label: &str, layer: &str, channel: usize) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(stable_hash(&[
         b"init",
         &run_seed.to_le_bytes(),
-        model_seed.as_bytes(),
+        model_label.as_bytes(),
         layer.as_bytes(),
         &(channel as u64).to_le_bytes(),
     ]))
 }
 
 /// The stream for a layer's transform draws.
-pub fn transform_rng(run_seed: u64, model_seed: &str, layer: &str) -> ChaCha8Rng {
+pub fn transform_rng(run_seed: u64, model_label: &str, layer: &str) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(stable_hash(&[
         b"transforms",
         &run_seed.to_le_bytes(),
-        model_seed.as_bytes(),
+        model_label.as_bytes(),
         layer.as_bytes(),
     ]))
 }

@@ -3,20 +3,9 @@
 
 use std::path::PathBuf;
 
-/// The repository's `fixtures/` folder.
-pub fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
-}
-
-/// The small two-seed `alexnet_v2` fixture root.
-pub fn small_root() -> PathBuf {
-    fixtures().join("alexnet_small")
-}
-
-/// The TF checkpoint prefix of one fixture seed.
-pub fn small_prefix(seed: &str) -> PathBuf {
-    small_root().join(seed).join("model.ckpt_epoch89")
-}
+// each test binary uses its own part of this module (as with `dead_code` above)
+#[allow(unused_imports)]
+pub use lucid_testkit::fixtures::{fixtures_dir as fixtures, small_prefix, small_root};
 
 /// The `lucid-worker` binary built for these tests.
 pub fn worker_bin() -> PathBuf {

@@ -1,0 +1,38 @@
+//! Where the repository's test fixtures are, for every crate's tests: one definition of the layout
+//! of `fixtures/` (see `fixtures/README.md`).
+
+use std::path::PathBuf;
+
+/// The workspace root (this crate sits one level below it).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
+}
+
+/// `fixtures/` at the workspace root.
+pub fn fixtures_dir() -> PathBuf {
+    workspace_root().join("fixtures")
+}
+
+/// `fixtures/alexnet_small/`: the small two-seed `alexnet_v2` (TF checkpoints and safetensors).
+pub fn small_root() -> PathBuf {
+    fixtures_dir().join("alexnet_small")
+}
+
+/// The TF checkpoint prefix of a small fixture seed (`training_seed_01` is one shard, `_02` two).
+pub fn small_prefix(seed: &str) -> PathBuf {
+    small_root().join(seed).join("model.ckpt_epoch89")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_small_fixture_prefix_has_its_index() {
+        let index = small_prefix("training_seed_01").with_extension("ckpt_epoch89.index");
+        assert!(index.is_file(), "{}", index.display());
+    }
+}

@@ -151,7 +151,7 @@ impl ModelFile {
 /// network, or else the folder's or file's own name (see [`discover`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedModel {
-    /// The model's label, e.g. `training_seed_01` (a sweep's seed id).
+    /// The model's label, e.g. `training_seed_01` (a sweep's model id).
     pub seed: String,
     /// What [`ModelFile::open`] takes: a checkpoint prefix or a `.safetensors` file.
     pub path: PathBuf,

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use lucid_checkpoint::{ModelFile, SeedModel};
-use lucid_proto::{ModelLocation, SeedId};
+use lucid_proto::{ModelId, ModelLocation};
 
 pub use lucid_storage::models::ModelCache;
 
@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct OpenedModel {
     /// The seed.
-    pub seed: SeedId,
+    pub seed: ModelId,
     /// The location from the spec.
     pub location: ModelLocation,
     /// The opened file.
@@ -22,7 +22,7 @@ pub struct OpenedModel {
 }
 
 /// Finds and opens the single checkpoint at `path` for `seed` (blocking file I/O).
-pub fn open_local(seed: &SeedId, location: &ModelLocation, path: &Path) -> Result<OpenedModel> {
+pub fn open_local(seed: &ModelId, location: &ModelLocation, path: &Path) -> Result<OpenedModel> {
     let checkpoint_error = |source| Error::Checkpoint {
         seed: seed.to_string(),
         location: location.to_string(),

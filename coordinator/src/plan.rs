@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use lucid_checkpoint::alexnet::AlexNetSpec;
 use lucid_proto::geometry::{LayerTable, plan_checked};
-use lucid_proto::{CheckpointRef, ModelLocation, Plan, SeedId, SweepSpec};
+use lucid_proto::{CheckpointRef, ModelId, ModelLocation, Plan, SweepSpec};
 
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
@@ -25,7 +25,7 @@ pub enum Digests {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeedCheckpoint {
     /// The seed.
-    pub seed: SeedId,
+    pub seed: ModelId,
     /// Where the spec says its model lives.
     pub location: ModelLocation,
     /// Output channels and smallest input side per layer, in network order.
@@ -45,7 +45,7 @@ pub struct PlannedRun {
 
 impl PlannedRun {
     /// The manifest's checkpoint table; seeds without a digest get an empty one.
-    pub fn checkpoint_refs(&self) -> BTreeMap<SeedId, CheckpointRef> {
+    pub fn checkpoint_refs(&self) -> BTreeMap<ModelId, CheckpointRef> {
         self.checkpoints
             .iter()
             .map(|c| {
@@ -95,7 +95,7 @@ pub async fn read_checkpoints(
 }
 
 fn read_one(
-    seed: &SeedId,
+    seed: &ModelId,
     location: &ModelLocation,
     path: &std::path::Path,
     digests: Digests,
@@ -133,7 +133,7 @@ fn read_one(
 /// The plan of `spec` over the layer tables in `checkpoints`; refused when the render size leaves a
 /// planned layer no output (every one of its tasks would be dead-lettered by the workers).
 pub fn build_plan(spec: &SweepSpec, checkpoints: Vec<SeedCheckpoint>) -> Result<PlannedRun> {
-    let tables: BTreeMap<SeedId, LayerTable> = checkpoints
+    let tables: BTreeMap<ModelId, LayerTable> = checkpoints
         .iter()
         .map(|c| (c.seed.clone(), c.table.clone()))
         .collect();

@@ -4,10 +4,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lucid_proto::{Kind, LayerName, Plan, SeedId, parse_key};
+use lucid_proto::{Kind, LayerName, ModelId, Plan, parse_key};
 
 /// A channel's identity inside a run.
-pub type ChannelKey = (SeedId, LayerName, u32);
+pub type ChannelKey = (ModelId, LayerName, u32);
 
 /// A run's listing, sorted into channel objects and the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,7 +82,7 @@ impl StoredRun {
     }
 
     /// Whether `channel` has its sidecar (the task is done).
-    pub fn is_done(&self, seed: &SeedId, layer: &LayerName, channel: u32) -> bool {
+    pub fn is_done(&self, seed: &ModelId, layer: &LayerName, channel: u32) -> bool {
         self.sidecars
             .contains_key(&(seed.clone(), layer.clone(), channel))
     }
@@ -104,7 +104,7 @@ pub async fn get_listed(store: &lucid_storage::Store, key: &str) -> crate::error
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerProgress {
     /// The seed.
-    pub seed: SeedId,
+    pub seed: ModelId,
     /// The layer.
     pub layer: LayerName,
     /// Planned channels with a sidecar.
@@ -194,7 +194,7 @@ mod tests {
                 "p/r/galleryx/a.html".to_owned()
             ]
         );
-        let s1: SeedId = "s1".parse().expect("seed");
+        let s1: ModelId = "s1".parse().expect("seed");
         let conv1: LayerName = "conv1".parse().expect("layer");
         assert!(stored.is_done(&s1, &conv1, 0));
         assert!(!stored.is_done(&s1, &conv1, 1));

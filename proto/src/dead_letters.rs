@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{LayerName, RunId, SeedId};
+use crate::ids::{LayerName, ModelId, RunId};
 use crate::versioned::{self, DecodeError, Document};
 
 /// A task given up.
@@ -15,7 +15,7 @@ pub struct DeadTask {
     /// The task's id.
     pub task_id: String,
     /// The model's label.
-    pub seed: SeedId,
+    pub seed: ModelId,
     /// The layer.
     pub layer: LayerName,
     /// The channel.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ids::{IdError, LayerName, SeedId};
+use crate::ids::{IdError, LayerName, ModelId};
 use crate::plan::{LayerWidths, Plan, PlanError};
 use crate::spec::{SweepSpec, Transforms};
 
@@ -72,9 +72,9 @@ impl LayerTable {
 /// with [`check_sides`]: the one planning step of the coordinator and of the worker's local mode.
 pub fn plan_checked(
     spec: &SweepSpec,
-    tables: &BTreeMap<SeedId, LayerTable>,
+    tables: &BTreeMap<ModelId, LayerTable>,
 ) -> Result<Plan, PlanError> {
-    let widths: BTreeMap<SeedId, LayerWidths> = tables
+    let widths: BTreeMap<ModelId, LayerWidths> = tables
         .iter()
         .map(|(seed, table)| (seed.clone(), table.widths.clone()))
         .collect();
@@ -86,7 +86,7 @@ pub fn plan_checked(
 /// Checks that `plan`'s render size leaves every planned layer a non-empty output after the
 /// transforms, with `tables` giving each seed's smallest input per layer (a seed or layer missing
 /// from `tables` is not checked).
-pub fn check_sides(plan: &Plan, tables: &BTreeMap<SeedId, LayerTable>) -> Result<(), PlanError> {
+pub fn check_sides(plan: &Plan, tables: &BTreeMap<ModelId, LayerTable>) -> Result<(), PlanError> {
     let settings = &plan.settings;
     let seen = min_network_side(settings.transforms, settings.size as usize);
     for seed in &plan.seeds {
@@ -127,7 +127,7 @@ mod tests {
     fn sizes_too_small_for_a_planned_layer_are_refused_naming_it() {
         use crate::plan::{LayerPlan, SeedPlan};
         use crate::spec::{ModelLocation, RenderSection};
-        let seed = SeedId::new("training_seed_01").expect("seed");
+        let seed = ModelId::new("training_seed_01").expect("seed");
         let table =
             LayerTable::from_layers([("conv1", 64, 63), ("fc6", 4096, 195)]).expect("table");
         assert_eq!(table.widths.len(), 2);

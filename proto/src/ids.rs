@@ -1,4 +1,4 @@
-//! Validated identifiers: run ids, seed ids and layer names.
+//! Validated identifiers: run ids, model ids and layer names.
 //!
 //! Every identifier ends up as one segment of an object key (`{prefix}/{run}/{seed}/{layer}/…`), so the
 //! rules are those of a safe path segment: 1 to 64 characters of `[A-Za-z0-9._-]`, not starting with `.`
@@ -17,7 +17,7 @@ pub const MAX_ID_LEN: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {kind} {value:?}: {reason}")]
 pub struct IdError {
-    /// Which kind of identifier was being validated (`run id`, `seed id`, `layer name`, …).
+    /// Which kind of identifier was being validated (`run id`, `model id`, `layer name`, …).
     pub kind: &'static str,
     /// The rejected value; `Debug` formatting escapes control characters when displayed.
     pub value: String,
@@ -134,9 +134,12 @@ identifier!(
     "run id"
 );
 identifier!(
-    /// Names one trained network (one training seed), e.g. `training_seed_01`.
-    SeedId,
-    "seed id"
+    /// Names one trained network of a sweep: its label, e.g. `training_seed_01` (the ecoset networks
+    /// are named after their training seeds, but the label is a name, not a number). Its bytes key
+    /// every image's random streams, so renaming a model changes its images. On the wire it is the
+    /// field `seed` of tasks, sidecars and manifests, kept for the documents already stored.
+    ModelId,
+    "model id"
 );
 identifier!(
     /// Names one layer of a network, e.g. `conv1` or `fc8`.
@@ -181,10 +184,10 @@ mod tests {
             assert!(err.reason.contains(reason), "{bad:?}: {err}");
         }
         let long = "a".repeat(65);
-        let err = SeedId::new(long.clone()).unwrap_err();
+        let err = ModelId::new(long.clone()).unwrap_err();
         assert_eq!(
             err.to_string(),
-            format!("invalid seed id \"{long}\": must be at most 64 characters, got 65")
+            format!("invalid model id \"{long}\": must be at most 64 characters, got 65")
         );
     }
 
@@ -201,12 +204,12 @@ mod tests {
 
     #[test]
     fn parses_and_serialises_through_validation() {
-        let id: SeedId = "training_seed_01".parse().unwrap();
+        let id: ModelId = "training_seed_01".parse().unwrap();
         assert_eq!(serde_json::to_string(&id).unwrap(), "\"training_seed_01\"");
-        let back: SeedId = serde_json::from_str("\"training_seed_01\"").unwrap();
+        let back: ModelId = serde_json::from_str("\"training_seed_01\"").unwrap();
         assert_eq!(back, id);
-        let err = serde_json::from_str::<SeedId>("\"../etc\"").unwrap_err();
-        assert!(err.to_string().contains("invalid seed id"), "{err}");
-        assert!(SeedId::try_from("a/b".to_owned()).is_err());
+        let err = serde_json::from_str::<ModelId>("\"../etc\"").unwrap_err();
+        assert!(err.to_string().contains("invalid model id"), "{err}");
+        assert!(ModelId::try_from("a/b".to_owned()).is_err());
     }
 }

@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use crate::ids::{IdError, LayerName, RunId, SeedId, validate_identifier};
+use crate::ids::{IdError, LayerName, ModelId, RunId, validate_identifier};
 
 /// File name of the run manifest inside a run's key space.
 pub const MANIFEST_NAME: &str = "run.json";
@@ -71,7 +71,7 @@ impl KeyPrefix {
     pub fn object_key(
         &self,
         run: &RunId,
-        seed: &SeedId,
+        seed: &ModelId,
         layer: &LayerName,
         channel: u32,
         kind: Kind,
@@ -84,7 +84,7 @@ impl KeyPrefix {
     }
 
     /// The image key of a channel.
-    pub fn png_key(&self, run: &RunId, seed: &SeedId, layer: &LayerName, channel: u32) -> String {
+    pub fn png_key(&self, run: &RunId, seed: &ModelId, layer: &LayerName, channel: u32) -> String {
         self.object_key(run, seed, layer, channel, Kind::Png)
     }
 
@@ -92,7 +92,7 @@ impl KeyPrefix {
     pub fn sidecar_key(
         &self,
         run: &RunId,
-        seed: &SeedId,
+        seed: &ModelId,
         layer: &LayerName,
         channel: u32,
     ) -> String {
@@ -136,7 +136,7 @@ impl Kind {
 /// Parses the last three segments of a channel object key (`…/{seed}/{layer}/{channel:04}.{png|json}`),
 /// as returned by a listing. `None` for anything else: the manifest, foreign objects, a channel number not
 /// written as the layout writes it (`7.png` instead of `0007.png`), invalid identifiers.
-pub fn parse_key(key: &str) -> Option<(SeedId, LayerName, u32, Kind)> {
+pub fn parse_key(key: &str) -> Option<(ModelId, LayerName, u32, Kind)> {
     let mut segments = key.rsplit('/');
     let file = segments.next()?;
     let layer = segments.next()?;
@@ -155,7 +155,7 @@ pub fn parse_key(key: &str) -> Option<(SeedId, LayerName, u32, Kind)> {
         return None;
     }
     Some((
-        SeedId::new(seed).ok()?,
+        ModelId::new(seed).ok()?,
         LayerName::new(layer).ok()?,
         channel,
         kind,
@@ -166,7 +166,7 @@ pub fn parse_key(key: &str) -> Option<(SeedId, LayerName, u32, Kind)> {
 mod tests {
     use super::*;
 
-    fn ids() -> (RunId, SeedId, LayerName) {
+    fn ids() -> (RunId, ModelId, LayerName) {
         (
             "run1".parse().unwrap(),
             "training_seed_01".parse().unwrap(),

@@ -11,7 +11,7 @@
 //!
 //! # Layout
 //!
-//! - [`ids`]: validated identifiers ([`RunId`], [`SeedId`], [`LayerName`]); each is one key segment.
+//! - [`ids`]: validated identifiers ([`RunId`], [`ModelId`], [`LayerName`]); each is one key segment.
 //! - [`spec`]: the sweep spec ([`SweepSpec`]), its sources and precedence, and its validation, one
 //!   file per section; [`spec::render_defaults`] is the one table of render defaults and limits.
 //! - [`channels`]: channel range lists (`0-7,12`) and their expansion against a layer width.
@@ -42,7 +42,7 @@ pub mod versioned;
 
 pub use channels::ChannelSelection;
 pub use dead_letters::{DeadLetterReport, DeadTask};
-pub use ids::{IdError, LayerName, RunId, SeedId};
+pub use ids::{IdError, LayerName, ModelId, RunId};
 pub use keys::{KeyPrefix, Kind, parse_key};
 pub use manifest::{CheckpointRef, RunManifest};
 pub use plan::{LayerWidths, Plan, PlanError};

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{RunId, SeedId};
+use crate::ids::{ModelId, RunId};
 use crate::plan::{Plan, SeedCounts};
 use crate::spec::{ModelLocation, RenderSettings, SweepSpec};
 use crate::versioned::{self, DecodeError, Document};
@@ -43,7 +43,7 @@ pub struct RunManifest {
     /// Version of the coordinator that planned the run.
     pub code_version: String,
     /// The checkpoint of each seed.
-    pub checkpoints: BTreeMap<SeedId, CheckpointRef>,
+    pub checkpoints: BTreeMap<ModelId, CheckpointRef>,
     /// Total tasks of the run.
     pub task_count: u64,
     /// Tasks per seed and layer.
@@ -56,7 +56,7 @@ impl RunManifest {
         spec: &SweepSpec,
         plan: &Plan,
         code_version: impl Into<String>,
-        checkpoints: BTreeMap<SeedId, CheckpointRef>,
+        checkpoints: BTreeMap<ModelId, CheckpointRef>,
     ) -> Self {
         Self {
             schema_version: MANIFEST_SCHEMA_VERSION,

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::channels::ChannelBoundsError;
-use crate::ids::{LayerName, RunId, SeedId};
+use crate::ids::{LayerName, ModelId, RunId};
 use crate::spec::{InvalidField, LayerSelection, ModelLocation, RenderSettings, SweepSpec};
 use crate::task::TaskMessage;
 
@@ -26,19 +26,19 @@ pub enum PlanError {
     #[error("models.{seed}: no layer widths were given for this seed")]
     MissingSeed {
         /// The seed.
-        seed: SeedId,
+        seed: ModelId,
     },
     /// Widths were given for a seed the spec does not name.
     #[error("layer widths were given for seed {seed}, which is not in models")]
     UnexpectedSeed {
         /// The seed.
-        seed: SeedId,
+        seed: ModelId,
     },
     /// The widths of a seed list a layer twice.
     #[error("layer {layer} appears twice in the layer widths of seed {seed}")]
     DuplicateLayer {
         /// The seed.
-        seed: SeedId,
+        seed: ModelId,
         /// The repeated layer.
         layer: LayerName,
     },
@@ -48,7 +48,7 @@ pub enum PlanError {
         /// Where the spec names it (`layers` or `channels_per_layer.{layer}`).
         field: String,
         /// The seed whose network lacks it.
-        seed: SeedId,
+        seed: ModelId,
         /// The unknown layer.
         layer: LayerName,
         /// The network's layers, comma-separated.
@@ -58,7 +58,7 @@ pub enum PlanError {
     #[error("seed {seed}: {source}")]
     Channels {
         /// The seed.
-        seed: SeedId,
+        seed: ModelId,
         /// Names the layer and range.
         source: ChannelBoundsError,
     },
@@ -69,7 +69,7 @@ pub enum PlanError {
     )]
     SizeTooSmall {
         /// The seed.
-        seed: SeedId,
+        seed: ModelId,
         /// The layer.
         layer: LayerName,
         /// `render.size`.
@@ -96,7 +96,7 @@ pub struct LayerPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedPlan {
     /// The seed.
-    pub seed: SeedId,
+    pub seed: ModelId,
     /// Its checkpoint.
     pub model: ModelLocation,
     /// Selected layers in network order.
@@ -131,7 +131,7 @@ pub struct LayerCount {
 #[serde(deny_unknown_fields)]
 pub struct SeedCounts {
     /// The seed.
-    pub seed: SeedId,
+    pub seed: ModelId,
     /// Per selected layer, in network order.
     pub layers: Vec<LayerCount>,
     /// Sum over the layers.
@@ -139,7 +139,7 @@ pub struct SeedCounts {
 }
 
 /// Plans `spec` against each seed's layer widths (network order).
-pub fn plan(spec: &SweepSpec, widths: &BTreeMap<SeedId, LayerWidths>) -> Result<Plan, PlanError> {
+pub fn plan(spec: &SweepSpec, widths: &BTreeMap<ModelId, LayerWidths>) -> Result<Plan, PlanError> {
     spec.validate()?;
     if let Some(seed) = widths.keys().find(|s| !spec.models.contains_key(*s)) {
         return Err(PlanError::UnexpectedSeed { seed: seed.clone() });
@@ -160,7 +160,7 @@ pub fn plan(spec: &SweepSpec, widths: &BTreeMap<SeedId, LayerWidths>) -> Result<
 
 fn plan_seed(
     spec: &SweepSpec,
-    seed: &SeedId,
+    seed: &ModelId,
     model: &ModelLocation,
     widths: &[(LayerName, usize)],
 ) -> Result<SeedPlan, PlanError> {
@@ -298,7 +298,7 @@ pub(crate) mod tests {
         .unwrap()
     }
 
-    pub(crate) fn widths_for(spec: &SweepSpec) -> BTreeMap<SeedId, LayerWidths> {
+    pub(crate) fn widths_for(spec: &SweepSpec) -> BTreeMap<ModelId, LayerWidths> {
         spec.models.keys().map(|s| (s.clone(), alexnet())).collect()
     }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{LayerName, RunId, SeedId};
+use crate::ids::{LayerName, ModelId, RunId};
 use crate::spec::RenderSettings;
 use crate::task::TaskMessage;
 use crate::versioned::{self, DecodeError, Document};
@@ -49,7 +49,7 @@ pub struct ResultSidecar {
     /// The run.
     pub run_id: RunId,
     /// The network.
-    pub seed: SeedId,
+    pub seed: ModelId,
     /// The layer.
     pub layer: LayerName,
     /// The channel.
@@ -188,6 +188,6 @@ mod tests {
         v["schema_version"] = 1.into();
         v["seed"] = "..".into();
         let err = ResultSidecar::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-        assert!(err.to_string().contains("invalid seed id"), "{err}");
+        assert!(err.to_string().contains("invalid model id"), "{err}");
     }
 }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{IdError, LayerName, RunId, SeedId};
+use crate::ids::{IdError, LayerName, ModelId, RunId};
 use crate::spec::{InvalidField, ModelLocation, RenderSettings};
 pub use crate::versioned::DecodeError;
 use crate::versioned::{self, Document};
@@ -15,7 +15,7 @@ use crate::versioned::{self, Document};
 pub const TASK_SCHEMA_VERSION: u32 = 1;
 
 /// The deterministic task id `"{run}/{seed}/{layer}/{channel:04}"`; also the AMQP message id.
-pub fn task_id(run: &RunId, seed: &SeedId, layer: &LayerName, channel: u32) -> String {
+pub fn task_id(run: &RunId, seed: &ModelId, layer: &LayerName, channel: u32) -> String {
     format!("{run}/{seed}/{layer}/{channel:04}")
 }
 
@@ -29,7 +29,7 @@ pub struct TaskMessage {
     /// The run this task belongs to.
     pub run_id: RunId,
     /// Which network.
-    pub seed: SeedId,
+    pub seed: ModelId,
     /// Which layer.
     pub layer: LayerName,
     /// Which channel of the layer.
@@ -60,7 +60,7 @@ impl TaskMessage {
     /// Builds a task, deriving its id.
     pub fn new(
         run_id: RunId,
-        seed: SeedId,
+        seed: ModelId,
         layer: LayerName,
         channel: u32,
         settings: RenderSettings,
@@ -98,7 +98,7 @@ impl TaskMessage {
         };
         let task = TaskMessage::new(
             RunId::new(raw.run_id).map_err(identifier)?,
-            SeedId::new(raw.seed).map_err(identifier)?,
+            ModelId::new(raw.seed).map_err(identifier)?,
             LayerName::new(raw.layer).map_err(identifier)?,
             raw.channel,
             raw.settings,

@@ -93,7 +93,7 @@ pub enum DecodeError {
         /// The version this build reads.
         supported: u32,
     },
-    /// A run id, seed id or layer name breaks the identifier rules.
+    /// A run id, model id or layer name breaks the identifier rules.
     #[error("{document} has an {source}")]
     InvalidIdentifier {
         /// The document refused.

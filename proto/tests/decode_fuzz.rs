@@ -488,7 +488,7 @@ fn check_ok(task: &TaskMessage, max: usize, shown: &str) {
     assert_eq!(task.schema_version, TASK_SCHEMA_VERSION, "{shown:?}");
     for (kind, value) in [
         ("run id", task.run_id.as_str()),
-        ("seed id", task.seed.as_str()),
+        ("model id", task.seed.as_str()),
         ("layer name", task.layer.as_str()),
     ] {
         assert!(

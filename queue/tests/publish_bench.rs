@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use lucid_proto::plan::{LayerWidths, plan};
-use lucid_proto::{SeedId, SweepSpec, TaskMessage};
+use lucid_proto::{ModelId, SweepSpec, TaskMessage};
 use lucid_queue::{Broker, Topology};
 
 /// Tasks in the plan: ten seeds of 64 + 192 + 384 + 384 + 256 + 4096 + 4096 + 565 channels.
@@ -82,7 +82,7 @@ fn ecoset_tasks() -> Vec<TaskMessage> {
         .iter()
         .map(|(layer, width)| (layer.parse().expect("layer name"), *width))
         .collect();
-    let widths: BTreeMap<SeedId, LayerWidths> = spec
+    let widths: BTreeMap<ModelId, LayerWidths> = spec
         .models
         .keys()
         .map(|seed| (seed.clone(), alexnet.clone()))

@@ -12,7 +12,7 @@ use lucid_proto::spec::{
     LayerSelection, ModelLocation, Objective, Param, Precision, QueueSection, RenderSection,
     RenderSettings, StorageKind, StorageSection, SweepSpec, Transforms, render_defaults,
 };
-use lucid_proto::{LayerName, RunId, SeedId};
+use lucid_proto::{LayerName, ModelId, RunId};
 
 use crate::device::DeviceChoice;
 
@@ -140,7 +140,7 @@ impl RenderArgs {
             .with_context(|| format!("no model found at {}", self.checkpoint.display()))?
             .into_iter()
             .map(|found| {
-                let label = SeedId::new(found.seed.clone())
+                let label = ModelId::new(found.seed.clone())
                     .with_context(|| format!("model {} at {}", found.seed, found.path.display()))?;
                 Ok((label, ModelLocation::Local(found.path)))
             })

@@ -6,7 +6,7 @@
 //! [`SweepSpec::load`] merges, from weakest to strongest: the built-in defaults (the `Default` impls of
 //! the sections, the render ones from the table in [`render_defaults`]), a TOML file, environment variables `{PREFIX}__SECTION__KEY` (double underscores;
 //! `LUCID__RENDER__STEPS=64` sets `render.steps`), and `(key, value)` overrides from command-line flags
-//! (`render.steps`, `64`). Environment keys are lower-cased, so a seed id with capitals can only be set
+//! (`render.steps`, `64`). Environment keys are lower-cased, so a model id with capitals can only be set
 //! from the file or an override. It is the only function of this crate that touches the outside world: it reads
 //! the file and the environment through the `config` crate. Everything else here is pure.
 //!
@@ -28,7 +28,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::channels::ChannelSelection;
-use crate::ids::{LayerName, RunId, SeedId};
+use crate::ids::{LayerName, ModelId, RunId};
 use uri::strip_userinfo;
 
 mod error;
@@ -59,8 +59,8 @@ pub const DEFAULT_ENV_PREFIX: &str = "LUCID";
 pub struct SweepSpec {
     /// Names the run; the second segment of every object key.
     pub run_id: RunId,
-    /// The networks to render, by seed id; iterated in seed order.
-    pub models: BTreeMap<SeedId, ModelLocation>,
+    /// The networks to render, by model id; iterated in id order.
+    pub models: BTreeMap<ModelId, ModelLocation>,
     /// Which layers to render (default: all).
     #[serde(default)]
     pub layers: LayerSelection,
@@ -263,7 +263,7 @@ mod tests {
         ]);
         let spec = SweepSpec::load(None, "LUCIDTESTNOFILE", &flags).unwrap();
         assert_eq!(spec.run_id.as_str(), "flags-only");
-        let seed: SeedId = "seed_a".parse().unwrap();
+        let seed: ModelId = "seed_a".parse().unwrap();
         assert_eq!(
             spec.models[&seed],
             ModelLocation::S3 {
@@ -512,7 +512,7 @@ mod tests {
     #[test]
     fn spec_round_trips_through_json() {
         let layer = |s: &str| -> LayerName { s.parse().unwrap() };
-        let seed = |s: &str| -> SeedId { s.parse().unwrap() };
+        let seed = |s: &str| -> ModelId { s.parse().unwrap() };
 
         let spec = SweepSpec::parse_toml(EVERY_PATH_S3).unwrap();
         // what was parsed is what the file says, so that the round trip is not of defaults

@@ -20,9 +20,8 @@ pub struct StoredRun {
     pub manifest: bool,
     /// Whether a `local` run's `dead-letters.json` is stored.
     pub dead_letters: bool,
-    /// Objects of the run's gallery (`gallery/…`), which the coordinator and `local` write.
-    pub gallery_objects: usize,
-    /// Keys that are none of the above.
+    /// Keys that are none of the above, nor an object of the run's gallery (`gallery/…`, which the
+    /// coordinator and `local` write).
     pub other: Vec<String>,
 }
 
@@ -73,7 +72,7 @@ impl StoredRun {
                     .strip_prefix(lucid_proto::keys::GALLERY_DIR)
                     .is_some_and(|rest| rest.starts_with('/')) =>
                 {
-                    stored.gallery_objects += 1;
+                    // the gallery's own objects: expected, and not results
                 }
                 None => stored.other.push(key.clone()),
             }
@@ -181,7 +180,7 @@ mod tests {
         .collect();
         let stored = StoredRun::classify("p/r/", &keys);
         assert!(stored.manifest && stored.dead_letters);
-        assert_eq!(stored.gallery_objects, 3);
+        // the three gallery objects are neither results nor `other` (asserted below)
         // a model labelled `gallery` is a model like any other
         assert_eq!(stored.sidecars.len(), 2);
         assert_eq!(stored.pngs.len(), 2);

@@ -17,10 +17,7 @@ use lucid_gallery::{FolderStore, GalleryOptions};
 use support::{Pattern, make_run};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    lucid_testkit::fixtures::workspace_root()
 }
 
 fn file_url(path: &Path) -> String {

@@ -3,12 +3,17 @@
 
 use std::path::PathBuf;
 
-/// The workspace root (this crate sits one level below it).
+/// The workspace root: the parent of the crate under test (every crate sits one level below it).
+///
+/// Read at run time from the `CARGO_MANIFEST_DIR` that cargo sets for the test binary it runs. This
+/// crate's compile-time value would name whichever checkout compiled it: checkouts that share one
+/// target folder (`CARGO_TARGET_DIR` outside the checkout, as the Makefile sets it) share this
+/// crate's build, since cargo hashes workspace members by their relative path.
 pub fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
-        .unwrap_or_default()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    crate_dir.parent().map(PathBuf::from).unwrap_or_default()
 }
 
 /// `fixtures/` at the workspace root.

@@ -10,7 +10,7 @@
 //! a sweep's GPU time on this device.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -315,7 +315,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
     }
     if let Some(path) = &args.rates_out {
         let rates = report.rates_file()?;
-        crate::cli::write_atomic(path, rates.encode().as_bytes())
+        write_atomic(path, rates.encode().as_bytes())
             .with_context(|| format!("failed to write rates file {}", path.display()))?;
         writeln!(table, "rates: {} ({})", path.display(), rates.label())?;
     }
@@ -474,8 +474,20 @@ fn time_output(images: &[crate::render::engine::RenderedImage]) -> Result<(f64, 
     let dir = tempfile::tempdir().context("failed to create a temporary folder")?;
     let t = Instant::now();
     for (i, png) in pngs.iter().enumerate() {
-        crate::cli::write_atomic(&dir.path().join(format!("{i:04}.png")), png)?;
-        crate::cli::write_atomic(&dir.path().join(format!("{i:04}.json")), b"{}")?;
+        write_atomic(&dir.path().join(format!("{i:04}.png")), png)?;
+        write_atomic(&dir.path().join(format!("{i:04}.json")), b"{}")?;
     }
     Ok((png_ms, per_image(t)))
+}
+
+/// Writes `bytes` to a temporary name beside `path`, then renames it: no partial files.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("part")
+    ));
+    std::fs::write(&tmp, bytes).with_context(|| format!("failed to write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("failed to rename {} to {}", tmp.display(), path.display()))?;
+    Ok(())
 }

@@ -147,12 +147,12 @@ impl RenderArgs {
             .collect::<Result<BTreeMap<_, _>>>()?;
         let layer = LayerName::new(self.layer.clone()).context("--layer")?;
         let channels = ChannelSelection::parse(&self.channels).context("--channels")?;
-        let mut storage = StorageSection {
+        // the default prefix is empty: keys start at the run, as `--run`'s doc says
+        let storage = StorageSection {
             kind: StorageKind::Local,
             local_dir: Some(self.out.clone()),
             ..StorageSection::default()
         };
-        storage.prefix.clear();
         let spec = SweepSpec {
             run_id: RunId::new(self.run.clone()).context("--run")?,
             models,
@@ -169,18 +169,6 @@ impl RenderArgs {
         spec.validate().context("invalid render arguments")?;
         Ok(spec)
     }
-}
-
-/// Writes `bytes` to a temporary name beside `path`, then renames it: no partial files.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("part")
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("failed to write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("failed to rename {} to {}", tmp.display(), path.display()))?;
-    Ok(())
 }
 
 /// Writes `seeds` synthetic models as `<out>/training_seed_NN/model.safetensors`: the small demo

@@ -1,4 +1,4 @@
-//! Pure-Rust model files: TensorFlow Saver V2 checkpoints, safetensors, seed discovery and the
+//! Pure-Rust model files: TensorFlow Saver V2 checkpoints, safetensors, model discovery and the
 //! `alexnet_v2` layer table read from them.
 //!
 //! This crate does file I/O but links no libtorch, so the coordinator (which only needs layer shapes)
@@ -7,7 +7,7 @@
 //! # Layout
 //! - [`tf`]: the Saver V2 reader (`.index` SSTable + `.data-NNNNN-of-NNNNN` shards).
 //! - [`safetensors_file`]: the same tensors from a `.safetensors` export.
-//! - [`source`]: a model file of either kind behind one [`ModelFile`] interface, and seed discovery.
+//! - [`source`]: a model file of either kind behind one [`ModelFile`] interface, and model discovery.
 //! - [`alexnet`]: the `alexnet_v2` architecture, with every width read from a model file.
 //!
 //! # Robustness
@@ -26,7 +26,7 @@ pub mod source;
 pub mod tf;
 
 pub use error::Error;
-pub use source::{ModelFile, SeedModel, discover};
+pub use source::{DiscoveredModel, ModelFile, discover};
 
 /// A tensor element type, numbered as TensorFlow's `DataType` enum.
 ///

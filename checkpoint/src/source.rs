@@ -1,4 +1,4 @@
-//! A model file of either kind behind one interface, and discovery of per-seed model files.
+//! A model file of either kind behind one interface, and discovery of the model files of a folder.
 
 use std::fs::File;
 use std::io::Write;
@@ -150,9 +150,9 @@ impl ModelFile {
 /// One discovered model file and the label it goes by: the `training_seed_NN` folder of one trained
 /// network, or else the folder's or file's own name (see [`discover`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeedModel {
+pub struct DiscoveredModel {
     /// The model's label, e.g. `training_seed_01` (a sweep's model id).
-    pub seed: String,
+    pub id: String,
     /// What [`ModelFile::open`] takes: a checkpoint prefix or a `.safetensors` file.
     pub path: PathBuf,
 }
@@ -166,17 +166,17 @@ pub fn is_training_seed_folder(name: &str) -> bool {
 
 /// Discovers models under `path`.
 ///
-/// - A folder holding `training_seed_NN/` sub-folders: one seed per sub-folder, named after it
+/// - A folder holding `training_seed_NN/` sub-folders: one model per sub-folder, named after it
 ///   and sorted; each sub-folder must hold a checkpoint (see below).
-/// - A folder holding a checkpoint directly: one seed named after the folder.
+/// - A folder holding a checkpoint directly: one model named after the folder.
 /// - A checkpoint prefix (`prefix.index` exists), a `.index` file or a `.safetensors` file:
-///   one seed named after the parent folder if that looks like `training_seed_NN`, else after
+///   one model named after the parent folder if that looks like `training_seed_NN`, else after
 ///   the file (the prefix's file name, or the `.safetensors` file's stem).
 ///
 /// In a folder, `model.ckpt_epoch89.index` is preferred; otherwise it must hold exactly one
 /// `*.index` or `*.safetensors` file ([`Error::AmbiguousCheckpoint`] if several,
 /// [`Error::NoCheckpoints`] if none).
-pub fn discover(path: &Path) -> Result<Vec<SeedModel>, Error> {
+pub fn discover(path: &Path) -> Result<Vec<DiscoveredModel>, Error> {
     if path.is_dir() {
         return discover_dir(path);
     }
@@ -202,12 +202,12 @@ pub fn discover(path: &Path) -> Result<Vec<SeedModel>, Error> {
         });
     };
     let parent = model.parent().map(file_name).unwrap_or_default();
-    let seed = if is_training_seed_folder(&parent) {
+    let id = if is_training_seed_folder(&parent) {
         parent
     } else {
         own_name
     };
-    Ok(vec![SeedModel { seed, path: model }])
+    Ok(vec![DiscoveredModel { id, path: model }])
 }
 
 fn file_name(path: &Path) -> String {
@@ -216,7 +216,7 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn discover_dir(dir: &Path) -> Result<Vec<SeedModel>, Error> {
+fn discover_dir(dir: &Path) -> Result<Vec<DiscoveredModel>, Error> {
     let mut folders = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
@@ -229,20 +229,20 @@ fn discover_dir(dir: &Path) -> Result<Vec<SeedModel>, Error> {
         folders.sort();
         return folders
             .into_iter()
-            .map(|seed| {
-                let sub = dir.join(&seed);
+            .map(|id| {
+                let sub = dir.join(&id);
                 let path =
                     find_checkpoint(&sub)?.ok_or(Error::NoCheckpoints { path: sub.clone() })?;
-                Ok(SeedModel { seed, path })
+                Ok(DiscoveredModel { id, path })
             })
             .collect();
     }
     match find_checkpoint(dir)? {
         Some(path) => {
-            // `dir` may be "." or end in "..": name the seed after the canonical folder.
+            // `dir` may be "." or end in "..": name the model after the canonical folder.
             let canonical = dir.canonicalize().map_err(|e| Error::io(dir, e))?;
-            Ok(vec![SeedModel {
-                seed: file_name(&canonical),
+            Ok(vec![DiscoveredModel {
+                id: file_name(&canonical),
                 path,
             }])
         }

@@ -4,7 +4,7 @@
 mod common;
 
 use lucid_checkpoint::alexnet::{AlexNetSpec, LAYER_NAMES};
-use lucid_checkpoint::{DType, Error, ModelFile, SeedModel, discover};
+use lucid_checkpoint::{DType, DiscoveredModel, Error, ModelFile, discover};
 
 const SEEDS: [&str; 2] = ["training_seed_01", "training_seed_02"];
 const WIDTHS: [usize; 8] = [16, 24, 32, 32, 24, 64, 48, 10];
@@ -152,12 +152,12 @@ fn discover_root_finds_both_seeds() {
     assert_eq!(
         seeds,
         vec![
-            SeedModel {
-                seed: "training_seed_01".into(),
+            DiscoveredModel {
+                id: "training_seed_01".into(),
                 path: common::prefix("training_seed_01"),
             },
-            SeedModel {
-                seed: "training_seed_02".into(),
+            DiscoveredModel {
+                id: "training_seed_02".into(),
                 path: common::prefix("training_seed_02"),
             },
         ]
@@ -172,7 +172,7 @@ fn discover_single_models() {
     let prefix = common::prefix("training_seed_02");
     let seeds = discover(&prefix).expect("prefix");
     assert_eq!(seeds.len(), 1);
-    assert_eq!(seeds[0].seed, "training_seed_02");
+    assert_eq!(seeds[0].id, "training_seed_02");
     assert_eq!(seeds[0].path, prefix);
 
     let index = common::with_suffix(&prefix, ".index");
@@ -180,15 +180,15 @@ fn discover_single_models() {
     assert_eq!(seeds[0].path, prefix);
 
     let seeds = discover(&common::small().join("training_seed_01")).expect("seed folder");
-    assert_eq!(seeds[0].seed, "training_seed_01");
+    assert_eq!(seeds[0].id, "training_seed_01");
     assert_eq!(seeds[0].path, common::prefix("training_seed_01"));
 
     let st = common::safetensors("training_seed_01");
     let seeds = discover(&st).expect("safetensors");
     assert_eq!(
         seeds,
-        vec![SeedModel {
-            seed: "training_seed_01".into(),
+        vec![DiscoveredModel {
+            id: "training_seed_01".into(),
             path: st,
         }]
     );
@@ -198,11 +198,11 @@ fn discover_single_models() {
 fn discover_prefix_outside_seed_folder_is_named_after_the_file() {
     let (dir, prefix) = common::copy_seed("training_seed_01");
     let seeds = discover(&prefix).expect("prefix");
-    assert_eq!(seeds[0].seed, "model.ckpt_epoch89");
+    assert_eq!(seeds[0].id, "model.ckpt_epoch89");
     let seeds = discover(dir.path()).expect("folder with one checkpoint");
     let folder = dir.path().canonicalize().expect("canonical");
     assert_eq!(
-        seeds[0].seed,
+        seeds[0].id,
         folder.file_name().expect("name").to_string_lossy()
     );
     assert_eq!(seeds[0].path, prefix);

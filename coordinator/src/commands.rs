@@ -45,7 +45,7 @@ impl SpecArgs {
     }
 }
 
-/// `plan`: tasks per seed and layer, the total and the GPU time estimate at the rates of `rates`
+/// `plan`: tasks per model and layer, the total and the GPU time estimate at the rates of `rates`
 /// (a file written by `lucid-worker bench --rates-out`), else at the shipped default rates.
 pub async fn plan(args: &SpecArgs, rates: Option<&std::path::Path>) -> Result<PlanReport> {
     let spec = args.load()?;

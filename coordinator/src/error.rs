@@ -28,14 +28,24 @@ pub enum Error {
     #[error("cannot plan run")]
     Plan(#[from] lucid_proto::PlanError),
     /// A checkpoint could not be found, opened, read or digested.
-    #[error("checkpoint of seed {seed} at {location}")]
+    #[error("checkpoint of model {model} at {location}")]
     Checkpoint {
-        /// The seed whose model failed.
-        seed: String,
+        /// The model whose checkpoint failed.
+        model: String,
         /// Where the model was looked for.
         location: String,
         /// The reader's error, naming the file (boxed: it is large).
         source: Box<lucid_checkpoint::Error>,
+    },
+    /// A checkpoint does not fit its network's description (a missing weight, a wrong shape).
+    #[error("checkpoint of model {model} at {location}")]
+    Network {
+        /// The model.
+        model: String,
+        /// Where the model was looked for.
+        location: String,
+        /// Names the node and tensor at fault (boxed: it is large).
+        source: Box<lucid_network::NetworkError>,
     },
     /// A local file or folder operation failed.
     #[error("{action} {path}")]

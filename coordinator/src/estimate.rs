@@ -119,12 +119,12 @@ fn scale(rate: f64, file: &RatesFile, settings: &RenderSettings) -> f64 {
     rate * updates * side * side
 }
 
-/// The estimate for one layer, summed over seeds.
+/// The estimate for one layer, summed over models.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerEstimate {
     /// The layer.
     pub layer: LayerName,
-    /// Tasks of this layer over all seeds.
+    /// Tasks of this layer over all models.
     pub tasks: u64,
     /// Scaled images per second used.
     pub images_per_second: f64,
@@ -148,8 +148,8 @@ pub struct Estimate {
 /// Estimates `plan`'s single-GPU time with `table`.
 pub fn estimate(plan: &Plan, table: &RateTable) -> Estimate {
     let mut layers: Vec<LayerEstimate> = Vec::new();
-    for seed in &plan.seeds {
-        for layer in &seed.layers {
+    for model in &plan.models {
+        for layer in &model.layers {
             let tasks = layer.channels.len() as u64;
             if let Some(existing) = layers.iter_mut().find(|l| l.layer == layer.layer) {
                 existing.tasks += tasks;

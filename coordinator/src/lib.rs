@@ -6,7 +6,7 @@
 //! # Layout
 //!
 //! - [`spec`]: loading the sweep spec with `--set` overrides, refusing credentials on the command line.
-//! - [`models`]: each seed's checkpoint as a local path, downloading S3 models into a cache (shared
+//! - [`models`]: each model's checkpoint as a local path, downloading S3 models into a cache (shared
 //!   with the worker).
 //! - [`plan`]: layer widths from the real checkpoints, the run's [`lucid_proto::Plan`], the report.
 //! - [`estimate`]: GPU time from the engine's measured images per second per layer (a rates file

@@ -67,9 +67,9 @@ struct OutputFlags {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Count the tasks per seed and layer from the real checkpoints and estimate GPU time.
+    /// Count the tasks per model and layer from the real checkpoints and estimate GPU time.
     ///
-    /// Layer widths are read from each seed's checkpoint (S3 models are downloaded into
+    /// Layer widths are read from each model's checkpoint (S3 models are downloaded into
     /// ${LUCID_CACHE_DIR:-~/.cache/lucid-sweep}/models first). The estimate uses the engine's
     /// images/s per layer from --rates (written by `lucid-worker bench --all-layers --rates-out`),
     /// or the shipped H200 measurement (bf16, B=512), scaled by steps and image size.
@@ -78,9 +78,9 @@ enum Command {
     ///
     /// Lists {prefix}/{run}/ once (a task is done when its .json sidecar exists), writes or checks
     /// the run manifest run.json (refusing a run whose settings or checkpoints differ), then
-    /// publishes the missing tasks in seed, layer, channel order with publisher confirms.
+    /// publishes the missing tasks in model, layer, channel order with publisher confirms.
     Submit(SubmitCmd),
-    /// Show done / expected per seed and layer, queue depths, rate and ETA.
+    /// Show done / expected per model and layer, queue depths, rate and ETA.
     ///
     /// The rate comes from the created_at timestamps of the last --rate-sample result sidecars.
     Status(StatusCmd),
@@ -100,8 +100,8 @@ enum Command {
     Verify(VerifyCmd),
     /// Build the run's static HTML gallery and upload it under {prefix}/{run}/gallery/.
     ///
-    /// Lists {prefix}/{run}/ once, reads every PNG and sidecar, and writes an index of seeds and
-    /// layers, a contact sheet per layer (thumbnail sprites), a page per channel and cross-seed
+    /// Lists {prefix}/{run}/ once, reads every PNG and sidecar, and writes an index of models and
+    /// layers, a contact sheet per layer (thumbnail sprites), a page per channel and cross-model
     /// comparison pages. Every link is relative, so the gallery works from the bucket or a copy on
     /// disk. Prints the index's key and a URL to open it.
     Gallery(GalleryCmd),

@@ -9,9 +9,9 @@
 //!
 //! | `command` | fields |
 //! |---|---|
-//! | `plan` | [`PlanOutput`]: settings, task counts per seed and layer, the GPU time estimate and the rates it used |
+//! | `plan` | [`PlanOutput`]: settings, task counts per model and layer, the GPU time estimate and the rates it used |
 //! | `submit` | [`SubmitOutput`]: published, expected, already stored, the manifest |
-//! | `status` | [`StatusOutput`]: done / expected per seed and layer, queue depths (or why not), rate and ETA |
+//! | `status` | [`StatusOutput`]: done / expected per model and layer, queue depths (or why not), rate and ETA |
 //! | `verify` | [`VerifyOutput`]: counts, every violation (`kind`, its fields, `message`), the run's dead letters |
 //! | `retry-dead` | [`RetryDeadOutput`]: dead letters moved back |
 //! | `cancel` | [`CancelOutput`]: ready tasks dropped |
@@ -23,7 +23,7 @@
 use std::fmt;
 
 use lucid_gallery::GallerySummary;
-use lucid_proto::plan::SeedCounts;
+use lucid_proto::plan::ModelCounts;
 use lucid_proto::spec::Precision;
 use serde::{Deserialize, Serialize};
 
@@ -193,8 +193,10 @@ pub struct PlanOutput {
     pub size: u32,
     /// The run's arithmetic precision.
     pub precision: Precision,
-    /// Tasks per seed and layer, in seed and network order.
-    pub seeds: Vec<SeedCounts>,
+    /// Tasks per model and layer, in model id and network order. JSON `seeds`, each with `seed`:
+    /// the wire name of the model id in tasks, sidecars and manifests.
+    #[serde(rename = "seeds")]
+    pub models: Vec<ModelCounts>,
     /// Tasks in the run.
     pub total_tasks: u64,
     /// The single-GPU time estimate.
@@ -206,7 +208,7 @@ pub struct PlanOutput {
 pub struct EstimateOutput {
     /// The rates used.
     pub rates: RatesOutput,
-    /// Per layer over all seeds, in network order.
+    /// Per layer over all models, in network order.
     pub layers: Vec<LayerEstimateOutput>,
     /// Sum of the layers' seconds.
     pub total_seconds: f64,
@@ -240,7 +242,7 @@ pub struct RatesOutput {
 pub struct LayerEstimateOutput {
     /// The layer.
     pub layer: String,
-    /// Its tasks over all seeds.
+    /// Its tasks over all models.
     pub tasks: u64,
     /// The rate used, scaled to the run's steps and size.
     pub images_per_second: f64,
@@ -274,7 +276,7 @@ pub struct StatusOutput {
     pub done: u64,
     /// Planned tasks.
     pub expected: u64,
-    /// Done / expected per seed and layer, in plan order.
+    /// Done / expected per model and layer, in plan order.
     pub layers: Vec<LayerProgressOutput>,
     /// Queue depths, or `null` when they could not be read (see `queue_error`).
     pub queue: Option<QueueOutput>,
@@ -286,11 +288,12 @@ pub struct StatusOutput {
     pub eta_seconds: Option<f64>,
 }
 
-/// Progress of one seed and layer.
+/// Progress of one model and layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerProgressOutput {
-    /// The seed.
-    pub seed: String,
+    /// The model (JSON `seed`, as in the sidecars).
+    #[serde(rename = "seed")]
+    pub model_id: String,
     /// The layer.
     pub layer: String,
     /// Planned channels with a sidecar.
@@ -423,7 +426,7 @@ impl Report for PlanReport {
             steps: plan.settings.steps,
             size: plan.settings.size,
             precision: plan.settings.precision,
-            seeds: plan.counts(),
+            models: plan.counts(),
             total_tasks: plan.task_count(),
             estimate: estimate_output(&self.estimate),
         })
@@ -497,7 +500,7 @@ impl Report for StatusReport {
                 .rows
                 .iter()
                 .map(|r| LayerProgressOutput {
-                    seed: r.seed.to_string(),
+                    model_id: r.model_id.to_string(),
                     layer: r.layer.to_string(),
                     done: r.done,
                     expected: r.expected,

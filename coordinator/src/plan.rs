@@ -1,10 +1,10 @@
-//! Building a run's plan from its spec and the real checkpoints: layer widths are read from each seed's
+//! Building a run's plan from its spec and the real checkpoints: layer widths are read from each model's
 //! model file, never assumed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use lucid_checkpoint::alexnet::AlexNetSpec;
+use lucid_network::{Network, builtin};
 use lucid_proto::geometry::{LayerTable, plan_checked};
 use lucid_proto::{CheckpointRef, ModelId, ModelLocation, Plan, SweepSpec};
 
@@ -21,11 +21,11 @@ pub enum Digests {
     Skip,
 }
 
-/// What was read from one seed's checkpoint.
+/// What was read from one model's checkpoint.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SeedCheckpoint {
-    /// The seed.
-    pub seed: ModelId,
+pub struct ModelCheckpoint {
+    /// The model.
+    pub model_id: ModelId,
     /// Where the spec says its model lives.
     pub location: ModelLocation,
     /// Output channels and smallest input side per layer, in network order.
@@ -39,18 +39,18 @@ pub struct SeedCheckpoint {
 pub struct PlannedRun {
     /// Every task of the run.
     pub plan: Plan,
-    /// One entry per seed, in seed order.
-    pub checkpoints: Vec<SeedCheckpoint>,
+    /// One entry per model, in model id order.
+    pub checkpoints: Vec<ModelCheckpoint>,
 }
 
 impl PlannedRun {
-    /// The manifest's checkpoint table; seeds without a digest get an empty one.
+    /// The manifest's checkpoint table; models without a digest get an empty one.
     pub fn checkpoint_refs(&self) -> BTreeMap<ModelId, CheckpointRef> {
         self.checkpoints
             .iter()
             .map(|c| {
                 (
-                    c.seed.clone(),
+                    c.model_id.clone(),
                     CheckpointRef {
                         location: c.location.clone(),
                         digest: c.digest.clone().unwrap_or_default(),
@@ -61,29 +61,29 @@ impl PlannedRun {
     }
 }
 
-/// Reads every seed's checkpoint (downloading S3 ones into `cache`) and returns its layer widths and,
+/// Reads every model's checkpoint (downloading S3 ones into `cache`) and returns its layer widths and,
 /// with [`Digests::Compute`], its digest. File reading and hashing run on blocking threads.
 pub async fn read_checkpoints(
     spec: &SweepSpec,
     cache: &ModelCache,
     digests: Digests,
-) -> Result<Vec<SeedCheckpoint>> {
+) -> Result<Vec<ModelCheckpoint>> {
     let mut out = Vec::with_capacity(spec.models.len());
-    for (seed, location) in &spec.models {
+    for (model, location) in &spec.models {
         let path = cache
             .materialize(location, &spec.storage)
             .await
             .map_err(|e| Error::storage(format!("fetch model {location}"), e))?;
-        let seed = seed.clone();
+        let model = model.clone();
         let location = location.clone();
-        let read = tokio::task::spawn_blocking(move || read_one(&seed, &location, &path, digests))
+        let read = tokio::task::spawn_blocking(move || read_one(&model, &location, &path, digests))
             .await
             .map_err(|e| Error::Model {
                 location: "checkpoint reader".into(),
                 reason: format!("reader thread failed: {e}"),
             })??;
         tracing::info!(
-            seed = %read.seed,
+            model = %read.model_id,
             location = %read.location,
             layers = read.table.widths.len(),
             digest = read.digest.as_deref().unwrap_or("-"),
@@ -95,25 +95,29 @@ pub async fn read_checkpoints(
 }
 
 fn read_one(
-    seed: &ModelId,
+    model: &ModelId,
     location: &ModelLocation,
     path: &std::path::Path,
     digests: Digests,
-) -> Result<SeedCheckpoint> {
-    let opened = open_local(seed, location, path)?;
+) -> Result<ModelCheckpoint> {
+    let opened = open_local(model, location, path)?;
     let checkpoint_error = |source| Error::Checkpoint {
-        seed: seed.to_string(),
+        model: model.to_string(),
         location: location.to_string(),
         source: Box::new(source),
     };
-    let net = AlexNetSpec::from_model(&opened.file).map_err(checkpoint_error)?;
-    let table = LayerTable::from_layers(net.layers.iter().map(|l| {
-        (
-            l.name.as_str(),
-            l.out_channels,
-            net.min_input_side_for(&l.name),
-        )
-    }))
+    let net =
+        Network::resolve(builtin::alexnet_v2(), &opened.file).map_err(|source| Error::Network {
+            model: model.to_string(),
+            location: location.to_string(),
+            source: Box::new(source),
+        })?;
+    let layers = net.layer_table();
+    let table = LayerTable::from_layers(
+        layers
+            .iter()
+            .map(|(name, width, min_side)| (name.as_str(), *width, *min_side)),
+    )
     .map_err(|e| Error::Model {
         location: location.to_string(),
         reason: e.to_string(),
@@ -122,8 +126,8 @@ fn read_one(
         Digests::Compute => Some(opened.file.digest().map_err(checkpoint_error)?),
         Digests::Skip => None,
     };
-    Ok(SeedCheckpoint {
-        seed: seed.clone(),
+    Ok(ModelCheckpoint {
+        model_id: model.clone(),
         location: location.clone(),
         table,
         digest,
@@ -132,10 +136,10 @@ fn read_one(
 
 /// The plan of `spec` over the layer tables in `checkpoints`; refused when the render size leaves a
 /// planned layer no output (every one of its tasks would be dead-lettered by the workers).
-pub fn build_plan(spec: &SweepSpec, checkpoints: Vec<SeedCheckpoint>) -> Result<PlannedRun> {
+pub fn build_plan(spec: &SweepSpec, checkpoints: Vec<ModelCheckpoint>) -> Result<PlannedRun> {
     let tables: BTreeMap<ModelId, LayerTable> = checkpoints
         .iter()
-        .map(|c| (c.seed.clone(), c.table.clone()))
+        .map(|c| (c.model_id.clone(), c.table.clone()))
         .collect();
     let plan = plan_checked(spec, &tables)?;
     Ok(PlannedRun { plan, checkpoints })
@@ -166,7 +170,7 @@ impl std::fmt::Display for PlanReport {
     }
 }
 
-/// The `plan` command's report: tasks per seed and layer, the total, and the GPU time estimate with
+/// The `plan` command's report: tasks per model and layer, the total, and the GPU time estimate with
 /// the measurement it used (device, precision, batch, date, and which file).
 pub fn render_report(plan: &Plan, estimate: &Estimate) -> String {
     let mut out = String::new();
@@ -178,9 +182,9 @@ pub fn render_report(plan: &Plan, estimate: &Estimate) -> String {
         plan.settings.steps,
         plan.settings.size
     );
-    for seed in plan.counts() {
-        let _ = writeln!(out, "seed {}: {} tasks", seed.seed, seed.tasks);
-        for layer in &seed.layers {
+    for model in plan.counts() {
+        let _ = writeln!(out, "model {}: {} tasks", model.model_id, model.tasks);
+        for layer in &model.layers {
             let _ = writeln!(
                 out,
                 "  {:<8} {:>6} of {:>6} channels",
@@ -250,13 +254,13 @@ mod tests {
              [render]\nprecision = \"tf32\"\n[storage]\nkind = \"local\"\nlocal_dir = \"/out\"\n",
         )
         .expect("spec");
-        let seed = spec.models.keys().next().cloned().expect("seed");
+        let model = spec.models.keys().next().cloned().expect("model");
         let table = LayerTable::from_layers([("conv1", 4, 1), ("fc8", 3, 1)]).expect("table");
-        let plan = plan_checked(&spec, &[(seed, table)].into()).expect("plan");
+        let plan = plan_checked(&spec, &[(model, table)].into()).expect("plan");
         let built_in = RateTable::built_in().expect("built-in rates");
         let text = render_report(&plan, &estimate(&plan, &built_in));
         for line in [
-            "seed s1: 4 tasks",
+            "model s1: 4 tasks",
             "  conv1         2 of      4 channels",
             "total: 4 tasks",
             "estimated GPU time (engine rates: NVIDIA H200, bf16, B=512, 512 steps, 224 px, measured \

@@ -55,16 +55,16 @@ impl StoredRun {
                 stored.dead_letters = true;
                 continue;
             }
-            // exactly seed/layer/file below the run prefix
+            // exactly model/layer/file below the run prefix
             let parsed = (relative.split('/').count() == 3)
                 .then(|| parse_key(relative))
                 .flatten();
             match parsed {
-                Some((seed, layer, channel, Kind::Sidecar)) => {
-                    stored.sidecars.insert((seed, layer, channel), key.clone());
+                Some((model, layer, channel, Kind::Sidecar)) => {
+                    stored.sidecars.insert((model, layer, channel), key.clone());
                 }
-                Some((seed, layer, channel, Kind::Png)) => {
-                    stored.pngs.insert((seed, layer, channel), key.clone());
+                Some((model, layer, channel, Kind::Png)) => {
+                    stored.pngs.insert((model, layer, channel), key.clone());
                 }
                 // after the channel keys: no gallery object parses as one, so a model labelled
                 // `gallery` keeps its results
@@ -81,9 +81,9 @@ impl StoredRun {
     }
 
     /// Whether `channel` has its sidecar (the task is done).
-    pub fn is_done(&self, seed: &ModelId, layer: &LayerName, channel: u32) -> bool {
+    pub fn is_done(&self, model: &ModelId, layer: &LayerName, channel: u32) -> bool {
         self.sidecars
-            .contains_key(&(seed.clone(), layer.clone(), channel))
+            .contains_key(&(model.clone(), layer.clone(), channel))
     }
 }
 
@@ -99,11 +99,11 @@ pub async fn get_listed(store: &lucid_storage::Store, key: &str) -> crate::error
         })
 }
 
-/// Done and expected counts of one seed × layer.
+/// Done and expected counts of one model × layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerProgress {
-    /// The seed.
-    pub seed: ModelId,
+    /// The model.
+    pub model_id: ModelId,
     /// The layer.
     pub layer: LayerName,
     /// Planned channels with a sidecar.
@@ -112,19 +112,19 @@ pub struct LayerProgress {
     pub expected: u64,
 }
 
-/// Done / expected per seed and layer of `plan`, in plan order. Sidecars outside the plan are not
+/// Done / expected per model and layer of `plan`, in plan order. Sidecars outside the plan are not
 /// counted.
 pub fn layer_progress(plan: &Plan, stored: &StoredRun) -> Vec<LayerProgress> {
     let mut rows = Vec::new();
-    for seed in &plan.seeds {
-        for layer in &seed.layers {
+    for model in &plan.models {
+        for layer in &model.layers {
             let done = layer
                 .channels
                 .iter()
-                .filter(|&&c| stored.is_done(&seed.seed, &layer.layer, c))
+                .filter(|&&c| stored.is_done(&model.model_id, &layer.layer, c))
                 .count() as u64;
             rows.push(LayerProgress {
-                seed: seed.seed.clone(),
+                model_id: model.model_id.clone(),
                 layer: layer.layer.clone(),
                 done,
                 expected: layer.channels.len() as u64,
@@ -142,13 +142,13 @@ pub fn totals(rows: &[LayerProgress]) -> (u64, u64) {
 
 /// The planned channels, as a set, for membership tests.
 pub fn planned_channels(plan: &Plan) -> BTreeSet<ChannelKey> {
-    plan.seeds
+    plan.models
         .iter()
         .flat_map(|s| {
             s.layers.iter().flat_map(move |l| {
                 l.channels
                     .iter()
-                    .map(move |&c| (s.seed.clone(), l.layer.clone(), c))
+                    .map(move |&c| (s.model_id.clone(), l.layer.clone(), c))
             })
         })
         .collect()
@@ -193,7 +193,7 @@ mod tests {
                 "p/r/galleryx/a.html".to_owned()
             ]
         );
-        let s1: ModelId = "s1".parse().expect("seed");
+        let s1: ModelId = "s1".parse().expect("model");
         let conv1: LayerName = "conv1".parse().expect("layer");
         assert!(stored.is_done(&s1, &conv1, 0));
         assert!(!stored.is_done(&s1, &conv1, 1));

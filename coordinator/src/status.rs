@@ -3,7 +3,7 @@
 //! # Rate
 //!
 //! The rate comes from the `created_at` timestamps of the last `sample` sidecars in key order. Keys sort
-//! in (seed, layer, channel) order, which is the order tasks are published and (FIFO queue) mostly
+//! in (model, layer, channel) order, which is the order tasks are published and (FIFO queue) mostly
 //! completed in, so the last keys are roughly the most recent results. The rate is
 //! `(n - 1) / (newest - oldest)` over that sample: the throughput while those results were made. It
 //! says nothing about whether workers are still running; the report therefore also prints the newest
@@ -43,7 +43,7 @@ pub struct Rate {
 pub struct StatusReport {
     /// The run.
     pub run: String,
-    /// Done / expected per seed and layer.
+    /// Done / expected per model and layer.
     pub rows: Vec<LayerProgress>,
     /// Planned tasks with a sidecar.
     pub done: u64,
@@ -70,11 +70,11 @@ impl fmt::Display for StatusReport {
             "run {}: {} of {} tasks done",
             self.run, self.done, self.expected
         )?;
-        let mut current_seed = None;
+        let mut current_model = None;
         for row in &self.rows {
-            if current_seed != Some(&row.seed) {
-                writeln!(f, "seed {}", row.seed)?;
-                current_seed = Some(&row.seed);
+            if current_model != Some(&row.model_id) {
+                writeln!(f, "model {}", row.model_id)?;
+                current_model = Some(&row.model_id);
             }
             writeln!(
                 f,
@@ -186,7 +186,7 @@ mod tests {
         let report = StatusReport {
             run: "r1".into(),
             rows: vec![LayerProgress {
-                seed: "s1".parse().expect("seed"),
+                model_id: "s1".parse().expect("model"),
                 layer: "conv1".parse().expect("layer"),
                 done: 4,
                 expected: 4,
@@ -207,7 +207,7 @@ mod tests {
         };
         assert_eq!(
             report.to_string(),
-            "run r1: 4 of 8 tasks done\nseed s1\n  conv1         4 / 4     \n\
+            "run r1: 4 of 8 tasks done\nmodel s1\n  conv1         4 / 4     \n\
              queue: 118 ready, 0 unacked, ? consumers, 1 dead\n\
              rate: 1.00 img/s over the last 20 results (newest 2026-01-01T00:00:19Z); eta 4s\n"
         );

@@ -4,7 +4,7 @@
 //! 2. The run manifest `{prefix}/{run}/run.json`: written when absent; when present it must agree with
 //!    this run (settings and checkpoint digests, see [`RunManifest::conflict_with`]), else nothing is
 //!    published and the error names the difference. A stored manifest is never rewritten.
-//! 3. The missing tasks are published in (seed, layer, channel) order with publisher confirms.
+//! 3. The missing tasks are published in (model, layer, channel) order with publisher confirms.
 //!
 //! Submitting again while a run's tasks are still queued publishes those tasks a second time (they are
 //! not stored yet); workers are idempotent, so the cost is duplicate work, not wrong output. `cancel`
@@ -67,7 +67,7 @@ pub async fn submit(
 
     let missing: Vec<TaskMessage> = plan
         .tasks()
-        .filter(|t| !stored.is_done(&t.seed, &t.layer, t.channel))
+        .filter(|t| !stored.is_done(&t.model_id, &t.layer, t.channel))
         .collect();
     let expected = plan.task_count();
     let already_stored = expected - missing.len() as u64;

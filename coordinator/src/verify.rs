@@ -5,7 +5,7 @@
 //!
 //! Rules: every planned task has exactly one PNG and one sidecar at its key; nothing else is stored
 //! under the run except `run.json`, the gallery (`gallery/…`) and a `local` run's
-//! `dead-letters.json` (whose tasks count as dead letters, as the queue's do); each sidecar decodes and names its own run, seed, layer, channel
+//! `dead-letters.json` (whose tasks count as dead letters, as the queue's do); each sidecar decodes and names its own run, model, layer, channel
 //! and task id, with the plan's settings; each PNG starts with the PNG signature and an `IHDR` of
 //! `size × size`, and hashes to the sidecar's `png_sha256`.
 
@@ -309,10 +309,10 @@ pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched
         });
     }
     let mut complete = 0;
-    for seed in &plan.seeds {
-        for layer in &seed.layers {
+    for model in &plan.models {
+        for layer in &model.layers {
             for &channel in &layer.channels {
-                let ck = (seed.seed.clone(), layer.layer.clone(), channel);
+                let ck = (model.model_id.clone(), layer.layer.clone(), channel);
                 let before = violations.len();
                 check_task(plan, &stored, fetched, &ck, &mut violations);
                 if violations.len() == before {
@@ -475,14 +475,14 @@ pub fn check_dead_letters(
 ) {
     let run = &plan.run_id;
     let planned: BTreeSet<String> = plan
-        .seeds
+        .models
         .iter()
-        .flat_map(|seed| {
-            seed.layers.iter().flat_map(move |layer| {
+        .flat_map(|model| {
+            model.layers.iter().flat_map(move |layer| {
                 layer
                     .channels
                     .iter()
-                    .map(move |&c| task_id(run, &seed.seed, &layer.layer, c))
+                    .map(move |&c| task_id(run, &model.model_id, &layer.layer, c))
             })
         })
         .collect();
@@ -583,7 +583,7 @@ fn check_sidecar(
         }
     };
     field("run_id", plan.run_id.to_string(), s.run_id.to_string());
-    field("seed", ck.0.to_string(), s.seed.to_string());
+    field("seed", ck.0.to_string(), s.model_id.to_string());
     field("layer", ck.1.to_string(), s.layer.to_string());
     field("channel", ck.2.to_string(), s.channel.to_string());
     field("task_id", id.to_owned(), s.task_id.clone());

@@ -203,9 +203,10 @@ async fn upload_results(store: &Store, prefix: &KeyPrefix, tasks: &[TaskMessage]
             async move {
                 let created = format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60);
                 let sidecar = sidecar_for(task, &png, &created);
-                let png_key = prefix.png_key(&task.run_id, &task.seed, &task.layer, task.channel);
+                let png_key =
+                    prefix.png_key(&task.run_id, &task.model_id, &task.layer, task.channel);
                 let json_key =
-                    prefix.sidecar_key(&task.run_id, &task.seed, &task.layer, task.channel);
+                    prefix.sidecar_key(&task.run_id, &task.model_id, &task.layer, task.channel);
                 store
                     .put(&png_key, png, "image/png")
                     .await
@@ -228,9 +229,9 @@ fn plan_counts_tasks_from_the_checkpoints() {
     };
     let plan: PlanOutput = output::parse(&t.ok(&["plan", "--json"])).expect("plan --json");
     let seeds: Vec<(&str, u64)> = plan
-        .seeds
+        .models
         .iter()
-        .map(|s| (s.seed.as_str(), s.tasks))
+        .map(|s| (s.model_id.as_str(), s.tasks))
         .collect();
     assert_eq!(
         seeds,
@@ -238,7 +239,7 @@ fn plan_counts_tasks_from_the_checkpoints() {
         "{plan:?}"
     );
     assert_eq!(plan.total_tasks, 500);
-    let fc6 = plan.seeds[0]
+    let fc6 = plan.models[0]
         .layers
         .iter()
         .find(|l| l.layer.as_str() == "fc6")
@@ -260,7 +261,7 @@ fn plan_counts_tasks_from_the_checkpoints() {
 
     let plan: PlanOutput =
         output::parse(&t.ok(&["plan", "--set", "channels=0-3", "--json"])).expect("plan --json");
-    assert_eq!(plan.seeds[0].tasks, 32);
+    assert_eq!(plan.models[0].tasks, 32);
     assert_eq!(plan.total_tasks, 64);
 
     let rates = t.dir.path().join("rates.json");
@@ -394,7 +395,7 @@ async fn invalid_specs_fail_naming_the_field_and_publish_nothing() {
         // command refuses it too, before anything is published)
         (
             &["submit", "--set", "render.size=64"],
-            "render.size = 64 px is too small for layer fc6 of seed training_seed_01: after the transforms the network sees 68 px",
+            "render.size = 64 px is too small for layer fc6 of model training_seed_01: after the transforms the network sees 68 px",
         ),
         (
             &[
@@ -474,7 +475,7 @@ async fn verify_reports_missing_extra_and_mismatched_objects() {
     );
 
     let missing = &tasks[0];
-    let missing_key = prefix.sidecar_key(&missing.run_id, &missing.seed, &missing.layer, 0);
+    let missing_key = prefix.sidecar_key(&missing.run_id, &missing.model_id, &missing.layer, 0);
     store.delete(&missing_key).await.expect("delete");
     let extra_key = format!("{}stray.txt", prefix.run_prefix(&plan.run_id));
     store
@@ -482,7 +483,7 @@ async fn verify_reports_missing_extra_and_mismatched_objects() {
         .await
         .expect("put");
     let victim = &tasks[1];
-    let victim_key = prefix.sidecar_key(&victim.run_id, &victim.seed, &victim.layer, 0);
+    let victim_key = prefix.sidecar_key(&victim.run_id, &victim.model_id, &victim.layer, 0);
     let png = png_bytes(224);
     let wrong = sidecar_for(&tasks[2], &png, "2026-01-01T00:00:00Z");
     store
@@ -534,8 +535,8 @@ async fn verify_check_is_pure() {
     let mut keys = vec![prefix.manifest_key(&plan.run_id)];
     let mut fetched = Fetched::default();
     for task in plan.tasks() {
-        let png_key = prefix.png_key(&task.run_id, &task.seed, &task.layer, task.channel);
-        let json_key = prefix.sidecar_key(&task.run_id, &task.seed, &task.layer, task.channel);
+        let png_key = prefix.png_key(&task.run_id, &task.model_id, &task.layer, task.channel);
+        let json_key = prefix.sidecar_key(&task.run_id, &task.model_id, &task.layer, task.channel);
         fetched.pngs.insert(png_key.clone(), PngFacts::of(&png));
         fetched.sidecars.insert(
             json_key.clone(),
@@ -913,8 +914,8 @@ async fn plan_downloads_s3_models_into_the_cache() {
     let location = format!("models.training_seed_02=s3://lucid-test/{model_prefix}");
     let plan: PlanOutput =
         output::parse(&t.ok(&["plan", "--set", &location, "--json"])).expect("plan --json");
-    assert_eq!(plan.seeds[1].seed.as_str(), "training_seed_02");
-    assert_eq!(plan.seeds[1].tasks, 250);
+    assert_eq!(plan.models[1].model_id.as_str(), "training_seed_02");
+    assert_eq!(plan.models[1].tasks, 250);
     let cached = t
         .dir
         .path()
@@ -973,7 +974,7 @@ async fn gallery_uploads_pages_and_sprites_with_relative_links() {
     // two layers of the first seed and the first layer of the second: a compare page with both seeds
     let second_seed = tasks
         .iter()
-        .find(|task| task.seed != tasks[0].seed)
+        .find(|task| task.model_id != tasks[0].model_id)
         .expect("two seeds")
         .clone();
     let uploaded = vec![tasks[0].clone(), tasks[1].clone(), second_seed];
@@ -995,7 +996,7 @@ async fn gallery_uploads_pages_and_sprites_with_relative_links() {
         "{built:?}"
     );
 
-    let (seed, layer) = (uploaded[0].seed.as_str(), uploaded[0].layer.as_str());
+    let (seed, layer) = (uploaded[0].model_id.as_str(), uploaded[0].layer.as_str());
     let html = "text/html; charset=utf-8";
     for (key, content_type) in [
         (index.clone(), html),

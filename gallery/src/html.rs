@@ -52,9 +52,9 @@ th{background:#1a1a1a;font-weight:600}td table{margin:0}.n{text-align:right;font
 .grid a.missing{outline:1px dashed #99a;outline-offset:-3px}.grid a.unreadable{outline:1px dashed #f66;outline-offset:-3px}\
 .grid a.nometa{box-shadow:inset 0 0 0 2px #fc6}\
 .channel{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start}\
-.channel img,.seeds img{display:block;height:auto;max-width:100%;background:#000}\
+.channel img,.models img{display:block;height:auto;max-width:100%;background:#000}\
 .ph{display:flex;align-items:center;justify-content:center;background:#222;color:#f77;border:1px dashed #555}\
-.seeds{display:flex;flex-wrap:wrap;gap:14px}.seeds figure{margin:0}figcaption{font-size:12px;color:#aaa;margin-top:4px}\
+.models{display:flex;flex-wrap:wrap;gap:14px}.models figure{margin:0}figcaption{font-size:12px;color:#aaa;margin-top:4px}\
 .cards{display:flex;flex-wrap:wrap;gap:10px}.card{display:block;background:#181818;padding:4px;border-radius:3px}\
 .card:hover{background:#262626;text-decoration:none}.card b{display:block;font-size:11px;color:#aaa;font-weight:400}\
 .t{display:inline-block;vertical-align:top;background-repeat:no-repeat;margin-right:2px}.t.none{background:#30343f}\
@@ -175,19 +175,19 @@ fn fmt_objective(c: &Channel) -> String {
     format!("{} → {}", f(c.objective_start), f(c.objective_end))
 }
 
-/// `gallery/index.html`: seeds × layers.
+/// `gallery/index.html`: models × layers.
 pub(crate) fn index_page(key: &str, run_id: &str, inv: &Inventory, built: &[Layer]) -> String {
     let mut p = Page::new(key, &format!("lucid gallery · run {run_id}"), &[]);
     let by_key: BTreeMap<(&str, &str), &Layer> = built
         .iter()
-        .map(|l| ((l.seed.as_str(), l.layer.as_str()), l))
+        .map(|l| ((l.model.as_str(), l.layer.as_str()), l))
         .collect();
     let channels: usize = built.iter().map(|l| l.channels.len()).sum();
     w!(
         p.out,
         "<h1>Run {}</h1>\n<p class=\"muted\">{} · {} · {}",
         Esc(run_id),
-        plural(inv.seeds.len(), "seed", "seeds"),
+        plural(inv.models.len(), "model", "models"),
         plural(inv.layer_names.len(), "layer", "layers"),
         plural(channels, "channel", "channels")
     );
@@ -203,29 +203,29 @@ pub(crate) fn index_page(key: &str, run_id: &str, inv: &Inventory, built: &[Laye
         );
     }
     p.out.push_str("</p>\n");
-    if inv.seeds.is_empty() {
+    if inv.models.is_empty() {
         p.out.push_str("<p>No rendered channels yet.</p>\n");
         return p.finish();
     }
-    p.out.push_str("<table><tr><th>seed</th>");
+    p.out.push_str("<table><tr><th>model</th>");
     for layer in &inv.layer_names {
         let href = p.href(&paths::compare_layer(layer));
         w!(
             p.out,
-            "<th>{}<br><a class=\"small\" href=\"{href}\">compare seeds</a></th>",
+            "<th>{}<br><a class=\"small\" href=\"{href}\">compare models</a></th>",
             Esc(layer)
         );
     }
     p.out.push_str("</tr>\n");
-    for (seed, _) in &inv.seeds {
-        w!(p.out, "<tr><th>{}</th>", Esc(seed));
+    for (model, _) in &inv.models {
+        w!(p.out, "<tr><th>{}</th>", Esc(model));
         for layer_name in &inv.layer_names {
-            let Some(layer) = by_key.get(&(seed.as_str(), layer_name.as_str())) else {
+            let Some(layer) = by_key.get(&(model.as_str(), layer_name.as_str())) else {
                 p.out.push_str("<td class=\"muted\">—</td>");
                 continue;
             };
-            let href = p.href(&paths::layer_page(seed, layer_name));
-            let src = p.href(&paths::preview(seed, layer_name));
+            let href = p.href(&paths::layer_page(model, layer_name));
+            let src = p.href(&paths::preview(model, layer_name));
             let (cols, rows) = crate::preview_layout(layer.channels.len());
             // shown at half size: a preview, not a contact sheet
             let (w, h) = (
@@ -236,7 +236,7 @@ pub(crate) fn index_page(key: &str, run_id: &str, inv: &Inventory, built: &[Laye
                 p.out,
                 "<td><a href=\"{href}\"><img class=\"preview\" src=\"{src}\" width=\"{w}\" height=\"{h}\" \
                 loading=\"lazy\" alt=\"first channels of {} {}\">{}</a>",
-                Esc(seed),
+                Esc(model),
                 Esc(layer_name),
                 plural(layer.channels.len(), "channel", "channels")
             );
@@ -256,19 +256,19 @@ pub(crate) fn index_page(key: &str, run_id: &str, inv: &Inventory, built: &[Laye
     p.finish()
 }
 
-/// `gallery/{seed}/{layer}.html`: the contact sheet.
+/// `gallery/{model}/{layer}.html`: the contact sheet.
 pub(crate) fn layer_page(key: &str, run_id: &str, layer: &Layer) -> String {
-    let (seed, name) = (layer.seed.as_str(), layer.layer.as_str());
+    let (model, name) = (layer.model.as_str(), layer.layer.as_str());
     let mut p = Page::new(
         key,
-        &format!("{seed} / {name} · run {run_id}"),
+        &format!("{model} / {name} · run {run_id}"),
         &[run_crumb(run_id)],
     );
     let compare = p.href(&paths::compare_layer(name));
     w!(
         p.out,
-        "<h1>{} / {}</h1>\n<p class=\"muted\">{} · <a href=\"{compare}\">compare across seeds</a>",
-        Esc(seed),
+        "<h1>{} / {}</h1>\n<p class=\"muted\">{} · <a href=\"{compare}\">compare across models</a>",
+        Esc(model),
         Esc(name),
         plural(layer.channels.len(), "channel", "channels")
     );
@@ -281,19 +281,19 @@ pub(crate) fn layer_page(key: &str, run_id: &str, layer: &Layer) -> String {
         let chans = &layer.channels[sprite.first..sprite.first + sprite.count];
         let (first, last) = (chans[0].channel, chans[chans.len() - 1].channel);
         let (w, h) = (sprite.cols * layer.thumb, sprite.rows * layer.thumb);
-        let src = p.href(&paths::sprite(seed, name, n));
+        let src = p.href(&paths::sprite(model, name, n));
         w!(
             p.out,
             "<div class=\"sheet\" style=\"width:{w}px\"><img src=\"{src}\" width=\"{w}\" height=\"{h}\" \
             loading=\"lazy\" alt=\"{} {} channels {first:04} to {last:04}\">\
             <div class=\"grid\" style=\"grid-template-columns:repeat({},1fr);grid-template-rows:repeat({},1fr)\">",
-            Esc(seed),
+            Esc(model),
             Esc(name),
             sprite.cols,
             sprite.rows
         );
         for c in chans {
-            let href = p.href(&paths::channel_page(seed, name, c.channel));
+            let href = p.href(&paths::channel_page(model, name, c.channel));
             let class = match (&c.image, &c.sidecar) {
                 (ImageState::Missing, _) => "missing",
                 (ImageState::Unreadable(_), _) => "unreadable",
@@ -322,7 +322,7 @@ pub(crate) fn layer_page(key: &str, run_id: &str, layer: &Layer) -> String {
     if !troubled.is_empty() {
         p.out.push_str("<h2>Problems</h2>\n<table>");
         for c in troubled {
-            let href = p.href(&paths::channel_page(seed, name, c.channel));
+            let href = p.href(&paths::channel_page(model, name, c.channel));
             w!(
                 p.out,
                 "<tr><td><a href=\"{href}\">{:04}</a></td><td class=\"warn\">{}</td></tr>",
@@ -351,7 +351,7 @@ const FIELD_ORDER: &[&str] = &[
     "settings",
     "task_id",
     "run_id",
-    "seed",
+    "model",
     "layer",
     "channel",
     "copy",
@@ -392,23 +392,23 @@ fn render_table(out: &mut String, map: &serde_json::Map<String, Value>, order: &
     out.push_str("</table>");
 }
 
-/// `gallery/{seed}/{layer}/{channel:04}.html`: one channel, its image and its metadata.
+/// `gallery/{model}/{layer}/{channel:04}.html`: one channel, its image and its metadata.
 pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> String {
-    let (seed, name) = (layer.seed.as_str(), layer.layer.as_str());
+    let (model, name) = (layer.model.as_str(), layer.layer.as_str());
     let c = &layer.channels[i];
     let mut p = Page::new(
         key,
-        &format!("{seed} / {name} / {:04} · run {run_id}", c.channel),
+        &format!("{model} / {name} / {:04} · run {run_id}", c.channel),
         &[
             run_crumb(run_id),
-            (paths::layer_page(seed, name), format!("{seed} / {name}")),
+            (paths::layer_page(model, name), format!("{model} / {name}")),
         ],
     );
     channel_nav(&mut p, layer, i);
     w!(
         p.out,
         "<h1>{} / {} / channel {:04}</h1>\n",
-        Esc(seed),
+        Esc(model),
         Esc(name),
         c.channel
     );
@@ -416,15 +416,15 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
         w!(p.out, "<p class=\"bad\">{}</p>\n", Esc(&s));
     }
     p.out.push_str("<div class=\"channel\"><figure>");
-    let png = paths::image(seed, name, c.channel);
-    channel_figure_image(&mut p, seed, name, c, &png);
+    let png = paths::image(model, name, c.channel);
+    channel_figure_image(&mut p, model, name, c, &png);
     w!(p.out, "<figcaption>objective {}", Esc(&fmt_objective(c)));
     if !matches!(c.image, ImageState::Missing) {
         let href = p.href(&png);
         w!(p.out, " · <a href=\"{href}\">png</a>");
     }
     if !matches!(c.sidecar, SidecarState::Missing) {
-        let href = p.href(&paths::sidecar(seed, name, c.channel));
+        let href = p.href(&paths::sidecar(model, name, c.channel));
         w!(p.out, " · <a href=\"{href}\">json</a>");
     }
     p.out.push_str("</figcaption></figure><div>");
@@ -435,13 +435,13 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
     p.finish()
 }
 
-/// The previous / across-seeds / next links of channel `i`'s page.
+/// The previous / across-models / next links of channel `i`'s page.
 fn channel_nav(p: &mut Page, layer: &Layer, i: usize) {
-    let (seed, name) = (layer.seed.as_str(), layer.layer.as_str());
+    let (model, name) = (layer.model.as_str(), layer.layer.as_str());
     let c = &layer.channels[i];
     p.out.push_str("<div class=\"pn\">");
     if let Some(prev) = i.checked_sub(1).map(|j| &layer.channels[j]) {
-        let href = p.href(&paths::channel_page(seed, name, prev.channel));
+        let href = p.href(&paths::channel_page(model, name, prev.channel));
         w!(
             p.out,
             "<a href=\"{href}\" rel=\"prev\">‹ {:04}</a>",
@@ -449,9 +449,12 @@ fn channel_nav(p: &mut Page, layer: &Layer, i: usize) {
         );
     }
     let compare = p.href(&paths::compare_channel(name, c.channel));
-    w!(p.out, "<a href=\"{compare}\">this channel across seeds</a>");
+    w!(
+        p.out,
+        "<a href=\"{compare}\">this channel across models</a>"
+    );
     if let Some(next) = layer.channels.get(i + 1) {
-        let href = p.href(&paths::channel_page(seed, name, next.channel));
+        let href = p.href(&paths::channel_page(model, name, next.channel));
         w!(
             p.out,
             "<a href=\"{href}\" rel=\"next\">{:04} ›</a>",
@@ -462,7 +465,7 @@ fn channel_nav(p: &mut Page, layer: &Layer, i: usize) {
 }
 
 /// A channel page's image, or a placeholder saying it is missing or unreadable.
-fn channel_figure_image(p: &mut Page, seed: &str, name: &str, c: &Channel, png: &str) {
+fn channel_figure_image(p: &mut Page, model: &str, name: &str, c: &Channel, png: &str) {
     match &c.image {
         ImageState::Ok { width, height } => {
             let (w, h) = display_size(*width, *height, 256, 512);
@@ -470,7 +473,7 @@ fn channel_figure_image(p: &mut Page, seed: &str, name: &str, c: &Channel, png: 
             w!(
                 p.out,
                 "<img src=\"{src}\" width=\"{w}\" height=\"{h}\" alt=\"{} {} channel {:04}\">",
-                Esc(seed),
+                Esc(model),
                 Esc(name),
                 c.channel
             );
@@ -497,53 +500,53 @@ fn display_size(w: u32, h: u32, min: u32, max: u32) -> (u32, u32) {
     (scale(w), scale(h))
 }
 
-/// `gallery/compare/{layer}.html`: every channel, one tile per seed.
+/// `gallery/compare/{layer}.html`: every channel, one tile per model.
 pub(crate) fn compare_layer_page(
     key: &str,
     run_id: &str,
     name: &str,
     thumb: u32,
-    per_seed: &[(&str, Option<&Layer>)],
+    per_model: &[(&str, Option<&Layer>)],
     numbers: &[u32],
 ) -> String {
     let mut p = Page::new(
         key,
-        &format!("{name} across seeds · run {run_id}"),
+        &format!("{name} across models · run {run_id}"),
         &[run_crumb(run_id)],
     );
     // one class per sprite keeps each tile's markup short
     p.out.push_str("<style>");
     w!(p.out, ".t{{width:{thumb}px;height:{thumb}px}}");
-    for (s, (seed, layer)) in per_seed.iter().enumerate() {
+    for (s, (model, layer)) in per_model.iter().enumerate() {
         for n in 0..layer.map_or(0, |l| l.sprites.len()) {
-            let url = css_string(&paths::relative(&p.key, &paths::sprite(seed, name, n)));
+            let url = css_string(&paths::relative(&p.key, &paths::sprite(model, name, n)));
             w!(p.out, ".p{s}-{n}{{background-image:url(\"{url}\")}}");
         }
     }
     p.out.push_str("</style>\n");
     w!(
         p.out,
-        "<h1>{} across seeds</h1>\n<p class=\"muted\">{} · {} · each card shows the channel in every seed, in this order:",
+        "<h1>{} across models</h1>\n<p class=\"muted\">{} · {} · each card shows the channel in every model, in this order:",
         Esc(name),
         plural(numbers.len(), "channel", "channels"),
-        plural(per_seed.len(), "seed", "seeds")
+        plural(per_model.len(), "model", "models")
     );
-    for (s, (seed, layer)) in per_seed.iter().enumerate() {
+    for (s, (model, layer)) in per_model.iter().enumerate() {
         let sep = if s == 0 { "" } else { "," };
         if layer.is_some() {
-            let href = p.href(&paths::layer_page(seed, name));
-            w!(p.out, "{sep} <a href=\"{href}\">{}</a>", Esc(seed));
+            let href = p.href(&paths::layer_page(model, name));
+            w!(p.out, "{sep} <a href=\"{href}\">{}</a>", Esc(model));
         } else {
             w!(
                 p.out,
                 "{sep} {} <span class=\"muted\">(no {})</span>",
-                Esc(seed),
+                Esc(model),
                 Esc(name)
             );
         }
     }
     p.out.push_str("</p>\n<div class=\"cards\">\n");
-    let lookup: Vec<BTreeMap<u32, &Channel>> = per_seed
+    let lookup: Vec<BTreeMap<u32, &Channel>> = per_model
         .iter()
         .map(|(_, l)| {
             l.iter()
@@ -558,8 +561,8 @@ pub(crate) fn compare_layer_page(
             p.out,
             "<a class=\"card\" href=\"{href}\" title=\"channel {channel:04}\">"
         );
-        for (s, seed_channels) in lookup.iter().enumerate() {
-            match seed_channels.get(&channel) {
+        for (s, model_channels) in lookup.iter().enumerate() {
+            match model_channels.get(&channel) {
                 Some(c) => {
                     let (x, y) = (c.tile.col * thumb, c.tile.row * thumb);
                     w!(
@@ -577,19 +580,19 @@ pub(crate) fn compare_layer_page(
     p.finish()
 }
 
-/// One seed's figure of a channel on its across-seeds page: the image linked to the seed's own
+/// One model's figure of a channel on its across-models page: the image linked to the model's own
 /// channel page, its objective and what is wrong with it.
-fn compare_figure(p: &mut Page, seed: &str, name: &str, c: &Channel) {
+fn compare_figure(p: &mut Page, model: &str, name: &str, c: &Channel) {
     let channel = c.channel;
-    let page = p.href(&paths::channel_page(seed, name, channel));
+    let page = p.href(&paths::channel_page(model, name, channel));
     match &c.image {
         ImageState::Ok { width, height } => {
             let (w, h) = display_size(*width, *height, 224, 224);
-            let src = p.href(&paths::image(seed, name, channel));
+            let src = p.href(&paths::image(model, name, channel));
             w!(
                 p.out,
                 "<a href=\"{page}\"><img src=\"{src}\" width=\"{w}\" height=\"{h}\" alt=\"{} {} channel {channel:04}\"></a>",
-                Esc(seed),
+                Esc(model),
                 Esc(name)
             );
         }
@@ -606,7 +609,7 @@ fn compare_figure(p: &mut Page, seed: &str, name: &str, c: &Channel) {
     w!(
         p.out,
         "<figcaption><a href=\"{page}\">{}</a><br>objective {}",
-        Esc(seed),
+        Esc(model),
         Esc(&fmt_objective(c))
     );
     for s in channel_status(c) {
@@ -615,21 +618,21 @@ fn compare_figure(p: &mut Page, seed: &str, name: &str, c: &Channel) {
     p.out.push_str("</figcaption>");
 }
 
-/// `gallery/compare/{layer}/{channel:04}.html`: one channel in every seed, side by side.
+/// `gallery/compare/{layer}/{channel:04}.html`: one channel in every model, side by side.
 pub(crate) fn compare_channel_page(
     key: &str,
     run_id: &str,
     name: &str,
     channel: u32,
-    per_seed: &[(&str, Option<&Layer>)],
+    per_model: &[(&str, Option<&Layer>)],
     (prev, next): (Option<u32>, Option<u32>),
 ) -> String {
     let mut p = Page::new(
         key,
-        &format!("{name} / {channel:04} across seeds · run {run_id}"),
+        &format!("{name} / {channel:04} across models · run {run_id}"),
         &[
             run_crumb(run_id),
-            (paths::compare_layer(name), format!("{name} across seeds")),
+            (paths::compare_layer(name), format!("{name} across models")),
         ],
     );
     p.out.push_str("<div class=\"pn\">");
@@ -644,18 +647,18 @@ pub(crate) fn compare_channel_page(
     p.out.push_str("</div>\n");
     w!(
         p.out,
-        "<h1>{} / channel {channel:04} across seeds</h1>\n<div class=\"seeds\">\n",
+        "<h1>{} / channel {channel:04} across models</h1>\n<div class=\"models\">\n",
         Esc(name)
     );
-    for &(seed, layer) in per_seed {
+    for &(model, layer) in per_model {
         p.out.push_str("<figure>");
         match layer.and_then(|l| l.channels.iter().find(|c| c.channel == channel)) {
-            Some(c) => compare_figure(&mut p, seed, name, c),
+            Some(c) => compare_figure(&mut p, model, name, c),
             None => w!(
                 p.out,
                 "<div class=\"ph\" style=\"width:224px;height:224px\">not rendered</div>\
                 <figcaption>{}</figcaption>",
-                Esc(seed)
+                Esc(model)
             ),
         }
         p.out.push_str("</figure>\n");

@@ -1,4 +1,4 @@
-//! The run's channels, from a listing: which seeds, layers and channels exist, and which of a channel's
+//! The run's channels, from a listing: which models, layers and channels exist, and which of a channel's
 //! two objects (PNG, sidecar) are there.
 
 use std::cmp::Ordering;
@@ -16,18 +16,18 @@ pub(crate) struct Presence {
 /// One layer's channels, in numeric order, with what exists of each.
 pub(crate) type LayerChannels = Vec<(u32, Presence)>;
 
-/// Channels by seed and layer; seeds and layers in natural order (`seed_2` before `seed_10`), channels in
+/// Channels by model and layer; models and layers in natural order (`s2` before `s10`), channels in
 /// numeric order.
 #[derive(Debug, Default)]
 pub(crate) struct Inventory {
-    pub seeds: Vec<(String, Vec<(String, LayerChannels)>)>,
-    /// Every layer of any seed, in natural order.
+    pub models: Vec<(String, Vec<(String, LayerChannels)>)>,
+    /// Every layer of any model, in natural order.
     pub layer_names: Vec<String>,
 }
 
 impl Inventory {
     /// Groups the channel objects among `keys` (relative to the run root). Only keys of exactly
-    /// `{seed}/{layer}/{channel:04}.{png|json}` with valid identifiers count; everything else (the
+    /// `{model}/{layer}/{channel:04}.{png|json}` with valid identifiers count; everything else (the
     /// manifest, an earlier gallery, foreign objects) is ignored.
     pub(crate) fn from_keys(keys: &[String]) -> Self {
         let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<u32, Presence>>> = BTreeMap::new();
@@ -35,11 +35,11 @@ impl Inventory {
             if key.split('/').count() != 3 {
                 continue;
             }
-            let Some((seed, layer, channel, kind)) = parse_key(key) else {
+            let Some((model, layer, channel, kind)) = parse_key(key) else {
                 continue;
             };
             let presence = tree
-                .entry(seed.as_str().to_owned())
+                .entry(model.as_str().to_owned())
                 .or_default()
                 .entry(layer.as_str().to_owned())
                 .or_default()
@@ -57,19 +57,22 @@ impl Inventory {
             .into_iter()
             .collect();
         layer_names.sort_by(|a, b| natural_cmp(a, b));
-        let mut seeds: Vec<_> = tree
+        let mut models: Vec<_> = tree
             .into_iter()
-            .map(|(seed, layers)| {
+            .map(|(model, layers)| {
                 let mut layers: Vec<_> = layers
                     .into_iter()
                     .map(|(layer, channels)| (layer, channels.into_iter().collect()))
                     .collect();
                 layers.sort_by(|(a, _), (b, _)| natural_cmp(a, b));
-                (seed, layers)
+                (model, layers)
             })
             .collect();
-        seeds.sort_by(|(a, _), (b, _)| natural_cmp(a, b));
-        Self { seeds, layer_names }
+        models.sort_by(|(a, _), (b, _)| natural_cmp(a, b));
+        Self {
+            models,
+            layer_names,
+        }
     }
 }
 
@@ -147,13 +150,13 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let inv = Inventory::from_keys(&keys);
-        let seeds: Vec<&str> = inv.seeds.iter().map(|(s, _)| s.as_str()).collect();
-        assert_eq!(seeds, ["s2", "s10"]);
-        let layers: Vec<&str> = inv.seeds[0].1.iter().map(|(l, _)| l.as_str()).collect();
+        let models: Vec<&str> = inv.models.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(models, ["s2", "s10"]);
+        let layers: Vec<&str> = inv.models[0].1.iter().map(|(l, _)| l.as_str()).collect();
         assert_eq!(layers, ["conv1", "conv2", "conv10"]);
         assert_eq!(inv.layer_names, ["conv1", "conv2", "conv10"]);
         assert_eq!(
-            inv.seeds[0].1[0].1,
+            inv.models[0].1[0].1,
             vec![(
                 1,
                 Presence {
@@ -163,7 +166,7 @@ mod tests {
             )]
         );
         assert_eq!(
-            inv.seeds[0].1[2].1,
+            inv.models[0].1[2].1,
             vec![(
                 0,
                 Presence {

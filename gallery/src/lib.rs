@@ -7,16 +7,16 @@
 //! # Layout
 //!
 //! Keys are relative to the run root (`{prefix}/{run}/`), where the workers store
-//! `{seed}/{layer}/{channel:04}.png` and its `.json` sidecar. The gallery adds:
+//! `{model}/{layer}/{channel:04}.png` and its `.json` sidecar. The gallery adds:
 //!
 //! ```text
-//! gallery/index.html                          seeds × layers: counts, previews, links
-//! gallery/{seed}/{layer}.html                 contact sheet of a layer (lazy-loaded sprites + tile links)
-//! gallery/{seed}/{layer}-{n}.png              sprite n: up to sprite_max_thumbs thumbnails in a grid
-//! gallery/{seed}/{layer}-preview.png          the first few thumbnails, for the index
-//! gallery/{seed}/{layer}/{channel:04}.html    one channel: the full PNG and its sidecar's metadata
-//! gallery/compare/{layer}.html                every channel of a layer, one tile per seed, aligned
-//! gallery/compare/{layer}/{channel:04}.html   one channel across every seed, side by side
+//! gallery/index.html                          models × layers: counts, previews, links
+//! gallery/{model}/{layer}.html                 contact sheet of a layer (lazy-loaded sprites + tile links)
+//! gallery/{model}/{layer}-{n}.png              sprite n: up to sprite_max_thumbs thumbnails in a grid
+//! gallery/{model}/{layer}-preview.png          the first few thumbnails, for the index
+//! gallery/{model}/{layer}/{channel:04}.html    one channel: the full PNG and its sidecar's metadata
+//! gallery/compare/{layer}.html                every channel of a layer, one tile per model, aligned
+//! gallery/compare/{layer}/{channel:04}.html   one channel across every model, side by side
 //! ```
 //!
 //! Every link is relative (computed from the page's key to the target's key), pages embed their CSS and
@@ -52,7 +52,7 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! # let dir = tempfile::tempdir()?;
 //! use lucid_gallery::{FolderStore, GalleryOptions};
-//! let mut store = FolderStore::new(dir.path()); // the run folder: {seed}/{layer}/{channel:04}.png
+//! let mut store = FolderStore::new(dir.path()); // the run folder: {model}/{layer}/{channel:04}.png
 //! let source = store.clone();
 //! let summary = lucid_gallery::build(&source, &mut store, &GalleryOptions::recommended("run1"))?;
 //! assert_eq!(summary.images, 0); // an empty run still gets an index page
@@ -93,7 +93,7 @@ const MAX_SPRITE_SIDE: u64 = 16_384;
 ///
 /// `Sync` because [`build`] reads from several threads at once.
 pub trait GallerySource: Sync {
-    /// Every key under the run root, relative to it (`seed/layer/0001.png`, `run.json`, …), in any order.
+    /// Every key under the run root, relative to it (`model/layer/0001.png`, `run.json`, …), in any order.
     /// Keys that are not channel images or sidecars are ignored.
     fn list_keys(&self) -> Result<Vec<String>, GalleryError>;
 
@@ -175,7 +175,7 @@ pub struct GallerySummary {
     pub pages: usize,
     /// Contact-sheet sprites written (not counting previews).
     pub sprites: usize,
-    /// Index previews written, one per seed and layer.
+    /// Index previews written, one per model and layer.
     pub previews: usize,
     /// Channel images decoded into thumbnails.
     pub images: usize,
@@ -240,7 +240,7 @@ pub enum GalleryError {
     #[error("invalid gallery options: {0}")]
     InvalidOptions(String),
     /// Two objects would need the same key, or one would need a folder where the other is a file (for
-    /// example a seed named `compare`); nothing was written.
+    /// example a model named `compare`); nothing was written.
     #[error("gallery object {key} collides with {other}")]
     Collision {
         /// The gallery key.
@@ -291,7 +291,7 @@ pub(crate) struct Tile {
     pub row: u32,
 }
 
-/// One channel of one seed's layer.
+/// One channel of one model's layer.
 #[derive(Debug, Clone)]
 pub(crate) struct Channel {
     pub channel: u32,
@@ -313,10 +313,10 @@ pub(crate) struct Sprite {
     pub rows: u32,
 }
 
-/// One seed's layer, as its pages need it.
+/// One model's layer, as its pages need it.
 #[derive(Debug, Clone)]
 pub(crate) struct Layer {
-    pub seed: String,
+    pub model: String,
     pub layer: String,
     pub channels: Vec<Channel>,
     pub sprites: Vec<Sprite>,
@@ -389,14 +389,14 @@ pub fn build(
 
     let mut summary = GallerySummary::default();
     let mut built: Vec<Layer> = Vec::new();
-    for (seed, layers) in &inventory.seeds {
+    for (model, layers) in &inventory.models {
         for (layer, entries) in layers {
             let mut built_layer = build_layer(
                 source,
                 sink,
                 opts,
                 threads,
-                seed,
+                model,
                 layer,
                 entries,
                 &mut summary,
@@ -421,8 +421,8 @@ pub fn build(
     Ok(summary)
 }
 
-/// The cross-seed pages of `layer`: its contact sheet across seeds and a page per channel number
-/// that any seed has.
+/// The cross-model pages of `layer`: its contact sheet across models and a page per channel number
+/// that any model has.
 fn build_compare_pages(
     sink: &mut dyn GallerySink,
     opts: &GalleryOptions,
@@ -431,16 +431,16 @@ fn build_compare_pages(
     layer: &str,
     summary: &mut GallerySummary,
 ) -> Result<(), GalleryError> {
-    // every seed, so that a seed without this layer shows up as such
-    let per_seed: Vec<(&str, Option<&Layer>)> = inventory
-        .seeds
+    // every model, so that a model without this layer shows up as such
+    let per_model: Vec<(&str, Option<&Layer>)> = inventory
+        .models
         .iter()
-        .map(|(seed, _)| {
-            let found = built.iter().find(|l| &l.seed == seed && l.layer == layer);
-            (seed.as_str(), found)
+        .map(|(model, _)| {
+            let found = built.iter().find(|l| &l.model == model && l.layer == layer);
+            (model.as_str(), found)
         })
         .collect();
-    let numbers: BTreeSet<u32> = per_seed
+    let numbers: BTreeSet<u32> = per_model
         .iter()
         .filter_map(|(_, l)| *l)
         .flat_map(|l| l.channels.iter().map(|c| c.channel))
@@ -452,7 +452,7 @@ fn build_compare_pages(
         &opts.run_id,
         layer,
         opts.thumb_size,
-        &per_seed,
+        &per_model,
         &numbers,
     );
     put_page(sink, summary, &key, page)?;
@@ -460,8 +460,14 @@ fn build_compare_pages(
         let key = paths::compare_channel(layer, channel);
         let prev = i.checked_sub(1).map(|p| numbers[p]);
         let next = numbers.get(i + 1).copied();
-        let page =
-            html::compare_channel_page(&key, &opts.run_id, layer, channel, &per_seed, (prev, next));
+        let page = html::compare_channel_page(
+            &key,
+            &opts.run_id,
+            layer,
+            channel,
+            &per_model,
+            (prev, next),
+        );
         put_page(sink, summary, &key, page)?;
     }
     Ok(())
@@ -498,22 +504,22 @@ fn put_page(
 /// Every key [`build`] will write for `inventory`, in writing order.
 fn planned_keys(inventory: &Inventory, opts: &GalleryOptions) -> Vec<String> {
     let mut keys = Vec::new();
-    for (seed, layers) in &inventory.seeds {
+    for (model, layers) in &inventory.models {
         for (layer, entries) in layers {
             for n in 0..sprite_layout(entries.len(), opts).len() {
-                keys.push(paths::sprite(seed, layer, n));
+                keys.push(paths::sprite(model, layer, n));
             }
-            keys.push(paths::preview(seed, layer));
-            keys.push(paths::layer_page(seed, layer));
+            keys.push(paths::preview(model, layer));
+            keys.push(paths::layer_page(model, layer));
             for (channel, _) in entries {
-                keys.push(paths::channel_page(seed, layer, *channel));
+                keys.push(paths::channel_page(model, layer, *channel));
             }
         }
     }
     for layer in &inventory.layer_names {
         keys.push(paths::compare_layer(layer));
         let numbers: BTreeSet<u32> = inventory
-            .seeds
+            .models
             .iter()
             .flat_map(|(_, layers)| layers.iter().filter(|(l, _)| l == layer))
             .flat_map(|(_, entries)| entries.iter().map(|(c, _)| *c))
@@ -557,7 +563,7 @@ fn check_collisions(planned: &[String], source: &[String]) -> Result<(), Gallery
 
 /// The RGB pixels of a layer's sprites and its index preview, with their keys and sizes.
 fn compose_sheets(
-    seed: &str,
+    model: &str,
     layer: &str,
     thumb: u32,
     sprites: &[Sprite],
@@ -572,7 +578,7 @@ fn compose_sheets(
             let t = channels[i].tile;
             paste_cell(&mut rgb, w, thumb, t.col, t.row, &channels[i], &thumbs[i]);
         }
-        sheets.push((paths::sprite(seed, layer, n), w, h, rgb));
+        sheets.push((paths::sprite(model, layer, n), w, h, rgb));
     }
     let (pcols, prows) = preview_layout(channels.len());
     let (pw, ph) = (pcols * thumb, prows * thumb);
@@ -581,25 +587,25 @@ fn compose_sheets(
         let (col, row) = (i as u32 % pcols, i as u32 / pcols);
         paste_cell(&mut rgb, pw, thumb, col, row, channel, &thumbs[i]);
     }
-    sheets.push((paths::preview(seed, layer), pw, ph, rgb));
+    sheets.push((paths::preview(model, layer), pw, ph, rgb));
     sheets
 }
 
-/// Reads, thumbnails and writes one seed's layer: sprites, preview, contact sheet and channel pages.
+/// Reads, thumbnails and writes one model's layer: sprites, preview, contact sheet and channel pages.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
 fn build_layer(
     source: &dyn GallerySource,
     sink: &mut dyn GallerySink,
     opts: &GalleryOptions,
     threads: usize,
-    seed: &str,
+    model: &str,
     layer: &str,
     entries: &[(u32, Presence)],
     summary: &mut GallerySummary,
 ) -> Result<Layer, GalleryError> {
     let thumb = opts.thumb_size;
     let loaded = parallel_map(entries, threads, |&(channel, presence)| {
-        load_channel(source, seed, layer, channel, presence, thumb)
+        load_channel(source, model, layer, channel, presence, thumb)
     })?;
     let sprites = sprite_layout(entries.len(), opts);
     let max = opts.sprite_max_thumbs as usize;
@@ -619,7 +625,7 @@ fn build_layer(
     }
 
     // Compose the sprites and the preview, then encode them in parallel.
-    let sheets = compose_sheets(seed, layer, thumb, &sprites, &channels, &thumbs);
+    let sheets = compose_sheets(model, layer, thumb, &sprites, &channels, &thumbs);
     drop(thumbs);
     let encoded = parallel_map(&sheets, threads, |(key, w, h, rgb)| {
         thumbs::encode_png(*w, *h, rgb).map_err(|message| GalleryError::Encode {
@@ -639,13 +645,13 @@ fn build_layer(
     drop(sheets);
 
     let built = Layer {
-        seed: seed.to_owned(),
+        model: model.to_owned(),
         layer: layer.to_owned(),
         channels,
         sprites,
         thumb,
     };
-    let key = paths::layer_page(seed, layer);
+    let key = paths::layer_page(model, layer);
     put_page(
         sink,
         summary,
@@ -653,7 +659,7 @@ fn build_layer(
         html::layer_page(&key, &opts.run_id, &built),
     )?;
     for i in 0..built.channels.len() {
-        let key = paths::channel_page(seed, layer, built.channels[i].channel);
+        let key = paths::channel_page(model, layer, built.channels[i].channel);
         let page = html::channel_page(&key, &opts.run_id, &built, i);
         put_page(sink, summary, &key, page)?;
     }
@@ -688,14 +694,14 @@ fn paste_cell(
 /// Reads and decodes one channel: its state and, if the PNG decoded, its thumbnail.
 fn load_channel(
     source: &dyn GallerySource,
-    seed: &str,
+    model: &str,
     layer: &str,
     channel: u32,
     presence: Presence,
     thumb: u32,
 ) -> Result<(Channel, Option<Vec<u8>>), GalleryError> {
     let (image, pixels) = if presence.png {
-        let bytes = source.read(&paths::image(seed, layer, channel))?;
+        let bytes = source.read(&paths::image(model, layer, channel))?;
         match thumbs::decode_png(&bytes) {
             Ok(img) => (
                 ImageState::Ok {
@@ -710,7 +716,7 @@ fn load_channel(
         (ImageState::Missing, None)
     };
     let sidecar = if presence.sidecar {
-        let bytes = source.read(&paths::sidecar(seed, layer, channel))?;
+        let bytes = source.read(&paths::sidecar(model, layer, channel))?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => SidecarState::Ok(map),
             Ok(_) => SidecarState::Unreadable("not a JSON object".into()),
@@ -839,12 +845,12 @@ mod tests {
     fn writes_exactly_the_planned_keys() {
         let mut run = Memory::default();
         let png = thumbs::encode_png(2, 2, &[200; 12]).unwrap();
-        for seed in ["s1", "s2"] {
+        for model in ["s1", "s2"] {
             for ch in 0..9 {
                 run.objects
-                    .insert(paths::image(seed, "c1", ch), png.clone());
+                    .insert(paths::image(model, "c1", ch), png.clone());
                 run.objects.insert(
-                    paths::sidecar(seed, "c1", ch),
+                    paths::sidecar(model, "c1", ch),
                     br#"{"objective_start": 1, "objective_end": 2.5}"#.to_vec(),
                 );
             }
@@ -869,7 +875,7 @@ mod tests {
             };
             assert_eq!(ct, expected, "{key}");
         }
-        // 9 channels in sprites of 6 → 2 sprites per seed for c1, 1 for s2/fc
+        // 9 channels in sprites of 6 → 2 sprites per model for c1, 1 for s2/fc
         assert_eq!(summary.sprites, 5);
         assert_eq!(summary.previews, 3);
         assert_eq!(summary.channels, 19);
@@ -886,7 +892,7 @@ mod tests {
     fn collisions_are_refused_before_writing() {
         let mut run = Memory::default();
         let png = thumbs::encode_png(2, 2, &[200; 12]).unwrap();
-        // seed "compare" would put its pages where the compare pages go: gallery/compare/c1.html twice
+        // model "compare" would put its pages where the compare pages go: gallery/compare/c1.html twice
         run.objects.insert(paths::image("compare", "c1", 0), png);
         let source = Memory {
             objects: run.objects.clone(),

@@ -11,24 +11,24 @@ pub(crate) fn index() -> String {
     format!("{DIR}/index.html")
 }
 
-/// `gallery/{seed}/{layer}.html`: the contact sheet.
-pub(crate) fn layer_page(seed: &str, layer: &str) -> String {
-    format!("{DIR}/{seed}/{layer}.html")
+/// `gallery/{model}/{layer}.html`: the contact sheet.
+pub(crate) fn layer_page(model: &str, layer: &str) -> String {
+    format!("{DIR}/{model}/{layer}.html")
 }
 
-/// `gallery/{seed}/{layer}-{n}.png`: sprite `n` of a contact sheet.
-pub(crate) fn sprite(seed: &str, layer: &str, n: usize) -> String {
-    format!("{DIR}/{seed}/{layer}-{n}.png")
+/// `gallery/{model}/{layer}-{n}.png`: sprite `n` of a contact sheet.
+pub(crate) fn sprite(model: &str, layer: &str, n: usize) -> String {
+    format!("{DIR}/{model}/{layer}-{n}.png")
 }
 
-/// `gallery/{seed}/{layer}-preview.png`: the index's preview of a layer.
-pub(crate) fn preview(seed: &str, layer: &str) -> String {
-    format!("{DIR}/{seed}/{layer}-preview.png")
+/// `gallery/{model}/{layer}-preview.png`: the index's preview of a layer.
+pub(crate) fn preview(model: &str, layer: &str) -> String {
+    format!("{DIR}/{model}/{layer}-preview.png")
 }
 
-/// `gallery/{seed}/{layer}/{channel:04}.html`.
-pub(crate) fn channel_page(seed: &str, layer: &str, channel: u32) -> String {
-    format!("{DIR}/{seed}/{layer}/{channel:04}.html")
+/// `gallery/{model}/{layer}/{channel:04}.html`.
+pub(crate) fn channel_page(model: &str, layer: &str, channel: u32) -> String {
+    format!("{DIR}/{model}/{layer}/{channel:04}.html")
 }
 
 /// `gallery/compare/{layer}.html`.
@@ -41,14 +41,14 @@ pub(crate) fn compare_channel(layer: &str, channel: u32) -> String {
     format!("{DIR}/compare/{layer}/{channel:04}.html")
 }
 
-/// `{seed}/{layer}/{channel:04}.png`: the rendered image, as the workers store it.
-pub(crate) fn image(seed: &str, layer: &str, channel: u32) -> String {
-    format!("{seed}/{layer}/{channel:04}.png")
+/// `{model}/{layer}/{channel:04}.png`: the rendered image, as the workers store it.
+pub(crate) fn image(model: &str, layer: &str, channel: u32) -> String {
+    format!("{model}/{layer}/{channel:04}.png")
 }
 
-/// `{seed}/{layer}/{channel:04}.json`: the result sidecar.
-pub(crate) fn sidecar(seed: &str, layer: &str, channel: u32) -> String {
-    format!("{seed}/{layer}/{channel:04}.json")
+/// `{model}/{layer}/{channel:04}.json`: the result sidecar.
+pub(crate) fn sidecar(model: &str, layer: &str, channel: u32) -> String {
+    format!("{model}/{layer}/{channel:04}.json")
 }
 
 /// The relative URL from the page at key `from` to the object at key `to` (both relative to the run root).

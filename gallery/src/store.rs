@@ -21,7 +21,7 @@ pub struct FolderStore {
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl FolderStore {
-    /// A store over the run folder `root` (the folder holding `{seed}/{layer}/{channel:04}.png`).
+    /// A store over the run folder `root` (the folder holding `{model}/{layer}/{channel:04}.png`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         Self { root: root.into() }
     }

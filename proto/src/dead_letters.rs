@@ -14,8 +14,9 @@ use crate::versioned::{self, DecodeError, Document};
 pub struct DeadTask {
     /// The task's id.
     pub task_id: String,
-    /// The model's label.
-    pub seed: ModelId,
+    /// The model's label (field `seed`, as in the task and the sidecar).
+    #[serde(rename = "seed")]
+    pub model_id: ModelId,
     /// The layer.
     pub layer: LayerName,
     /// The channel.
@@ -80,7 +81,7 @@ mod tests {
             "r1".parse().unwrap(),
             vec![DeadTask {
                 task_id: "r1/s1/conv1/0003".into(),
-                seed: "s1".parse().unwrap(),
+                model_id: "s1".parse().unwrap(),
                 layer: "conv1".parse().unwrap(),
                 channel: 3,
                 reason: "cannot load model s1".into(),

@@ -68,7 +68,7 @@ impl LayerTable {
     }
 }
 
-/// The plan of `spec` over each seed's layer table ([`crate::plan::plan`] over the widths), checked
+/// The plan of `spec` over each model's layer table ([`crate::plan::plan`] over the widths), checked
 /// with [`check_sides`]: the one planning step of the coordinator and of the worker's local mode.
 pub fn plan_checked(
     spec: &SweepSpec,
@@ -76,7 +76,7 @@ pub fn plan_checked(
 ) -> Result<Plan, PlanError> {
     let widths: BTreeMap<ModelId, LayerWidths> = tables
         .iter()
-        .map(|(seed, table)| (seed.clone(), table.widths.clone()))
+        .map(|(model, table)| (model.clone(), table.widths.clone()))
         .collect();
     let plan = crate::plan::plan(spec, &widths)?;
     check_sides(&plan, tables)?;
@@ -84,20 +84,20 @@ pub fn plan_checked(
 }
 
 /// Checks that `plan`'s render size leaves every planned layer a non-empty output after the
-/// transforms, with `tables` giving each seed's smallest input per layer (a seed or layer missing
+/// transforms, with `tables` giving each model's smallest input per layer (a model or layer missing
 /// from `tables` is not checked).
 pub fn check_sides(plan: &Plan, tables: &BTreeMap<ModelId, LayerTable>) -> Result<(), PlanError> {
     let settings = &plan.settings;
     let seen = min_network_side(settings.transforms, settings.size as usize);
-    for seed in &plan.seeds {
-        let Some(table) = tables.get(&seed.seed) else {
+    for model in &plan.models {
+        let Some(table) = tables.get(&model.model_id) else {
             continue;
         };
-        for layer in &seed.layers {
+        for layer in &model.layers {
             let needed = table.min_sides.get(&layer.layer).copied().unwrap_or(0);
             if seen < needed as i64 {
                 return Err(PlanError::SizeTooSmall {
-                    seed: seed.seed.clone(),
+                    model: model.model_id.clone(),
                     layer: layer.layer.clone(),
                     size: settings.size,
                     seen,
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn sizes_too_small_for_a_planned_layer_are_refused_naming_it() {
-        use crate::plan::{LayerPlan, SeedPlan};
+        use crate::plan::{LayerPlan, ModelPlan};
         use crate::spec::{ModelLocation, RenderSection};
         let seed = ModelId::new("training_seed_01").expect("seed");
         let table =
@@ -140,9 +140,9 @@ mod tests {
         let mut plan = Plan {
             run_id: crate::RunId::new("r").expect("run"),
             settings: RenderSection::default().settings(),
-            seeds: vec![SeedPlan {
-                seed: seed.clone(),
-                model: ModelLocation::Local("m".into()),
+            models: vec![ModelPlan {
+                model_id: seed.clone(),
+                location: ModelLocation::Local("m".into()),
                 layers: vec![layer("conv1"), layer("fc6")],
             }],
         };
@@ -153,11 +153,11 @@ mod tests {
         let err = check_sides(&plan, &tables).expect_err("128 px is too small for fc6");
         assert_eq!(
             err.to_string(),
-            "render.size = 128 px is too small for layer fc6 of seed training_seed_01: after the \
+            "render.size = 128 px is too small for layer fc6 of model training_seed_01: after the \
              transforms the network sees 125 px, and fc6 needs at least 195 px; raise render.size \
              or leave fc6 out of layers"
         );
-        plan.seeds[0].layers.pop();
+        plan.models[0].layers.pop();
         assert_eq!(check_sides(&plan, &tables), Ok(()), "conv1 alone fits");
     }
 }

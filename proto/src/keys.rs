@@ -3,8 +3,8 @@
 //! ```text
 //! {prefix}/{run}/run.json                         run manifest
 //! {prefix}/{run}/dead-letters.json                 tasks `local` gave up, with their reasons
-//! {prefix}/{run}/{seed}/{layer}/{channel:04}.png  image
-//! {prefix}/{run}/{seed}/{layer}/{channel:04}.json result sidecar
+//! {prefix}/{run}/{model}/{layer}/{channel:04}.png  image
+//! {prefix}/{run}/{model}/{layer}/{channel:04}.json result sidecar
 //! ```
 //!
 //! An empty prefix drops its segment (no leading `/`). Every segment is a validated identifier, so keys
@@ -64,39 +64,39 @@ impl KeyPrefix {
 
     /// The sidecar key of `task`'s result.
     pub fn sidecar_key_of(&self, task: &crate::TaskMessage) -> String {
-        self.sidecar_key(&task.run_id, &task.seed, &task.layer, task.channel)
+        self.sidecar_key(&task.run_id, &task.model_id, &task.layer, task.channel)
     }
 
-    /// `{prefix}/{run}/{seed}/{layer}/{channel:04}.{ext}` for `kind`.
+    /// `{prefix}/{run}/{model}/{layer}/{channel:04}.{ext}` for `kind`.
     pub fn object_key(
         &self,
         run: &RunId,
-        seed: &ModelId,
+        model: &ModelId,
         layer: &LayerName,
         channel: u32,
         kind: Kind,
     ) -> String {
         format!(
-            "{}/{seed}/{layer}/{channel:04}.{}",
+            "{}/{model}/{layer}/{channel:04}.{}",
             self.join(run.as_str()),
             kind.extension()
         )
     }
 
     /// The image key of a channel.
-    pub fn png_key(&self, run: &RunId, seed: &ModelId, layer: &LayerName, channel: u32) -> String {
-        self.object_key(run, seed, layer, channel, Kind::Png)
+    pub fn png_key(&self, run: &RunId, model: &ModelId, layer: &LayerName, channel: u32) -> String {
+        self.object_key(run, model, layer, channel, Kind::Png)
     }
 
     /// The sidecar key of a channel.
     pub fn sidecar_key(
         &self,
         run: &RunId,
-        seed: &ModelId,
+        model: &ModelId,
         layer: &LayerName,
         channel: u32,
     ) -> String {
-        self.object_key(run, seed, layer, channel, Kind::Sidecar)
+        self.object_key(run, model, layer, channel, Kind::Sidecar)
     }
 
     fn join(&self, segment: &str) -> String {
@@ -133,14 +133,14 @@ impl Kind {
     }
 }
 
-/// Parses the last three segments of a channel object key (`…/{seed}/{layer}/{channel:04}.{png|json}`),
+/// Parses the last three segments of a channel object key (`…/{model}/{layer}/{channel:04}.{png|json}`),
 /// as returned by a listing. `None` for anything else: the manifest, foreign objects, a channel number not
 /// written as the layout writes it (`7.png` instead of `0007.png`), invalid identifiers.
 pub fn parse_key(key: &str) -> Option<(ModelId, LayerName, u32, Kind)> {
     let mut segments = key.rsplit('/');
     let file = segments.next()?;
     let layer = segments.next()?;
-    let seed = segments.next()?;
+    let model = segments.next()?;
     let (stem, ext) = file.rsplit_once('.')?;
     let kind = match ext {
         "png" => Kind::Png,
@@ -155,7 +155,7 @@ pub fn parse_key(key: &str) -> Option<(ModelId, LayerName, u32, Kind)> {
         return None;
     }
     Some((
-        ModelId::new(seed).ok()?,
+        ModelId::new(model).ok()?,
         LayerName::new(layer).ok()?,
         channel,
         kind,

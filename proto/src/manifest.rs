@@ -7,18 +7,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{ModelId, RunId};
-use crate::plan::{Plan, SeedCounts};
+use crate::plan::{ModelCounts, Plan};
 use crate::spec::{ModelLocation, RenderSettings, SweepSpec};
 use crate::versioned::{self, DecodeError, Document};
 
 /// The manifest schema this crate writes and reads.
 pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
 
-/// The largest manifest read, in bytes: one holds the spec and a count per seed and layer, tens of
-/// KiB for ten seeds, so this leaves room for thousands of seeds and long channel lists.
+/// The largest manifest read, in bytes: one holds the spec and a count per model and layer, tens of
+/// KiB for ten models, so this leaves room for thousands of models and long channel lists.
 pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
 
-/// Which checkpoint a seed was rendered from.
+/// Which checkpoint a model was rendered from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointRef {
@@ -42,12 +42,12 @@ pub struct RunManifest {
     pub settings: RenderSettings,
     /// Version of the coordinator that planned the run.
     pub code_version: String,
-    /// The checkpoint of each seed.
+    /// The checkpoint of each model.
     pub checkpoints: BTreeMap<ModelId, CheckpointRef>,
     /// Total tasks of the run.
     pub task_count: u64,
-    /// Tasks per seed and layer.
-    pub layer_counts: Vec<SeedCounts>,
+    /// Tasks per model and layer.
+    pub layer_counts: Vec<ModelCounts>,
 }
 
 impl RunManifest {
@@ -87,7 +87,7 @@ impl RunManifest {
     }
 
     /// Why `self` (stored) and `new` (about to run) cannot share one run's key space, or `None` when they
-    /// can: they must agree on the render settings and on each common seed's checkpoint digest. Channel
+    /// can: they must agree on the render settings and on each common model's checkpoint digest. Channel
     /// and layer selections may differ (a rerun may extend a run).
     pub fn conflict_with(&self, new: &RunManifest) -> Option<String> {
         if self.run_id != new.run_id {
@@ -103,12 +103,12 @@ impl RunManifest {
                 new.settings.fingerprint()
             ));
         }
-        for (seed, stored) in &self.checkpoints {
-            if let Some(now) = new.checkpoints.get(seed)
+        for (model, stored) in &self.checkpoints {
+            if let Some(now) = new.checkpoints.get(model)
                 && now.digest != stored.digest
             {
                 return Some(format!(
-                    "checkpoint of seed {seed} differs: stored digest {}, new {}",
+                    "checkpoint of model {model} differs: stored digest {}, new {}",
                     stored.digest, now.digest
                 ));
             }
@@ -148,7 +148,7 @@ mod tests {
     fn round_trip_and_counts() {
         let m = manifest();
         assert_eq!(m.task_count, 2 * 10037);
-        assert_eq!(m.layer_counts[1].seed.as_str(), "b");
+        assert_eq!(m.layer_counts[1].model_id.as_str(), "b");
         let bytes = m.encode();
         assert_eq!(RunManifest::decode(&bytes).unwrap(), m);
     }
@@ -206,7 +206,7 @@ mod tests {
         assert!(
             a.conflict_with(&c)
                 .unwrap()
-                .starts_with("checkpoint of seed a differs")
+                .starts_with("checkpoint of model a differs")
         );
         let mut d = a.clone();
         d.layer_counts.truncate(1);

@@ -1,6 +1,6 @@
-//! Pure task enumeration: a spec plus each seed's layer widths gives the ordered list of tasks.
+//! Pure task enumeration: a spec plus each model's layer widths gives the ordered list of tasks.
 //!
-//! Order is seed (sorted by id), then layer in network order (the order of the widths given, whatever
+//! Order is model (sorted by id), then layer in network order (the order of the widths given, whatever
 //! order `layers` lists them in), then channel ascending. The coordinator reads the widths from the
 //! checkpoints; this module never looks at a file.
 
@@ -22,54 +22,54 @@ pub enum PlanError {
     /// The spec itself is invalid.
     #[error(transparent)]
     Spec(#[from] InvalidField),
-    /// A seed of the spec has no widths.
-    #[error("models.{seed}: no layer widths were given for this seed")]
-    MissingSeed {
-        /// The seed.
-        seed: ModelId,
+    /// A model of the spec has no widths.
+    #[error("models.{model}: no layer widths were given for this model")]
+    MissingModel {
+        /// The model.
+        model: ModelId,
     },
-    /// Widths were given for a seed the spec does not name.
-    #[error("layer widths were given for seed {seed}, which is not in models")]
-    UnexpectedSeed {
-        /// The seed.
-        seed: ModelId,
+    /// Widths were given for a model the spec does not name.
+    #[error("layer widths were given for model {model}, which is not in models")]
+    UnexpectedModel {
+        /// The model.
+        model: ModelId,
     },
-    /// The widths of a seed list a layer twice.
-    #[error("layer {layer} appears twice in the layer widths of seed {seed}")]
+    /// The widths of a model list a layer twice.
+    #[error("layer {layer} appears twice in the layer widths of model {model}")]
     DuplicateLayer {
-        /// The seed.
-        seed: ModelId,
+        /// The model.
+        model: ModelId,
         /// The repeated layer.
         layer: LayerName,
     },
     /// The spec names a layer the network does not have.
-    #[error("{field}: unknown layer {layer} for seed {seed}; the network has {known}")]
+    #[error("{field}: unknown layer {layer} for model {model}; the network has {known}")]
     UnknownLayer {
         /// Where the spec names it (`layers` or `channels_per_layer.{layer}`).
         field: String,
-        /// The seed whose network lacks it.
-        seed: ModelId,
+        /// The model whose network lacks it.
+        model: ModelId,
         /// The unknown layer.
         layer: LayerName,
         /// The network's layers, comma-separated.
         known: String,
     },
     /// A channel range reaches past a layer's width.
-    #[error("seed {seed}: {source}")]
+    #[error("model {model}: {source}")]
     Channels {
-        /// The seed.
-        seed: ModelId,
+        /// The model.
+        model: ModelId,
         /// Names the layer and range.
         source: ChannelBoundsError,
     },
     /// `render.size` leaves a planned layer no output: after the transforms the network sees `seen`
     /// px and the layer needs `needed` (see [`crate::geometry::check_sides`]).
     #[error(
-        "render.size = {size} px is too small for layer {layer} of seed {seed}: after the transforms the network sees {seen} px, and {layer} needs at least {needed} px; raise render.size or leave {layer} out of layers"
+        "render.size = {size} px is too small for layer {layer} of model {model}: after the transforms the network sees {seen} px, and {layer} needs at least {needed} px; raise render.size or leave {layer} out of layers"
     )]
     SizeTooSmall {
-        /// The seed.
-        seed: ModelId,
+        /// The model.
+        model: ModelId,
         /// The layer.
         layer: LayerName,
         /// `render.size`.
@@ -81,7 +81,7 @@ pub enum PlanError {
     },
 }
 
-/// One selected layer of one seed.
+/// One selected layer of one model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerPlan {
     /// The layer.
@@ -92,13 +92,13 @@ pub struct LayerPlan {
     pub channels: Vec<u32>,
 }
 
-/// The selected layers of one seed.
+/// The selected layers of one model.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SeedPlan {
-    /// The seed.
-    pub seed: ModelId,
+pub struct ModelPlan {
+    /// The model.
+    pub model_id: ModelId,
     /// Its checkpoint.
-    pub model: ModelLocation,
+    pub location: ModelLocation,
     /// Selected layers in network order.
     pub layers: Vec<LayerPlan>,
 }
@@ -110,8 +110,8 @@ pub struct Plan {
     pub run_id: RunId,
     /// Settings shared by all tasks.
     pub settings: RenderSettings,
-    /// Per-seed plans, sorted by seed.
-    pub seeds: Vec<SeedPlan>,
+    /// Per-model plans, sorted by model id.
+    pub models: Vec<ModelPlan>,
 }
 
 /// Task count of one layer.
@@ -126,56 +126,59 @@ pub struct LayerCount {
     pub tasks: u64,
 }
 
-/// Task counts of one seed.
+/// Task counts of one model; stored in the manifest, whose field keeps its first name `seed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SeedCounts {
-    /// The seed.
-    pub seed: ModelId,
+pub struct ModelCounts {
+    /// The model.
+    #[serde(rename = "seed")]
+    pub model_id: ModelId,
     /// Per selected layer, in network order.
     pub layers: Vec<LayerCount>,
     /// Sum over the layers.
     pub tasks: u64,
 }
 
-/// Plans `spec` against each seed's layer widths (network order).
+/// Plans `spec` against each model's layer widths (network order).
 pub fn plan(spec: &SweepSpec, widths: &BTreeMap<ModelId, LayerWidths>) -> Result<Plan, PlanError> {
     spec.validate()?;
-    if let Some(seed) = widths.keys().find(|s| !spec.models.contains_key(*s)) {
-        return Err(PlanError::UnexpectedSeed { seed: seed.clone() });
+    if let Some(model) = widths.keys().find(|m| !spec.models.contains_key(*m)) {
+        return Err(PlanError::UnexpectedModel {
+            model: model.clone(),
+        });
     }
-    let mut seeds = Vec::with_capacity(spec.models.len());
-    for (seed, model) in &spec.models {
-        let layer_widths = widths
-            .get(seed)
-            .ok_or_else(|| PlanError::MissingSeed { seed: seed.clone() })?;
-        seeds.push(plan_seed(spec, seed, model, layer_widths)?);
+    let mut models = Vec::with_capacity(spec.models.len());
+    for (model, location) in &spec.models {
+        let layer_widths = widths.get(model).ok_or_else(|| PlanError::MissingModel {
+            model: model.clone(),
+        })?;
+        models.push(plan_model(spec, model, location, layer_widths)?);
     }
     Ok(Plan {
         run_id: spec.run_id.clone(),
         settings: spec.settings(),
-        seeds,
+        models,
     })
 }
 
-fn plan_seed(
+fn plan_model(
     spec: &SweepSpec,
-    seed: &ModelId,
-    model: &ModelLocation,
+    model: &ModelId,
+    location: &ModelLocation,
     widths: &[(LayerName, usize)],
-) -> Result<SeedPlan, PlanError> {
+) -> Result<ModelPlan, PlanError> {
     let mut known = BTreeSet::new();
     for (layer, _) in widths {
         if !known.insert(layer) {
             return Err(PlanError::DuplicateLayer {
-                seed: seed.clone(),
+                model: model.clone(),
                 layer: layer.clone(),
             });
         }
     }
     let unknown = |field: String, layer: &LayerName| PlanError::UnknownLayer {
         field,
-        seed: seed.clone(),
+        model: model.clone(),
         layer: layer.clone(),
         known: widths
             .iter()
@@ -199,7 +202,7 @@ fn plan_seed(
                 .channels_for(layer)
                 .expand(layer.as_str(), *width)
                 .map_err(|source| PlanError::Channels {
-                    seed: seed.clone(),
+                    model: model.clone(),
                     source,
                 })?;
             Ok(LayerPlan {
@@ -209,26 +212,26 @@ fn plan_seed(
             })
         })
         .collect::<Result<Vec<_>, PlanError>>()?;
-    Ok(SeedPlan {
-        seed: seed.clone(),
-        model: model.clone(),
+    Ok(ModelPlan {
+        model_id: model.clone(),
+        location: location.clone(),
         layers,
     })
 }
 
 impl Plan {
-    /// Every task, in (seed, layer, channel) order; built lazily.
+    /// Every task, in (model, layer, channel) order; built lazily.
     pub fn tasks(&self) -> impl Iterator<Item = TaskMessage> + '_ {
-        self.seeds.iter().flat_map(move |s| {
+        self.models.iter().flat_map(move |s| {
             s.layers.iter().flat_map(move |l| {
                 l.channels.iter().map(move |&channel| {
                     TaskMessage::new(
                         self.run_id.clone(),
-                        s.seed.clone(),
+                        s.model_id.clone(),
                         l.layer.clone(),
                         channel,
                         self.settings,
-                        s.model.clone(),
+                        s.location.clone(),
                     )
                 })
             })
@@ -240,9 +243,9 @@ impl Plan {
         self.counts().iter().map(|s| s.tasks).sum()
     }
 
-    /// Task counts per seed and layer.
-    pub fn counts(&self) -> Vec<SeedCounts> {
-        self.seeds
+    /// Task counts per model and layer.
+    pub fn counts(&self) -> Vec<ModelCounts> {
+        self.models
             .iter()
             .map(|s| {
                 let layers: Vec<LayerCount> = s
@@ -254,8 +257,8 @@ impl Plan {
                         tasks: l.channels.len() as u64,
                     })
                     .collect();
-                SeedCounts {
-                    seed: s.seed.clone(),
+                ModelCounts {
+                    model_id: s.model_id.clone(),
                     tasks: layers.iter().map(|l| l.tasks).sum(),
                     layers,
                 }
@@ -287,8 +290,8 @@ pub(crate) mod tests {
             .collect()
     }
 
-    pub(crate) fn spec(seeds: &[&str]) -> SweepSpec {
-        let models: String = seeds
+    pub(crate) fn spec(models: &[&str]) -> SweepSpec {
+        let models: String = models
             .iter()
             .map(|s| format!("{s} = \"/data/{s}\"\n"))
             .collect();
@@ -308,7 +311,7 @@ pub(crate) mod tests {
         let plan = plan(&spec, &widths_for(&spec)).unwrap();
         let counts = plan.counts();
         assert_eq!(counts.len(), 2);
-        assert_eq!(counts[0].seed.as_str(), "training_seed_01");
+        assert_eq!(counts[0].model_id.as_str(), "training_seed_01");
         for c in &counts {
             assert_eq!(c.tasks, 10037);
             assert_eq!(c.layers.len(), 8);
@@ -319,7 +322,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn ordering_is_seed_layer_channel() {
+    fn ordering_is_model_layer_channel() {
         let mut spec = spec(&["b", "a"]);
         spec.channels = ChannelSelection::parse("0-1").unwrap();
         // listed out of network order: tasks still follow the network
@@ -340,7 +343,7 @@ pub(crate) mod tests {
             ]
         );
         let first = plan.tasks().next().unwrap();
-        assert_eq!(first.model, ModelLocation::Local("/data/a".into()));
+        assert_eq!(first.model_location, ModelLocation::Local("/data/a".into()));
         assert_eq!(first.settings, spec.settings());
     }
 
@@ -365,7 +368,7 @@ pub(crate) mod tests {
         let err = plan(&s, &widths_for(&s)).unwrap_err();
         assert!(
             err.to_string().starts_with(
-                "layers: unknown layer conv9 for seed a; the network has conv1, conv2"
+                "layers: unknown layer conv9 for model a; the network has conv1, conv2"
             ),
             "{err}"
         );
@@ -385,7 +388,7 @@ pub(crate) mod tests {
         let err = plan(&s, &widths_for(&s)).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "seed a: channels of layer conv1: range 0-100 is beyond the layer width 64"
+            "model a: channels of layer conv1: range 0-100 is beyond the layer width 64"
         );
 
         let s = spec(&["a", "b"]);
@@ -393,13 +396,13 @@ pub(crate) mod tests {
         w.remove(&"b".parse().unwrap());
         assert_eq!(
             plan(&s, &w).unwrap_err().to_string(),
-            "models.b: no layer widths were given for this seed"
+            "models.b: no layer widths were given for this model"
         );
         w.insert("b".parse().unwrap(), alexnet());
         w.insert("c".parse().unwrap(), alexnet());
         assert!(matches!(
             plan(&s, &w),
-            Err(PlanError::UnexpectedSeed { .. })
+            Err(PlanError::UnexpectedModel { .. })
         ));
 
         let s = spec(&["a"]);

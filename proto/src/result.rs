@@ -48,8 +48,9 @@ pub struct ResultSidecar {
     pub task_id: String,
     /// The run.
     pub run_id: RunId,
-    /// The network.
-    pub seed: ModelId,
+    /// The network: the model's label.
+    #[serde(rename = "seed")]
+    pub model_id: ModelId,
     /// The layer.
     pub layer: LayerName,
     /// The channel.
@@ -83,7 +84,7 @@ impl ResultSidecar {
             schema_version: RESULT_SCHEMA_VERSION,
             task_id: task.task_id.clone(),
             run_id: task.run_id.clone(),
-            seed: task.seed.clone(),
+            model_id: task.model_id.clone(),
             layer: task.layer.clone(),
             channel: task.channel,
             settings: task.settings,

@@ -1,4 +1,4 @@
-//! The task message: one channel of one layer of one seed to render. The AMQP body is its JSON.
+//! The task message: one channel of one layer of one model to render. The AMQP body is its JSON.
 //!
 //! Decoding is defensive because a queue can hold anything: [`crate::versioned::decode`] checks the
 //! size, then the schema version, then the strict shape; then identifiers are validated, and the task
@@ -14,9 +14,9 @@ use crate::versioned::{self, Document};
 /// The task message schema this crate writes and reads.
 pub const TASK_SCHEMA_VERSION: u32 = 1;
 
-/// The deterministic task id `"{run}/{seed}/{layer}/{channel:04}"`; also the AMQP message id.
-pub fn task_id(run: &RunId, seed: &ModelId, layer: &LayerName, channel: u32) -> String {
-    format!("{run}/{seed}/{layer}/{channel:04}")
+/// The deterministic task id `"{run}/{model}/{layer}/{channel:04}"`; also the AMQP message id.
+pub fn task_id(run: &RunId, model: &ModelId, layer: &LayerName, channel: u32) -> String {
+    format!("{run}/{model}/{layer}/{channel:04}")
 }
 
 /// One unit of work.
@@ -24,20 +24,22 @@ pub fn task_id(run: &RunId, seed: &ModelId, layer: &LayerName, channel: u32) -> 
 pub struct TaskMessage {
     /// Always [`TASK_SCHEMA_VERSION`] for messages built by this crate.
     pub schema_version: u32,
-    /// `"{run}/{seed}/{layer}/{channel:04}"`, see [`task_id`].
+    /// `"{run}/{model}/{layer}/{channel:04}"`, see [`task_id`].
     pub task_id: String,
     /// The run this task belongs to.
     pub run_id: RunId,
-    /// Which network.
-    pub seed: ModelId,
+    /// Which network: the model's label, which also keys the random streams.
+    #[serde(rename = "seed")]
+    pub model_id: ModelId,
     /// Which layer.
     pub layer: LayerName,
     /// Which channel of the layer.
     pub channel: u32,
     /// The render settings; tasks with equal [`RenderSettings::fingerprint`] may share a batch.
     pub settings: RenderSettings,
-    /// Where the seed's checkpoint lives.
-    pub model: ModelLocation,
+    /// Where the model's checkpoint lives.
+    #[serde(rename = "model")]
+    pub model_location: ModelLocation,
 }
 
 /// The strict shape of a version-1 message, with identifiers still unvalidated strings so that an
@@ -60,21 +62,21 @@ impl TaskMessage {
     /// Builds a task, deriving its id.
     pub fn new(
         run_id: RunId,
-        seed: ModelId,
+        model_id: ModelId,
         layer: LayerName,
         channel: u32,
         settings: RenderSettings,
-        model: ModelLocation,
+        model_location: ModelLocation,
     ) -> Self {
         Self {
             schema_version: TASK_SCHEMA_VERSION,
-            task_id: task_id(&run_id, &seed, &layer, channel),
+            task_id: task_id(&run_id, &model_id, &layer, channel),
             run_id,
-            seed,
+            model_id,
             layer,
             channel,
             settings,
-            model,
+            model_location,
         }
     }
 

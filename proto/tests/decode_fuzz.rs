@@ -488,7 +488,7 @@ fn check_ok(task: &TaskMessage, max: usize, shown: &str) {
     assert_eq!(task.schema_version, TASK_SCHEMA_VERSION, "{shown:?}");
     for (kind, value) in [
         ("run id", task.run_id.as_str()),
-        ("model id", task.seed.as_str()),
+        ("model id", task.model_id.as_str()),
         ("layer name", task.layer.as_str()),
     ] {
         assert!(
@@ -498,7 +498,7 @@ fn check_ok(task: &TaskMessage, max: usize, shown: &str) {
     }
     assert_eq!(
         task.task_id,
-        task_id(&task.run_id, &task.seed, &task.layer, task.channel)
+        task_id(&task.run_id, &task.model_id, &task.layer, task.channel)
     );
     assert!(task.settings.validate("settings").is_ok(), "{shown:?}");
     let encoded = task.encode();

@@ -206,7 +206,7 @@ pub async fn shutdown_signal() {
 
 /// `error` and its causes, joined by `: ` (what `anyhow`'s `{:#}` prints), for logs, reports and a
 /// binary's last word. Unlike `{:#}` it skips a cause whose text its error already ends with, as
-/// errors of the form `"seed {seed}: {source}"` do.
+/// errors of the form `"model {model}: {source}"` do.
 pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut out = error.to_string();
     let mut source = error.source();
@@ -246,7 +246,7 @@ mod tests {
         let repeated = Layer(
             "cannot plan run",
             Some(Box::new(Layer(
-                "seed a: range 0-23 is beyond the layer width 16",
+                "model a: range 0-23 is beyond the layer width 16",
                 Some(Box::new(Layer(
                     "range 0-23 is beyond the layer width 16",
                     None,
@@ -255,7 +255,7 @@ mod tests {
         );
         assert_eq!(
             error_chain(&repeated),
-            "cannot plan run: seed a: range 0-23 is beyond the layer width 16"
+            "cannot plan run: model a: range 0-23 is beyond the layer width 16"
         );
         let plain = Layer("storing failed", Some(Box::new(Layer("http 403", None))));
         assert_eq!(error_chain(&plain), "storing failed: http 403");

@@ -35,7 +35,7 @@ fn drains_10000_tasks_through_rabbitmq_and_seaweedfs_at_300_per_second() {
         &services,
         "drain",
         SweepConfig {
-            seeds: vec!["training_seed_01".into()],
+            models: vec!["training_seed_01".into()],
             layers: "all".into(),
             channels: "all".into(),
             steps: 512,

@@ -275,7 +275,7 @@ fn bad_messages_are_dead_lettered_with_a_reason_while_a_sweep_completes() {
         &services,
         "badinput",
         SweepConfig {
-            seeds: vec!["training_seed_01".into()],
+            models: vec!["training_seed_01".into()],
             layers: "conv1,fc8".into(),
             channels: "0-3".into(),
             ..SweepConfig::default()

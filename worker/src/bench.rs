@@ -28,7 +28,7 @@ use crate::render::{Settings, TransformSet};
 /// Arguments of `lucid-worker bench`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// A checkpoint prefix, `.safetensors` file or model folder (the first seed is used).
+    /// A checkpoint prefix, `.safetensors` file or model folder (the first model found is used).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Layer to benchmark; ignored with `--all-layers`.
@@ -237,10 +237,10 @@ pub fn device_name(device: Device) -> String {
 
 /// The model and settings a benchmark runs with.
 fn load(args: &BenchArgs, device: Device) -> Result<(AlexNet, String, Settings)> {
-    let seeds = discover(&args.checkpoint)
+    let found = discover(&args.checkpoint)
         .with_context(|| format!("no model found at {}", args.checkpoint.display()))?;
-    let seed = seeds.first().context("no seed found")?;
-    let file = ModelFile::open(&seed.path)?;
+    let first = found.first().context("no model found")?;
+    let file = ModelFile::open(&first.path)?;
     let mut model = AlexNet::load(&file, device)?;
     model.set_channels_last(device.is_cuda() && !args.no_channels_last);
     model.set_space_to_depth((device.is_cuda() || args.space_to_depth) && !args.no_space_to_depth);
@@ -252,7 +252,7 @@ fn load(args: &BenchArgs, device: Device) -> Result<(AlexNet, String, Settings)>
         precision: args.precision,
         ..Settings::lucid()
     };
-    Ok((model, seed.seed.to_string(), settings))
+    Ok((model, first.id.to_string(), settings))
 }
 
 /// Runs the benchmark, prints the table (or the JSON report) and writes the rates file if asked.
@@ -261,7 +261,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(args.cudnn_benchmark);
     }
-    let (model, seed, settings) = load(args, device)?;
+    let (model, model_id, settings) = load(args, device)?;
     let layers: Vec<String> = if args.all_layers {
         model.spec().layers.iter().map(|l| l.name.clone()).collect()
     } else {
@@ -280,7 +280,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
     )?;
     let mut results = Vec::new();
     for layer in &layers {
-        let r = bench_layer(&model, &seed, layer, &settings, args, device)?;
+        let r = bench_layer(&model, &model_id, layer, &settings, args, device)?;
         print_row(&mut table, &r)?;
         results.push(r);
     }
@@ -392,7 +392,7 @@ fn width(model: &AlexNet, layer: &str) -> Option<usize> {
 
 fn bench_layer(
     model: &AlexNet,
-    seed: &str,
+    model_id: &str,
     layer: &str,
     settings: &Settings,
     args: &BenchArgs,
@@ -404,7 +404,7 @@ fn bench_layer(
     let channels: Vec<usize> = (0..batch).map(|i| i % channels_in_layer).collect();
 
     let t = Instant::now();
-    let mut run = Optimisation::new(model, seed, layer, &channels, settings)?;
+    let mut run = Optimisation::new(model, model_id, layer, &channels, settings)?;
     synchronize(device);
     let init_seconds = t.elapsed().as_secs_f64();
     for u in 0..args.warmup {

@@ -140,8 +140,8 @@ impl RenderArgs {
             .with_context(|| format!("no model found at {}", self.checkpoint.display()))?
             .into_iter()
             .map(|found| {
-                let label = ModelId::new(found.seed.clone())
-                    .with_context(|| format!("model {} at {}", found.seed, found.path.display()))?;
+                let label = ModelId::new(found.id.clone())
+                    .with_context(|| format!("model {} at {}", found.id, found.path.display()))?;
                 Ok((label, ModelLocation::Local(found.path)))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;

@@ -1,137 +1,248 @@
-//! `lucid-worker inspect`: each seed's layer table (kernel, stride, padding, channels) read from its
-//! model files, printed as a table or, with `--json`, as one [`InspectReport`] document.
+//! `lucid-worker inspect`: each model's visualizable layers — the taps of its network's description,
+//! with the tapped node's kernel, stride and padding where it has them, its channels and the smallest
+//! input it needs — read from the model files, printed as a table or, with `--json`, as one
+//! [`InspectReport`] document.
 //!
-//! # JSON schema (version 1)
+//! # JSON schema (version 2)
 //!
-//! `{ "schema_version": 1, "seeds": [ { "seed", "path", "layers": [ { "layer", "kernel", "stride",
-//! "padding" ("SAME" | "VALID"), "in_channels", "out_channels" } ], "total_channels" } ],
-//! "total_channels" }`, seeds in discovery order and layers in network order.
+//! `{ "schema_version": 2, "network", "seeds": [ { "seed", "path", "layers": [ { "layer", "node",
+//! "at" ("output" | "pre_bias"), "op", "kernel" ([h, w] or null), "stride" ([h, w] or null),
+//! "padding" ("SAME" | "VALID" | "p" | "[t, b, l, r]" or null), "in_channels" (or null),
+//! "out_channels", "min_input_side" } ], "total_channels" } ], "total_channels" }`, models in
+//! discovery order and layers in the description's order. `seeds` and `seed` are the names the model
+//! list and the model id have in every stored document (tasks, sidecars, manifests). Version 1 (before
+//! descriptions) had plain numbers for `kernel` and `stride` and no `node`, `at`, `op` or
+//! `min_input_side`.
 
 use std::fmt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use lucid_checkpoint::alexnet::{AlexNetSpec, Padding};
 use lucid_checkpoint::{ModelFile, discover};
+use lucid_network::description::{NamedPadding, Node, Padding, Tap, TapPoint};
+use lucid_network::graph::Source;
+use lucid_network::shape::Extent;
+use lucid_network::{Description, Network, builtin};
 use serde::{Deserialize, Serialize};
 
 /// The version of [`InspectReport`] documents this build prints.
-pub const INSPECT_SCHEMA_VERSION: u32 = 1;
+pub const INSPECT_SCHEMA_VERSION: u32 = 2;
 
 /// What `inspect` found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InspectReport {
     /// Always [`INSPECT_SCHEMA_VERSION`] for reports of this build.
     pub schema_version: u32,
-    /// Every seed found, in discovery order.
-    pub seeds: Vec<SeedLayers>,
-    /// Output channels over all seeds and layers.
+    /// The description's name.
+    pub network: String,
+    /// Every model found, in discovery order.
+    #[serde(rename = "seeds")]
+    pub models: Vec<ModelLayers>,
+    /// Output channels over all models and layers.
     pub total_channels: usize,
 }
 
-/// One seed's layer table.
+/// One model's layer table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeedLayers {
-    /// The seed's name (`training_seed_01`).
-    pub seed: String,
+pub struct ModelLayers {
+    /// The model's id (`training_seed_01`).
+    #[serde(rename = "seed")]
+    pub model_id: String,
     /// The model file read.
     pub path: String,
-    /// Its layers in network order.
+    /// Its taps in the description's order.
     pub layers: Vec<LayerShape>,
     /// Output channels over its layers.
     pub total_channels: usize,
 }
 
-/// One layer's shape.
+/// One visualizable layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerShape {
-    /// `conv1` … `fc8`.
+    /// The tap's name, as a spec's `layers` lists it.
     pub layer: String,
-    /// Kernel side (kernels are square).
-    pub kernel: usize,
-    /// Stride in both directions.
-    pub stride: usize,
-    /// `SAME` or `VALID`.
-    pub padding: String,
-    /// Input channels.
-    pub in_channels: usize,
-    /// Output channels, read from the weights.
+    /// The tapped node.
+    pub node: String,
+    /// Which value of the node (`output` or `pre_bias`).
+    pub at: String,
+    /// The node's op (`conv`, `relu`, `add`, …).
+    pub op: String,
+    /// `[h, w]` of a convolution's or pool's window.
+    pub kernel: Option<[usize; 2]>,
+    /// `[h, w]` of its stride.
+    pub stride: Option<[usize; 2]>,
+    /// `SAME`, `VALID`, a symmetric pad or `[top, bottom, left, right]`.
+    pub padding: Option<String>,
+    /// A convolution's input channels.
+    pub in_channels: Option<usize>,
+    /// The tap's channels (or features), read from the weights.
     pub out_channels: usize,
+    /// The smallest square input for which the tap has an output.
+    pub min_input_side: Option<usize>,
 }
 
-/// Reads the layer table of every seed found at `path` (a checkpoint prefix, a `.safetensors` file
-/// or a folder of `training_seed_NN` sub-folders).
-pub fn inspect(path: &Path) -> Result<InspectReport> {
-    let seeds = discover(path).with_context(|| format!("no model found at {}", path.display()))?;
-    let mut out = Vec::with_capacity(seeds.len());
-    for seed in &seeds {
-        let file = ModelFile::open(&seed.path)?;
-        let spec = AlexNetSpec::from_model(&file)?;
-        let layers = spec
-            .layers
+/// Which description `inspect` reads the models with: a built-in name or a TOML file.
+pub fn load_description(network: &str) -> Result<Description> {
+    let path = Path::new(network);
+    if path.extension().is_some_and(|e| e == "toml") {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read network description {}", path.display()))?;
+        return Ok(Description::parse_toml(&text, &path.display().to_string())?);
+    }
+    Ok(builtin::by_name(network)?)
+}
+
+/// Reads the layer table of every model found at `path` (a checkpoint prefix, a `.safetensors` file
+/// or a folder of `training_seed_NN` sub-folders) through `description`.
+pub fn inspect(path: &Path, description: &Description) -> Result<InspectReport> {
+    let found = discover(path).with_context(|| format!("no model found at {}", path.display()))?;
+    let mut out = Vec::with_capacity(found.len());
+    for model in &found {
+        let file = ModelFile::open(&model.path)?;
+        let network = Network::resolve(description.clone(), &file)
+            .with_context(|| format!("model {} at {}", model.id, model.path.display()))?;
+        let layers: Vec<LayerShape> = network
+            .description
+            .taps
             .iter()
-            .map(|l| LayerShape {
-                layer: l.name.clone(),
-                kernel: l.kernel,
-                stride: l.stride,
-                padding: match l.padding {
-                    Padding::Same => "SAME",
-                    Padding::Valid => "VALID",
-                }
-                .to_owned(),
-                in_channels: l.in_channels,
-                out_channels: l.out_channels,
-            })
+            .map(|t| layer_shape(&network, t))
             .collect();
-        out.push(SeedLayers {
-            seed: seed.seed.to_string(),
-            path: seed.path.display().to_string(),
+        out.push(ModelLayers {
+            model_id: model.id.to_string(),
+            path: model.path.display().to_string(),
+            total_channels: layers.iter().map(|l| l.out_channels).sum(),
             layers,
-            total_channels: spec.total_channels(),
         });
     }
     Ok(InspectReport {
         schema_version: INSPECT_SCHEMA_VERSION,
+        network: description.name.clone(),
         total_channels: out.iter().map(|s| s.total_channels).sum(),
-        seeds: out,
+        models: out,
     })
+}
+
+fn layer_shape(network: &Network, tap: &Tap) -> LayerShape {
+    let i = network.tap_node(tap);
+    let node = &network.graph.nodes[i];
+    let hw = |p: lucid_network::description::Pair| {
+        let (h, w) = p.hw();
+        [h, w]
+    };
+    let (kernel, stride, padding) = match node {
+        Node::Conv(c) => {
+            let kernel = match network.shapes[i].params {
+                lucid_network::shape::Params::Conv { kernel: (h, w), .. } => Some([h, w]),
+                _ => None,
+            };
+            (kernel, Some(hw(c.stride)), Some(padding_text(c.padding)))
+        }
+        Node::MaxPool(p) | Node::AvgPool(p) => (
+            Some(hw(p.kernel)),
+            Some(hw(p.stride.unwrap_or(p.kernel))),
+            Some(padding_text(p.padding)),
+        ),
+        _ => (None, None, None),
+    };
+    let in_channels = match (node, network.graph.sources[i].first()) {
+        (Node::Conv(_), Some(Source::Input)) => Some(network.description.input.channels as usize),
+        (Node::Conv(_), Some(Source::Node(j))) => match network.shapes[*j].out {
+            Extent::Channels(c) => Some(c),
+            Extent::Features(_) => None,
+        },
+        _ => None,
+    };
+    LayerShape {
+        layer: tap.name.clone(),
+        node: tap.node.clone(),
+        at: match tap.at {
+            TapPoint::Output => "output",
+            TapPoint::PreBias => "pre_bias",
+        }
+        .to_owned(),
+        op: op_name(node).to_owned(),
+        kernel,
+        stride,
+        padding,
+        in_channels,
+        out_channels: network.width(tap),
+        min_input_side: network.min_input_side(tap),
+    }
+}
+
+fn padding_text(padding: Padding) -> String {
+    match padding {
+        Padding::Named(NamedPadding::Same) => "SAME".into(),
+        Padding::Named(NamedPadding::Valid) => "VALID".into(),
+        Padding::Symmetric(p) => p.to_string(),
+        Padding::Explicit(p) => format!("{p:?}"),
+    }
+}
+
+fn op_name(node: &Node) -> &'static str {
+    match node {
+        Node::Conv(_) => "conv",
+        Node::MaxPool(_) => "max_pool",
+        Node::AvgPool(_) => "avg_pool",
+        Node::AdaptiveAvgPool(_) => "adaptive_avg_pool",
+        Node::Relu(_) => "relu",
+        Node::Activation(_) => "activation",
+        Node::BatchNorm(_) => "batch_norm",
+        Node::Lrn(_) => "lrn",
+        Node::Flatten(_) => "flatten",
+        Node::Linear(_) => "linear",
+        Node::Add(_) => "add",
+        Node::Concat(_) => "concat",
+    }
+}
+
+/// `[h, w]` as `hxw`, or `-`.
+fn window(v: Option<[usize; 2]>) -> String {
+    v.map_or("-".into(), |[h, w]| format!("{h}x{w}"))
 }
 
 impl fmt::Display for InspectReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for seed in &self.seeds {
-            writeln!(f, "{} ({})", seed.seed, seed.path)?;
+        for model in &self.models {
+            writeln!(f, "{} ({}, {})", model.model_id, self.network, model.path)?;
             writeln!(
                 f,
-                "  {:<6} {:>7} {:>6} {:>7} {:>6} {:>8}",
-                "layer", "kernel", "stride", "padding", "in", "channels"
+                "  {:<10} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8}",
+                "layer", "kernel", "stride", "padding", "in", "channels", "min side"
             )?;
-            for l in &seed.layers {
+            for l in &model.layers {
+                let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
                 writeln!(
                     f,
-                    "  {:<6} {:>7} {:>6} {:>7} {:>6} {:>8}",
+                    "  {:<10} {:>7} {:>6} {:>7} {:>6} {:>8} {:>8}",
                     l.layer,
-                    format!("{0}x{0}", l.kernel),
-                    l.stride,
-                    l.padding,
-                    l.in_channels,
-                    l.out_channels
+                    window(l.kernel),
+                    l.stride.map_or("-".into(), |[h, w]| if h == w {
+                        h.to_string()
+                    } else {
+                        format!("{h}x{w}")
+                    }),
+                    or_dash(l.padding.clone()),
+                    or_dash(l.in_channels.map(|c| c.to_string())),
+                    l.out_channels,
+                    or_dash(l.min_input_side.map(|s| s.to_string())),
                 )?;
             }
-            writeln!(f, "  total channels: {}", seed.total_channels)?;
+            writeln!(f, "  total channels: {}", model.total_channels)?;
         }
         writeln!(
             f,
-            "{} seed(s), {} channels in all",
-            self.seeds.len(),
+            "{} model(s), {} channels in all",
+            self.models.len(),
             self.total_channels
         )
     }
 }
 
-/// `inspect`: the report of `path` on `out`, as text or (with `json`) one JSON document.
-pub fn run(path: &Path, json: bool, out: &mut impl std::io::Write) -> Result<()> {
-    let report = inspect(path)?;
+/// `inspect`: the report of `path` read through `network` (a built-in name or a description file) on
+/// `out`, as text or (with `json`) one JSON document.
+pub fn run(path: &Path, network: &str, json: bool, out: &mut impl std::io::Write) -> Result<()> {
+    let report = inspect(path, &load_description(network)?)?;
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
@@ -149,16 +260,21 @@ mod tests {
     fn text_report() {
         let report = InspectReport {
             schema_version: INSPECT_SCHEMA_VERSION,
-            seeds: vec![SeedLayers {
-                seed: "s1".into(),
+            network: "alexnet_v2".into(),
+            models: vec![ModelLayers {
+                model_id: "s1".into(),
                 path: "/m/model.safetensors".into(),
                 layers: vec![LayerShape {
                     layer: "conv1".into(),
-                    kernel: 11,
-                    stride: 4,
-                    padding: "VALID".into(),
-                    in_channels: 3,
+                    node: "conv1".into(),
+                    at: "pre_bias".into(),
+                    op: "conv".into(),
+                    kernel: Some([11, 11]),
+                    stride: Some([4, 4]),
+                    padding: Some("VALID".into()),
+                    in_channels: Some(3),
                     out_channels: 16,
+                    min_input_side: Some(11),
                 }],
                 total_channels: 16,
             }],
@@ -166,9 +282,10 @@ mod tests {
         };
         assert_eq!(
             report.to_string(),
-            "s1 (/m/model.safetensors)\n  layer   kernel stride padding     in channels\n  \
-             conv1    11x11      4   VALID      3       16\n  total channels: 16\n\
-             1 seed(s), 16 channels in all\n"
+            "s1 (alexnet_v2, /m/model.safetensors)\n  \
+             layer       kernel stride padding     in channels min side\n  \
+             conv1        11x11      4   VALID      3       16       11\n  \
+             total channels: 16\n1 model(s), 16 channels in all\n"
         );
     }
 }

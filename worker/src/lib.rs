@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`device`]: device choice, and loading libtorch's CUDA backend at start-up.
 //! - [`model`]: the network, weights from [`lucid_checkpoint`].
+//! - [`described`]: any network described as data ([`lucid_network`]), evaluated node by node.
 //! - [`render`]: the engine (parameterisation, transforms, objectives, optimisation), no I/O.
 //! - [`encode`]: PNG encoding.
 //! - [`pipeline`]: received task → render thread → PNG → storage → acknowledgement, shared by
@@ -14,12 +15,13 @@
 //! - [`serve`]: the distributed worker (RabbitMQ + S3, metrics and health endpoints).
 //! - [`synthetic`]: model files with known first-layer filters (ground truth, demos).
 //! - [`bench`]: `lucid-worker bench`, throughput and phase breakdown, and the rates file `plan` reads.
-//! - [`inspect`]: `lucid-worker inspect`, each seed's layer table (text or JSON).
+//! - [`inspect`]: `lucid-worker inspect`, each model's layer table (text or JSON).
 //! - [`cli`]: the one-off commands (`render`, `demo-models`).
 #![warn(missing_docs)]
 
 pub mod bench;
 pub mod cli;
+pub mod described;
 pub mod device;
 pub mod encode;
 pub mod inspect;

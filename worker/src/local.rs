@@ -164,7 +164,7 @@ impl TaskHandle for LocalHandle {
         Box::pin(async move {
             let letter = DeadTask {
                 task_id: self.task.task_id.clone(),
-                seed: self.task.seed.clone(),
+                model_id: self.task.model_id.clone(),
                 layer: self.task.layer.clone(),
                 channel: self.task.channel,
                 reason: reason.to_string(),
@@ -214,7 +214,7 @@ async fn prepare(config: &LocalConfig) -> Result<Prepared> {
     let expected = tasks.len();
     let todo = tasks
         .into_iter()
-        .filter(|t| !stored.is_done(&t.seed, &t.layer, t.channel))
+        .filter(|t| !stored.is_done(&t.model_id, &t.layer, t.channel))
         .collect();
     Ok(Prepared {
         spec,

@@ -16,13 +16,16 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Print each seed's layers (kernel, stride, channels) and the channel totals.
+    /// Print each model's layers (kernel, stride, channels) and the channel totals.
     Inspect {
         /// A checkpoint prefix, a `.safetensors` file or a folder of `training_seed_NN` sub-folders.
         path: PathBuf,
         /// Print one JSON document on stdout instead of the table (schema: lucid_worker::inspect).
         #[arg(long)]
         json: bool,
+        /// The network's description: a built-in name or a `.toml` description file (docs/networks.md).
+        #[arg(long, default_value = lucid_network::builtin::ALEXNET_V2)]
+        network: String,
     },
     /// Render channels of one layer to a folder: a one-layer `local` run (sidecars, run.json).
     Render(Box<cli::RenderArgs>),
@@ -299,9 +302,11 @@ fn main() -> ExitCode {
     };
     lucid_telemetry::init_tracing(format, "LUCID_LOG", default_filter);
     let result = match &args.command {
-        Command::Inspect { path, json } => {
-            lucid_worker::inspect::run(path, *json, &mut std::io::stdout().lock())
-        }
+        Command::Inspect {
+            path,
+            json,
+            network,
+        } => lucid_worker::inspect::run(path, network, *json, &mut std::io::stdout().lock()),
         Command::Render(args) => render(args),
         Command::DemoModels {
             out,

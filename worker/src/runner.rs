@@ -1,5 +1,5 @@
 //! The one worker loop, shared by `serve` and `local`: it takes tasks from a [`TaskSource`] (the AMQP
-//! consumer or the in-process queue), groups them into batches of one (run, seed, layer, model,
+//! consumer or the in-process queue), groups them into batches of one (run, model id and location, layer,
 //! settings), keeps at most two batches in flight (one on the render thread, one encoding and
 //! uploading, so the device does not wait for storage), watches for a fault of this worker's own
 //! machine, and on shutdown stops taking work, gives back what was not started, finishes the batches
@@ -258,9 +258,9 @@ impl Batcher {
         let key = format!(
             "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
             task.run_id,
-            task.seed,
+            task.model_id,
             task.layer,
-            task.model,
+            task.model_location,
             task.settings.fingerprint()
         );
         self.groups

@@ -128,11 +128,7 @@ fn write_alexnet(
     let kernels = [11usize, 5, 3, 3, 3, 5, 1, 1];
     let mut views_data: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, data: Vec<f32>| {
-        views_data.push((
-            name,
-            shape,
-            data.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ));
+        views_data.push((name, shape, f32_bytes(&data)));
     };
     let mut inputs = 3usize;
     for (i, (&width, &k)) in widths.iter().zip(&kernels).enumerate() {
@@ -177,7 +173,16 @@ fn write_alexnet(
         push(format!("alexnet_v2/{name}/biases"), vec![width], b);
         inputs = width;
     }
-    let views = views_data
+    write_safetensors(path, &views_data)
+}
+
+/// Writes float32 tensors `(name, shape, little-endian bytes)` as a `.safetensors` file at `path`
+/// (for synthetic models of any description, and tests).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+) -> std::io::Result<()> {
+    let views = tensors
         .iter()
         .map(|(name, shape, data)| {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), data)
@@ -190,6 +195,11 @@ fn write_alexnet(
         std::fs::create_dir_all(parent)?;
     }
     std::fs::write(path, serialized)
+}
+
+/// Little-endian bytes of `values`, as [`write_safetensors`] takes them.
+pub fn f32_bytes(values: &[f32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_le_bytes()).collect()
 }
 
 /// The dominant orientation (wave-vector angle in degrees, 0..180) of a square RGB image, from the

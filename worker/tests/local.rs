@@ -90,7 +90,7 @@ fn local_with_a_truncated_checkpoint_records_every_dead_letter_builds_the_galler
         .dead_letters
         .iter()
         .map(|l| {
-            assert_eq!(l.seed.as_str(), "training_seed_02", "{l:?}");
+            assert_eq!(l.model_id.as_str(), "training_seed_02", "{l:?}");
             assert_eq!(l.layer.as_str(), "conv1", "{l:?}");
             assert!(
                 l.reason.contains("cannot load model") && l.reason.contains("training_seed_02"),

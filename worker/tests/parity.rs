@@ -93,7 +93,7 @@ fn inspect_reports_layer_table_and_totals() {
         report.schema_version,
         lucid_worker::inspect::INSPECT_SCHEMA_VERSION
     );
-    let seeds: Vec<&str> = report.seeds.iter().map(|s| s.seed.as_str()).collect();
+    let seeds: Vec<&str> = report.models.iter().map(|s| s.model_id.as_str()).collect();
     assert_eq!(seeds, ["training_seed_01", "training_seed_02"]);
     let widths = [
         ("conv1", 16),
@@ -105,24 +105,27 @@ fn inspect_reports_layer_table_and_totals() {
         ("fc7", 48),
         ("fc8", 10),
     ];
-    for seed in &report.seeds {
-        let found: Vec<(&str, usize)> = seed
+    for model in &report.models {
+        let found: Vec<(&str, usize)> = model
             .layers
             .iter()
             .map(|l| (l.layer.as_str(), l.out_channels))
             .collect();
-        assert_eq!(found, widths, "{}", seed.seed);
-        let conv1 = &seed.layers[0];
+        assert_eq!(found, widths, "{}", model.model_id);
+        let conv1 = &model.layers[0];
         assert_eq!(
             (
                 conv1.kernel,
                 conv1.stride,
-                conv1.padding.as_str(),
+                conv1.padding.as_deref(),
                 conv1.in_channels
             ),
-            (11, 4, "VALID", 3)
+            (Some([11, 11]), Some([4, 4]), Some("VALID"), Some(3))
         );
-        assert_eq!(seed.total_channels, 250);
+        let mins: Vec<Option<usize>> = model.layers.iter().map(|l| l.min_input_side).collect();
+        assert_eq!(mins[0], Some(11), "conv1 needs its 11 px kernel");
+        assert!(mins.windows(2).all(|w| w[0] <= w[1]), "{mins:?}");
+        assert_eq!(model.total_channels, 250);
     }
     assert_eq!(report.total_channels, 500);
 }

@@ -361,7 +361,7 @@ fn bad_input_is_refused_with_a_clear_message() {
     let cases: [(&[&str], &str); 5] = [
         (
             &["--layer", "conv9"],
-            "unknown layer conv9 for seed training_seed_01; the network has conv1",
+            "unknown layer conv9 for model training_seed_01; the network has conv1",
         ),
         (
             &["--layer", "fc8", "--channels", "8-12"],
@@ -427,7 +427,7 @@ fn bad_input_is_refused_with_a_clear_message() {
     ]);
     assert!(!ok, "local with 96 px and fc6 should fail");
     assert!(
-        stderr.contains("render.size = 96 px is too small for layer fc6 of seed training_seed_01"),
+        stderr.contains("render.size = 96 px is too small for layer fc6 of model training_seed_01"),
         "{stderr}"
     );
     assert!(

@@ -22,8 +22,8 @@ const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(120);
 /// What a test's sweep spec renders.
 #[derive(Debug, Clone)]
 pub struct SweepConfig {
-    /// Fixture seeds (`training_seed_01`, `training_seed_02`).
-    pub seeds: Vec<String>,
+    /// Fixture models (`training_seed_01`, `training_seed_02`).
+    pub models: Vec<String>,
     /// `layers` of the spec (`all`, `conv1,fc8`).
     pub layers: String,
     /// `channels` of the spec (`0-2`).
@@ -35,10 +35,10 @@ pub struct SweepConfig {
 }
 
 impl Default for SweepConfig {
-    /// Both fixture seeds, every layer, channels 0-2 (48 tasks), 4 steps, prefetch 4.
+    /// Both fixture models, every layer, channels 0-2 (48 tasks), 4 steps, prefetch 4.
     fn default() -> Self {
         Self {
-            seeds: vec!["training_seed_01".into(), "training_seed_02".into()],
+            models: vec!["training_seed_01".into(), "training_seed_02".into()],
             layers: "all".into(),
             channels: "0-2".into(),
             steps: 4,
@@ -48,10 +48,10 @@ impl Default for SweepConfig {
 }
 
 impl SweepConfig {
-    /// One seed (`training_seed_01`), conv1, channels `0..channels`, at `steps` steps.
+    /// One model (`training_seed_01`), conv1, channels `0..channels`, at `steps` steps.
     pub fn conv1(channels: u32, steps: u32, prefetch: u16) -> Self {
         Self {
-            seeds: vec!["training_seed_01".into()],
+            models: vec!["training_seed_01".into()],
             layers: "conv1".into(),
             channels: format!("0-{}", channels.saturating_sub(1)),
             steps,

@@ -4,15 +4,20 @@
 use super::{BUCKET, PREFIX, TestRun};
 use crate::fixture_model;
 
-/// The TOML spec of `run`: its fixture seeds, layers, channels and steps, the test S3 server and
+/// The TOML spec of `run`: its fixture models, layers, channels and steps, the test S3 server and
 /// broker (without credentials: processes get them from the environment), and its unique run id
 /// and queue names.
 pub(super) fn spec_text(run: &TestRun) -> String {
     let config = &run.config;
     let models: String = config
-        .seeds
+        .models
         .iter()
-        .map(|seed| format!("{seed} = {:?}\n", fixture_model(seed).display().to_string()))
+        .map(|model| {
+            format!(
+                "{model} = {:?}\n",
+                fixture_model(model).display().to_string()
+            )
+        })
         .collect();
     format!(
         r#"# written by lucid-e2e for run {run_id}

@@ -24,10 +24,10 @@ const MODEL_CACHE: usize = 4;
 /// One batch for the render thread.
 #[derive(Debug)]
 pub struct GpuJob {
-    /// A local model path that [`lucid_checkpoint::discover`] resolves to exactly one seed.
+    /// A local model path that [`lucid_checkpoint::discover`] resolves to exactly one model.
     pub model: PathBuf,
-    /// Seed id, used for seeding the images.
-    pub seed: String,
+    /// The model's label, which keys the images' random streams.
+    pub model_id: String,
     /// Layer to render.
     pub layer: String,
     /// Channels, one image each.
@@ -215,10 +215,10 @@ fn run_job(
     let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
         render_fitting(&ok, fit, |chunk| match mode {
             RenderMode::Optimise => {
-                render_batch_until(model, &job.seed, &job.layer, chunk, &job.settings, stop)
+                render_batch_until(model, &job.model_id, &job.layer, chunk, &job.settings, stop)
             }
             RenderMode::SkipOptimisation => {
-                benchmark_images(model, &job.seed, &job.layer, chunk, &job.settings)
+                benchmark_images(model, &job.model_id, &job.layer, chunk, &job.settings)
             }
         })
     }));
@@ -262,13 +262,13 @@ fn cached_model<'m>(
 }
 
 fn load_model(path: &Path, device: Device) -> Result<AlexNet, String> {
-    let seeds = lucid_checkpoint::discover(path).map_err(|e| e.to_string())?;
-    let file = match seeds.as_slice() {
+    let found = lucid_checkpoint::discover(path).map_err(|e| e.to_string())?;
+    let file = match found.as_slice() {
         [one] => ModelFile::open(&one.path).map_err(|e| e.to_string())?,
         [] => return Err(format!("no checkpoint found at {}", path.display())),
         many => {
             return Err(format!(
-                "{} holds {} checkpoints; a task's model must name one seed",
+                "{} holds {} checkpoints; a task's model must name one model file",
                 path.display(),
                 many.len()
             ));

@@ -1,7 +1,7 @@
 //! The path from a received task to a stored, acknowledged image, the same for `serve` (RabbitMQ +
 //! S3) and `local` (in-process queue + folder).
 //!
-//! A batch of tasks of one (run, seed, layer, model, settings) goes through small steps, each of which
+//! A batch of tasks of one (run, model, layer, model location, settings) goes through small steps, each of which
 //! either passes its tasks on or settles them with a typed [`Failure`]:
 //! [`skip_stale`] → [`skip_stored`] (a stored sidecar means done) → [`resolve_model`] → [`render`] (the
 //! render thread) → [`encode`] (PNGs, on the blocking pool) → [`upload`] (PNG, then sidecar) →
@@ -129,7 +129,7 @@ pub fn engine_settings(s: &RenderSettings) -> Settings {
     }
 }
 
-/// Renders, stores and settles one batch of tasks that share run, seed, layer, model and settings.
+/// Renders, stores and settles one batch of tasks that share run, model, layer, model location and settings.
 pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
     let items = skip_stale(items, ctx);
     let todo = skip_stored(items, ctx).await;
@@ -163,7 +163,7 @@ fn skip_stale(items: Vec<Item>, ctx: &BatchContext) -> Vec<Item> {
     for item in &stale {
         tracing::info!(
             task_id = %item.task.task_id,
-            seed = %item.task.seed,
+            model = %item.task.model_id,
             layer = %item.task.layer,
             "skipping a delivery of a lost connection; the broker delivers it again"
         );
@@ -193,7 +193,7 @@ async fn skip_stored(items: Vec<Item>, ctx: &BatchContext) -> Vec<Item> {
 
 /// A local path of the batch's model, downloaded into the cache first when it lives in S3.
 async fn resolve_model(ctx: &BatchContext, first: &TaskMessage) -> Result<PathBuf, Failure> {
-    ctx.models.resolve(&first.model).await
+    ctx.models.resolve(&first.model_location).await
 }
 
 /// The images of a batch that the render thread made, paired with their tasks.
@@ -217,7 +217,7 @@ async fn render(
         .gpu
         .render(|reply| GpuJob {
             model,
-            seed: first.seed.to_string(),
+            model_id: first.model_id.to_string(),
             layer: first.layer.to_string(),
             channels,
             settings: engine_settings(&first.settings),

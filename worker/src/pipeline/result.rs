@@ -65,14 +65,14 @@ pub async fn store(
 ) -> Result<(), StorageError> {
     let png_key = prefix.png_key(
         &sidecar.run_id,
-        &sidecar.seed,
+        &sidecar.model_id,
         &sidecar.layer,
         sidecar.channel,
     );
     store.put(&png_key, png, "image/png").await?;
     let sidecar_key = prefix.sidecar_key(
         &sidecar.run_id,
-        &sidecar.seed,
+        &sidecar.model_id,
         &sidecar.layer,
         sidecar.channel,
     );

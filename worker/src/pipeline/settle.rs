@@ -59,7 +59,7 @@ pub(super) async fn settle(ctx: &BatchContext, item: &Item, result: Result<Store
             ctx.metrics.last_success.set(now);
             tracing::info!(
                 task_id = %item.task.task_id,
-                seed = %item.task.seed,
+                model = %item.task.model_id,
                 layer = %item.task.layer,
                 channel = item.task.channel,
                 objective_end = stored.objective_end,
@@ -87,7 +87,7 @@ pub(super) async fn settle(ctx: &BatchContext, item: &Item, result: Result<Store
             } else {
                 format!("{reason} (gave up after {attempts} attempts)")
             };
-            tracing::warn!(task_id = %item.task.task_id, seed = %item.task.seed, layer = %item.task.layer, %reason, "dead-lettering task");
+            tracing::warn!(task_id = %item.task.task_id, model = %item.task.model_id, layer = %item.task.layer, %reason, "dead-lettering task");
             let how = Settlement::DeadLetter(reason);
             apply(ctx, item, how, outcome::DEAD_LETTERED).await;
         }

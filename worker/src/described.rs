@@ -1,0 +1,526 @@
+//! A network described as data ([`lucid_network::Network`]) evaluated in libtorch.
+//!
+//! Weights are read once, converted to PyTorch's layouts (OIHW convolutions, `[out, in]` linear
+//! layers) and frozen, so that only the image gets a gradient. A forward pass evaluates only the
+//! nodes the tapped node depends on: layers above the target cost nothing. Batch norms that follow a
+//! convolution read by nothing else are folded into it at load ([`DescribedNet::load`]); the folded
+//! and the direct forms are tested against each other.
+//!
+//! The image the network sees is what its description's input says: the rendered RGB image in
+//! [0, 1], as luminance for a one-channel network (ITU-R BT.601 weights), mapped linearly onto the
+//! input range, then normalised by the mean and standard deviation if given.
+
+use lucid_checkpoint::ModelFile;
+use lucid_network::description::{
+    ActivationFn, ConvLayout, InputSpec, LinearLayout, NamedPadding, Node, Padding, TapPoint,
+};
+use lucid_network::graph::Source;
+use lucid_network::{Network, NetworkError};
+use tch::{Device, Kind, Tensor};
+
+/// BT.601 luma weights: how a greyscale network sees the rendered RGB image.
+const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
+
+/// Failure to build a described network on a device.
+#[derive(Debug, thiserror::Error)]
+pub enum DescribedError {
+    /// The description does not fit the model file.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
+    /// A weight could not be read.
+    #[error(transparent)]
+    Checkpoint(#[from] lucid_checkpoint::Error),
+    /// libtorch refused an operation while loading.
+    #[error("libtorch error while loading {path}: {source}")]
+    Torch {
+        /// The model file.
+        path: String,
+        /// libtorch's error.
+        source: tch::TchError,
+    },
+}
+
+/// Padding resolved to what libtorch is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pad {
+    /// TensorFlow SAME: computed per input side.
+    Same,
+    /// `[top, bottom, left, right]`.
+    Fixed([i64; 4]),
+}
+
+impl Pad {
+    fn of(padding: Padding) -> Self {
+        match padding {
+            Padding::Named(NamedPadding::Same) => Pad::Same,
+            Padding::Named(NamedPadding::Valid) => Pad::Fixed([0; 4]),
+            Padding::Symmetric(p) => Pad::Fixed([p as i64; 4]),
+            Padding::Explicit([t, b, l, r]) => Pad::Fixed([t as i64, b as i64, l as i64, r as i64]),
+        }
+    }
+
+    /// `[top, bottom, left, right]` for an input of `(h, w)`.
+    fn sides(
+        self,
+        (h, w): (i64, i64),
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        dilation: [i64; 2],
+    ) -> [i64; 4] {
+        match self {
+            Pad::Fixed(p) => p,
+            Pad::Same => {
+                let (top, bottom) = same_pad(h, kernel[0], stride[0], dilation[0]);
+                let (left, right) = same_pad(w, kernel[1], stride[1], dilation[1]);
+                [top, bottom, left, right]
+            }
+        }
+    }
+}
+
+/// TensorFlow's SAME padding (before, after) for one side: the extra one, if odd, after.
+fn same_pad(input: i64, kernel: i64, stride: i64, dilation: i64) -> (i64, i64) {
+    let out = (input + stride - 1) / stride;
+    let reach = (kernel - 1) * dilation + 1;
+    let total = ((out - 1) * stride + reach - input).max(0);
+    (total / 2, total - total / 2)
+}
+
+/// One node, ready to run.
+#[derive(Debug)]
+enum Op {
+    Conv {
+        weight: Tensor,
+        bias: Option<Tensor>,
+        stride: [i64; 2],
+        pad: Pad,
+        dilation: [i64; 2],
+        groups: i64,
+    },
+    Pool {
+        max: bool,
+        kernel: [i64; 2],
+        stride: [i64; 2],
+        pad: Pad,
+        ceil_mode: bool,
+    },
+    AdaptiveAvg(i64),
+    Relu,
+    Activation(ActivationFn),
+    /// A batch norm as `x · scale + shift`, per channel (`[1, C, 1, 1]`).
+    Affine {
+        scale: Tensor,
+        shift: Tensor,
+    },
+    /// A batch norm folded into the convolution it reads.
+    Identity,
+    Lrn {
+        size: i64,
+        alpha: f64,
+        beta: f64,
+        bias: f64,
+    },
+    Flatten,
+    Linear {
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
+    Add,
+    Concat,
+}
+
+/// How the rendered image becomes the network's input.
+#[derive(Debug)]
+struct InputMap {
+    grey: Option<Tensor>,
+    offset: f64,
+    scale: f64,
+    mean: Option<Tensor>,
+    std: Option<Tensor>,
+}
+
+impl InputMap {
+    fn new(spec: &InputSpec, device: Device) -> Self {
+        let [lo, hi] = spec.range;
+        let column = |v: &[f64]| {
+            Tensor::from_slice(v)
+                .to_kind(Kind::Float)
+                .view([1, -1, 1, 1])
+                .to_device(device)
+        };
+        Self {
+            grey: (spec.channels == 1).then(|| column(&LUMA)),
+            // (x − offset) · scale = lo + x · (hi − lo); for [−1, 1] the ecoset form (x − 0.5) · 2
+            offset: -lo / (hi - lo),
+            scale: hi - lo,
+            mean: spec.mean.as_deref().map(column),
+            std: spec.std.as_deref().map(column),
+        }
+    }
+
+    /// The network's view of an RGB batch `x` in [0, 1].
+    fn apply(&self, x: &Tensor) -> Tensor {
+        let mut h = match &self.grey {
+            Some(luma) => (x * luma).sum_dim_intlist(1, true, Kind::Float),
+            None => x.shallow_clone(),
+        };
+        h = (h - self.offset) * self.scale;
+        if let Some(mean) = &self.mean {
+            h -= mean;
+        }
+        if let Some(std) = &self.std {
+            h /= std;
+        }
+        h
+    }
+}
+
+/// A described network with frozen weights on one device.
+#[derive(Debug)]
+pub struct DescribedNet {
+    network: Network,
+    ops: Vec<Op>,
+    input: InputMap,
+    device: Device,
+}
+
+impl DescribedNet {
+    /// Resolves `network` against `file`'s weights and loads them onto `device`; batch norms are
+    /// folded into their convolutions where that changes no tapped value (`fold_batch_norm`).
+    pub fn load(
+        network: Network,
+        file: &ModelFile,
+        device: Device,
+        fold_batch_norm: bool,
+    ) -> Result<Self, DescribedError> {
+        let loader = Loader { file, device };
+        let mut ops = Vec::with_capacity(network.graph.nodes.len());
+        for node in &network.graph.nodes {
+            ops.push(loader.op(node)?);
+        }
+        let mut net = Self {
+            input: InputMap::new(&network.description.input, device),
+            network,
+            ops,
+            device,
+        };
+        if fold_batch_norm {
+            net.fold_batch_norms();
+        }
+        Ok(net)
+    }
+
+    /// The description this network runs.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The device holding the weights.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The value tap `layer` reads, for an RGB batch `x` in [0, 1] (NCHW fp32); only the nodes the
+    /// tap depends on are evaluated.
+    pub fn forward(&self, x: &Tensor, layer: &str) -> Result<Tensor, NetworkError> {
+        let tap = self.network.tap(layer)?;
+        let target = self.network.tap_node(tap);
+        let input = self.input.apply(x);
+        let mut values: Vec<Option<Tensor>> = (0..self.ops.len()).map(|_| None).collect();
+        for i in self.network.graph.ancestors(target) {
+            let inputs: Vec<&Tensor> = self.network.graph.sources[i]
+                .iter()
+                .map(|s| match s {
+                    Source::Input => &input,
+                    Source::Node(j) => values[*j].as_ref().unwrap_or(&input),
+                })
+                .collect();
+            let pre_bias = i == target && tap.at == TapPoint::PreBias;
+            let out = run(&self.ops[i], &inputs, pre_bias);
+            values[i] = Some(out);
+        }
+        Ok(values[target].take().unwrap_or(input))
+    }
+
+    /// Folds every batch norm whose input is a convolution that nothing else reads and no tap reads.
+    fn fold_batch_norms(&mut self) {
+        let graph = &self.network.graph;
+        let tapped: Vec<usize> = self
+            .network
+            .description
+            .taps
+            .iter()
+            .map(|t| self.network.tap_node(t))
+            .collect();
+        for bn in 0..self.ops.len() {
+            let [Source::Node(conv)] = graph.sources[bn][..] else {
+                continue;
+            };
+            let readers = graph
+                .sources
+                .iter()
+                .flatten()
+                .filter(|s| **s == Source::Node(conv))
+                .count();
+            if readers != 1 || tapped.contains(&conv) {
+                continue;
+            }
+            let (Op::Affine { scale, shift }, Op::Conv { weight, bias, .. }) =
+                (&self.ops[bn], &self.ops[conv])
+            else {
+                continue;
+            };
+            let _guard = tch::no_grad_guard();
+            let folded_weight = weight * scale.view([-1, 1, 1, 1]);
+            let flat_scale = scale.view([-1]);
+            let folded_bias = match bias {
+                Some(b) => b * &flat_scale + shift.view([-1]),
+                None => shift.view([-1]).shallow_clone(),
+            };
+            if let Op::Conv { weight, bias, .. } = &mut self.ops[conv] {
+                *weight = folded_weight;
+                *bias = Some(folded_bias);
+            }
+            self.ops[bn] = Op::Identity;
+        }
+    }
+}
+
+/// Reads one node's weights into libtorch.
+struct Loader<'a> {
+    file: &'a ModelFile,
+    device: Device,
+}
+
+impl Loader<'_> {
+    fn tensor(&self, name: &str, permute: Option<&[i64]>) -> Result<Tensor, DescribedError> {
+        let t = self.file.read_f32(name)?;
+        let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
+        let torch_err = |source| DescribedError::Torch {
+            path: self.file.path().display().to_string(),
+            source,
+        };
+        let mut x = Tensor::f_from_slice(&t.data)
+            .and_then(|x| x.f_view(shape.as_slice()))
+            .map_err(torch_err)?;
+        if let Some(order) = permute {
+            x = x.f_permute(order).map_err(torch_err)?;
+        }
+        let x = x
+            .f_contiguous()
+            .and_then(|x| x.f_to_device(self.device))
+            .map_err(torch_err)?;
+        Ok(x.set_requires_grad(false))
+    }
+
+    fn optional(&self, name: Option<&str>) -> Result<Option<Tensor>, DescribedError> {
+        name.map(|n| self.tensor(n, None)).transpose()
+    }
+
+    fn op(&self, node: &Node) -> Result<Op, DescribedError> {
+        let pair = |p: lucid_network::description::Pair| {
+            let (h, w) = p.hw();
+            [h as i64, w as i64]
+        };
+        Ok(match node {
+            Node::Conv(c) => {
+                let order: Option<&[i64]> = match c.layout {
+                    ConvLayout::Hwio => Some(&[3, 2, 0, 1]),
+                    ConvLayout::Oihw => None,
+                };
+                Op::Conv {
+                    weight: self.tensor(&c.weights, order)?,
+                    bias: self.optional(c.bias.as_deref())?,
+                    stride: pair(c.stride),
+                    pad: Pad::of(c.padding),
+                    dilation: pair(c.dilation),
+                    groups: c.groups as i64,
+                }
+            }
+            Node::MaxPool(p) | Node::AvgPool(p) => Op::Pool {
+                max: matches!(node, Node::MaxPool(_)),
+                kernel: pair(p.kernel),
+                stride: pair(p.stride.unwrap_or(p.kernel)),
+                pad: Pad::of(p.padding),
+                ceil_mode: p.ceil_mode,
+            },
+            Node::AdaptiveAvgPool(a) => Op::AdaptiveAvg(a.output as i64),
+            Node::Relu(_) => Op::Relu,
+            Node::Activation(a) => Op::Activation(a.function),
+            Node::BatchNorm(b) => self.batch_norm(b)?,
+            Node::Lrn(l) => Op::Lrn {
+                size: l.size as i64,
+                alpha: l.alpha,
+                beta: l.beta,
+                bias: l.bias,
+            },
+            Node::Flatten(_) => Op::Flatten,
+            Node::Linear(l) => {
+                let order: Option<&[i64]> = match l.layout {
+                    LinearLayout::Io => Some(&[1, 0]),
+                    LinearLayout::Oi => None,
+                };
+                Op::Linear {
+                    weight: self.tensor(&l.weights, order)?,
+                    bias: self.optional(l.bias.as_deref())?,
+                }
+            }
+            Node::Add(_) => Op::Add,
+            Node::Concat(_) => Op::Concat,
+        })
+    }
+
+    /// `scale = γ / sqrt(var + ε)`, `shift = β − mean · scale`.
+    fn batch_norm(&self, b: &lucid_network::description::BatchNorm) -> Result<Op, DescribedError> {
+        let mean = self.tensor(&b.mean, None)?;
+        let variance = self.tensor(&b.variance, None)?;
+        let gamma = self.optional(b.scale.as_deref())?;
+        let beta = self.optional(b.offset.as_deref())?;
+        let _guard = tch::no_grad_guard();
+        let inv = (variance + b.epsilon).rsqrt();
+        let scale = match gamma {
+            Some(g) => g * inv,
+            None => inv,
+        };
+        let shift = match beta {
+            Some(beta) => beta - &mean * &scale,
+            None => -(&mean * &scale),
+        };
+        Ok(Op::Affine {
+            scale: scale.view([1, -1, 1, 1]),
+            shift: shift.view([1, -1, 1, 1]),
+        })
+    }
+}
+
+/// Runs `op` on its inputs; `pre_bias` leaves a convolution's or linear layer's bias out.
+fn run(op: &Op, inputs: &[&Tensor], pre_bias: bool) -> Tensor {
+    let x = inputs[0];
+    match op {
+        Op::Conv {
+            weight,
+            bias,
+            stride,
+            pad,
+            dilation,
+            groups,
+        } => {
+            let size = weight.size();
+            let sides = pad.sides(spatial(x), [size[2], size[3]], *stride, *dilation);
+            let y = conv(x, weight, sides, *stride, *dilation, *groups);
+            match (bias, pre_bias) {
+                (Some(b), false) => y + b.view([1, -1, 1, 1]),
+                _ => y,
+            }
+        }
+        Op::Pool {
+            max,
+            kernel,
+            stride,
+            pad,
+            ceil_mode,
+        } => pool(x, *max, *kernel, *stride, *pad, *ceil_mode),
+        Op::AdaptiveAvg(side) => x.adaptive_avg_pool2d([*side, *side]),
+        Op::Relu => x.relu(),
+        Op::Activation(f) => activation(x, *f),
+        Op::Affine { scale, shift } => x * scale + shift,
+        Op::Identity => x.shallow_clone(),
+        Op::Lrn {
+            size,
+            alpha,
+            beta,
+            bias,
+        } => lrn(x, *size, *alpha, *beta, *bias),
+        Op::Flatten => x.flatten(1, -1),
+        Op::Linear { weight, bias } => {
+            let y = x.matmul(&weight.tr());
+            match (bias, pre_bias) {
+                (Some(b), false) => y + b,
+                _ => y,
+            }
+        }
+        Op::Add => inputs[1..]
+            .iter()
+            .fold(x.shallow_clone(), |acc, t| acc + *t),
+        Op::Concat => Tensor::cat(inputs, 1),
+    }
+}
+
+fn spatial(x: &Tensor) -> (i64, i64) {
+    let size = x.size();
+    (size[2], size[3])
+}
+
+/// A convolution with `[top, bottom, left, right]` zero padding: libtorch's own padding where it is
+/// symmetric, an explicit pad otherwise (TF SAME with an odd total).
+fn conv(
+    x: &Tensor,
+    w: &Tensor,
+    [t, b, l, r]: [i64; 4],
+    stride: [i64; 2],
+    dilation: [i64; 2],
+    groups: i64,
+) -> Tensor {
+    if t == b && l == r {
+        return x.conv2d(w, None::<&Tensor>, stride, [t, l], dilation, groups);
+    }
+    x.constant_pad_nd([l, r, t, b])
+        .conv2d(w, None::<&Tensor>, stride, [0, 0], dilation, groups)
+}
+
+/// Max pooling pads with −∞ and average pooling leaves padding out of the mean, as both TensorFlow
+/// (SAME) and PyTorch (`count_include_pad=False`) do.
+fn pool(
+    x: &Tensor,
+    max: bool,
+    kernel: [i64; 2],
+    stride: [i64; 2],
+    pad: Pad,
+    ceil_mode: bool,
+) -> Tensor {
+    let [t, b, l, r] = pad.sides(spatial(x), kernel, stride, [1, 1]);
+    if max {
+        let padded = if t + b + l + r > 0 {
+            x.pad([l, r, t, b], "constant", f64::NEG_INFINITY)
+        } else {
+            x.shallow_clone()
+        };
+        return padded.max_pool2d(kernel, stride, [0, 0], [1, 1], ceil_mode);
+    }
+    if t + b + l + r == 0 {
+        return x.avg_pool2d(kernel, stride, [0, 0], ceil_mode, true, None);
+    }
+    let sums =
+        x.constant_pad_nd([l, r, t, b])
+            .avg_pool2d(kernel, stride, [0, 0], ceil_mode, true, None);
+    let ones = x.ones_like().narrow(1, 0, 1);
+    let counts = ones.constant_pad_nd([l, r, t, b]).avg_pool2d(
+        kernel,
+        stride,
+        [0, 0],
+        ceil_mode,
+        true,
+        None,
+    );
+    sums / counts
+}
+
+fn activation(x: &Tensor, f: ActivationFn) -> Tensor {
+    match f {
+        ActivationFn::Sigmoid => x.sigmoid(),
+        ActivationFn::Tanh => x.tanh(),
+        ActivationFn::Gelu => x.gelu("none"),
+        ActivationFn::Relu6 => x.clamp(0.0, 6.0),
+        ActivationFn::Silu => x.silu(),
+    }
+}
+
+/// PyTorch's `local_response_norm`: `x / (bias + alpha · mean of x² over size channels)^beta`.
+fn lrn(x: &Tensor, size: i64, alpha: f64, beta: f64, bias: f64) -> Tensor {
+    let squares = x.square().unsqueeze(1);
+    let padded = squares.constant_pad_nd([0, 0, 0, 0, size / 2, (size - 1) / 2]);
+    let mean = padded
+        .avg_pool3d([size, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None)
+        .squeeze_dim(1);
+    x / (mean * alpha + bias).pow_tensor_scalar(beta)
+}

@@ -1,0 +1,345 @@
+//! Networks described as data, run in libtorch: the built-in `alexnet_v2` description computes
+//! exactly what the hand-written `AlexNet` does; folded batch norms equal the direct form; the input
+//! the network sees is what its description says (greyscale, mean/std); gradients reach the image.
+
+use lucid_checkpoint::ModelFile;
+use lucid_network::{Description, Network, builtin};
+use lucid_worker::described::DescribedNet;
+use lucid_worker::model::AlexNet;
+use lucid_worker::synthetic::{f32_bytes, write_safetensors};
+use tch::{Device, Kind, Tensor};
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn builtin_alexnet_description_computes_what_the_native_forward_does() {
+    tch::manual_seed(7);
+    let file = ModelFile::open(&lucid_testkit::fixtures::small_prefix("training_seed_01"))
+        .expect("fixture");
+    let native = AlexNet::load(&file, Device::Cpu).expect("native");
+    let network = Network::resolve(builtin::alexnet_v2(), &file).expect("description fits");
+    let described = DescribedNet::load(network, &file, Device::Cpu, true).expect("described");
+    let x = Tensor::rand([2, 3, 224, 224], (Kind::Float, Device::Cpu));
+    for (index, layer) in lucid_checkpoint::alexnet::LAYER_NAMES.iter().enumerate() {
+        let want = native.forward_to(&x, index);
+        let got = described.forward(&x, layer).expect("tap");
+        let scale = want.abs().max().double_value(&[]).max(1e-6);
+        let err = max_diff(&got, &want);
+        assert!(err <= 1e-6 * scale, "{layer}: max error {err} of {scale}");
+    }
+}
+
+/// Writes `tensors` to a safetensors file in `dir` and opens it.
+fn model_file(dir: &tempfile::TempDir, tensors: &[(&str, Vec<usize>, Vec<f32>)]) -> ModelFile {
+    let path = dir.path().join("model.safetensors");
+    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(n, s, v)| ((*n).to_owned(), s.clone(), f32_bytes(v)))
+        .collect();
+    write_safetensors(&path, &owned).expect("write");
+    ModelFile::open(&path).expect("open")
+}
+
+fn values(n: usize, scale: f32, offset: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 37 % 11) as f32 - 5.0) * scale + offset)
+        .collect()
+}
+
+const BN_NET: &str = r#"
+name = "bn"
+[input]
+channels = 3
+[[node]]
+op = "conv"
+name = "conv1"
+input = "input"
+weights = "conv1.weight"
+bias = "conv1.bias"
+layout = "oihw"
+padding = 1
+[[node]]
+op = "batch_norm"
+name = "bn1"
+input = "conv1"
+scale = "bn1.weight"
+offset = "bn1.bias"
+mean = "bn1.running_mean"
+variance = "bn1.running_var"
+[[node]]
+op = "relu"
+name = "relu1"
+input = "bn1"
+[[node]]
+op = "max_pool"
+name = "pool"
+input = "relu1"
+kernel = 3
+stride = 2
+padding = "same"
+[[node]]
+op = "conv"
+name = "conv2"
+input = "pool"
+weights = "conv2.weight"
+layout = "oihw"
+[[tap]]
+name = "conv2"
+node = "conv2"
+[[tap]]
+name = "relu1"
+node = "relu1"
+"#;
+
+#[test]
+fn folded_batch_norms_equal_the_direct_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = model_file(
+        &dir,
+        &[
+            ("conv1.weight", vec![4, 3, 3, 3], values(108, 0.05, 0.0)),
+            ("conv1.bias", vec![4], values(4, 0.1, 0.0)),
+            ("bn1.weight", vec![4], values(4, 0.2, 1.0)),
+            ("bn1.bias", vec![4], values(4, 0.3, 0.0)),
+            ("bn1.running_mean", vec![4], values(4, 0.1, 0.05)),
+            ("bn1.running_var", vec![4], values(4, 0.02, 0.5)),
+            ("conv2.weight", vec![5, 4, 3, 3], values(180, 0.04, 0.0)),
+        ],
+    );
+    let description = Description::parse_toml(BN_NET, "bn.toml").expect("parse");
+    let network = Network::resolve(description, &file).expect("fits");
+    let folded = DescribedNet::load(network.clone(), &file, Device::Cpu, true).expect("folded");
+    let direct = DescribedNet::load(network, &file, Device::Cpu, false).expect("direct");
+    let x = Tensor::rand([2, 3, 17, 17], (Kind::Float, Device::Cpu));
+    for tap in ["conv2", "relu1"] {
+        let a = folded.forward(&x, tap).expect("tap");
+        let b = direct.forward(&x, tap).expect("tap");
+        assert!(max_diff(&a, &b) < 1e-5, "{tap}: {}", max_diff(&a, &b));
+    }
+    // and the direct form is batch norm by its definition
+    let relu = direct.forward(&x, "relu1").expect("tap");
+    assert_eq!(relu.size(), vec![2, 4, 17, 17]);
+    assert_eq!(
+        folded.forward(&x, "conv2").expect("tap").size(),
+        vec![2, 5, 7, 7]
+    );
+}
+
+/// A 1x1 convolution that passes its input through: what the network sees, read back.
+fn identity_net(channels: usize, input: &str) -> String {
+    format!(
+        r#"
+name = "see"
+[input]
+channels = {channels}
+{input}
+[[node]]
+op = "conv"
+name = "seen"
+input = "input"
+weights = "eye"
+layout = "oihw"
+[[tap]]
+name = "seen"
+node = "seen"
+"#
+    )
+}
+
+fn eye(c: usize) -> Vec<f32> {
+    (0..c * c)
+        .map(|i| if i / c == i % c { 1.0 } else { 0.0 })
+        .collect()
+}
+
+#[test]
+fn a_greyscale_network_sees_the_luminance_in_its_range() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = model_file(&dir, &[("eye", vec![1, 1, 1, 1], vec![1.0])]);
+    let text = identity_net(1, "range = [-1.0, 1.0]");
+    let network = Network::resolve(
+        Description::parse_toml(&text, "grey").expect("parse"),
+        &file,
+    )
+    .expect("fits");
+    let net = DescribedNet::load(network, &file, Device::Cpu, true).expect("load");
+    // pure red, green and blue pixels, and white
+    let x = Tensor::from_slice(&[
+        1.0f32, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0,
+    ])
+    .view([1, 3, 2, 2]);
+    let seen =
+        Vec::<f32>::try_from(net.forward(&x, "seen").expect("tap").flatten(0, -1)).expect("values");
+    let want = [
+        0.299f32 * 2.0 - 1.0,
+        0.587 * 2.0 - 1.0,
+        0.114 * 2.0 - 1.0,
+        1.0,
+    ];
+    for (s, w) in seen.iter().zip(want) {
+        assert!((s - w).abs() < 1e-6, "{seen:?} vs {want:?}");
+    }
+}
+
+#[test]
+fn an_imagenet_network_sees_its_normalised_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = model_file(&dir, &[("eye", vec![3, 3, 1, 1], eye(3))]);
+    let text = identity_net(
+        3,
+        "mean = [0.485, 0.456, 0.406]\nstd = [0.229, 0.224, 0.225]",
+    );
+    let network = Network::resolve(
+        Description::parse_toml(&text, "imagenet").expect("parse"),
+        &file,
+    )
+    .expect("fits");
+    let net = DescribedNet::load(network, &file, Device::Cpu, true).expect("load");
+    let x = Tensor::rand([1, 3, 4, 4], (Kind::Float, Device::Cpu));
+    let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]);
+    let want = (&x - mean) / std;
+    assert!(max_diff(&net.forward(&x, "seen").expect("tap"), &want) < 1e-6);
+}
+
+#[test]
+fn gradients_reach_the_image_and_not_the_weights() {
+    let file = ModelFile::open(&lucid_testkit::fixtures::small_prefix("training_seed_02"))
+        .expect("fixture");
+    let network = Network::resolve(builtin::alexnet_v2(), &file).expect("fits");
+    let net = DescribedNet::load(network, &file, Device::Cpu, true).expect("load");
+    let x = Tensor::rand([1, 3, 96, 96], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+    let acts = net.forward(&x, "conv3").expect("tap");
+    acts.narrow(1, 0, 1).sum(Kind::Float).backward();
+    let g = x.grad();
+    assert!(
+        g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+        "no gradient at the image"
+    );
+}
+
+#[test]
+fn lrn_and_same_pools_have_their_known_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = model_file(&dir, &[("eye", vec![3, 3, 1, 1], eye(3))]);
+    let text = identity_net(3, "")
+        + r#"
+[[node]]
+op = "lrn"
+name = "lrn"
+input = "seen"
+size = 3
+alpha = 0.3
+beta = 0.5
+bias = 1.0
+[[node]]
+op = "max_pool"
+name = "max"
+input = "seen"
+kernel = 2
+stride = 2
+padding = "same"
+[[node]]
+op = "avg_pool"
+name = "avg"
+input = "seen"
+kernel = 2
+stride = 2
+padding = "same"
+[[tap]]
+name = "lrn"
+node = "lrn"
+[[tap]]
+name = "max"
+node = "max"
+[[tap]]
+name = "avg"
+node = "avg"
+"#;
+    let network = Network::resolve(Description::parse_toml(&text, "ops").expect("parse"), &file)
+        .expect("fits");
+    let net = DescribedNet::load(network, &file, Device::Cpu, true).expect("load");
+    let ones = Tensor::ones([1, 3, 3, 3], (Kind::Float, Device::Cpu));
+    let lrn = net.forward(&ones, "lrn").expect("lrn");
+    // the middle channel's window holds three ones, an edge channel's two of its three places
+    let mid = 1.0 / (1.0f64 + 0.3).sqrt();
+    let edge = 1.0 / (1.0f64 + 0.3 * 2.0 / 3.0).sqrt();
+    let at = |c: i64| lrn.double_value(&[0, c, 1, 1]);
+    assert!(
+        (at(1) - mid).abs() < 1e-6 && (at(0) - edge).abs() < 1e-6,
+        "{} {}",
+        at(1),
+        at(0)
+    );
+    // SAME on 3 px with k 2, s 2: 2 outputs, the last window half padding
+    let ramp = Tensor::arange(27, (Kind::Float, Device::Cpu)).view([1, 3, 3, 3]) * -1.0;
+    let max = net.forward(&ramp, "max").expect("max");
+    assert_eq!(max.size(), vec![1, 3, 2, 2]);
+    // channel 0 holds 0, −1, … −8: the bottom-right window is {−8} alone (padding never wins)
+    assert_eq!(max.double_value(&[0, 0, 1, 1]), -8.0);
+    let avg = net.forward(&ramp, "avg").expect("avg");
+    // … and its mean leaves the padding out: the bottom-left window is {−6, −7}
+    assert_eq!(avg.double_value(&[0, 0, 1, 0]), -6.5);
+}
+
+#[test]
+fn inspect_reads_any_described_network() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    model_file(
+        &dir,
+        &[
+            ("conv1.weight", vec![4, 3, 3, 3], values(108, 0.05, 0.0)),
+            ("conv1.bias", vec![4], values(4, 0.1, 0.0)),
+            ("bn1.weight", vec![4], values(4, 0.2, 1.0)),
+            ("bn1.bias", vec![4], values(4, 0.3, 0.0)),
+            ("bn1.running_mean", vec![4], values(4, 0.1, 0.05)),
+            ("bn1.running_var", vec![4], values(4, 0.02, 0.5)),
+            ("conv2.weight", vec![5, 4, 3, 3], values(180, 0.04, 0.0)),
+        ],
+    );
+    let description_path = dir.path().join("bn.toml");
+    std::fs::write(&description_path, BN_NET).expect("write description");
+    let description =
+        lucid_worker::inspect::load_description(description_path.to_str().expect("utf-8 path"))
+            .expect("description file");
+    let report =
+        lucid_worker::inspect::inspect(&dir.path().join("model.safetensors"), &description)
+            .expect("inspect");
+    assert_eq!(report.network, "bn");
+    let layers: Vec<(&str, &str, usize, Option<usize>)> = report.models[0]
+        .layers
+        .iter()
+        .map(|l| {
+            (
+                l.layer.as_str(),
+                l.op.as_str(),
+                l.out_channels,
+                l.min_input_side,
+            )
+        })
+        .collect();
+    // conv2 (3x3 VALID) after a SAME pool needs 3 px at the pool: 5 or 6 px in
+    assert_eq!(
+        layers,
+        [("conv2", "conv", 5, Some(5)), ("relu1", "relu", 4, Some(1))]
+    );
+    assert_eq!(report.models[0].layers[0].in_channels, Some(4));
+
+    let err = lucid_worker::inspect::load_description("resnet9000").expect_err("no such built-in");
+    assert!(
+        err.to_string().contains("the built-in ones are alexnet_v2"),
+        "{err:#}"
+    );
+    let err = lucid_worker::inspect::inspect(
+        &dir.path().join("model.safetensors"),
+        &builtin::alexnet_v2(),
+    )
+    .expect_err("not an alexnet");
+    assert!(
+        format!("{err:#}").contains("needs tensor alexnet_v2/conv1/weights"),
+        "{err:#}"
+    );
+}

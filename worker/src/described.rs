@@ -12,11 +12,15 @@
 
 use lucid_checkpoint::ModelFile;
 use lucid_network::description::{
-    ActivationFn, ConvLayout, InputSpec, LinearLayout, NamedPadding, Node, Padding, TapPoint,
+    ActivationFn, ConvLayout, InputSpec, LinearLayout, NamedPadding, Node, Padding, Tap, TapPoint,
 };
 use lucid_network::graph::Source;
 use lucid_network::{Network, NetworkError};
 use tch::{Device, Kind, Tensor};
+
+use crate::model::ModelError;
+use crate::render::engine::{Phase, PhaseClock, redirected_relu_grad};
+use crate::render::net::RenderNet;
 
 /// BT.601 luma weights: how a greyscale network sees the rendered RGB image.
 const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
@@ -129,12 +133,14 @@ enum Op {
     Concat,
 }
 
-/// How the rendered image becomes the network's input.
+/// How the rendered image becomes the network's input. The engine hands images mapped to [−1, 1]
+/// (`c = 2x − 1`, the ecoset form); the range mapping is written from there: `lo + x·(hi − lo) =
+/// c·(hi − lo)/2 + (hi + lo)/2`, which for alexnet_v2's [−1, 1] is `c` itself, untouched.
 #[derive(Debug)]
 struct InputMap {
     grey: Option<Tensor>,
-    offset: f64,
-    scale: f64,
+    half_span: f64,
+    mid: f64,
     mean: Option<Tensor>,
     std: Option<Tensor>,
 }
@@ -150,26 +156,32 @@ impl InputMap {
         };
         Self {
             grey: (spec.channels == 1).then(|| column(&LUMA)),
-            // (x − offset) · scale = lo + x · (hi − lo); for [−1, 1] the ecoset form (x − 0.5) · 2
-            offset: -lo / (hi - lo),
-            scale: hi - lo,
+            half_span: (hi - lo) / 2.0,
+            mid: (hi + lo) / 2.0,
             mean: spec.mean.as_deref().map(column),
             std: spec.std.as_deref().map(column),
         }
     }
 
-    /// The network's view of an RGB batch `x` in [0, 1].
-    fn apply(&self, x: &Tensor) -> Tensor {
+    /// The network's view of an RGB batch `c` in [−1, 1]; the luma weights sum to 1, so the
+    /// luminance of `c` is `2·luma(x) − 1`.
+    fn apply_centred(&self, c: &Tensor) -> Tensor {
         let mut h = match &self.grey {
-            Some(luma) => (x * luma).sum_dim_intlist(1, true, Kind::Float),
-            None => x.shallow_clone(),
+            Some(luma) => (c * luma).sum_dim_intlist(1, true, Kind::Float),
+            None => c.shallow_clone(),
         };
-        h = (h - self.offset) * self.scale;
+        // never in place: `h` may be the caller's image itself
+        if self.half_span != 1.0 {
+            h = &h * self.half_span;
+        }
+        if self.mid != 0.0 {
+            h = &h + self.mid;
+        }
         if let Some(mean) = &self.mean {
-            h -= mean;
+            h = &h - mean;
         }
         if let Some(std) = &self.std {
-            h /= std;
+            h = &h / std;
         }
         h
     }
@@ -182,6 +194,8 @@ pub struct DescribedNet {
     ops: Vec<Op>,
     input: InputMap,
     device: Device,
+    /// Per tap: its width and smallest input side, computed once.
+    taps: Vec<(usize, usize)>,
 }
 
 impl DescribedNet {
@@ -198,11 +212,17 @@ impl DescribedNet {
         for node in &network.graph.nodes {
             ops.push(loader.op(node)?);
         }
+        let taps = network
+            .layer_table()
+            .into_iter()
+            .map(|(_, width, min_side)| (width, min_side))
+            .collect();
         let mut net = Self {
             input: InputMap::new(&network.description.input, device),
             network,
             ops,
             device,
+            taps,
         };
         if fold_batch_norm {
             net.fold_batch_norms();
@@ -224,8 +244,19 @@ impl DescribedNet {
     /// tap depends on are evaluated.
     pub fn forward(&self, x: &Tensor, layer: &str) -> Result<Tensor, NetworkError> {
         let tap = self.network.tap(layer)?;
+        Ok(self.evaluate(&((x - 0.5) * 2.0), tap, None))
+    }
+
+    /// `tap`'s value for a batch `c` in [−1, 1]. With `relus`, every ReLU's output is a detached leaf
+    /// and its input is recorded beside it, in evaluation order (for the redirected gradient).
+    fn evaluate(
+        &self,
+        c: &Tensor,
+        tap: &Tap,
+        mut relus: Option<&mut Vec<(Tensor, Tensor)>>,
+    ) -> Tensor {
         let target = self.network.tap_node(tap);
-        let input = self.input.apply(x);
+        let input = self.input.apply_centred(c);
         let mut values: Vec<Option<Tensor>> = (0..self.ops.len()).map(|_| None).collect();
         for i in self.network.graph.ancestors(target) {
             let inputs: Vec<&Tensor> = self.network.graph.sources[i]
@@ -235,11 +266,18 @@ impl DescribedNet {
                     Source::Node(j) => values[*j].as_ref().unwrap_or(&input),
                 })
                 .collect();
-            let pre_bias = i == target && tap.at == TapPoint::PreBias;
-            let out = run(&self.ops[i], &inputs, pre_bias);
+            let out = match (&self.ops[i], relus.as_deref_mut()) {
+                (Op::Relu, Some(record)) => {
+                    let z = inputs[0].shallow_clone();
+                    let r = z.detach().relu().set_requires_grad(true);
+                    record.push((z, r.shallow_clone()));
+                    r
+                }
+                (op, _) => run(op, &inputs, i == target && tap.at == TapPoint::PreBias),
+            };
             values[i] = Some(out);
         }
-        Ok(values[target].take().unwrap_or(input))
+        values[target].take().unwrap_or(input)
     }
 
     /// Folds every batch norm whose input is a convolution that nothing else reads and no tap reads.
@@ -523,4 +561,87 @@ fn lrn(x: &Tensor, size: i64, alpha: f64, beta: f64, bias: f64) -> Tensor {
         .avg_pool3d([size, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None)
         .squeeze_dim(1);
     x / (mean * alpha + bias).pow_tensor_scalar(beta)
+}
+
+impl RenderNet for DescribedNet {
+    fn layer_index(&self, name: &str) -> Result<usize, ModelError> {
+        let taps = &self.network.description.taps;
+        match taps.iter().position(|t| t.name == name) {
+            Some(i) => Ok(i),
+            None => Err(ModelError::UnknownLayer {
+                name: name.to_owned(),
+                valid: match self.network.tap(name) {
+                    Err(NetworkError::UnknownTap { valid, .. }) => valid.join(", "),
+                    _ => String::new(),
+                },
+            }),
+        }
+    }
+
+    fn layer_name(&self, index: usize) -> &str {
+        &self.network.description.taps[index].name
+    }
+
+    fn layer_width(&self, index: usize) -> usize {
+        self.taps[index].0
+    }
+
+    fn min_input_side(&self, index: usize) -> usize {
+        self.taps[index].1
+    }
+
+    fn device(&self) -> Device {
+        self.device
+    }
+
+    /// In fp32 whatever `kind` asks: a described network runs its nodes as written.
+    fn forward_centred(&self, x: &Tensor, index: usize, _kind: Kind) -> Tensor {
+        let tap = &self.network.description.taps[index];
+        self.evaluate(&x.to_kind(Kind::Float), tap, None)
+    }
+
+    /// The graph may branch and join, so the gradients of every ReLU output (a detached leaf) are
+    /// accumulated: first from the loss, then, ReLU by ReLU from the last evaluated to the first, from
+    /// the redirected gradient at its input back to every leaf before it. For a chain this is the
+    /// native network's walk over its segments.
+    fn redirected_grad(
+        &self,
+        x: &Tensor,
+        index: usize,
+        _kind: Kind,
+        loss_of: &dyn Fn(&Tensor) -> Tensor,
+        clock: &mut dyn PhaseClock,
+    ) -> Result<Tensor, tch::TchError> {
+        let input = x.detach().to_kind(Kind::Float).set_requires_grad(true);
+        let tap = &self.network.description.taps[index];
+        let mut relus = Vec::new();
+        let out = self.evaluate(&input, tap, Some(&mut relus));
+        let loss = loss_of(&out);
+        clock.mark(Phase::Forward);
+        let leaves: Vec<&Tensor> = std::iter::once(&input)
+            .chain(relus.iter().map(|(_, r)| r))
+            .collect();
+        let mut grads = gradients(&loss, &leaves)?;
+        for k in (0..relus.len()).rev() {
+            let z = &relus[k].0;
+            let g_z = redirected_relu_grad(&z.detach(), &grads[k + 1]);
+            let vjp = (z * g_z).sum(Kind::Float);
+            let upstream = gradients(&vjp, &leaves[..=k])?;
+            for (g, u) in grads.iter_mut().zip(upstream) {
+                *g = &*g + u;
+            }
+        }
+        Ok(grads.swap_remove(0))
+    }
+}
+
+/// The gradients of `root` at each of `leaves`, zeros where it does not depend on one; graphs are
+/// kept, since the segments of a branching network share nodes.
+fn gradients(root: &Tensor, leaves: &[&Tensor]) -> Result<Vec<Tensor>, tch::TchError> {
+    let grads = Tensor::f_run_backward(&[root], leaves, true, false)?;
+    Ok(grads
+        .into_iter()
+        .zip(leaves)
+        .map(|(g, leaf)| if g.defined() { g } else { leaf.zeros_like() })
+        .collect())
 }

@@ -202,7 +202,16 @@ fn an_imagenet_network_sees_its_normalised_input() {
     let mean = Tensor::from_slice(&[0.485f32, 0.456, 0.406]).view([1, 3, 1, 1]);
     let std = Tensor::from_slice(&[0.229f32, 0.224, 0.225]).view([1, 3, 1, 1]);
     let want = (&x - mean) / std;
+    let untouched = x.copy();
     assert!(max_diff(&net.forward(&x, "seen").expect("tap"), &want) < 1e-6);
+    let centred = &x * 2.0 - 1.0;
+    let before = centred.copy();
+    use lucid_worker::render::net::RenderNet;
+    let _ = net.forward_centred(&centred, 0, Kind::Float);
+    assert!(
+        centred.equal(&before) && x.equal(&untouched),
+        "the input is never changed in place"
+    );
 }
 
 #[test]
@@ -341,5 +350,150 @@ fn inspect_reads_any_described_network() {
     assert!(
         format!("{err:#}").contains("needs tensor alexnet_v2/conv1/weights"),
         "{err:#}"
+    );
+}
+
+/// Both forms of the fixture's alexnet_v2: the native network and the built-in description.
+fn both_alexnets() -> (AlexNet, DescribedNet) {
+    let file = ModelFile::open(&lucid_testkit::fixtures::small_prefix("training_seed_01"))
+        .expect("fixture");
+    let native = AlexNet::load(&file, Device::Cpu).expect("native");
+    let network = Network::resolve(builtin::alexnet_v2(), &file).expect("fits");
+    let described = DescribedNet::load(network, &file, Device::Cpu, true).expect("described");
+    (native, described)
+}
+
+#[test]
+fn the_redirected_gradient_of_the_description_is_the_native_one() {
+    use lucid_worker::render::engine::NoClock;
+    use lucid_worker::render::net::RenderNet;
+    tch::manual_seed(3);
+    let (native, described) = both_alexnets();
+    let x = Tensor::rand([2, 3, 96, 96], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    for layer in ["conv2", "conv5"] {
+        let index = RenderNet::layer_index(&native, layer).expect("layer");
+        assert_eq!(described.layer_index(layer).expect("tap"), index);
+        let loss_of = |acts: &Tensor| acts.narrow(1, 1, 1).mean(Kind::Float);
+        let want = native
+            .redirected_grad(&x, index, Kind::Float, &loss_of, &mut NoClock)
+            .expect("native");
+        let got = described
+            .redirected_grad(&x, index, Kind::Float, &loss_of, &mut NoClock)
+            .expect("described");
+        let scale = want.abs().max().double_value(&[]);
+        assert!(scale > 0.0, "{layer}: the gradient reaches the image");
+        assert!(
+            max_diff(&got, &want) <= 1e-5 * scale,
+            "{layer}: {}",
+            max_diff(&got, &want)
+        );
+    }
+}
+
+#[test]
+fn the_engine_renders_the_same_images_through_the_description() {
+    use lucid_worker::render::{Settings, render_batch};
+    let (native, described) = both_alexnets();
+    for redirect in [true, false] {
+        let settings = Settings {
+            steps: 24,
+            size: 96,
+            relu_redirect: redirect,
+            ..Settings::lucid()
+        };
+        let a = render_batch(&native, "s1", "conv3", &[0, 5], &settings).expect("native");
+        let b = render_batch(&described, "s1", "conv3", &[0, 5], &settings).expect("described");
+        for (x, y) in a.images.iter().zip(&b.images) {
+            assert!(
+                (x.objective_end - y.objective_end).abs() <= 1e-3 * x.objective_end.abs().max(1.0)
+            );
+            let differing = x
+                .rgb
+                .iter()
+                .zip(&y.rgb)
+                .filter(|(p, q)| p.abs_diff(**q) > 1)
+                .count();
+            assert!(
+                differing * 1000 <= x.rgb.len(),
+                "redirect {redirect}: {differing} pixels differ"
+            );
+        }
+    }
+}
+
+/// Two branches joined by an add, each behind a ReLU, all weights and inputs positive: every ReLU
+/// passes everything, so the redirected gradient must be the ordinary one, summed over both branches.
+#[test]
+fn the_redirected_gradient_accumulates_over_branches() {
+    use lucid_worker::render::engine::NoClock;
+    use lucid_worker::render::net::RenderNet;
+    let text = r#"
+name = "branches"
+[input]
+channels = 3
+range = [1.0, 2.0]
+[[node]]
+op = "conv"
+name = "a"
+input = "input"
+weights = "a"
+layout = "oihw"
+padding = 1
+[[node]]
+op = "relu"
+name = "ra"
+input = "a"
+[[node]]
+op = "conv"
+name = "b"
+input = "ra"
+weights = "b"
+layout = "oihw"
+[[node]]
+op = "relu"
+name = "rb"
+input = "b"
+[[node]]
+op = "add"
+name = "sum"
+inputs = ["ra", "rb"]
+[[node]]
+op = "conv"
+name = "top"
+input = "sum"
+weights = "top"
+layout = "oihw"
+[[tap]]
+name = "top"
+node = "top"
+"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = model_file(
+        &dir,
+        &[
+            ("a", vec![2, 3, 3, 3], values(54, 0.01, 0.06)),
+            ("b", vec![2, 2, 1, 1], values(4, 0.01, 0.06)),
+            ("top", vec![2, 2, 1, 1], values(4, 0.01, 0.06)),
+        ],
+    );
+    let network = Network::resolve(
+        Description::parse_toml(text, "branches").expect("parse"),
+        &file,
+    )
+    .expect("fits");
+    let net = DescribedNet::load(network, &file, Device::Cpu, true).expect("load");
+    let x = Tensor::rand([1, 3, 6, 6], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let loss_of = |acts: &Tensor| acts.narrow(1, 0, 1).sum(Kind::Float);
+    let redirected = net
+        .redirected_grad(&x, 0, Kind::Float, &loss_of, &mut NoClock)
+        .expect("redirected");
+    let plain_x = x.detach().set_requires_grad(true);
+    loss_of(&net.forward_centred(&plain_x, 0, Kind::Float)).backward();
+    let plain = plain_x.grad();
+    assert!(plain.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    assert!(
+        max_diff(&redirected, &plain) < 1e-5,
+        "{}",
+        max_diff(&redirected, &plain)
     );
 }

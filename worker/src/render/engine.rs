@@ -6,11 +6,12 @@ use lucid_proto::spec::Precision;
 use lucid_proto::spec::render_defaults;
 use tch::{Kind, Tensor};
 
+use super::net::{RenderNet, index_tensor};
 use super::objective::{Objective, diversity_penalty, evaluate as objective_of};
 use super::param::{INIT_SD, ImageParam, ParamKind, from_lucid_order, variable_shape};
 use super::seeding::{channel_rng, normals, transform_rng};
 use super::transform::{Draw, TransformSet, Transforms, draw_plan};
-use crate::model::{AlexNet, ModelError};
+use crate::model::ModelError;
 
 /// Learning rate of lucid's Adam (the spec's default).
 pub const DEFAULT_LR: f64 = render_defaults::DEFAULT_LR;
@@ -186,7 +187,7 @@ pub struct BatchOutput {
 /// Renders `channels` of `layer` together: one variable per image, one transform draw per step for the
 /// batch, loss = −Σ objectives. `model_label` names the model for seeding.
 pub fn render_batch(
-    model: &AlexNet,
+    model: &dyn RenderNet,
     model_label: &str,
     layer: &str,
     channels: &[usize],
@@ -198,7 +199,7 @@ pub fn render_batch(
 /// [`render_batch`] that gives up with [`RenderError::Cancelled`] as soon as `stop` answers true; it
 /// is asked before every update, so a stop takes effect within one update.
 pub fn render_batch_until(
-    model: &AlexNet,
+    model: &dyn RenderNet,
     model_label: &str,
     layer: &str,
     channels: &[usize],
@@ -233,7 +234,7 @@ pub fn render_batch_until(
 /// deviation of 48 levels, so that its PNG is about as large as a rendered one, and shifted by a
 /// different number of bytes for each channel, so that every image is distinct.
 pub fn benchmark_images(
-    model: &AlexNet,
+    model: &dyn RenderNet,
     model_label: &str,
     layer: &str,
     channels: &[usize],
@@ -328,7 +329,7 @@ impl PhaseClock for NoClock {
 /// One batch's optimisation, prepared and stepped update by update.
 #[derive(Debug)]
 pub struct Optimisation<'a> {
-    model: &'a AlexNet,
+    model: &'a dyn RenderNet,
     layer: String,
     target: usize,
     settings: Settings,
@@ -344,7 +345,7 @@ pub struct Optimisation<'a> {
 impl<'a> Optimisation<'a> {
     /// Validates the request and builds the initial variables on the model's device.
     pub fn new(
-        model: &'a AlexNet,
+        model: &'a dyn RenderNet,
         model_label: &str,
         layer: &str,
         channels: &[usize],
@@ -364,7 +365,7 @@ impl<'a> Optimisation<'a> {
             .map_err(torch_err)?
             .set_requires_grad(true);
         let channel_index: Vec<i64> = order.iter().map(|&(c, _)| c as i64).collect();
-        let channel_t = model.index_tensor(&channel_index);
+        let channel_t = index_tensor(&channel_index, device);
         let param = ImageParam::new(settings.param, settings.size, settings.decorrelate, device);
         let mut transforms = Transforms::new(settings.transforms, settings.size, device);
         let plan = draw_plan(
@@ -525,21 +526,21 @@ fn initial_values(
 
 /// Checks channels and settings before any device work.
 fn validate(
-    model: &AlexNet,
+    model: &dyn RenderNet,
     target: usize,
     channels: &[usize],
     settings: &Settings,
 ) -> Result<(), RenderError> {
-    let spec = model.layer_spec(target);
+    let (name, width) = (model.layer_name(target), model.layer_width(target));
     let invalid = |field, reason: String| Err(RenderError::InvalidSetting { field, reason });
     if channels.is_empty() {
         return invalid("channels", "no channels to render".into());
     }
-    if let Some(&channel) = channels.iter().find(|&&c| c >= spec.out_channels) {
+    if let Some(&channel) = channels.iter().find(|&&c| c >= width) {
         return Err(RenderError::ChannelOutOfRange {
-            layer: spec.name.clone(),
+            layer: name.to_owned(),
             channel,
-            width: spec.out_channels,
+            width,
         });
     }
     if settings.steps < MIN_STEPS || settings.steps > MAX_STEPS {
@@ -584,7 +585,7 @@ fn validate(
             "size",
             format!(
                 "{} px is too small for layer {}: after transforms the network sees {seen} px, and {} needs at least {needed} px",
-                settings.size, spec.name, spec.name
+                settings.size, name, name
             ),
         );
     }
@@ -593,7 +594,7 @@ fn validate(
 
 /// The objective of each image without transforms.
 fn evaluate(
-    model: &AlexNet,
+    model: &dyn RenderNet,
     target: usize,
     param: &ImageParam,
     var: &Tensor,
@@ -614,7 +615,7 @@ fn evaluate(
 /// One forward and backward pass, leaving the gradient in `var.grad()`.
 #[allow(clippy::too_many_arguments)]
 fn step(
-    model: &AlexNet,
+    model: &dyn RenderNet,
     target: usize,
     param: &ImageParam,
     transforms: &Transforms,
@@ -646,29 +647,7 @@ fn step(
         clock.mark(Phase::Backward);
         return Ok(());
     }
-    // Lucid's redirected ReLU gradient, done by hand: the network runs as segments between ReLUs, each
-    // starting from a detached leaf; the backward pass walks the segments from the top and applies the
-    // redirect rule at every ReLU.
-    let input = x.detach().set_requires_grad(true);
-    let mut leaves = vec![input.shallow_clone()];
-    let mut pre_relu = Vec::with_capacity(target);
-    let mut h = model.network_input(&input, kind);
-    for i in 0..target {
-        let z = model.add_bias(i, &model.conv(i, &h));
-        let r = z.detach().relu().set_requires_grad(true);
-        h = model.after_relu(i, r.shallow_clone());
-        leaves.push(r);
-        pre_relu.push(z);
-    }
-    let loss = loss_of(&model.conv(target, &h).to_kind(Kind::Float));
-    clock.mark(Phase::Forward);
-    let mut grad = Tensor::f_run_backward(&[&loss], &[&leaves[target]], false, false)?.remove(0);
-    for i in (0..target).rev() {
-        let z = &pre_relu[i];
-        let g_z = redirected_relu_grad(&z.detach(), &grad);
-        let vjp = (z * g_z).sum(Kind::Float);
-        grad = Tensor::f_run_backward(&[&vjp], &[&leaves[i]], false, false)?.remove(0);
-    }
+    let grad = model.redirected_grad(&x, target, kind, &loss_of, clock)?;
     (x * grad).sum(Kind::Float).f_backward()?;
     clock.mark(Phase::Backward);
     Ok(())

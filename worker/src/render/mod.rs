@@ -6,8 +6,10 @@
 //! - [`objective`]: channel, neuron, negative channel, diversity.
 //! - [`seeding`]: per-channel and per-layer random streams.
 //! - [`engine`]: the optimisation loop over a batch of channels.
+//! - [`net`]: what the engine needs of a network ([`net::RenderNet`]), for the native `alexnet_v2`.
 
 pub mod engine;
+pub mod net;
 pub mod objective;
 pub mod param;
 pub mod seeding;

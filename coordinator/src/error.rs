@@ -37,8 +37,9 @@ pub enum Error {
         /// The reader's error, naming the file (boxed: it is large).
         source: Box<lucid_checkpoint::Error>,
     },
-    /// A checkpoint does not fit its network's description (a missing weight, a wrong shape).
-    #[error("checkpoint of model {model} at {location}")]
+    /// A network description that cannot be read, or a checkpoint that does not fit it (a missing
+    /// weight, a wrong shape).
+    #[error("network of model {model} ({location})")]
     Network {
         /// The model.
         model: String,

@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use lucid_checkpoint::{DiscoveredModel, ModelFile};
-use lucid_proto::{ModelId, ModelLocation};
+use lucid_network::{Description, builtin};
+use lucid_proto::spec::StorageSection;
+use lucid_proto::{ModelId, ModelLocation, NetworkRef};
 
 pub use lucid_storage::models::ModelCache;
 
@@ -60,5 +62,51 @@ pub fn open_local(
         model_id: model_id.clone(),
         location: location.clone(),
         file,
+    })
+}
+
+/// A model's network description and the digest of the text it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedNetwork {
+    /// The description.
+    pub description: Description,
+    /// [`Description::digest`] of its text.
+    pub digest: String,
+}
+
+/// Reads `network` for `model`: a built-in description, or a description file (local, or downloaded
+/// from S3 into `cache`). The error names the model and the description.
+pub async fn load_network(
+    model: &ModelId,
+    network: &NetworkRef,
+    storage: &StorageSection,
+    cache: &ModelCache,
+) -> Result<LoadedNetwork> {
+    let invalid = |source| Error::Network {
+        model: model.to_string(),
+        location: network.to_string(),
+        source: Box::new(source),
+    };
+    let text = match network {
+        NetworkRef::Builtin(name) => builtin::text(name)
+            .ok_or_else(|| invalid(builtin::unknown(name)))?
+            .to_owned(),
+        NetworkRef::Description(location) => {
+            let path = cache
+                .materialize_file(location, storage)
+                .await
+                .map_err(|e| Error::storage(format!("fetch network description {location}"), e))?;
+            tokio::fs::read_to_string(&path)
+                .await
+                .map_err(|e| Error::Model {
+                    location: location.to_string(),
+                    reason: format!("cannot read network description {}: {e}", path.display()),
+                })?
+        }
+    };
+    let description = Description::parse_toml(&text, &network.to_string()).map_err(invalid)?;
+    Ok(LoadedNetwork {
+        digest: Description::digest(&text),
+        description,
     })
 }

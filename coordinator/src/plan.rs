@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use lucid_network::{Network, builtin};
+use lucid_network::Network;
 use lucid_proto::geometry::{LayerTable, plan_checked};
 use lucid_proto::{CheckpointRef, ModelId, ModelLocation, Plan, SweepSpec};
 
 use crate::error::{Error, Result};
 use crate::estimate::Estimate;
-use crate::models::{ModelCache, open_local};
+use crate::models::{LoadedNetwork, ModelCache, load_network, open_local};
 
 /// Whether [`read_checkpoints`] hashes each checkpoint (needed for the run manifest, slow for big ones).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub struct ModelCheckpoint {
     pub table: LayerTable,
     /// The checkpoint's content digest, when asked for.
     pub digest: Option<String>,
+    /// The digest of its network description.
+    pub network_digest: String,
 }
 
 /// A plan together with the checkpoints it was made from.
@@ -54,6 +56,7 @@ impl PlannedRun {
                     CheckpointRef {
                         location: c.location.clone(),
                         digest: c.digest.clone().unwrap_or_default(),
+                        network_digest: c.network_digest.clone(),
                     },
                 )
             })
@@ -69,19 +72,23 @@ pub async fn read_checkpoints(
     digests: Digests,
 ) -> Result<Vec<ModelCheckpoint>> {
     let mut out = Vec::with_capacity(spec.models.len());
-    for (model, location) in &spec.models {
+    for (model, entry) in &spec.models {
+        let location = &entry.location;
         let path = cache
             .materialize(location, &spec.storage)
             .await
             .map_err(|e| Error::storage(format!("fetch model {location}"), e))?;
+        let network = load_network(model, &entry.network, &spec.storage, cache).await?;
         let model = model.clone();
         let location = location.clone();
-        let read = tokio::task::spawn_blocking(move || read_one(&model, &location, &path, digests))
-            .await
-            .map_err(|e| Error::Model {
-                location: "checkpoint reader".into(),
-                reason: format!("reader thread failed: {e}"),
-            })??;
+        let read = tokio::task::spawn_blocking(move || {
+            read_one(&model, &location, &path, network, digests)
+        })
+        .await
+        .map_err(|e| Error::Model {
+            location: "checkpoint reader".into(),
+            reason: format!("reader thread failed: {e}"),
+        })??;
         tracing::info!(
             model = %read.model_id,
             location = %read.location,
@@ -98,6 +105,7 @@ fn read_one(
     model: &ModelId,
     location: &ModelLocation,
     path: &std::path::Path,
+    network: LoadedNetwork,
     digests: Digests,
 ) -> Result<ModelCheckpoint> {
     let opened = open_local(model, location, path)?;
@@ -107,7 +115,7 @@ fn read_one(
         source: Box::new(source),
     };
     let net =
-        Network::resolve(builtin::alexnet_v2(), &opened.file).map_err(|source| Error::Network {
+        Network::resolve(network.description, &opened.file).map_err(|source| Error::Network {
             model: model.to_string(),
             location: location.to_string(),
             source: Box::new(source),
@@ -131,6 +139,7 @@ fn read_one(
         location: location.clone(),
         table,
         digest,
+        network_digest: network.digest,
     })
 }
 

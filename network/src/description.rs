@@ -27,6 +27,15 @@ pub struct Description {
 }
 
 impl Description {
+    /// The identity of a description's text: `sha256:` and its hex SHA-256, stored in manifests so that
+    /// a resumed run notices a changed description.
+    pub fn digest(text: &str) -> String {
+        use sha2::Digest as _;
+        let hash = sha2::Sha256::digest(text.as_bytes());
+        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
     /// Parses a TOML description; `origin` names it in errors (a path or `built-in alexnet_v2`).
     pub fn parse_toml(text: &str, origin: &str) -> Result<Self, crate::NetworkError> {
         toml::from_str(text).map_err(|e| crate::NetworkError::Parse {

@@ -143,6 +143,7 @@ mod tests {
             models: vec![ModelPlan {
                 model_id: seed.clone(),
                 location: ModelLocation::Local("m".into()),
+                network: crate::spec::NetworkRef::default(),
                 layers: vec![layer("conv1"), layer("fc6")],
             }],
         };

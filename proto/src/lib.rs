@@ -48,6 +48,8 @@ pub use manifest::{CheckpointRef, RunManifest};
 pub use plan::{LayerWidths, Plan, PlanError};
 pub use rates::{RatesError, RatesFile};
 pub use result::{Provenance, RenderOutcome, ResultSidecar};
-pub use spec::{InvalidField, ModelLocation, RenderSettings, SpecError, SweepSpec};
+pub use spec::{
+    InvalidField, ModelEntry, ModelLocation, NetworkRef, RenderSettings, SpecError, SweepSpec,
+};
 pub use task::TaskMessage;
 pub use versioned::{DecodeError, Document};

@@ -26,6 +26,10 @@ pub struct CheckpointRef {
     pub location: ModelLocation,
     /// Content digest of the checkpoint, as computed by the checkpoint reader.
     pub digest: String,
+    /// SHA-256 of the network description the model was planned with (a built-in one's text
+    /// included); left out when not computed, as in manifests from before descriptions.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub network_digest: String,
 }
 
 /// The manifest object.
@@ -112,6 +116,15 @@ impl RunManifest {
                     stored.digest, now.digest
                 ));
             }
+            if let Some(now) = new.checkpoints.get(model)
+                && !stored.network_digest.is_empty()
+                && now.network_digest != stored.network_digest
+            {
+                return Some(format!(
+                    "network description of model {model} differs: stored digest {}, new {}",
+                    stored.network_digest, now.network_digest
+                ));
+            }
         }
         None
     }
@@ -135,8 +148,9 @@ mod tests {
                 (
                     s.clone(),
                     CheckpointRef {
-                        location: loc.clone(),
+                        location: loc.location.clone(),
                         digest: format!("sha256:{s}"),
+                        network_digest: String::new(),
                     },
                 )
             })

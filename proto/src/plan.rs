@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::channels::ChannelBoundsError;
 use crate::ids::{LayerName, ModelId, RunId};
-use crate::spec::{InvalidField, LayerSelection, ModelLocation, RenderSettings, SweepSpec};
+use crate::spec::{
+    InvalidField, LayerSelection, ModelEntry, ModelLocation, NetworkRef, RenderSettings, SweepSpec,
+};
 use crate::task::TaskMessage;
 
 /// Layer widths of one network in network order: `(layer, number of channels)`.
@@ -42,7 +44,7 @@ pub enum PlanError {
         /// The repeated layer.
         layer: LayerName,
     },
-    /// The spec names a layer the network does not have.
+    /// The spec names a layer the network does not have; `known` lists the network's, closest first.
     #[error("{field}: unknown layer {layer} for model {model}; the network has {known}")]
     UnknownLayer {
         /// Where the spec names it (`layers` or `channels_per_layer.{layer}`).
@@ -99,6 +101,8 @@ pub struct ModelPlan {
     pub model_id: ModelId,
     /// Its checkpoint.
     pub location: ModelLocation,
+    /// Which network it is.
+    pub network: NetworkRef,
     /// Selected layers in network order.
     pub layers: Vec<LayerPlan>,
 }
@@ -148,11 +152,11 @@ pub fn plan(spec: &SweepSpec, widths: &BTreeMap<ModelId, LayerWidths>) -> Result
         });
     }
     let mut models = Vec::with_capacity(spec.models.len());
-    for (model, location) in &spec.models {
+    for (model, entry) in &spec.models {
         let layer_widths = widths.get(model).ok_or_else(|| PlanError::MissingModel {
             model: model.clone(),
         })?;
-        models.push(plan_model(spec, model, location, layer_widths)?);
+        models.push(plan_model(spec, model, entry, layer_widths)?);
     }
     Ok(Plan {
         run_id: spec.run_id.clone(),
@@ -164,7 +168,7 @@ pub fn plan(spec: &SweepSpec, widths: &BTreeMap<ModelId, LayerWidths>) -> Result
 fn plan_model(
     spec: &SweepSpec,
     model: &ModelId,
-    location: &ModelLocation,
+    entry: &ModelEntry,
     widths: &[(LayerName, usize)],
 ) -> Result<ModelPlan, PlanError> {
     let mut known = BTreeSet::new();
@@ -180,11 +184,7 @@ fn plan_model(
         field,
         model: model.clone(),
         layer: layer.clone(),
-        known: widths
-            .iter()
-            .map(|(l, _)| l.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
+        known: closest_first(layer.as_str(), widths.iter().map(|(l, _)| l.as_str())).join(", "),
     };
     if let LayerSelection::Only(selected) = &spec.layers
         && let Some(layer) = selected.iter().find(|l| !known.contains(l))
@@ -214,9 +214,21 @@ fn plan_model(
         .collect::<Result<Vec<_>, PlanError>>()?;
     Ok(ModelPlan {
         model_id: model.clone(),
-        location: location.clone(),
+        location: entry.location.clone(),
+        network: entry.network.clone(),
         layers,
     })
+}
+
+/// `candidates`, those closest to `name` first (Levenshtein distance, ties in their given order), so
+/// that a mistyped layer's message starts with what was meant.
+fn closest_first<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut scored: Vec<(usize, usize, &str)> = candidates
+        .enumerate()
+        .map(|(i, c)| (strsim::levenshtein(name, c), i, c))
+        .collect();
+    scored.sort_unstable();
+    scored.into_iter().map(|(_, _, c)| c).collect()
 }
 
 impl Plan {
@@ -233,6 +245,7 @@ impl Plan {
                         self.settings,
                         s.location.clone(),
                     )
+                    .with_network(s.network.clone())
                 })
             })
         })

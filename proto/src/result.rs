@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{LayerName, ModelId, RunId};
-use crate::spec::RenderSettings;
+use crate::spec::{NetworkRef, RenderSettings};
 use crate::task::TaskMessage;
 use crate::versioned::{self, DecodeError, Document};
 
@@ -57,6 +57,9 @@ pub struct ResultSidecar {
     pub channel: u32,
     /// The settings the image was rendered with.
     pub settings: RenderSettings,
+    /// The network the model is; left out for the default `alexnet_v2` (as in the task).
+    #[serde(default, skip_serializing_if = "NetworkRef::is_default")]
+    pub network: NetworkRef,
     /// Objective value before the first step.
     pub objective_start: f64,
     /// Objective value after the last step.
@@ -88,6 +91,7 @@ impl ResultSidecar {
             layer: task.layer.clone(),
             channel: task.channel,
             settings: task.settings,
+            network: task.network.clone(),
             objective_start: outcome.objective_start,
             objective_end: outcome.objective_end,
             steps: task.settings.steps,

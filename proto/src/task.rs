@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{IdError, LayerName, ModelId, RunId};
-use crate::spec::{InvalidField, ModelLocation, RenderSettings};
+use crate::spec::{InvalidField, ModelLocation, NetworkRef, RenderSettings};
 pub use crate::versioned::DecodeError;
 use crate::versioned::{self, Document};
 
@@ -40,6 +40,11 @@ pub struct TaskMessage {
     /// Where the model's checkpoint lives.
     #[serde(rename = "model")]
     pub model_location: ModelLocation,
+    /// Which network the model is; left out for the default `alexnet_v2`, so that every task of an
+    /// ecoset run keeps its bytes. A reader older than this field refuses a task naming another
+    /// network as malformed (unknown field), never misreads it.
+    #[serde(default, skip_serializing_if = "NetworkRef::is_default")]
+    pub network: NetworkRef,
 }
 
 /// The strict shape of a version-1 message, with identifiers still unvalidated strings so that an
@@ -56,6 +61,8 @@ struct RawTaskV1 {
     channel: u32,
     settings: RenderSettings,
     model: ModelLocation,
+    #[serde(default)]
+    network: NetworkRef,
 }
 
 impl TaskMessage {
@@ -77,7 +84,14 @@ impl TaskMessage {
             channel,
             settings,
             model_location,
+            network: NetworkRef::default(),
         }
+    }
+
+    /// The same task for a model of `network`.
+    pub fn with_network(mut self, network: NetworkRef) -> Self {
+        self.network = network;
+        self
     }
 
     /// The JSON body.
@@ -105,7 +119,8 @@ impl TaskMessage {
             raw.channel,
             raw.settings,
             raw.model,
-        );
+        )
+        .with_network(raw.network);
         if task.task_id != raw.task_id {
             return Err(field(InvalidField::new(
                 "task_id",
@@ -265,6 +280,24 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "task message field settings.steps: must be between 1 and 100000, got 0"
+        );
+    }
+
+    #[test]
+    fn a_task_names_its_network_unless_it_is_alexnet_v2() {
+        let task = sample();
+        assert!(!String::from_utf8_lossy(&task.encode()).contains("network"));
+        let described = task
+            .clone()
+            .with_network(NetworkRef::parse("s3://models/resnet18.toml").expect("network"));
+        let body = described.encode();
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["network"], "s3://models/resnet18.toml");
+        let back = TaskMessage::decode(&body, 1 << 20).expect("decodes");
+        assert_eq!(back, described);
+        assert_eq!(
+            TaskMessage::decode(&task.encode(), 1 << 20).expect("v1"),
+            task
         );
     }
 }

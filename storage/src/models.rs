@@ -85,6 +85,35 @@ impl ModelCache {
         }
     }
 
+    /// The local path of the single file at `location` (a network description): a local path as it
+    /// is, an S3 object downloaded into the cache (again on every call: descriptions are small and a
+    /// changed one must be seen).
+    pub async fn materialize_file(
+        &self,
+        location: &ModelLocation,
+        storage: &StorageSection,
+    ) -> Result<PathBuf> {
+        let ModelLocation::S3 {
+            bucket,
+            prefix: key,
+        } = location
+        else {
+            return self.materialize(location, storage).await;
+        };
+        let mut section = storage.clone();
+        section.kind = StorageKind::S3;
+        section.bucket = Some(bucket.to_owned());
+        section.prefix = String::new();
+        let store = Store::from_section(&section).await?;
+        let bytes = store.get(key).await?.ok_or_else(|| StorageError::Model {
+            location: location.to_string(),
+            reason: "no such object".into(),
+        })?;
+        let target = self.s3_dir(bucket, key);
+        crate::local::write_atomically(&target, &bytes)?;
+        Ok(target)
+    }
+
     async fn download(
         &self,
         location: &ModelLocation,

@@ -9,8 +9,9 @@ use anyhow::{Context, Result};
 use lucid_checkpoint::discover;
 use lucid_proto::channels::ChannelSelection;
 use lucid_proto::spec::{
-    LayerSelection, ModelLocation, Objective, Param, Precision, QueueSection, RenderSection,
-    RenderSettings, StorageKind, StorageSection, SweepSpec, Transforms, render_defaults,
+    LayerSelection, ModelEntry, ModelLocation, NetworkRef, Objective, Param, Precision,
+    QueueSection, RenderSection, RenderSettings, StorageKind, StorageSection, SweepSpec,
+    Transforms, render_defaults,
 };
 use lucid_proto::{LayerName, ModelId, RunId};
 
@@ -23,9 +24,12 @@ pub struct RenderArgs {
     /// model found is rendered).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Layer to visualize (conv1 … fc8).
+    /// Layer to visualize: a tap of the network (conv1 … fc8 for alexnet_v2).
     #[arg(long)]
     pub layer: String,
+    /// The network the models are: a built-in name or a `.toml` description (docs/networks.md).
+    #[arg(long, default_value = lucid_proto::spec::DEFAULT_NETWORK)]
+    pub network: String,
     /// Channels: a list of indices and ranges, e.g. `0-7,12`, or `all`.
     #[arg(long, default_value = "0-7")]
     pub channels: String,
@@ -136,13 +140,20 @@ impl RenderArgs {
     /// its output is a run like any other: sidecars of the proto schema, `run.json`, the same
     /// keys, read alike by a gallery, `verify` and a resume.
     pub fn spec(&self) -> Result<SweepSpec> {
+        let network = NetworkRef::parse(&self.network)
+            .map_err(anyhow::Error::msg)
+            .context("--network")?;
         let models = discover(&self.checkpoint)
             .with_context(|| format!("no model found at {}", self.checkpoint.display()))?
             .into_iter()
             .map(|found| {
                 let label = ModelId::new(found.id.clone())
                     .with_context(|| format!("model {} at {}", found.id, found.path.display()))?;
-                Ok((label, ModelLocation::Local(found.path)))
+                let entry = ModelEntry {
+                    location: ModelLocation::Local(found.path),
+                    network: network.clone(),
+                };
+                Ok((label, entry))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
         let layer = LayerName::new(self.layer.clone()).context("--layer")?;

@@ -16,7 +16,8 @@
 //!
 //! # Layout
 //!
-//! One file per section, each with its rules: `models` ([`ModelLocation`]), `layers`
+//! One file per section, each with its rules: `models` ([`ModelEntry`]: a [`ModelLocation`] and the
+//! [`NetworkRef`] of `network`), `layers`
 //! ([`LayerSelection`]), `render` ([`RenderSection`] and the wire form [`RenderSettings`], with their
 //! defaults and limits in [`render_defaults`]), `storage` ([`StorageSection`]) and `queue`
 //! ([`QueueSection`]). `overrides` splits `--set` arguments, `error` holds [`SpecError`] and
@@ -34,6 +35,7 @@ use uri::strip_userinfo;
 mod error;
 mod layers;
 mod models;
+mod network;
 mod overrides;
 mod queue;
 mod render;
@@ -44,6 +46,7 @@ mod uri;
 pub use error::{InvalidField, SpecError};
 pub use layers::LayerSelection;
 pub use models::{ModelLocation, validate_bucket};
+pub use network::{DEFAULT_NETWORK, ModelEntry, NetworkRef};
 pub use overrides::{parse_override, parse_overrides};
 pub use queue::{AMQP_URI_ENV, QueueSection};
 pub use render::{Objective, Param, Precision, RenderSection, RenderSettings, Transforms};
@@ -60,7 +63,7 @@ pub struct SweepSpec {
     /// Names the run; the second segment of every object key.
     pub run_id: RunId,
     /// The networks to render, by model id; iterated in id order.
-    pub models: BTreeMap<ModelId, ModelLocation>,
+    pub models: BTreeMap<ModelId, ModelEntry>,
     /// Which layers to render (default: all).
     #[serde(default)]
     pub layers: LayerSelection,
@@ -124,12 +127,12 @@ impl SweepSpec {
     /// Checks every rule a deserialised spec can still break; the error names the field path.
     pub fn validate(&self) -> Result<(), InvalidField> {
         if self.models.is_empty() {
-            return Err(InvalidField::new("models", "must name at least one seed"));
+            return Err(InvalidField::new("models", "must name at least one model"));
         }
-        for (seed, location) in &self.models {
-            location
+        for (model, entry) in &self.models {
+            entry
                 .validate()
-                .map_err(|reason| InvalidField::new(format!("models.{seed}"), reason))?;
+                .map_err(|reason| InvalidField::new(format!("models.{model}"), reason))?;
         }
         self.layers.validate(self.channels_per_layer.keys())?;
         self.render.validate()?;
@@ -265,7 +268,7 @@ mod tests {
         assert_eq!(spec.run_id.as_str(), "flags-only");
         let seed: ModelId = "seed_a".parse().unwrap();
         assert_eq!(
-            spec.models[&seed],
+            spec.models[&seed].location,
             ModelLocation::S3 {
                 bucket: "models".into(),
                 prefix: "alexnet/seed_a".into()
@@ -524,18 +527,18 @@ mod tests {
         assert_eq!(spec.channels_for(&layer("conv1")), &ChannelSelection::All);
         assert_eq!(spec.channels_for(&layer("fc8")).to_string(), "1,7,100-103");
         assert_eq!(
-            spec.models[&seed("local_seed")],
+            spec.models[&seed("local_seed")].location,
             ModelLocation::Local("fixtures/alexnet_small/training_seed_01".into())
         );
         assert_eq!(
-            spec.models[&seed("s3_seed")],
+            spec.models[&seed("s3_seed")].location,
             ModelLocation::S3 {
                 bucket: "models".into(),
                 prefix: "alexnet/seed_02".into()
             }
         );
         assert_eq!(
-            spec.models[&seed("bare_bucket")],
+            spec.models[&seed("bare_bucket")].location,
             ModelLocation::S3 {
                 bucket: "models-bucket".into(),
                 prefix: String::new()
@@ -605,7 +608,7 @@ mod tests {
     fn spec_validation_messages_name_the_field() {
         let mut spec = minimal();
         spec.models.clear();
-        assert_eq!(invalid(&spec), "models: must name at least one seed");
+        assert_eq!(invalid(&spec), "models: must name at least one model");
 
         let mut spec = minimal();
         spec.layers = LayerSelection::Only(vec!["conv1".parse().unwrap(); 2]);

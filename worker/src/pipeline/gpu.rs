@@ -13,10 +13,13 @@ use tch::Device;
 use tokio::sync::{mpsc, oneshot};
 
 use super::failure::Failure;
+use crate::described::DescribedNet;
 use crate::model::AlexNet;
+use crate::render::net::RenderNet;
 use crate::render::{
     BatchOutput, RenderError, RenderedImage, Settings, benchmark_images, render_batch_until,
 };
+use lucid_network::{Description, Network};
 
 /// Models kept loaded at once (each ecoset AlexNet is 194 MB of weights).
 const MODEL_CACHE: usize = 4;
@@ -26,6 +29,8 @@ const MODEL_CACHE: usize = 4;
 pub struct GpuJob {
     /// A local model path that [`lucid_checkpoint::discover`] resolves to exactly one model.
     pub model: PathBuf,
+    /// The network to run it as.
+    pub network: NetworkChoice,
     /// The model's label, which keys the images' random streams.
     pub model_id: String,
     /// Layer to render.
@@ -37,6 +42,32 @@ pub struct GpuJob {
     /// Where the result goes.
     pub reply: oneshot::Sender<GpuReply>,
 }
+
+/// Which network a job's model is, as the render thread loads it.
+#[derive(Debug, Clone)]
+pub enum NetworkChoice {
+    /// The native `alexnet_v2` ([`AlexNet`]): lucid's numbers, space-to-depth, channels-last, bf16.
+    Native,
+    /// Any other network, run from its description ([`DescribedNet`]).
+    Described {
+        /// The description.
+        description: Box<Description>,
+        /// Its text's digest: models are cached per (file, description).
+        digest: String,
+    },
+}
+
+impl NetworkChoice {
+    fn key(&self) -> &str {
+        match self {
+            NetworkChoice::Native => "",
+            NetworkChoice::Described { digest, .. } => digest,
+        }
+    }
+}
+
+/// Loaded models, by file and network.
+type Models = HashMap<(PathBuf, String), Box<dyn RenderNet>>;
 
 /// What the render thread made of a job.
 #[derive(Debug, Default)]
@@ -91,7 +122,7 @@ impl GpuHandle {
                 if device.is_cuda() {
                     tch::Cuda::cudnn_set_benchmark(true);
                 }
-                let mut models: HashMap<PathBuf, AlexNet> = HashMap::new();
+                let mut models = Models::new();
                 let mut fits = Fits::default();
                 let stop = || stopped.load(Ordering::Relaxed);
                 while let Some(job) = rx.blocking_recv() {
@@ -173,7 +204,7 @@ pub fn render_fitting(
 }
 
 fn run_job(
-    models: &mut HashMap<PathBuf, AlexNet>,
+    models: &mut Models,
     fits: &mut Fits,
     device: Device,
     mode: RenderMode,
@@ -181,7 +212,7 @@ fn run_job(
     stop: &dyn Fn() -> bool,
 ) -> GpuReply {
     let mut reply = GpuReply::default();
-    let model = match cached_model(models, &job.model, device) {
+    let model = match cached_model(models, &job.model, &job.network, device) {
         Ok((model, load_seconds)) => {
             reply.load_seconds = load_seconds;
             model
@@ -192,7 +223,7 @@ fn run_job(
         }
     };
     let width = match model.layer_index(&job.layer) {
-        Ok(target) => model.layer_spec(target).out_channels,
+        Ok(target) => model.layer_width(target),
         Err(e) => {
             reply.fail_all(&job.channels, &Failure::task(e.to_string()));
             return reply;
@@ -210,7 +241,11 @@ fn run_job(
     if ok.is_empty() {
         return reply;
     }
-    let key = (job.model.clone(), job.layer.clone(), job.settings.size);
+    let key = (
+        job.model.clone(),
+        format!("{}\u{1f}{}", job.network.key(), job.layer),
+        job.settings.size,
+    );
     let fit = fits.0.entry(key).or_insert(usize::MAX);
     let rendered = std::panic::catch_unwind(AssertUnwindSafe(|| {
         render_fitting(&ok, fit, |chunk| match mode {
@@ -239,29 +274,35 @@ fn run_job(
 /// The loaded model at `path` and the seconds its loading took (0 when it was loaded already). A
 /// model that cannot be found, read or loaded is the task's fault.
 fn cached_model<'m>(
-    models: &'m mut HashMap<PathBuf, AlexNet>,
-    path: &PathBuf,
+    models: &'m mut Models,
+    path: &Path,
+    network: &NetworkChoice,
     device: Device,
-) -> Result<(&'m AlexNet, f64), Failure> {
+) -> Result<(&'m dyn RenderNet, f64), Failure> {
     let mut load_seconds = 0.0;
-    if !models.contains_key(path) {
+    let key = (path.to_path_buf(), network.key().to_owned());
+    if !models.contains_key(&key) {
         let started = Instant::now();
-        let model = load_model(path, device).map_err(|reason| {
+        let model = load_model(path, network, device).map_err(|reason| {
             Failure::task(format!("cannot load model {}: {reason}", path.display()))
         })?;
         if models.len() >= MODEL_CACHE {
             models.clear();
         }
-        models.insert(path.clone(), model);
+        models.insert(key.clone(), model);
         load_seconds = started.elapsed().as_secs_f64();
     }
     let model = models
-        .get(path)
+        .get(&key)
         .ok_or_else(|| Failure::transient("the model cache lost the model"))?;
-    Ok((model, load_seconds))
+    Ok((model.as_ref(), load_seconds))
 }
 
-fn load_model(path: &Path, device: Device) -> Result<AlexNet, String> {
+fn load_model(
+    path: &Path,
+    network: &NetworkChoice,
+    device: Device,
+) -> Result<Box<dyn RenderNet>, String> {
     let found = lucid_checkpoint::discover(path).map_err(|e| e.to_string())?;
     let file = match found.as_slice() {
         [one] => ModelFile::open(&one.path).map_err(|e| e.to_string())?,
@@ -274,14 +315,26 @@ fn load_model(path: &Path, device: Device) -> Result<AlexNet, String> {
             ));
         }
     };
-    std::panic::catch_unwind(AssertUnwindSafe(|| AlexNet::load(&file, device)))
-        .map_err(|panic| {
-            format!(
-                "libtorch failed while loading the model: {}",
-                panic_message(&panic)
-            )
-        })?
-        .map_err(|e| e.to_string())
+    let load = || -> Result<Box<dyn RenderNet>, String> {
+        match network {
+            NetworkChoice::Native => AlexNet::load(&file, device)
+                .map(|net| Box::new(net) as Box<dyn RenderNet>)
+                .map_err(|e| e.to_string()),
+            NetworkChoice::Described { description, .. } => {
+                let resolved = Network::resolve(description.as_ref().clone(), &file)
+                    .map_err(|e| e.to_string())?;
+                DescribedNet::load(resolved, &file, device, true)
+                    .map(|net| Box::new(net) as Box<dyn RenderNet>)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    };
+    std::panic::catch_unwind(AssertUnwindSafe(load)).map_err(|panic| {
+        format!(
+            "libtorch failed while loading the model: {}",
+            panic_message(&panic)
+        )
+    })?
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -21,12 +21,13 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use lucid_proto::keys::KeyPrefix;
 use lucid_proto::spec::{RenderSettings, StorageSection};
-use lucid_proto::{ModelLocation, TaskMessage};
+use lucid_proto::{ModelLocation, NetworkRef, TaskMessage};
 use lucid_storage::Store;
 
 use crate::render::{RenderedImage, Settings};
 pub use failure::{Blame, Failure, SettleError};
-use gpu::{GpuHandle, GpuJob};
+use gpu::{GpuHandle, GpuJob, NetworkChoice};
+use lucid_network::Description;
 use metrics::{WorkerMetrics, phase};
 pub use result::{CODE_VERSION, code_version, rfc3339_now};
 pub use settle::WorkerFault;
@@ -85,6 +86,42 @@ impl ModelResolver {
             .await
             .map_err(|e| Failure::fetching(&format!("model {location}"), &e))
     }
+
+    /// How the render thread runs `network`: the native `alexnet_v2`, or a description read here
+    /// (a description file from S3 through the cache). A description that does not parse is the
+    /// task's fault; one that cannot be fetched is a storage failure.
+    pub async fn network(&self, network: &NetworkRef) -> Result<NetworkChoice, Failure> {
+        let text = match network {
+            n if n.is_default() => return Ok(NetworkChoice::Native),
+            NetworkRef::Builtin(name) => lucid_network::builtin::text(name)
+                .ok_or_else(|| Failure::task(lucid_network::builtin::unknown(name).to_string()))?
+                .to_owned(),
+            NetworkRef::Description(location) => {
+                let path = self
+                    .cache
+                    .materialize_file(location, &self.storage)
+                    .await
+                    .map_err(|e| {
+                        Failure::fetching(&format!("network description {location}"), &e)
+                    })?;
+                tokio::fs::read_to_string(&path).await.map_err(|e| {
+                    Failure::task(format!("cannot read network description {location}: {e}"))
+                })?
+            }
+        };
+        let description = Description::parse_toml(&text, &network.to_string())
+            .map_err(|e| Failure::task(e.to_string()))?;
+        Ok(NetworkChoice::Described {
+            digest: Description::digest(&text),
+            description: Box::new(description),
+        })
+    }
+}
+
+/// A batch's model on local disk and the network to run it as.
+struct ResolvedModel {
+    path: PathBuf,
+    network: NetworkChoice,
 }
 
 /// Everything a batch needs besides its items.
@@ -191,9 +228,13 @@ async fn skip_stored(items: Vec<Item>, ctx: &BatchContext) -> Vec<Item> {
     todo
 }
 
-/// A local path of the batch's model, downloaded into the cache first when it lives in S3.
-async fn resolve_model(ctx: &BatchContext, first: &TaskMessage) -> Result<PathBuf, Failure> {
-    ctx.models.resolve(&first.model_location).await
+/// A local path of the batch's model, downloaded into the cache first when it lives in S3, and its
+/// network.
+async fn resolve_model(ctx: &BatchContext, first: &TaskMessage) -> Result<ResolvedModel, Failure> {
+    Ok(ResolvedModel {
+        path: ctx.models.resolve(&first.model_location).await?,
+        network: ctx.models.network(&first.network).await?,
+    })
 }
 
 /// The images of a batch that the render thread made, paired with their tasks.
@@ -207,7 +248,7 @@ struct Rendered {
 async fn render(
     ctx: &BatchContext,
     first: &TaskMessage,
-    model: PathBuf,
+    model: ResolvedModel,
     todo: Vec<Item>,
     download_seconds: f64,
 ) -> Rendered {
@@ -216,7 +257,8 @@ async fn render(
     let reply = ctx
         .gpu
         .render(|reply| GpuJob {
-            model,
+            model: model.path,
+            network: model.network,
             model_id: first.model_id.to_string(),
             layer: first.layer.to_string(),
             channels,

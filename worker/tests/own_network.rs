@@ -1,0 +1,267 @@
+//! A network that is not alexnet_v2, described in a TOML file beside its `.safetensors` weights, swept
+//! end to end by `local` (spec table form) and `render --network`: every tap, every channel, one
+//! sidecar naming the network per image, the gallery built, a resume that renders nothing; and its
+//! mistakes refused naming the thing.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::run_worker;
+use lucid_proto::{NetworkRef, ResultSidecar, RunManifest};
+use lucid_worker::synthetic::{f32_bytes, write_safetensors};
+
+/// A residual stem in PyTorch's layout: conv (stride 2) → batch norm → ReLU → max-pool, a 3x3
+/// conv → ReLU added back onto the pool, and a 1x1 head with a bias tapped before it.
+const DESCRIPTION: &str = r#"
+name = "tiny_resnet"
+[input]
+channels = 3
+mean = [0.485, 0.456, 0.406]
+std = [0.229, 0.224, 0.225]
+
+[[node]]
+op = "conv"
+name = "conv1"
+input = "input"
+weights = "conv1.weight"
+layout = "oihw"
+stride = 2
+padding = 1
+[[node]]
+op = "batch_norm"
+name = "bn1"
+input = "conv1"
+scale = "bn1.weight"
+offset = "bn1.bias"
+mean = "bn1.running_mean"
+variance = "bn1.running_var"
+[[node]]
+op = "relu"
+name = "relu"
+input = "bn1"
+[[node]]
+op = "max_pool"
+name = "maxpool"
+input = "relu"
+kernel = 3
+stride = 2
+padding = 1
+[[node]]
+op = "conv"
+name = "layer1.conv"
+input = "maxpool"
+weights = "layer1.conv.weight"
+layout = "oihw"
+padding = 1
+[[node]]
+op = "relu"
+name = "layer1.relu"
+input = "layer1.conv"
+[[node]]
+op = "add"
+name = "layer1"
+inputs = ["layer1.relu", "maxpool"]
+[[node]]
+op = "conv"
+name = "head"
+input = "layer1"
+weights = "head.weight"
+bias = "head.bias"
+layout = "oihw"
+
+[[tap]]
+name = "relu"
+node = "relu"
+[[tap]]
+name = "layer1"
+node = "layer1"
+[[tap]]
+name = "head"
+node = "head"
+at = "pre_bias"
+"#;
+
+/// Deterministic weights of a fixed pattern, small enough that nothing saturates.
+fn values(n: usize, scale: f32, offset: f32) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 37 % 11) as f32 - 5.0) * scale + offset)
+        .collect()
+}
+
+/// Writes the weights and the description into `dir`; returns (model file, description file).
+fn write_network(dir: &Path) -> (PathBuf, PathBuf) {
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
+        (
+            "conv1.weight".into(),
+            vec![8, 3, 3, 3],
+            values(216, 0.06, 0.0),
+        ),
+        ("bn1.weight".into(), vec![8], values(8, 0.05, 1.0)),
+        ("bn1.bias".into(), vec![8], values(8, 0.05, 0.1)),
+        ("bn1.running_mean".into(), vec![8], values(8, 0.02, 0.0)),
+        ("bn1.running_var".into(), vec![8], values(8, 0.02, 0.5)),
+        (
+            "layer1.conv.weight".into(),
+            vec![8, 8, 3, 3],
+            values(576, 0.03, 0.0),
+        ),
+        ("head.weight".into(), vec![6, 8, 1, 1], values(48, 0.1, 0.0)),
+        ("head.bias".into(), vec![6], values(6, 0.1, 0.0)),
+    ];
+    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(n, s, v)| (n, s, f32_bytes(&v)))
+        .collect();
+    let model = dir.join("weights/tiny_resnet.safetensors");
+    write_safetensors(&model, &owned).expect("write weights");
+    let description = dir.join("tiny_resnet.toml");
+    std::fs::write(&description, DESCRIPTION).expect("write description");
+    (model, description)
+}
+
+fn write_spec(dir: &Path, model: &Path, description: &Path, out: &Path, layers: &str) -> String {
+    let spec = format!(
+        "run_id = \"own\"\nlayers = {layers}\n\n[models]\ntiny = {{ path = {:?}, network = {:?} }}\n\n\
+         [render]\nsteps = 4\nsize = 48\n\n[storage]\nkind = \"local\"\nlocal_dir = {:?}\n",
+        model.display().to_string(),
+        description.display().to_string(),
+        out.display().to_string()
+    );
+    let path = dir.join("own.toml");
+    std::fs::write(&path, spec).expect("write spec");
+    path.display().to_string()
+}
+
+#[test]
+fn local_sweeps_every_channel_of_a_described_network_and_resumes_to_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (model, description) = write_network(dir.path());
+    let out = dir.path().join("out");
+    let spec = write_spec(dir.path(), &model, &description, &out, "\"all\"");
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json"]);
+    assert!(ok, "local failed: {stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    // relu 8 + layer1 8 + head 6 channels
+    assert_eq!(
+        (summary["expected"].as_u64(), summary["rendered"].as_u64()),
+        (Some(22), Some(22))
+    );
+
+    let run = out.join("own");
+    let network = NetworkRef::Description(lucid_proto::ModelLocation::Local(description.clone()));
+    for (layer, width) in [("relu", 8), ("layer1", 8), ("head", 6)] {
+        for channel in 0..width {
+            let stem = run.join(format!("tiny/{layer}/{channel:04}"));
+            assert!(stem.with_extension("png").is_file(), "{stem:?}.png");
+            let bytes = std::fs::read(stem.with_extension("json")).expect("sidecar");
+            let sidecar = ResultSidecar::decode(&bytes).expect("a proto sidecar");
+            assert_eq!(sidecar.network, network, "the sidecar names the network");
+            assert!(sidecar.objective_end.is_finite(), "{sidecar:?}");
+        }
+    }
+    let manifest = RunManifest::decode(&std::fs::read(run.join("run.json")).expect("run.json"))
+        .expect("manifest");
+    let checkpoint = manifest.checkpoints.values().next().expect("one model");
+    assert!(
+        checkpoint.network_digest.starts_with("sha256:"),
+        "{checkpoint:?}"
+    );
+    assert!(run.join("gallery/index.html").is_file());
+
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
+    assert!(ok, "{stderr}");
+    let again: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(
+        (again["already_stored"].as_u64(), again["rendered"].as_u64()),
+        (Some(22), Some(0))
+    );
+
+    // a changed description under the same run id is refused by the manifest check
+    std::fs::write(
+        &description,
+        DESCRIPTION.replace(
+            "kernel = 3\nstride = 2\npadding = 1",
+            "kernel = 2\nstride = 2",
+        ),
+    )
+    .expect("edit description");
+    let (ok, _, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
+    assert!(!ok, "a changed network must not resume the run");
+    assert!(
+        stderr.contains("network description of model tiny differs"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn render_takes_a_description_and_refuses_what_does_not_fit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (model, description) = write_network(dir.path());
+    let out = dir.path().join("out");
+    let (model, description) = (
+        model.display().to_string(),
+        description.display().to_string(),
+    );
+    let common_args = [
+        "--checkpoint",
+        &model,
+        "--network",
+        &description,
+        "--steps",
+        "4",
+    ];
+    let mut args = vec![
+        "render",
+        "--layer",
+        "layer1",
+        "--channels",
+        "all",
+        "--size",
+        "48",
+    ];
+    args.extend(common_args);
+    let out_arg = out.display().to_string();
+    args.extend(["--out", &out_arg, "--json"]);
+    let (ok, _, stderr) = run_worker(&args);
+    assert!(ok, "render failed: {stderr}");
+    for channel in 0..8 {
+        let png = out.join(format!("render/tiny_resnet/layer1/{channel:04}.png"));
+        assert!(png.is_file(), "{png:?}");
+    }
+
+    // a layer the network does not have: the valid ones, closest first
+    let mut args = vec!["render", "--layer", "layer_1", "--out", &out_arg];
+    args.extend(common_args);
+    let (ok, _, stderr) = run_worker(&args);
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "unknown layer layer_1 for model tiny_resnet; the network has layer1, relu, head"
+        ),
+        "{stderr}"
+    );
+
+    // weights that do not fit the description: the node and tensor are named
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, DESCRIPTION.replace("head.weight", "head.weights")).expect("write");
+    let bad = bad.display().to_string();
+    let args = [
+        "render",
+        "--layer",
+        "head",
+        "--checkpoint",
+        &model,
+        "--network",
+        &bad,
+        "--out",
+        &out_arg,
+    ];
+    let (ok, _, stderr) = run_worker(&args);
+    assert!(!ok);
+    assert!(
+        stderr.contains("node head needs tensor head.weights")
+            && stderr.contains("did you mean head.weight"),
+        "{stderr}"
+    );
+}

@@ -40,6 +40,7 @@ fn drains_10000_tasks_through_rabbitmq_and_seaweedfs_at_300_per_second() {
             channels: "all".into(),
             steps: 512,
             prefetch: 4,
+            ..SweepConfig::default()
         },
     );
     let models = run.dir.path().join("models");

@@ -455,3 +455,85 @@ fn invalid_spec_is_refused_before_anything_is_published() {
     // a valid spec for the same run is then accepted as if nothing happened
     assert_eq!(run.expected_tasks(), 48);
 }
+
+/// A network that is not alexnet_v2, with its weights and its description both on S3, swept by two
+/// workers: every (layer, channel) stored exactly once with a sidecar naming the network, `verify`
+/// clean, a resubmit publishing nothing, and the gallery built.
+#[test]
+fn two_workers_sweep_a_described_network_read_from_s3() {
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let fixtures = lucid_testkit::fixtures::fixtures_dir().join("networks");
+    let prefix = lucid_e2e::unique_name("network");
+    let weights = services.upload_model(
+        &fixtures.join("tiny_resnet"),
+        lucid_e2e::run::BUCKET,
+        &format!("{prefix}/weights"),
+    );
+    let nets = tempfile::tempdir().expect("tempdir");
+    std::fs::copy(
+        fixtures.join("tiny_resnet.toml"),
+        nets.path().join("tiny_resnet.toml"),
+    )
+    .expect("copy description");
+    let description = format!(
+        "{}/tiny_resnet.toml",
+        services.upload_model(
+            nets.path(),
+            lucid_e2e::run::BUCKET,
+            &format!("{prefix}/nets")
+        )
+    );
+    let config = SweepConfig {
+        models: Vec::new(),
+        model_entries: vec![(
+            "tiny".into(),
+            format!("{{ path = {weights:?}, network = {description:?} }}"),
+        )],
+        layers: "all".into(),
+        channels: "0-2".into(),
+        steps: 4,
+        prefetch: 2,
+    };
+    let run = TestRun::new(&services, "network", config);
+    let worker_a = run.spawn_worker("worker-a", &[]);
+    let worker_b = run.spawn_worker("worker-b", &[]);
+    let first = json_document(
+        run.coordinator("submit", &["--json"])
+            .expect_success("submit"),
+    );
+    // three taps (relu, layer1, head) × channels 0-2
+    assert_eq!(
+        (&first["published"], &first["expected"]),
+        (&9.into(), &9.into()),
+        "{first}"
+    );
+    run.wait_verified(Duration::from_secs(180));
+    let report = json_document(
+        run.coordinator("verify", &["--json"])
+            .expect_success("verify"),
+    );
+    assert_eq!(
+        (&report["complete"], &report["violations"]),
+        (&9.into(), &serde_json::json!([])),
+        "{report}"
+    );
+    let network = lucid_proto::NetworkRef::parse(&description).expect("network");
+    for layer in ["relu", "layer1", "head"] {
+        let key = format!("renders/{}/tiny/{layer}/0002.json", run.run_id);
+        let bytes = services
+            .get_object(lucid_e2e::run::BUCKET, &key)
+            .unwrap_or_else(|| panic!("{key} is stored"));
+        let sidecar = lucid_proto::ResultSidecar::decode(&bytes).expect("sidecar");
+        assert_eq!(sidecar.network, network, "{key}");
+    }
+    assert_eq!(worker_a.tasks("ok") + worker_b.tasks("ok"), 9.0);
+    let again = json_document(
+        run.coordinator("submit", &["--json"])
+            .expect_success("resubmit"),
+    );
+    assert_eq!(again["published"], 0, "{again}");
+    run.coordinator("gallery", &["--json"])
+        .expect_success("gallery");
+}

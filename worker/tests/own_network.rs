@@ -9,115 +9,26 @@ use std::path::{Path, PathBuf};
 
 use common::run_worker;
 use lucid_proto::{NetworkRef, ResultSidecar, RunManifest};
-use lucid_worker::synthetic::{f32_bytes, write_safetensors};
 
-/// A residual stem in PyTorch's layout: conv (stride 2) → batch norm → ReLU → max-pool, a 3x3
-/// conv → ReLU added back onto the pool, and a 1x1 head with a bias tapped before it.
-const DESCRIPTION: &str = r#"
-name = "tiny_resnet"
-[input]
-channels = 3
-mean = [0.485, 0.456, 0.406]
-std = [0.229, 0.224, 0.225]
-
-[[node]]
-op = "conv"
-name = "conv1"
-input = "input"
-weights = "conv1.weight"
-layout = "oihw"
-stride = 2
-padding = 1
-[[node]]
-op = "batch_norm"
-name = "bn1"
-input = "conv1"
-scale = "bn1.weight"
-offset = "bn1.bias"
-mean = "bn1.running_mean"
-variance = "bn1.running_var"
-[[node]]
-op = "relu"
-name = "relu"
-input = "bn1"
-[[node]]
-op = "max_pool"
-name = "maxpool"
-input = "relu"
-kernel = 3
-stride = 2
-padding = 1
-[[node]]
-op = "conv"
-name = "layer1.conv"
-input = "maxpool"
-weights = "layer1.conv.weight"
-layout = "oihw"
-padding = 1
-[[node]]
-op = "relu"
-name = "layer1.relu"
-input = "layer1.conv"
-[[node]]
-op = "add"
-name = "layer1"
-inputs = ["layer1.relu", "maxpool"]
-[[node]]
-op = "conv"
-name = "head"
-input = "layer1"
-weights = "head.weight"
-bias = "head.bias"
-layout = "oihw"
-
-[[tap]]
-name = "relu"
-node = "relu"
-[[tap]]
-name = "layer1"
-node = "layer1"
-[[tap]]
-name = "head"
-node = "head"
-at = "pre_bias"
-"#;
-
-/// Deterministic weights of a fixed pattern, small enough that nothing saturates.
-fn values(n: usize, scale: f32, offset: f32) -> Vec<f32> {
-    (0..n)
-        .map(|i| ((i * 37 % 11) as f32 - 5.0) * scale + offset)
-        .collect()
+/// The fixture network (`fixtures/networks/`): a residual stem in PyTorch's layout, conv (stride 2) →
+/// batch norm → ReLU → max-pool, a 3x3 conv → ReLU added back onto the pool, and a 1x1 head with a
+/// bias, tapped as relu (8 channels), layer1 (8) and head (6, before its bias).
+fn fixture(name: &str) -> PathBuf {
+    lucid_testkit::fixtures::fixtures_dir()
+        .join("networks")
+        .join(name)
 }
 
-/// Writes the weights and the description into `dir`; returns (model file, description file).
-fn write_network(dir: &Path) -> (PathBuf, PathBuf) {
-    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = vec![
-        (
-            "conv1.weight".into(),
-            vec![8, 3, 3, 3],
-            values(216, 0.06, 0.0),
-        ),
-        ("bn1.weight".into(), vec![8], values(8, 0.05, 1.0)),
-        ("bn1.bias".into(), vec![8], values(8, 0.05, 0.1)),
-        ("bn1.running_mean".into(), vec![8], values(8, 0.02, 0.0)),
-        ("bn1.running_var".into(), vec![8], values(8, 0.02, 0.5)),
-        (
-            "layer1.conv.weight".into(),
-            vec![8, 8, 3, 3],
-            values(576, 0.03, 0.0),
-        ),
-        ("head.weight".into(), vec![6, 8, 1, 1], values(48, 0.1, 0.0)),
-        ("head.bias".into(), vec![6], values(6, 0.1, 0.0)),
-    ];
-    let owned: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(n, s, v)| (n, s, f32_bytes(&v)))
-        .collect();
+/// Copies the fixture's weights and description into `dir` (so a test may edit them); returns
+/// (model file, description file, the description's text).
+fn write_network(dir: &Path) -> (PathBuf, PathBuf, String) {
     let model = dir.join("weights/tiny_resnet.safetensors");
-    write_safetensors(&model, &owned).expect("write weights");
+    std::fs::create_dir_all(dir.join("weights")).expect("weights folder");
+    std::fs::copy(fixture("tiny_resnet/model.safetensors"), &model).expect("copy weights");
+    let text = std::fs::read_to_string(fixture("tiny_resnet.toml")).expect("description");
     let description = dir.join("tiny_resnet.toml");
-    std::fs::write(&description, DESCRIPTION).expect("write description");
-    (model, description)
+    std::fs::write(&description, &text).expect("write description");
+    (model, description, text)
 }
 
 fn write_spec(dir: &Path, model: &Path, description: &Path, out: &Path, layers: &str) -> String {
@@ -136,7 +47,7 @@ fn write_spec(dir: &Path, model: &Path, description: &Path, out: &Path, layers: 
 #[test]
 fn local_sweeps_every_channel_of_a_described_network_and_resumes_to_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (model, description) = write_network(dir.path());
+    let (model, description, text) = write_network(dir.path());
     let out = dir.path().join("out");
     let spec = write_spec(dir.path(), &model, &description, &out, "\"all\"");
     let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json"]);
@@ -180,7 +91,7 @@ fn local_sweeps_every_channel_of_a_described_network_and_resumes_to_nothing() {
     // a changed description under the same run id is refused by the manifest check
     std::fs::write(
         &description,
-        DESCRIPTION.replace(
+        text.replace(
             "kernel = 3\nstride = 2\npadding = 1",
             "kernel = 2\nstride = 2",
         ),
@@ -197,7 +108,7 @@ fn local_sweeps_every_channel_of_a_described_network_and_resumes_to_nothing() {
 #[test]
 fn render_takes_a_description_and_refuses_what_does_not_fit() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (model, description) = write_network(dir.path());
+    let (model, description, text) = write_network(dir.path());
     let out = dir.path().join("out");
     let (model, description) = (
         model.display().to_string(),
@@ -244,7 +155,7 @@ fn render_takes_a_description_and_refuses_what_does_not_fit() {
 
     // weights that do not fit the description: the node and tensor are named
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, DESCRIPTION.replace("head.weight", "head.weights")).expect("write");
+    std::fs::write(&bad, text.replace("head.weight", "head.weights")).expect("write");
     let bad = bad.display().to_string();
     let args = [
         "render",

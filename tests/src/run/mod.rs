@@ -24,6 +24,9 @@ const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct SweepConfig {
     /// Fixture models (`training_seed_01`, `training_seed_02`).
     pub models: Vec<String>,
+    /// Further models, each `(id, TOML value)` written into `[models]` as given (a table naming a
+    /// network, an `s3://` location).
+    pub model_entries: Vec<(String, String)>,
     /// `layers` of the spec (`all`, `conv1,fc8`).
     pub layers: String,
     /// `channels` of the spec (`0-2`).
@@ -39,6 +42,7 @@ impl Default for SweepConfig {
     fn default() -> Self {
         Self {
             models: vec!["training_seed_01".into(), "training_seed_02".into()],
+            model_entries: Vec::new(),
             layers: "all".into(),
             channels: "0-2".into(),
             steps: 4,
@@ -52,6 +56,7 @@ impl SweepConfig {
     pub fn conv1(channels: u32, steps: u32, prefetch: u16) -> Self {
         Self {
             models: vec!["training_seed_01".into()],
+            model_entries: Vec::new(),
             layers: "conv1".into(),
             channels: format!("0-{}", channels.saturating_sub(1)),
             steps,

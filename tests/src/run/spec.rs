@@ -18,6 +18,12 @@ pub(super) fn spec_text(run: &TestRun) -> String {
                 fixture_model(model).display().to_string()
             )
         })
+        .chain(
+            config
+                .model_entries
+                .iter()
+                .map(|(id, value)| format!("{id} = {value}\n")),
+        )
         .collect();
     format!(
         r#"# written by lucid-e2e for run {run_id}

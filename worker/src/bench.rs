@@ -19,11 +19,14 @@ use lucid_proto::LayerName;
 use lucid_proto::rates::{LayerRate, RATES_SCHEMA_VERSION, RatesFile};
 use tch::Device;
 
+use crate::described::DescribedNet;
 use crate::device::DeviceChoice;
 use crate::encode::encode_png;
 use crate::model::AlexNet;
 use crate::render::engine::{NoClock, Optimisation, Phase, PhaseClock};
+use crate::render::net::RenderNet;
 use crate::render::{Settings, TransformSet};
+use lucid_network::Network;
 
 /// Arguments of `lucid-worker bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -31,6 +34,10 @@ pub struct BenchArgs {
     /// A checkpoint prefix, `.safetensors` file or model folder (the first model found is used).
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// The network: `alexnet_v2` (the native network, with its speed paths) or another built-in
+    /// name or `.toml` description, run from its description (docs/networks.md).
+    #[arg(long, default_value = lucid_proto::spec::DEFAULT_NETWORK)]
+    pub network: String,
     /// Layer to benchmark; ignored with `--all-layers`.
     #[arg(long, default_value = "conv5")]
     pub layer: String,
@@ -235,15 +242,46 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
+/// The network a benchmark runs: the native `alexnet_v2` with its speed switches, or a described one.
+enum BenchNet {
+    Native(AlexNet),
+    Described(Box<DescribedNet>),
+}
+
+impl BenchNet {
+    fn net(&self) -> &dyn RenderNet {
+        match self {
+            BenchNet::Native(n) => n,
+            BenchNet::Described(n) => n.as_ref(),
+        }
+    }
+
+    fn layout(&self) -> (bool, bool) {
+        match self {
+            BenchNet::Native(n) => (n.channels_last(), n.space_to_depth()),
+            BenchNet::Described(_) => (false, false),
+        }
+    }
+}
+
 /// The model and settings a benchmark runs with.
-fn load(args: &BenchArgs, device: Device) -> Result<(AlexNet, String, Settings)> {
+fn load(args: &BenchArgs, device: Device) -> Result<(BenchNet, String, Settings)> {
     let found = discover(&args.checkpoint)
         .with_context(|| format!("no model found at {}", args.checkpoint.display()))?;
     let first = found.first().context("no model found")?;
     let file = ModelFile::open(&first.path)?;
-    let mut model = AlexNet::load(&file, device)?;
-    model.set_channels_last(device.is_cuda() && !args.no_channels_last);
-    model.set_space_to_depth((device.is_cuda() || args.space_to_depth) && !args.no_space_to_depth);
+    let model = if args.network == lucid_proto::spec::DEFAULT_NETWORK {
+        let mut model = AlexNet::load(&file, device)?;
+        model.set_channels_last(device.is_cuda() && !args.no_channels_last);
+        model.set_space_to_depth(
+            (device.is_cuda() || args.space_to_depth) && !args.no_space_to_depth,
+        );
+        BenchNet::Native(model)
+    } else {
+        let description = crate::inspect::load_description(&args.network)?;
+        let network = Network::resolve(description, &file)?;
+        BenchNet::Described(Box::new(DescribedNet::load(network, &file, device, true)?))
+    };
     let settings = Settings {
         steps: args.steps,
         size: args.size,
@@ -261,9 +299,12 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
     if device.is_cuda() {
         tch::Cuda::cudnn_set_benchmark(args.cudnn_benchmark);
     }
-    let (model, model_id, settings) = load(args, device)?;
+    let (loaded, model_id, settings) = load(args, device)?;
+    let model = loaded.net();
     let layers: Vec<String> = if args.all_layers {
-        model.spec().layers.iter().map(|l| l.name.clone()).collect()
+        (0..model.layer_count())
+            .map(|i| model.layer_name(i).to_owned())
+            .collect()
     } else {
         vec![args.layer.clone()]
     };
@@ -280,7 +321,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
     )?;
     let mut results = Vec::new();
     for layer in &layers {
-        let r = bench_layer(&model, &model_id, layer, &settings, args, device)?;
+        let r = bench_layer(model, &model_id, layer, &settings, args, device)?;
         print_row(&mut table, &r)?;
         results.push(r);
     }
@@ -288,8 +329,8 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
         device: crate::device::describe(device),
         device_name: device_name(device),
         precision: args.precision,
-        channels_last: model.channels_last(),
-        space_to_depth: model.space_to_depth(),
+        channels_last: loaded.layout().0,
+        space_to_depth: loaded.layout().1,
         size: args.size,
         steps: args.steps,
         layers: results,
@@ -354,7 +395,7 @@ fn print_row(out: &mut dyn Write, r: &LayerBench) -> std::io::Result<()> {
 /// probe of 16 images (capped at 512).
 pub fn choose_batch(
     requested: usize,
-    model: &AlexNet,
+    model: &dyn RenderNet,
     layer: &str,
     settings: &Settings,
 ) -> Result<usize> {
@@ -383,15 +424,12 @@ pub fn choose_batch(
     Ok(fit.clamp(16, 512))
 }
 
-fn width(model: &AlexNet, layer: &str) -> Option<usize> {
-    model
-        .layer_index(layer)
-        .ok()
-        .map(|i| model.layer_spec(i).out_channels)
+fn width(model: &dyn RenderNet, layer: &str) -> Option<usize> {
+    model.layer_index(layer).ok().map(|i| model.layer_width(i))
 }
 
 fn bench_layer(
-    model: &AlexNet,
+    model: &dyn RenderNet,
     model_id: &str,
     layer: &str,
     settings: &Settings,

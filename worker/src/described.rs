@@ -578,6 +578,10 @@ impl RenderNet for DescribedNet {
         }
     }
 
+    fn layer_count(&self) -> usize {
+        self.taps.len()
+    }
+
     fn layer_name(&self, index: usize) -> &str {
         &self.network.description.taps[index].name
     }

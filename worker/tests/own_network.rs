@@ -176,3 +176,48 @@ fn render_takes_a_description_and_refuses_what_does_not_fit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn bench_measures_every_layer_of_a_described_network() {
+    let model = fixture("tiny_resnet/model.safetensors")
+        .display()
+        .to_string();
+    let description = fixture("tiny_resnet.toml").display().to_string();
+    let (ok, stdout, stderr) = run_worker(&[
+        "bench",
+        "--checkpoint",
+        &model,
+        "--network",
+        &description,
+        "--all-layers",
+        "--json",
+        "--size",
+        "48",
+        "--batch",
+        "4",
+        "--updates",
+        "2",
+        "--warmup",
+        "1",
+        "--seeds",
+        "1",
+    ]);
+    assert!(ok, "bench failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench JSON");
+    let layers: Vec<(&str, u64)> = report["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            assert!(
+                l["images_per_second"].as_f64().is_some_and(|r| r > 0.0),
+                "{l}"
+            );
+            (
+                l["layer"].as_str().unwrap_or(""),
+                l["channels"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(layers, [("relu", 8), ("layer1", 8), ("head", 6)]);
+}

@@ -12,6 +12,8 @@ use crate::model::{AlexNet, ModelError};
 pub trait RenderNet: std::fmt::Debug {
     /// The index of layer `name`; an unknown name is an error listing the valid ones.
     fn layer_index(&self, name: &str) -> Result<usize, ModelError>;
+    /// How many layers can be visualized; they are indexed `0..layer_count()`.
+    fn layer_count(&self) -> usize;
     /// The name of layer `index`.
     fn layer_name(&self, index: usize) -> &str;
     /// The channels of layer `index`.
@@ -46,6 +48,10 @@ pub fn index_tensor(values: &[i64], device: Device) -> Tensor {
 impl RenderNet for AlexNet {
     fn layer_index(&self, name: &str) -> Result<usize, ModelError> {
         AlexNet::layer_index(self, name)
+    }
+
+    fn layer_count(&self) -> usize {
+        self.spec().layers.len()
     }
 
     fn layer_name(&self, index: usize) -> &str {

@@ -25,25 +25,6 @@ use crate::render::net::RenderNet;
 /// BT.601 luma weights: how a greyscale network sees the rendered RGB image.
 const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
 
-/// Failure to build a described network on a device.
-#[derive(Debug, thiserror::Error)]
-pub enum DescribedError {
-    /// The description does not fit the model file.
-    #[error(transparent)]
-    Network(#[from] NetworkError),
-    /// A weight could not be read.
-    #[error(transparent)]
-    Checkpoint(#[from] lucid_checkpoint::Error),
-    /// libtorch refused an operation while loading.
-    #[error("libtorch error while loading {path}: {source}")]
-    Torch {
-        /// The model file.
-        path: String,
-        /// libtorch's error.
-        source: tch::TchError,
-    },
-}
-
 /// Padding resolved to what libtorch is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pad {
@@ -206,7 +187,7 @@ impl DescribedNet {
         file: &ModelFile,
         device: Device,
         fold_batch_norm: bool,
-    ) -> Result<Self, DescribedError> {
+    ) -> Result<Self, ModelError> {
         let loader = Loader { file, device };
         let mut ops = Vec::with_capacity(network.graph.nodes.len());
         for node in &network.graph.nodes {
@@ -331,10 +312,10 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn tensor(&self, name: &str, permute: Option<&[i64]>) -> Result<Tensor, DescribedError> {
+    fn tensor(&self, name: &str, permute: Option<&[i64]>) -> Result<Tensor, ModelError> {
         let t = self.file.read_f32(name)?;
         let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-        let torch_err = |source| DescribedError::Torch {
+        let torch_err = |source| ModelError::Torch {
             path: self.file.path().display().to_string(),
             source,
         };
@@ -351,11 +332,11 @@ impl Loader<'_> {
         Ok(x.set_requires_grad(false))
     }
 
-    fn optional(&self, name: Option<&str>) -> Result<Option<Tensor>, DescribedError> {
+    fn optional(&self, name: Option<&str>) -> Result<Option<Tensor>, ModelError> {
         name.map(|n| self.tensor(n, None)).transpose()
     }
 
-    fn op(&self, node: &Node) -> Result<Op, DescribedError> {
+    fn op(&self, node: &Node) -> Result<Op, ModelError> {
         let pair = |p: lucid_network::description::Pair| {
             let (h, w) = p.hw();
             [h as i64, w as i64]
@@ -409,7 +390,7 @@ impl Loader<'_> {
     }
 
     /// `scale = γ / sqrt(var + ε)`, `shift = β − mean · scale`.
-    fn batch_norm(&self, b: &lucid_network::description::BatchNorm) -> Result<Op, DescribedError> {
+    fn batch_norm(&self, b: &lucid_network::description::BatchNorm) -> Result<Op, ModelError> {
         let mean = self.tensor(&b.mean, None)?;
         let variance = self.tensor(&b.variance, None)?;
         let gamma = self.optional(b.scale.as_deref())?;

@@ -8,12 +8,15 @@ use lucid_checkpoint::ModelFile;
 use lucid_checkpoint::alexnet::{AlexNetSpec, LayerSpec, Padding};
 use tch::{Device, Kind, Tensor};
 
-/// Failure to build the network from a model file.
+/// Failure to build a network (native or described) from a model file.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     /// The model file could not be read or does not hold an `alexnet_v2`.
     #[error(transparent)]
     Checkpoint(#[from] lucid_checkpoint::Error),
+    /// A network description does not fit the model file.
+    #[error(transparent)]
+    Network(#[from] lucid_network::NetworkError),
     /// libtorch refused an operation (for example out of device memory).
     #[error("libtorch error while loading {path}: {source}")]
     Torch {

@@ -94,11 +94,10 @@ name = "relu1"
 node = "relu1"
 "#;
 
-#[test]
-fn folded_batch_norms_equal_the_direct_form() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let file = model_file(
-        &dir,
+/// The weights of [`BN_NET`], written into `dir`.
+fn bn_net_file(dir: &tempfile::TempDir) -> ModelFile {
+    model_file(
+        dir,
         &[
             ("conv1.weight", vec![4, 3, 3, 3], values(108, 0.05, 0.0)),
             ("conv1.bias", vec![4], values(4, 0.1, 0.0)),
@@ -108,7 +107,13 @@ fn folded_batch_norms_equal_the_direct_form() {
             ("bn1.running_var", vec![4], values(4, 0.02, 0.5)),
             ("conv2.weight", vec![5, 4, 3, 3], values(180, 0.04, 0.0)),
         ],
-    );
+    )
+}
+
+#[test]
+fn folded_batch_norms_equal_the_direct_form() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = bn_net_file(&dir);
     let description = Description::parse_toml(BN_NET, "bn.toml").expect("parse");
     let network = Network::resolve(description, &file).expect("fits");
     let folded = DescribedNet::load(network.clone(), &file, Device::Cpu, true).expect("folded");
@@ -297,18 +302,7 @@ node = "avg"
 #[test]
 fn inspect_reads_any_described_network() {
     let dir = tempfile::tempdir().expect("tempdir");
-    model_file(
-        &dir,
-        &[
-            ("conv1.weight", vec![4, 3, 3, 3], values(108, 0.05, 0.0)),
-            ("conv1.bias", vec![4], values(4, 0.1, 0.0)),
-            ("bn1.weight", vec![4], values(4, 0.2, 1.0)),
-            ("bn1.bias", vec![4], values(4, 0.3, 0.0)),
-            ("bn1.running_mean", vec![4], values(4, 0.1, 0.05)),
-            ("bn1.running_var", vec![4], values(4, 0.02, 0.5)),
-            ("conv2.weight", vec![5, 4, 3, 3], values(180, 0.04, 0.0)),
-        ],
-    );
+    bn_net_file(&dir);
     let description_path = dir.path().join("bn.toml");
     std::fs::write(&description_path, BN_NET).expect("write description");
     let description =

@@ -81,3 +81,117 @@ fn the_resnet18_example_names_a_missing_downsample() {
         "{err}"
     );
 }
+
+/// Adds a torchvision `BasicConv2d` (conv without bias, batch norm) named `name`.
+fn basic_conv(
+    shapes: &mut BTreeMap<String, Vec<usize>>,
+    name: &str,
+    out: usize,
+    cin: usize,
+    k: usize,
+) {
+    shapes.insert(format!("{name}.conv.weight"), vec![out, cin, k, k]);
+    for t in ["weight", "bias", "running_mean", "running_var"] {
+        shapes.insert(format!("{name}.bn.{t}"), vec![out]);
+    }
+}
+
+/// `model.state_dict()` shapes of torchvision's googlenet (aux_logits=False).
+fn googlenet_shapes() -> BTreeMap<String, Vec<usize>> {
+    let mut s = BTreeMap::new();
+    basic_conv(&mut s, "conv1", 64, 3, 7);
+    basic_conv(&mut s, "conv2", 64, 64, 1);
+    basic_conv(&mut s, "conv3", 192, 64, 3);
+    // (block, in, 1x1, 3x3 reduce, 3x3, "5x5" reduce, "5x5", pool proj), torchvision's table
+    let blocks = [
+        ("3a", 192, 64, 96, 128, 16, 32, 32),
+        ("3b", 256, 128, 128, 192, 32, 96, 64),
+        ("4a", 480, 192, 96, 208, 16, 48, 64),
+        ("4b", 512, 160, 112, 224, 24, 64, 64),
+        ("4c", 512, 128, 128, 256, 24, 64, 64),
+        ("4d", 512, 112, 144, 288, 32, 64, 64),
+        ("4e", 528, 256, 160, 320, 32, 128, 128),
+        ("5a", 832, 256, 160, 320, 32, 128, 128),
+        ("5b", 832, 384, 192, 384, 48, 128, 128),
+    ];
+    for (b, cin, c1, r3, c3, r5, c5, pp) in blocks {
+        let p = format!("inception{b}");
+        basic_conv(&mut s, &format!("{p}.branch1"), c1, cin, 1);
+        basic_conv(&mut s, &format!("{p}.branch2.0"), r3, cin, 1);
+        basic_conv(&mut s, &format!("{p}.branch2.1"), c3, r3, 3);
+        basic_conv(&mut s, &format!("{p}.branch3.0"), r5, cin, 1);
+        basic_conv(&mut s, &format!("{p}.branch3.1"), c5, r5, 3);
+        basic_conv(&mut s, &format!("{p}.branch4.1"), pp, cin, 1);
+    }
+    s.insert("fc.weight".into(), vec![1000, 1024]);
+    s.insert("fc.bias".into(), vec![1000]);
+    s
+}
+
+#[test]
+fn the_googlenet_example_has_torchvisions_shapes() {
+    let net = Network::resolve(example("googlenet.toml"), &googlenet_shapes()).expect("fits");
+    let at = |tap: &str| {
+        net.tap_shape(net.tap(tap).expect("tap"), 224)
+            .expect("224 px")
+    };
+    let map = |channels, side| Shape::Spatial {
+        channels,
+        h: side,
+        w: side,
+    };
+    // torchvision: 3a 256x28x28, 3b 480, 4a 512x14x14, 4d 528, 4e 832, 5b 1024x7x7
+    assert_eq!(at("inception3a"), map(256, 28));
+    assert_eq!(at("inception3b"), map(480, 28));
+    assert_eq!(at("inception4a"), map(512, 14));
+    assert_eq!(at("inception4d"), map(528, 14));
+    assert_eq!(at("inception4e"), map(832, 14));
+    assert_eq!(at("inception5b"), map(1024, 7));
+    assert_eq!(at("fc"), Shape::Flat(1000));
+}
+
+/// `model.state_dict()` shapes of torchvision's vgg11_bn.
+fn vgg11_bn_shapes() -> BTreeMap<String, Vec<usize>> {
+    let mut s = BTreeMap::new();
+    let (mut index, mut cin) = (0, 3);
+    for v in [64, 0, 128, 0, 256, 256, 0, 512, 512, 0, 512, 512, 0] {
+        if v == 0 {
+            index += 1;
+            continue;
+        }
+        s.insert(format!("features.{index}.weight"), vec![v, cin, 3, 3]);
+        s.insert(format!("features.{index}.bias"), vec![v]);
+        for t in ["weight", "bias", "running_mean", "running_var"] {
+            s.insert(format!("features.{}.{t}", index + 1), vec![v]);
+        }
+        (index, cin) = (index + 3, v);
+    }
+    for (i, out, inputs) in [(0, 4096, 512 * 7 * 7), (3, 4096, 4096), (6, 1000, 4096)] {
+        s.insert(format!("classifier.{i}.weight"), vec![out, inputs]);
+        s.insert(format!("classifier.{i}.bias"), vec![out]);
+    }
+    s
+}
+
+#[test]
+fn the_vgg11_bn_example_has_torchvisions_shapes() {
+    let net = Network::resolve(example("vgg11_bn.toml"), &vgg11_bn_shapes()).expect("fits");
+    let tap = |name: &str| net.tap(name).expect("tap");
+    assert_eq!(
+        net.tap_shape(tap("features.27"), 224).expect("224 px"),
+        Shape::Spatial {
+            channels: 512,
+            h: 14,
+            w: 14
+        }
+    );
+    assert_eq!(
+        net.tap_shape(tap("classifier.6"), 224).expect("224"),
+        Shape::Flat(1000)
+    );
+    assert_eq!(net.width(tap("classifier.4")), 4096);
+    // five 2x2 pools: 32 px is the smallest input that leaves the last one a pixel
+    assert_eq!(net.min_input_side(tap("classifier.6")), Some(32));
+    let convs = net.layer_table().len();
+    assert_eq!(convs, 8 + 3, "eight conv ReLUs and three classifier layers");
+}

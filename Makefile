@@ -39,10 +39,15 @@ services-stop:
 	scripts/services.sh stop all
 
 # The end-to-end tests run the workspace binaries; they are built first (tests never build or install
-# anything themselves), into the same target folder and profile the tests use.
+# anything themselves), into the same target folder and profile the tests use. scripts/exports.sh
+# installs the exporter's Python environment (once), runs its tests and writes the TorchScript exports
+# the Rust tests read.
+EXPORTS_DIR := $(CARGO_TARGET_DIR)/exports
+
 unit:
 	$(CARGO) build --workspace --bins
-	source <(scripts/services.sh env) && $(CARGO) test --workspace --no-fail-fast
+	scripts/exports.sh $(EXPORTS_DIR)
+	source <(scripts/services.sh env) && LUCID_EXPORTS_DIR=$(EXPORTS_DIR) $(CARGO) test --workspace --no-fail-fast
 
 # Helm chart lint/render/validate, Grafana dashboard, Prometheus rules (promtool).
 deploy-check:

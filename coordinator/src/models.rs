@@ -75,19 +75,21 @@ pub struct LoadedNetwork {
 }
 
 /// Reads `network` for `model`: a built-in description, or a description file (local, or downloaded
-/// from S3 into `cache`). The error names the model and the description.
+/// from S3 into `cache`); `None` for a TorchScript export, which the export's own descriptor
+/// describes. The error names the model and the description.
 pub async fn load_network(
     model: &ModelId,
     network: &NetworkRef,
     storage: &StorageSection,
     cache: &ModelCache,
-) -> Result<LoadedNetwork> {
+) -> Result<Option<LoadedNetwork>> {
     let invalid = |source| Error::Network {
         model: model.to_string(),
         location: network.to_string(),
         source: Box::new(source),
     };
     let text = match network {
+        NetworkRef::TorchScript => return Ok(None),
         NetworkRef::Builtin(name) => builtin::text(name)
             .ok_or_else(|| invalid(builtin::unknown(name)))?
             .to_owned(),
@@ -105,8 +107,8 @@ pub async fn load_network(
         }
     };
     let description = Description::parse_toml(&text, &network.to_string()).map_err(invalid)?;
-    Ok(LoadedNetwork {
+    Ok(Some(LoadedNetwork {
         digest: Description::digest(&text),
         description,
-    })
+    }))
 }

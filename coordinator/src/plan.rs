@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use lucid_network::Network;
+use lucid_network::torchscript::Descriptor;
 use lucid_proto::geometry::{LayerTable, plan_checked};
 use lucid_proto::{CheckpointRef, ModelId, ModelLocation, Plan, SweepSpec};
 
@@ -81,8 +82,9 @@ pub async fn read_checkpoints(
         let network = load_network(model, &entry.network, &spec.storage, cache).await?;
         let model = model.clone();
         let location = location.clone();
-        let read = tokio::task::spawn_blocking(move || {
-            read_one(&model, &location, &path, network, digests)
+        let read = tokio::task::spawn_blocking(move || match network {
+            Some(network) => read_one(&model, &location, &path, network, digests),
+            None => read_export(&model, &location, &path, digests),
         })
         .await
         .map_err(|e| Error::Model {
@@ -140,6 +142,38 @@ fn read_one(
         table,
         digest,
         network_digest: network.digest,
+    })
+}
+
+/// The layer table of a TorchScript export, from its descriptor (`path` is the export folder); the
+/// descriptor's digest (which covers every module's SHA-256) stands for the checkpoint's.
+fn read_export(
+    model: &ModelId,
+    location: &ModelLocation,
+    path: &std::path::Path,
+    digests: Digests,
+) -> Result<ModelCheckpoint> {
+    let (descriptor, digest) = Descriptor::read(path).map_err(|source| Error::Network {
+        model: model.to_string(),
+        location: location.to_string(),
+        source: Box::new(source),
+    })?;
+    let layers = descriptor.layer_table();
+    let table = LayerTable::from_layers(
+        layers
+            .iter()
+            .map(|(name, width, min_side)| (name.as_str(), *width, *min_side)),
+    )
+    .map_err(|e| Error::Model {
+        location: location.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(ModelCheckpoint {
+        model_id: model.clone(),
+        location: location.clone(),
+        table,
+        digest: (digests == Digests::Compute).then(|| digest.clone()),
+        network_digest: digest,
     })
 }
 

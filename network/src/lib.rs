@@ -11,6 +11,7 @@
 //! - [`shape`]: channels from the weights, sides from an input size (TF SAME/VALID, PyTorch padding).
 //! - [`network`]: a description resolved against its weights.
 //! - [`builtin`]: the descriptions shipped with lucid-sweep.
+//! - [`torchscript`]: the descriptor of a PyTorch model exported by `lucid-export`.
 //! - [`error`]: one error type naming the node, tensor or tap at fault.
 
 pub mod builtin;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod graph;
 pub mod network;
 pub mod shape;
+pub mod torchscript;
 
 pub use description::Description;
 pub use error::NetworkError;

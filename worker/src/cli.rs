@@ -27,7 +27,8 @@ pub struct RenderArgs {
     /// Layer to visualize: a tap of the network (conv1 … fc8 for alexnet_v2).
     #[arg(long)]
     pub layer: String,
-    /// The network the models are: a built-in name or a `.toml` description (docs/networks.md).
+    /// The network the models are: a built-in name, a `.toml` description (docs/networks.md), or
+    /// `torchscript` with `--checkpoint` an export folder of `lucid-export`.
     #[arg(long, default_value = lucid_proto::spec::DEFAULT_NETWORK)]
     pub network: String,
     /// Channels: a list of indices and ranges, e.g. `0-7,12`, or `all`.
@@ -143,6 +144,9 @@ impl RenderArgs {
         let network = NetworkRef::parse(&self.network)
             .map_err(anyhow::Error::msg)
             .context("--network")?;
+        if network == NetworkRef::TorchScript {
+            return self.spec_with(self.export_model()?);
+        }
         let models = discover(&self.checkpoint)
             .with_context(|| format!("no model found at {}", self.checkpoint.display()))?
             .into_iter()
@@ -156,6 +160,27 @@ impl RenderArgs {
                 Ok((label, entry))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
+        self.spec_with(models)
+    }
+
+    /// A `lucid-export` folder as the one model, named after the folder.
+    fn export_model(&self) -> Result<BTreeMap<ModelId, ModelEntry>> {
+        let name = self
+            .checkpoint
+            .canonicalize()
+            .with_context(|| format!("no export at {}", self.checkpoint.display()))?
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let id = ModelId::new(name).context("the export folder's name as a model id")?;
+        let entry = ModelEntry {
+            location: ModelLocation::Local(self.checkpoint.clone()),
+            network: NetworkRef::TorchScript,
+        };
+        Ok(BTreeMap::from([(id, entry)]))
+    }
+
+    fn spec_with(&self, models: BTreeMap<ModelId, ModelEntry>) -> Result<SweepSpec> {
         let layer = LayerName::new(self.layer.clone()).context("--layer")?;
         let channels = ChannelSelection::parse(&self.channels).context("--channels")?;
         // the default prefix is empty: keys start at the run, as `--run`'s doc says

@@ -118,7 +118,7 @@ enum Op {
 /// (`c = 2x − 1`, the ecoset form); the range mapping is written from there: `lo + x·(hi − lo) =
 /// c·(hi − lo)/2 + (hi + lo)/2`, which for alexnet_v2's [−1, 1] is `c` itself, untouched.
 #[derive(Debug)]
-struct InputMap {
+pub(crate) struct InputMap {
     grey: Option<Tensor>,
     half_span: f64,
     mid: f64,
@@ -127,7 +127,7 @@ struct InputMap {
 }
 
 impl InputMap {
-    fn new(spec: &InputSpec, device: Device) -> Self {
+    pub(crate) fn new(spec: &InputSpec, device: Device) -> Self {
         let [lo, hi] = spec.range;
         let column = |v: &[f64]| {
             Tensor::from_slice(v)
@@ -146,7 +146,7 @@ impl InputMap {
 
     /// The network's view of an RGB batch `c` in [−1, 1]; the luma weights sum to 1, so the
     /// luminance of `c` is `2·luma(x) − 1`.
-    fn apply_centred(&self, c: &Tensor) -> Tensor {
+    pub(crate) fn apply_centred(&self, c: &Tensor) -> Tensor {
         let mut h = match &self.grey {
             Some(luma) => (c * luma).sum_dim_intlist(1, true, Kind::Float),
             None => c.shallow_clone(),
@@ -582,7 +582,7 @@ impl RenderNet for DescribedNet {
     /// In fp32 whatever `kind` asks: a described network runs its nodes as written.
     fn forward_centred(&self, x: &Tensor, index: usize, _kind: Kind) -> Tensor {
         let tap = &self.network.description.taps[index];
-        self.evaluate(&x.to_kind(Kind::Float), tap, None)
+        as_map(self.evaluate(&x.to_kind(Kind::Float), tap, None))
     }
 
     /// The graph may branch and join, so the gradients of every ReLU output (a detached leaf) are
@@ -600,7 +600,7 @@ impl RenderNet for DescribedNet {
         let input = x.detach().to_kind(Kind::Float).set_requires_grad(true);
         let tap = &self.network.description.taps[index];
         let mut relus = Vec::new();
-        let out = self.evaluate(&input, tap, Some(&mut relus));
+        let out = as_map(self.evaluate(&input, tap, Some(&mut relus)));
         let loss = loss_of(&out);
         clock.mark(Phase::Forward);
         let leaves: Vec<&Tensor> = std::iter::once(&input)
@@ -617,6 +617,16 @@ impl RenderNet for DescribedNet {
             }
         }
         Ok(grads.swap_remove(0))
+    }
+}
+
+/// A linear layer's `[B, C]` as `[B, C, 1, 1]`, the shape the objectives read (lucid treats a fully
+/// connected layer as a 1x1 map too); maps pass unchanged.
+pub(crate) fn as_map(t: Tensor) -> Tensor {
+    if t.dim() == 2 {
+        t.unsqueeze(-1).unsqueeze(-1)
+    } else {
+        t
     }
 }
 

@@ -7,6 +7,7 @@
 //! - [`device`]: device choice, and loading libtorch's CUDA backend at start-up.
 //! - [`model`]: the network, weights from [`lucid_checkpoint`].
 //! - [`described`]: any network described as data ([`lucid_network`]), evaluated node by node.
+//! - [`scripted`]: a PyTorch model exported by `lucid-export`, one TorchScript module per layer.
 //! - [`render`]: the engine (parameterisation, transforms, objectives, optimisation), no I/O.
 //! - [`encode`]: PNG encoding.
 //! - [`pipeline`]: received task → render thread → PNG → storage → acknowledgement, shared by
@@ -31,5 +32,6 @@ pub mod pipeline;
 pub mod precision;
 pub mod render;
 pub mod runner;
+pub mod scripted;
 pub mod serve;
 pub mod synthetic;

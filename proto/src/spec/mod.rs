@@ -46,7 +46,7 @@ mod uri;
 pub use error::{InvalidField, SpecError};
 pub use layers::LayerSelection;
 pub use models::{ModelLocation, validate_bucket};
-pub use network::{DEFAULT_NETWORK, ModelEntry, NetworkRef};
+pub use network::{DEFAULT_NETWORK, ModelEntry, NetworkRef, TORCHSCRIPT};
 pub use overrides::{parse_override, parse_overrides};
 pub use queue::{AMQP_URI_ENV, QueueSection};
 pub use render::{Objective, Param, Precision, RenderSection, RenderSettings, Transforms};

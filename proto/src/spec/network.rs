@@ -18,7 +18,13 @@ pub enum NetworkRef {
     Builtin(String),
     /// A description file: a path or `s3://bucket/key` ending in `.toml`.
     Description(ModelLocation),
+    /// A PyTorch model exported by `lucid-export`: the model's path is the export folder, holding
+    /// `descriptor.json` and one TorchScript module per layer.
+    TorchScript,
 }
+
+/// How a spec names [`NetworkRef::TorchScript`].
+pub const TORCHSCRIPT: &str = "torchscript";
 
 impl Default for NetworkRef {
     fn default() -> Self {
@@ -27,8 +33,12 @@ impl Default for NetworkRef {
 }
 
 impl NetworkRef {
-    /// A name ending in `.toml` is a description file; anything else names a built-in network.
+    /// A name ending in `.toml` is a description file, `torchscript` an export folder; anything else
+    /// names a built-in network.
     pub fn parse(s: &str) -> Result<Self, String> {
+        if s == TORCHSCRIPT {
+            return Ok(NetworkRef::TorchScript);
+        }
         if s.ends_with(".toml") {
             return ModelLocation::parse(s).map(NetworkRef::Description);
         }
@@ -56,6 +66,7 @@ impl fmt::Display for NetworkRef {
         match self {
             NetworkRef::Builtin(name) => f.write_str(name),
             NetworkRef::Description(location) => write!(f, "{location}"),
+            NetworkRef::TorchScript => f.write_str(TORCHSCRIPT),
         }
     }
 }
@@ -171,6 +182,7 @@ bucket = "lucid-test"
 plain = "/data/alexnet"
 resnet = { path = "s3://models/resnet18", network = "s3://models/resnet18.toml" }
 local_desc = { path = "/data/vgg", network = "nets/vgg11_bn.toml" }
+exported = { path = "/data/exports/resnet18", network = "torchscript" }
 named = { path = "/data/alex2", network = "alexnet_v2" }
 "#;
 
@@ -179,6 +191,7 @@ named = { path = "/data/alex2", network = "alexnet_v2" }
         let spec = SweepSpec::parse_toml(SPEC).expect("spec");
         let entry = |id: &str| spec.models[&id.parse::<crate::ModelId>().expect("id")].clone();
         assert_eq!(entry("plain").network, NetworkRef::default());
+        assert_eq!(entry("exported").network, NetworkRef::TorchScript);
         assert_eq!(entry("named").network, NetworkRef::default());
         assert_eq!(
             entry("resnet").network,

@@ -19,6 +19,7 @@ use crate::render::net::RenderNet;
 use crate::render::{
     BatchOutput, RenderError, RenderedImage, Settings, benchmark_images, render_batch_until,
 };
+use crate::scripted::ScriptedNet;
 use lucid_network::{Description, Network};
 
 /// Models kept loaded at once (each ecoset AlexNet is 194 MB of weights).
@@ -48,6 +49,8 @@ pub struct GpuJob {
 pub enum NetworkChoice {
     /// The native `alexnet_v2` ([`AlexNet`]): lucid's numbers, space-to-depth, channels-last, bf16.
     Native,
+    /// A `lucid-export` folder ([`ScriptedNet`]).
+    TorchScript,
     /// Any other network, run from its description ([`DescribedNet`]).
     Described {
         /// The description.
@@ -61,6 +64,7 @@ impl NetworkChoice {
     fn key(&self) -> &str {
         match self {
             NetworkChoice::Native => "",
+            NetworkChoice::TorchScript => "torchscript",
             NetworkChoice::Described { digest, .. } => digest,
         }
     }
@@ -303,6 +307,12 @@ fn load_model(
     network: &NetworkChoice,
     device: Device,
 ) -> Result<Box<dyn RenderNet>, String> {
+    if let NetworkChoice::TorchScript = network {
+        return std::panic::catch_unwind(AssertUnwindSafe(|| ScriptedNet::load(path, device)))
+            .map_err(|panic| format!("libtorch failed while loading: {}", panic_message(&panic)))?
+            .map(|net| Box::new(net) as Box<dyn RenderNet>)
+            .map_err(|e| e.to_string());
+    }
     let found = lucid_checkpoint::discover(path).map_err(|e| e.to_string())?;
     let file = match found.as_slice() {
         [one] => ModelFile::open(&one.path).map_err(|e| e.to_string())?,
@@ -320,6 +330,7 @@ fn load_model(
             NetworkChoice::Native => AlexNet::load(&file, device)
                 .map(|net| Box::new(net) as Box<dyn RenderNet>)
                 .map_err(|e| e.to_string()),
+            NetworkChoice::TorchScript => Err("a TorchScript export is loaded above".into()),
             NetworkChoice::Described { description, .. } => {
                 let resolved = Network::resolve(description.as_ref().clone(), &file)
                     .map_err(|e| e.to_string())?;

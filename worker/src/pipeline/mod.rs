@@ -93,6 +93,7 @@ impl ModelResolver {
     pub async fn network(&self, network: &NetworkRef) -> Result<NetworkChoice, Failure> {
         let text = match network {
             n if n.is_default() => return Ok(NetworkChoice::Native),
+            NetworkRef::TorchScript => return Ok(NetworkChoice::TorchScript),
             NetworkRef::Builtin(name) => lucid_network::builtin::text(name)
                 .ok_or_else(|| Failure::task(lucid_network::builtin::unknown(name).to_string()))?
                 .to_owned(),

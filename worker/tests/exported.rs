@@ -1,0 +1,210 @@
+//! PyTorch models exported by `lucid-export` (`exporter/`), rendered through tch's `CModule`: the
+//! fixture alexnet_v2 exported from PyTorch reaches the native network's objectives; torchvision's
+//! resnet18 (random weights) is swept by `local`, every channel of three layers; and exports that
+//! lie are refused naming the thing. The exports are written by `scripts/exports.sh` before
+//! `cargo test` (`make test` sets `LUCID_EXPORTS_DIR`).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::run_worker;
+use lucid_checkpoint::ModelFile;
+use lucid_proto::{NetworkRef, ResultSidecar};
+use lucid_worker::model::AlexNet;
+use lucid_worker::render::net::RenderNet;
+use lucid_worker::render::{Settings, render_batch};
+use lucid_worker::scripted::ScriptedNet;
+use tch::{Device, Kind, Tensor};
+
+/// The folder of the exports, or `None` (the test is skipped, or fails under CI) when they were not
+/// made.
+fn exports() -> Option<PathBuf> {
+    let dir = std::env::var_os("LUCID_EXPORTS_DIR").map(PathBuf::from);
+    match dir {
+        Some(dir) if dir.join("resnet18/descriptor.json").is_file() => Some(dir),
+        _ => {
+            lucid_testkit::skip_or_fail(
+                "the TorchScript exports are missing",
+                "run scripts/exports.sh DIR and set LUCID_EXPORTS_DIR=DIR (make test does both)",
+            );
+            None
+        }
+    }
+}
+
+/// Copies the export folder `name` into `dir` so that a test may damage it.
+fn copy_export(exports: &Path, name: &str, dir: &Path) -> PathBuf {
+    let target = dir.join(name);
+    std::fs::create_dir_all(&target).expect("create export copy");
+    for entry in std::fs::read_dir(exports.join(name)).expect("read export") {
+        let from = entry.expect("entry").path();
+        std::fs::copy(&from, target.join(from.file_name().expect("name"))).expect("copy");
+    }
+    target
+}
+
+#[test]
+fn an_exported_alexnet_reaches_the_native_objectives_channel_by_channel() {
+    let Some(exports) = exports() else {
+        return;
+    };
+    let file = ModelFile::open(&lucid_testkit::fixtures::small_prefix("training_seed_01"))
+        .expect("fixture");
+    let native = AlexNet::load(&file, Device::Cpu).expect("native");
+    let scripted = ScriptedNet::load(&exports.join("alexnet_small"), Device::Cpu).expect("export");
+    tch::manual_seed(5);
+    let x = Tensor::rand([2, 3, 224, 224], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    for layer in ["conv1", "conv3", "fc6", "fc8"] {
+        let i = RenderNet::layer_index(&native, layer).expect("native layer");
+        let j = scripted.layer_index(layer).expect("exported layer");
+        let want = native.forward_centred(&x, i, Kind::Float);
+        let got = scripted.forward_centred(&x, j, Kind::Float);
+        let scale = want.abs().max().double_value(&[]);
+        let err = (&got - &want).abs().max().double_value(&[]);
+        assert!(err <= 1e-4 * scale, "{layer}: max error {err} of {scale}");
+    }
+    // the ReLUs of a scripted graph are out of the redirect's reach: compare without it
+    let settings = Settings {
+        steps: 16,
+        size: 96,
+        relu_redirect: false,
+        ..Settings::lucid()
+    };
+    let channels: Vec<usize> = (0..8).collect();
+    let a = render_batch(&native, "s1", "conv2", &channels, &settings).expect("native render");
+    let b = render_batch(&scripted, "s1", "conv2", &channels, &settings).expect("export render");
+    let argmax = |images: &[lucid_worker::render::RenderedImage]| {
+        images
+            .iter()
+            .enumerate()
+            .max_by(|x, y| x.1.objective_end.total_cmp(&y.1.objective_end))
+            .map(|(i, _)| i)
+    };
+    for (x, y) in a.images.iter().zip(&b.images) {
+        let tolerance = 0.01 * x.objective_end.abs().max(1e-3);
+        assert!(
+            (x.objective_end - y.objective_end).abs() <= tolerance,
+            "channel {}: native {} export {}",
+            x.channel,
+            x.objective_end,
+            y.objective_end
+        );
+    }
+    assert_eq!(
+        argmax(&a.images),
+        argmax(&b.images),
+        "the same channel responds most"
+    );
+}
+
+#[test]
+fn local_sweeps_every_channel_of_three_layers_of_an_exported_resnet18() {
+    let Some(exports) = exports() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let spec = format!(
+        "run_id = \"r18\"\n\n[models]\nresnet18 = {{ path = {:?}, network = \"torchscript\" }}\n\n\
+         [render]\nsteps = 2\nsize = 32\n\n[storage]\nkind = \"local\"\nlocal_dir = {:?}\n",
+        exports.join("resnet18").display().to_string(),
+        out.display().to_string()
+    );
+    let spec_path = dir.path().join("r18.toml");
+    std::fs::write(&spec_path, spec).expect("write spec");
+    let spec_path = spec_path.display().to_string();
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec_path, "--json"]);
+    assert!(ok, "local failed: {stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    // conv1 64 + layer1 64 + layer2.0.conv1 128
+    assert_eq!(
+        (summary["expected"].as_u64(), summary["rendered"].as_u64()),
+        (Some(256), Some(256))
+    );
+    for (layer, width) in [("conv1", 64), ("layer1", 64), ("layer2.0.conv1", 128)] {
+        for channel in [0, width - 1] {
+            let stem = out.join(format!("r18/resnet18/{layer}/{channel:04}"));
+            let bytes = std::fs::read(stem.with_extension("json")).expect("sidecar");
+            let sidecar = ResultSidecar::decode(&bytes).expect("sidecar");
+            assert_eq!(sidecar.network, NetworkRef::TorchScript);
+            assert!(stem.with_extension("png").is_file());
+        }
+    }
+    let (ok, _, stderr) = run_worker(&[
+        "local",
+        "--spec",
+        &spec_path,
+        "--no-gallery",
+        "--set",
+        "layers=layer9",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unknown layer layer9 for model resnet18; the network has layer1"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_export_that_lies_is_refused_naming_the_layer_or_the_file() {
+    let Some(exports) = exports() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let export = copy_export(&exports, "resnet18", dir.path());
+    let descriptor = export.join("descriptor.json");
+    let text = std::fs::read_to_string(&descriptor).expect("descriptor");
+    std::fs::write(
+        &descriptor,
+        text.replacen("\"channels\": 64", "\"channels\": 32", 1),
+    )
+    .expect("edit descriptor");
+    let err = ScriptedNet::load(&export, Device::Cpu).expect_err("wrong width");
+    assert!(
+        err.to_string()
+            .contains("node conv1: the descriptor says 32 channels, but module conv1.pt gives 64"),
+        "{err}"
+    );
+    std::fs::write(&descriptor, &text).expect("restore descriptor");
+    std::fs::write(export.join("layer1.pt"), b"not a TorchScript archive").expect("damage");
+    let err = ScriptedNet::load(&export, Device::Cpu).expect_err("not TorchScript");
+    assert!(err.to_string().contains("layer1.pt"), "{err}");
+    std::fs::remove_file(&descriptor).expect("remove descriptor");
+    let err = ScriptedNet::load(&export, Device::Cpu).expect_err("no descriptor");
+    assert!(err.to_string().contains("descriptor.json"), "{err}");
+}
+
+#[test]
+fn render_takes_an_export_folder() {
+    let Some(exports) = exports() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out").display().to_string();
+    let export = exports.join("resnet18").display().to_string();
+    let (ok, _, stderr) = run_worker(&[
+        "render",
+        "--checkpoint",
+        &export,
+        "--network",
+        "torchscript",
+        "--layer",
+        "layer1",
+        "--channels",
+        "0-3",
+        "--steps",
+        "2",
+        "--size",
+        "32",
+        "--out",
+        &out,
+    ]);
+    assert!(ok, "render failed: {stderr}");
+    for channel in 0..4 {
+        let png = dir
+            .path()
+            .join(format!("out/render/resnet18/layer1/{channel:04}.png"));
+        assert!(png.is_file(), "{png:?}");
+    }
+}

@@ -36,6 +36,14 @@ export PYTHONWARNINGS=ignore
 # torchvision's resnet18 with random weights (seed 0): three layers for the sweep test
 "$VENV/bin/lucid-export" export --model torchvision:resnet18 --seed 0 \
   --layers conv1,layer1,layer2.0.conv1 --out "$OUT/resnet18" >/dev/null
+# torchvision's vgg11_bn and googlenet (random weights): three layers each, swept by local
+"$VENV/bin/lucid-export" export --model torchvision:vgg11_bn --seed 0 \
+  --layers features.2,features.6,features.10 --out "$OUT/vgg11_bn" >/dev/null
+"$VENV/bin/lucid-export" export --model torchvision:googlenet --seed 0 \
+  --layers conv1,conv2,inception3a --out "$OUT/googlenet" >/dev/null
+# ground truth: resnet18 whose conv1 holds four oriented Gabor filters, tapped after its ReLU
+"$VENV/bin/lucid-export" export --model lucid_export.gabor:resnet18_gabor \
+  --layers relu --name resnet18_gabor --mean 0.5,0.5,0.5 --std 0.25,0.25,0.25 --out "$OUT/resnet18_gabor" >/dev/null
 # the fixture alexnet_v2 (training_seed_01) as a PyTorch module: the equivalence test
 "$VENV/bin/python" -c 'import sys; from lucid_export.alexnet_v2 import convert; convert(sys.argv[1], sys.argv[2])' \
   fixtures/alexnet_small/safetensors/training_seed_01.safetensors "$OUT/alexnet_small.safetensors"

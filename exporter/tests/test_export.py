@@ -107,3 +107,26 @@ def test_cli_lists_and_exports(tmp_path, capsys):
     d = json.loads((out / DESCRIPTOR).read_text())
     assert d["input"]["mean"] == [0.485, 0.456, 0.406]
     assert main(["export", "--model", "torchvision:resnet18", "--layers", "nope", "--out", str(out)]) == 2
+
+
+def test_the_gabor_filters_point_where_they_say():
+    from lucid_export.gabor import ORIENTATIONS, gabor, resnet18_gabor
+
+    def wave_vector(g):
+        power = torch.fft.fft2(g, s=(32, 32)).abs() ** 2
+        ky, kx = divmod(int(power.argmax()), 32)
+        return (ky + 16) % 32 - 16, (kx + 16) % 32 - 16
+
+    # 0°: the wave vector is along x; 90°: along y; 45°: on the diagonal
+    ky, kx = wave_vector(gabor(0))
+    assert ky == 0 and kx != 0
+    ky, kx = wave_vector(gabor(90))
+    assert kx == 0 and ky != 0
+    ky, kx = wave_vector(gabor(45))
+    assert ky == kx != 0
+    g0 = gabor(0)
+    assert abs(float(g0.sum())) < 1e-5 and abs(float(g0.norm()) - 1) < 1e-5
+    model = resnet18_gabor()
+    w = model.conv1.weight
+    assert float(w[len(ORIENTATIONS):].abs().sum()) == 0.0
+    assert torch.allclose(w[1, 0], gabor(45) / 3)

@@ -537,3 +537,63 @@ fn two_workers_sweep_a_described_network_read_from_s3() {
     run.coordinator("gallery", &["--json"])
         .expect_success("gallery");
 }
+
+/// A PyTorch model exported by `lucid-export` (torchvision's resnet18, random weights), its export
+/// folder on S3, swept by two workers through RabbitMQ: every (layer, channel) stored once with a
+/// sidecar naming the network, `verify` clean.
+#[test]
+fn two_workers_sweep_a_torchscript_export_read_from_s3() {
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let Some(exports) = std::env::var_os("LUCID_EXPORTS_DIR").map(std::path::PathBuf::from) else {
+        lucid_testkit::skip_or_fail(
+            "LUCID_EXPORTS_DIR is not set",
+            "run scripts/exports.sh DIR and set LUCID_EXPORTS_DIR=DIR (make test does both)",
+        );
+        return;
+    };
+    let prefix = lucid_e2e::unique_name("export");
+    let export = services.upload_model(&exports.join("resnet18"), lucid_e2e::run::BUCKET, &prefix);
+    let config = SweepConfig {
+        models: Vec::new(),
+        model_entries: vec![(
+            "r18".into(),
+            format!("{{ path = {export:?}, network = \"torchscript\" }}"),
+        )],
+        layers: "all".into(),
+        channels: "0-3".into(),
+        steps: 2,
+        prefetch: 2,
+    };
+    let run = TestRun::new(&services, "export", config);
+    let worker_a = run.spawn_worker("worker-a", &[]);
+    let worker_b = run.spawn_worker("worker-b", &[]);
+    let first = json_document(
+        run.coordinator("submit", &["--json"])
+            .expect_success("submit"),
+    );
+    // conv1, layer1 and layer2.0.conv1 × channels 0-3
+    assert_eq!(
+        (&first["published"], &first["expected"]),
+        (&12.into(), &12.into()),
+        "{first}"
+    );
+    run.wait_verified(Duration::from_secs(240));
+    let report = json_document(
+        run.coordinator("verify", &["--json"])
+            .expect_success("verify"),
+    );
+    assert_eq!(
+        (&report["complete"], &report["violations"]),
+        (&12.into(), &serde_json::json!([])),
+        "{report}"
+    );
+    let key = format!("renders/{}/r18/layer2.0.conv1/0003.json", run.run_id);
+    let bytes = services
+        .get_object(lucid_e2e::run::BUCKET, &key)
+        .unwrap_or_else(|| panic!("{key} is stored"));
+    let sidecar = lucid_proto::ResultSidecar::decode(&bytes).expect("sidecar");
+    assert_eq!(sidecar.network, lucid_proto::NetworkRef::TorchScript);
+    assert_eq!(worker_a.tasks("ok") + worker_b.tasks("ok"), 12.0);
+}

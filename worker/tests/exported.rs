@@ -208,3 +208,75 @@ fn render_takes_an_export_folder() {
         assert!(png.is_file(), "{png:?}");
     }
 }
+
+#[test]
+fn a_gabor_resnet18_export_recovers_each_filters_orientation() {
+    use lucid_worker::synthetic::{dominant_orientation, orientation_difference};
+    let Some(exports) = exports() else {
+        return;
+    };
+    let net = ScriptedNet::load(&exports.join("resnet18_gabor"), Device::Cpu).expect("export");
+    let size = 64;
+    let settings = Settings {
+        steps: 96,
+        size,
+        ..Settings::lucid()
+    };
+    let out = render_batch(&net, "gabor", "relu", &[0, 1, 2, 3], &settings).expect("render");
+    // lucid_export.gabor: wave vectors at 0°, 45°, 90° and 135°
+    for (image, degrees) in out.images.iter().zip([0.0, 45.0, 90.0, 135.0]) {
+        assert!(
+            image.objective_end > image.objective_start,
+            "channel {} did not improve",
+            image.channel
+        );
+        let got = dominant_orientation(&image.rgb, size);
+        let diff = orientation_difference(got, degrees);
+        assert!(
+            diff <= 15.0,
+            "Gabor at {degrees}°: image orientation {got:.1}° ({diff:.1}° off)"
+        );
+    }
+}
+
+#[test]
+fn local_sweeps_every_channel_of_three_layers_of_vgg11_bn_and_googlenet() {
+    let Some(exports) = exports() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let model = |name: &str| {
+        format!(
+            "{name} = {{ path = {:?}, network = \"torchscript\" }}\n",
+            exports.join(name).display().to_string()
+        )
+    };
+    let spec = format!(
+        "run_id = \"tv\"\n\n[models]\n{}{}\n[render]\nsteps = 2\nsize = 32\n\n[storage]\n\
+         kind = \"local\"\nlocal_dir = {:?}\n",
+        model("vgg11_bn"),
+        model("googlenet"),
+        out.display().to_string()
+    );
+    let spec_path = dir.path().join("tv.toml");
+    std::fs::write(&spec_path, spec).expect("write spec");
+    let spec_path = spec_path.display().to_string();
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec_path, "--json"]);
+    assert!(ok, "local failed: {stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    // vgg11_bn 64 + 128 + 256, googlenet 64 + 64 + 256
+    assert_eq!(
+        (summary["expected"].as_u64(), summary["rendered"].as_u64()),
+        (Some(832), Some(832))
+    );
+    for (model, layer, width) in [
+        ("vgg11_bn", "features.10", 256),
+        ("googlenet", "conv2", 64),
+        ("googlenet", "inception3a", 256),
+    ] {
+        let last = out.join(format!("tv/{model}/{layer}/{:04}.png", width - 1));
+        assert!(last.is_file(), "{last:?}");
+    }
+    assert!(out.join("tv/gallery/index.html").is_file());
+}

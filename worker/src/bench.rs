@@ -26,6 +26,7 @@ use crate::model::AlexNet;
 use crate::render::engine::{NoClock, Optimisation, Phase, PhaseClock};
 use crate::render::net::RenderNet;
 use crate::render::{Settings, TransformSet};
+use crate::scripted::ScriptedNet;
 use lucid_network::Network;
 
 /// Arguments of `lucid-worker bench`.
@@ -34,8 +35,9 @@ pub struct BenchArgs {
     /// A checkpoint prefix, `.safetensors` file or model folder (the first model found is used).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// The network: `alexnet_v2` (the native network, with its speed paths) or another built-in
-    /// name or `.toml` description, run from its description (docs/networks.md).
+    /// The network: `alexnet_v2` (the native network, with its speed paths), another built-in name
+    /// or `.toml` description (docs/networks.md), or `torchscript` with `--checkpoint` an export
+    /// folder.
     #[arg(long, default_value = lucid_proto::spec::DEFAULT_NETWORK)]
     pub network: String,
     /// Layer to benchmark; ignored with `--all-layers`.
@@ -246,6 +248,7 @@ pub fn device_name(device: Device) -> String {
 enum BenchNet {
     Native(AlexNet),
     Described(Box<DescribedNet>),
+    Scripted(Box<ScriptedNet>),
 }
 
 impl BenchNet {
@@ -253,19 +256,29 @@ impl BenchNet {
         match self {
             BenchNet::Native(n) => n,
             BenchNet::Described(n) => n.as_ref(),
+            BenchNet::Scripted(n) => n.as_ref(),
         }
     }
 
     fn layout(&self) -> (bool, bool) {
         match self {
             BenchNet::Native(n) => (n.channels_last(), n.space_to_depth()),
-            BenchNet::Described(_) => (false, false),
+            BenchNet::Described(_) | BenchNet::Scripted(_) => (false, false),
         }
     }
 }
 
 /// The model and settings a benchmark runs with.
 fn load(args: &BenchArgs, device: Device) -> Result<(BenchNet, String, Settings)> {
+    if args.network == lucid_proto::spec::TORCHSCRIPT {
+        let net = ScriptedNet::load(&args.checkpoint, device)?;
+        let id = args
+            .checkpoint
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "export".into());
+        return Ok((BenchNet::Scripted(Box::new(net)), id, bench_settings(args)));
+    }
     let found = discover(&args.checkpoint)
         .with_context(|| format!("no model found at {}", args.checkpoint.display()))?;
     let first = found.first().context("no model found")?;
@@ -282,15 +295,18 @@ fn load(args: &BenchArgs, device: Device) -> Result<(BenchNet, String, Settings)
         let network = Network::resolve(description, &file)?;
         BenchNet::Described(Box::new(DescribedNet::load(network, &file, device, true)?))
     };
-    let settings = Settings {
+    Ok((model, first.id.to_string(), bench_settings(args)))
+}
+
+fn bench_settings(args: &BenchArgs) -> Settings {
+    Settings {
         steps: args.steps,
         size: args.size,
         transforms: TransformSet::Standard,
         fused_transforms: !args.unfused_transforms,
         precision: args.precision,
         ..Settings::lucid()
-    };
-    Ok((model, first.id.to_string(), settings))
+    }
 }
 
 /// Runs the benchmark, prints the table (or the JSON report) and writes the rates file if asked.

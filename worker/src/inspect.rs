@@ -239,10 +239,50 @@ impl fmt::Display for InspectReport {
     }
 }
 
-/// `inspect`: the report of `path` read through `network` (a built-in name or a description file) on
-/// `out`, as text or (with `json`) one JSON document.
+/// The layers of a `lucid-export` folder, from its descriptor (`op` is `torchscript`).
+pub fn inspect_export(folder: &Path) -> Result<InspectReport> {
+    let (descriptor, _) = lucid_network::torchscript::Descriptor::read(folder)?;
+    let layers: Vec<LayerShape> = descriptor
+        .layers
+        .iter()
+        .map(|l| LayerShape {
+            layer: l.name.clone(),
+            node: l.name.clone(),
+            at: "output".into(),
+            op: lucid_proto::spec::TORCHSCRIPT.into(),
+            kernel: None,
+            stride: None,
+            padding: None,
+            in_channels: None,
+            out_channels: l.channels,
+            min_input_side: Some(l.min_input_side),
+        })
+        .collect();
+    let total_channels = layers.iter().map(|l| l.out_channels).sum();
+    Ok(InspectReport {
+        schema_version: INSPECT_SCHEMA_VERSION,
+        network: descriptor.name.clone(),
+        models: vec![ModelLayers {
+            model_id: folder
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: folder.display().to_string(),
+            layers,
+            total_channels,
+        }],
+        total_channels,
+    })
+}
+
+/// `inspect`: the report of `path` read through `network` (a built-in name, a description file, or
+/// `torchscript` for an export folder) on `out`, as text or (with `json`) one JSON document.
 pub fn run(path: &Path, network: &str, json: bool, out: &mut impl std::io::Write) -> Result<()> {
-    let report = inspect(path, &load_description(network)?)?;
+    let report = if network == lucid_proto::spec::TORCHSCRIPT {
+        inspect_export(path)?
+    } else {
+        inspect(path, &load_description(network)?)?
+    };
     if json {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {

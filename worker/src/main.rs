@@ -23,7 +23,8 @@ enum Command {
         /// Print one JSON document on stdout instead of the table (schema: lucid_worker::inspect).
         #[arg(long)]
         json: bool,
-        /// The network's description: a built-in name or a `.toml` description file (docs/networks.md).
+        /// The network: a built-in name, a `.toml` description file (docs/networks.md), or
+        /// `torchscript` with PATH a `lucid-export` folder.
         #[arg(long, default_value = lucid_network::builtin::ALEXNET_V2)]
         network: String,
     },

@@ -280,3 +280,98 @@ fn local_sweeps_every_channel_of_three_layers_of_vgg11_bn_and_googlenet() {
     }
     assert!(out.join("tv/gallery/index.html").is_file());
 }
+
+#[test]
+fn bench_of_an_export_writes_rates_the_plan_estimate_reads() {
+    let Some(exports) = exports() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rates = dir.path().join("rates.json").display().to_string();
+    let export = exports.join("resnet18").display().to_string();
+    let (ok, stdout, stderr) = run_worker(&[
+        "bench",
+        "--checkpoint",
+        &export,
+        "--network",
+        "torchscript",
+        "--all-layers",
+        "--json",
+        "--size",
+        "32",
+        "--batch",
+        "2",
+        "--updates",
+        "1",
+        "--warmup",
+        "1",
+        "--seeds",
+        "1",
+        "--precision",
+        "fp32",
+        "--rates-out",
+        &rates,
+    ]);
+    assert!(ok, "bench failed: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench JSON");
+    assert_eq!(
+        report["layers"].as_array().map(Vec::len),
+        Some(3),
+        "{report}"
+    );
+    let table =
+        lucid_coordinator::estimate::RateTable::load(Path::new(&rates)).expect("rates file");
+    let settings = lucid_proto::spec::RenderSection::default().settings();
+    for layer in ["conv1", "layer1", "layer2.0.conv1"] {
+        let (per_second, measured) = table.images_per_second(layer, &settings);
+        assert!(
+            measured && per_second > 0.0,
+            "{layer}: {per_second} measured {measured}"
+        );
+    }
+}
+
+#[test]
+fn the_redirect_setting_changes_nothing_for_an_export() {
+    let Some(exports) = exports() else {
+        return;
+    };
+    let net = ScriptedNet::load(&exports.join("resnet18"), Device::Cpu).expect("export");
+    let render = |relu_redirect| {
+        let settings = Settings {
+            steps: 8,
+            size: 32,
+            relu_redirect,
+            ..Settings::lucid()
+        };
+        render_batch(&net, "r", "layer1", &[0, 1], &settings).expect("render")
+    };
+    let (on, off) = (render(true), render(false));
+    for (a, b) in on.images.iter().zip(&off.images) {
+        assert_eq!(
+            a.rgb, b.rgb,
+            "the ReLUs of a scripted graph are out of the redirect's reach"
+        );
+        assert_eq!(a.objective_end, b.objective_end);
+    }
+}
+
+#[test]
+fn inspect_lists_an_exports_layers() {
+    let Some(exports) = exports() else {
+        return;
+    };
+    let export = exports.join("googlenet").display().to_string();
+    let (ok, stdout, stderr) =
+        run_worker(&["inspect", &export, "--network", "torchscript", "--json"]);
+    assert!(ok, "inspect failed: {stderr}");
+    let report: lucid_worker::inspect::InspectReport =
+        serde_json::from_str(&stdout).expect("inspect JSON");
+    let layers: Vec<(&str, usize)> = report.models[0]
+        .layers
+        .iter()
+        .map(|l| (l.layer.as_str(), l.out_channels))
+        .collect();
+    assert_eq!(layers, [("conv1", 64), ("conv2", 64), ("inception3a", 256)]);
+    assert_eq!(report.network, "googlenet");
+}

@@ -116,22 +116,9 @@ fn read_one(
         location: location.to_string(),
         source: Box::new(source),
     };
-    let net =
-        Network::resolve(network.description, &opened.file).map_err(|source| Error::Network {
-            model: model.to_string(),
-            location: location.to_string(),
-            source: Box::new(source),
-        })?;
-    let layers = net.layer_table();
-    let table = LayerTable::from_layers(
-        layers
-            .iter()
-            .map(|(name, width, min_side)| (name.as_str(), *width, *min_side)),
-    )
-    .map_err(|e| Error::Model {
-        location: location.to_string(),
-        reason: e.to_string(),
-    })?;
+    let net = Network::resolve(network.description, &opened.file)
+        .map_err(|source| network_error(model, location, source))?;
+    let table = layer_table(&net.layer_table(), location)?;
     let digest = match digests {
         Digests::Compute => Some(opened.file.digest().map_err(checkpoint_error)?),
         Digests::Skip => None,
@@ -145,6 +132,31 @@ fn read_one(
     })
 }
 
+fn network_error(
+    model: &ModelId,
+    location: &ModelLocation,
+    source: lucid_network::NetworkError,
+) -> Error {
+    Error::Network {
+        model: model.to_string(),
+        location: location.to_string(),
+        source: Box::new(source),
+    }
+}
+
+/// `(layer, width, smallest input side)` rows as planning's table; a layer name that is not a valid
+/// identifier is the model's fault.
+fn layer_table(rows: &[(String, usize, usize)], location: &ModelLocation) -> Result<LayerTable> {
+    LayerTable::from_layers(
+        rows.iter()
+            .map(|(name, width, min)| (name.as_str(), *width, *min)),
+    )
+    .map_err(|e| Error::Model {
+        location: location.to_string(),
+        reason: e.to_string(),
+    })
+}
+
 /// The layer table of a TorchScript export, from its descriptor (`path` is the export folder); the
 /// descriptor's digest (which covers every module's SHA-256) stands for the checkpoint's.
 fn read_export(
@@ -153,21 +165,9 @@ fn read_export(
     path: &std::path::Path,
     digests: Digests,
 ) -> Result<ModelCheckpoint> {
-    let (descriptor, digest) = Descriptor::read(path).map_err(|source| Error::Network {
-        model: model.to_string(),
-        location: location.to_string(),
-        source: Box::new(source),
-    })?;
-    let layers = descriptor.layer_table();
-    let table = LayerTable::from_layers(
-        layers
-            .iter()
-            .map(|(name, width, min_side)| (name.as_str(), *width, *min_side)),
-    )
-    .map_err(|e| Error::Model {
-        location: location.to_string(),
-        reason: e.to_string(),
-    })?;
+    let (descriptor, digest) =
+        Descriptor::read(path).map_err(|source| network_error(model, location, source))?;
+    let table = layer_table(&descriptor.layer_table(), location)?;
     Ok(ModelCheckpoint {
         model_id: model.clone(),
         location: location.clone(),

@@ -485,40 +485,9 @@ fn two_workers_sweep_a_described_network_read_from_s3() {
             &format!("{prefix}/nets")
         )
     );
-    let config = SweepConfig {
-        models: Vec::new(),
-        model_entries: vec![(
-            "tiny".into(),
-            format!("{{ path = {weights:?}, network = {description:?} }}"),
-        )],
-        layers: "all".into(),
-        channels: "0-2".into(),
-        steps: 4,
-        prefetch: 2,
-    };
-    let run = TestRun::new(&services, "network", config);
-    let worker_a = run.spawn_worker("worker-a", &[]);
-    let worker_b = run.spawn_worker("worker-b", &[]);
-    let first = json_document(
-        run.coordinator("submit", &["--json"])
-            .expect_success("submit"),
-    );
+    let entry = format!("{{ path = {weights:?}, network = {description:?} }}");
     // three taps (relu, layer1, head) × channels 0-2
-    assert_eq!(
-        (&first["published"], &first["expected"]),
-        (&9.into(), &9.into()),
-        "{first}"
-    );
-    run.wait_verified(Duration::from_secs(180));
-    let report = json_document(
-        run.coordinator("verify", &["--json"])
-            .expect_success("verify"),
-    );
-    assert_eq!(
-        (&report["complete"], &report["violations"]),
-        (&9.into(), &serde_json::json!([])),
-        "{report}"
-    );
+    let run = sweep_one_model_with_two_workers(&services, "network", ("tiny", &entry), "0-2", 4, 9);
     let network = lucid_proto::NetworkRef::parse(&description).expect("network");
     for layer in ["relu", "layer1", "head"] {
         let key = format!("renders/{}/tiny/{layer}/0002.json", run.run_id);
@@ -528,7 +497,6 @@ fn two_workers_sweep_a_described_network_read_from_s3() {
         let sidecar = lucid_proto::ResultSidecar::decode(&bytes).expect("sidecar");
         assert_eq!(sidecar.network, network, "{key}");
     }
-    assert_eq!(worker_a.tasks("ok") + worker_b.tasks("ok"), 9.0);
     let again = json_document(
         run.coordinator("submit", &["--json"])
             .expect_success("resubmit"),
@@ -555,28 +523,46 @@ fn two_workers_sweep_a_torchscript_export_read_from_s3() {
     };
     let prefix = lucid_e2e::unique_name("export");
     let export = services.upload_model(&exports.join("resnet18"), lucid_e2e::run::BUCKET, &prefix);
+    let entry = format!("{{ path = {export:?}, network = \"torchscript\" }}");
+    // conv1, layer1 and layer2.0.conv1 × channels 0-3
+    let run = sweep_one_model_with_two_workers(&services, "export", ("r18", &entry), "0-3", 2, 12);
+    let key = format!("renders/{}/r18/layer2.0.conv1/0003.json", run.run_id);
+    let bytes = services
+        .get_object(lucid_e2e::run::BUCKET, &key)
+        .unwrap_or_else(|| panic!("{key} is stored"));
+    let sidecar = lucid_proto::ResultSidecar::decode(&bytes).expect("sidecar");
+    assert_eq!(sidecar.network, lucid_proto::NetworkRef::TorchScript);
+}
+
+/// A run of the one model `(id, TOML entry)`, every layer, `channels`, rendered by two workers: the
+/// submit publishes `expected` tasks, `verify` finds them all and nothing else, and the workers
+/// rendered each once.
+fn sweep_one_model_with_two_workers(
+    services: &Services,
+    tag: &str,
+    (id, entry): (&str, &str),
+    channels: &str,
+    steps: u32,
+    expected: u64,
+) -> TestRun {
     let config = SweepConfig {
         models: Vec::new(),
-        model_entries: vec![(
-            "r18".into(),
-            format!("{{ path = {export:?}, network = \"torchscript\" }}"),
-        )],
+        model_entries: vec![(id.into(), entry.into())],
         layers: "all".into(),
-        channels: "0-3".into(),
-        steps: 2,
+        channels: channels.into(),
+        steps,
         prefetch: 2,
     };
-    let run = TestRun::new(&services, "export", config);
+    let run = TestRun::new(services, tag, config);
     let worker_a = run.spawn_worker("worker-a", &[]);
     let worker_b = run.spawn_worker("worker-b", &[]);
     let first = json_document(
         run.coordinator("submit", &["--json"])
             .expect_success("submit"),
     );
-    // conv1, layer1 and layer2.0.conv1 × channels 0-3
     assert_eq!(
         (&first["published"], &first["expected"]),
-        (&12.into(), &12.into()),
+        (&expected.into(), &expected.into()),
         "{first}"
     );
     run.wait_verified(Duration::from_secs(240));
@@ -586,14 +572,9 @@ fn two_workers_sweep_a_torchscript_export_read_from_s3() {
     );
     assert_eq!(
         (&report["complete"], &report["violations"]),
-        (&12.into(), &serde_json::json!([])),
+        (&expected.into(), &serde_json::json!([])),
         "{report}"
     );
-    let key = format!("renders/{}/r18/layer2.0.conv1/0003.json", run.run_id);
-    let bytes = services
-        .get_object(lucid_e2e::run::BUCKET, &key)
-        .unwrap_or_else(|| panic!("{key} is stored"));
-    let sidecar = lucid_proto::ResultSidecar::decode(&bytes).expect("sidecar");
-    assert_eq!(sidecar.network, lucid_proto::NetworkRef::TorchScript);
-    assert_eq!(worker_a.tasks("ok") + worker_b.tasks("ok"), 12.0);
+    assert_eq!(worker_a.tasks("ok") + worker_b.tasks("ok"), expected as f64);
+    run
 }

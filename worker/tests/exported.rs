@@ -33,6 +33,38 @@ fn exports() -> Option<PathBuf> {
     }
 }
 
+/// Runs `local` on a spec of the exports `models` (every layer, all channels, 2 steps at 32 px) with
+/// results in `dir/out`; returns that folder, the spec's path and the run's JSON summary.
+fn local_export_sweep(
+    exports: &Path,
+    run: &str,
+    models: &[&str],
+    dir: &Path,
+) -> (PathBuf, String, serde_json::Value) {
+    let out = dir.join("out");
+    let entries: String = models
+        .iter()
+        .map(|name| {
+            format!(
+                "{name} = {{ path = {:?}, network = \"torchscript\" }}\n",
+                exports.join(name).display().to_string()
+            )
+        })
+        .collect();
+    let spec = format!(
+        "run_id = {run:?}\n\n[models]\n{entries}\n[render]\nsteps = 2\nsize = 32\n\n[storage]\n\
+         kind = \"local\"\nlocal_dir = {:?}\n",
+        out.display().to_string()
+    );
+    let spec_path = dir.join(format!("{run}.toml"));
+    std::fs::write(&spec_path, spec).expect("write spec");
+    let spec_path = spec_path.display().to_string();
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec_path, "--json"]);
+    assert!(ok, "local failed: {stderr}");
+    let summary = serde_json::from_str(&stdout).expect("summary JSON");
+    (out, spec_path, summary)
+}
+
 /// Copies the export folder `name` into `dir` so that a test may damage it.
 fn copy_export(exports: &Path, name: &str, dir: &Path) -> PathBuf {
     let target = dir.join(name);
@@ -104,19 +136,7 @@ fn local_sweeps_every_channel_of_three_layers_of_an_exported_resnet18() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out");
-    let spec = format!(
-        "run_id = \"r18\"\n\n[models]\nresnet18 = {{ path = {:?}, network = \"torchscript\" }}\n\n\
-         [render]\nsteps = 2\nsize = 32\n\n[storage]\nkind = \"local\"\nlocal_dir = {:?}\n",
-        exports.join("resnet18").display().to_string(),
-        out.display().to_string()
-    );
-    let spec_path = dir.path().join("r18.toml");
-    std::fs::write(&spec_path, spec).expect("write spec");
-    let spec_path = spec_path.display().to_string();
-    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec_path, "--json"]);
-    assert!(ok, "local failed: {stderr}");
-    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    let (out, spec_path, summary) = local_export_sweep(&exports, "r18", &["resnet18"], dir.path());
     // conv1 64 + layer1 64 + layer2.0.conv1 128
     assert_eq!(
         (summary["expected"].as_u64(), summary["rendered"].as_u64()),
@@ -245,26 +265,8 @@ fn local_sweeps_every_channel_of_three_layers_of_vgg11_bn_and_googlenet() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = dir.path().join("out");
-    let model = |name: &str| {
-        format!(
-            "{name} = {{ path = {:?}, network = \"torchscript\" }}\n",
-            exports.join(name).display().to_string()
-        )
-    };
-    let spec = format!(
-        "run_id = \"tv\"\n\n[models]\n{}{}\n[render]\nsteps = 2\nsize = 32\n\n[storage]\n\
-         kind = \"local\"\nlocal_dir = {:?}\n",
-        model("vgg11_bn"),
-        model("googlenet"),
-        out.display().to_string()
-    );
-    let spec_path = dir.path().join("tv.toml");
-    std::fs::write(&spec_path, spec).expect("write spec");
-    let spec_path = spec_path.display().to_string();
-    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec_path, "--json"]);
-    assert!(ok, "local failed: {stderr}");
-    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    let (out, _, summary) =
+        local_export_sweep(&exports, "tv", &["vgg11_bn", "googlenet"], dir.path());
     // vgg11_bn 64 + 128 + 256, googlenet 64 + 64 + 256
     assert_eq!(
         (summary["expected"].as_u64(), summary["rendered"].as_u64()),

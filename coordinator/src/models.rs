@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use lucid_checkpoint::{DiscoveredModel, ModelFile};
-use lucid_network::{Description, builtin};
+use lucid_network::{Description, NetworkError, builtin};
 use lucid_proto::spec::StorageSection;
 use lucid_proto::{ModelId, ModelLocation, NetworkRef};
 
@@ -74,20 +74,40 @@ pub struct LoadedNetwork {
     pub digest: String,
 }
 
-/// Reads `network` for `model`: a built-in description, or a description file (local, or downloaded
-/// from S3 into `cache`); `None` for a TorchScript export, which the export's own descriptor
-/// describes. The error names the model and the description.
-pub async fn load_network(
-    model: &ModelId,
+/// Why a model's network could not be read, kept apart so that each caller settles it its own
+/// way: `plan` refuses the spec, a worker blames the store or the task.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkReadError {
+    /// The description file could not be fetched from S3.
+    #[error("fetch network description {location}: {source}")]
+    Fetch {
+        /// The description's location.
+        location: String,
+        /// The store's error.
+        source: lucid_storage::StorageError,
+    },
+    /// The fetched or local file could not be read.
+    #[error("cannot read network description {path}: {source}")]
+    Read {
+        /// The file on local disk.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An unknown built-in name, or a description that does not parse or check.
+    #[error(transparent)]
+    Invalid(Box<NetworkError>),
+}
+
+/// Reads `network`: a built-in description, or a description file (local, or downloaded from S3
+/// into `cache`); `None` for a TorchScript export, which the export's own descriptor describes.
+/// Coordinator and worker both read networks here.
+pub async fn read_network(
     network: &NetworkRef,
     storage: &StorageSection,
     cache: &ModelCache,
-) -> Result<Option<LoadedNetwork>> {
-    let invalid = |source| Error::Network {
-        model: model.to_string(),
-        location: network.to_string(),
-        source: Box::new(source),
-    };
+) -> std::result::Result<Option<LoadedNetwork>, NetworkReadError> {
+    let invalid = |e| NetworkReadError::Invalid(Box::new(e));
     let text = match network {
         NetworkRef::TorchScript => return Ok(None),
         NetworkRef::Builtin(name) => builtin::text(name)
@@ -97,12 +117,15 @@ pub async fn load_network(
             let path = cache
                 .materialize_file(location, storage)
                 .await
-                .map_err(|e| Error::storage(format!("fetch network description {location}"), e))?;
+                .map_err(|source| NetworkReadError::Fetch {
+                    location: location.to_string(),
+                    source,
+                })?;
             tokio::fs::read_to_string(&path)
                 .await
-                .map_err(|e| Error::Model {
-                    location: location.to_string(),
-                    reason: format!("cannot read network description {}: {e}", path.display()),
+                .map_err(|source| NetworkReadError::Read {
+                    path: path.display().to_string(),
+                    source,
                 })?
         }
     };
@@ -111,4 +134,29 @@ pub async fn load_network(
         digest: Description::digest(&text),
         description,
     }))
+}
+
+/// [`read_network`] for `model` of a spec; the error names the model and the description.
+pub async fn load_network(
+    model: &ModelId,
+    network: &NetworkRef,
+    storage: &StorageSection,
+    cache: &ModelCache,
+) -> Result<Option<LoadedNetwork>> {
+    read_network(network, storage, cache)
+        .await
+        .map_err(|e| match e {
+            NetworkReadError::Fetch { location, source } => {
+                Error::storage(format!("fetch network description {location}"), source)
+            }
+            NetworkReadError::Read { .. } => Error::Model {
+                location: network.to_string(),
+                reason: e.to_string(),
+            },
+            NetworkReadError::Invalid(source) => Error::Network {
+                model: model.to_string(),
+                location: network.to_string(),
+                source,
+            },
+        })
 }

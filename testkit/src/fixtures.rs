@@ -31,6 +31,22 @@ pub fn small_prefix(seed: &str) -> PathBuf {
     small_root().join(seed).join("model.ckpt_epoch89")
 }
 
+/// The folder of the TorchScript exports that `scripts/exports.sh` writes before `cargo test`
+/// (`make test` sets `LUCID_EXPORTS_DIR`), or `None` when they were not made: the test is then
+/// reported as skipped, or fails under `CI=true` ([`crate::skip_or_fail`]).
+pub fn exports_dir() -> Option<PathBuf> {
+    match std::env::var_os("LUCID_EXPORTS_DIR").map(PathBuf::from) {
+        Some(dir) if dir.join("resnet18/descriptor.json").is_file() => Some(dir),
+        _ => {
+            crate::skip_or_fail(
+                "the TorchScript exports are missing",
+                "run scripts/exports.sh DIR and set LUCID_EXPORTS_DIR=DIR (make test does both)",
+            );
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

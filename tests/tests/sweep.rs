@@ -487,7 +487,7 @@ fn two_workers_sweep_a_described_network_read_from_s3() {
     );
     let entry = format!("{{ path = {weights:?}, network = {description:?} }}");
     // three taps (relu, layer1, head) × channels 0-2
-    let run = sweep_one_model_with_two_workers(&services, "network", ("tiny", &entry), "0-2", 4, 9);
+    let run = sweep_models_with_two_workers(&services, "network", &[("tiny", &entry)], "0-2", (4, 224), 9);
     let network = lucid_proto::NetworkRef::parse(&description).expect("network");
     for layer in ["relu", "layer1", "head"] {
         let key = format!("renders/{}/tiny/{layer}/0002.json", run.run_id);
@@ -506,51 +506,69 @@ fn two_workers_sweep_a_described_network_read_from_s3() {
         .expect_success("gallery");
 }
 
-/// A PyTorch model exported by `lucid-export` (torchvision's resnet18, random weights), its export
-/// folder on S3, swept by two workers through RabbitMQ: every (layer, channel) stored once with a
-/// sidecar naming the network, `verify` clean.
+/// PyTorch models exported by `lucid-export` (torchvision's resnet18, vgg11_bn and googlenet,
+/// random weights), their export folders on S3, swept by two workers through RabbitMQ, every
+/// channel of three layers each: every (model, layer, channel) stored once with a sidecar naming the
+/// network, `verify` clean.
 #[test]
-fn two_workers_sweep_a_torchscript_export_read_from_s3() {
+fn two_workers_sweep_every_channel_of_three_torchscript_exports_read_from_s3() {
     let Some(services) = Services::from_env() else {
         return;
     };
-    let Some(exports) = std::env::var_os("LUCID_EXPORTS_DIR").map(std::path::PathBuf::from) else {
-        lucid_testkit::skip_or_fail(
-            "LUCID_EXPORTS_DIR is not set",
-            "run scripts/exports.sh DIR and set LUCID_EXPORTS_DIR=DIR (make test does both)",
-        );
+    let Some(exports) = lucid_testkit::fixtures::exports_dir() else {
         return;
     };
     let prefix = lucid_e2e::unique_name("export");
-    let export = services.upload_model(&exports.join("resnet18"), lucid_e2e::run::BUCKET, &prefix);
-    let entry = format!("{{ path = {export:?}, network = \"torchscript\" }}");
-    // conv1, layer1 and layer2.0.conv1 × channels 0-3
-    let run = sweep_one_model_with_two_workers(&services, "export", ("r18", &entry), "0-3", 2, 12);
-    let key = format!("renders/{}/r18/layer2.0.conv1/0003.json", run.run_id);
-    let bytes = services
-        .get_object(lucid_e2e::run::BUCKET, &key)
-        .unwrap_or_else(|| panic!("{key} is stored"));
-    let sidecar = lucid_proto::ResultSidecar::decode(&bytes).expect("sidecar");
-    assert_eq!(sidecar.network, lucid_proto::NetworkRef::TorchScript);
+    let entries: Vec<(&str, String)> = ["resnet18", "vgg11_bn", "googlenet"]
+        .into_iter()
+        .map(|name| {
+            let export = services.upload_model(
+                &exports.join(name),
+                lucid_e2e::run::BUCKET,
+                &format!("{prefix}/{name}"),
+            );
+            (name, format!("{{ path = {export:?}, network = \"torchscript\" }}"))
+        })
+        .collect();
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(n, e)| (*n, e.as_str())).collect();
+    // resnet18: conv1 64 + layer1 64 + layer2.0.conv1 128; vgg11_bn: features.2 64 + .6 128 +
+    // .10 256; googlenet: conv1 64 + conv2 64 + inception3a 256
+    let run = sweep_models_with_two_workers(&services, "export", &entries, "all", (2, 32), 1088);
+    for (model, layer, last) in [
+        ("resnet18", "layer2.0.conv1", 127),
+        ("vgg11_bn", "features.10", 255),
+        ("googlenet", "inception3a", 255),
+    ] {
+        let key = format!("renders/{}/{model}/{layer}/{last:04}.json", run.run_id);
+        let bytes = services
+            .get_object(lucid_e2e::run::BUCKET, &key)
+            .unwrap_or_else(|| panic!("{key} is stored"));
+        let sidecar = lucid_proto::ResultSidecar::decode(&bytes).expect("sidecar");
+        assert_eq!(sidecar.network, lucid_proto::NetworkRef::TorchScript);
+    }
 }
 
-/// A run of the one model `(id, TOML entry)`, every layer, `channels`, rendered by two workers: the
+/// A run of the models `(id, TOML entry)`, every layer, `channels`, `(steps, size)`, rendered by two workers: the
 /// submit publishes `expected` tasks, `verify` finds them all and nothing else, and the workers
 /// rendered each once.
-fn sweep_one_model_with_two_workers(
+fn sweep_models_with_two_workers(
     services: &Services,
     tag: &str,
-    (id, entry): (&str, &str),
+    entries: &[(&str, &str)],
     channels: &str,
-    steps: u32,
+    (steps, size): (u32, u32),
     expected: u64,
 ) -> TestRun {
     let config = SweepConfig {
         models: Vec::new(),
-        model_entries: vec![(id.into(), entry.into())],
+        model_entries: entries
+            .iter()
+            .map(|(id, entry)| ((*id).into(), (*entry).into()))
+            .collect(),
         layers: "all".into(),
         channels: channels.into(),
         steps,
+        size,
         prefetch: 2,
     };
     let run = TestRun::new(services, tag, config);
@@ -565,7 +583,7 @@ fn sweep_one_model_with_two_workers(
         (&expected.into(), &expected.into()),
         "{first}"
     );
-    run.wait_verified(Duration::from_secs(240));
+    run.wait_verified(Duration::from_secs(600));
     let report = json_document(
         run.coordinator("verify", &["--json"])
             .expect_success("verify"),

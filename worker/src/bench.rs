@@ -22,6 +22,7 @@ use tch::Device;
 use crate::described::DescribedNet;
 use crate::device::DeviceChoice;
 use crate::encode::encode_png;
+use crate::layout::Layout;
 use crate::model::AlexNet;
 use crate::render::engine::{NoClock, Optimisation, Phase, PhaseClock};
 use crate::render::net::RenderNet;
@@ -76,11 +77,11 @@ pub struct BenchArgs {
     /// Keep activations NCHW on CUDA instead of channels-last.
     #[arg(long)]
     pub no_channels_last: bool,
-    /// Run conv1 as its strided convolution on CUDA instead of space-to-depth; `--space-to-depth`
-    /// turns space-to-depth on for the CPU.
+    /// Run strided convolutions over few channels (alexnet_v2's conv1, a ResNet stem) directly on
+    /// CUDA instead of space-to-depth; `--space-to-depth` turns space-to-depth on for the CPU.
     #[arg(long, conflicts_with = "space_to_depth")]
     pub no_space_to_depth: bool,
-    /// Run conv1 space-to-depth on the CPU too (on by default on CUDA).
+    /// Run space-to-depth on the CPU too (on by default on CUDA).
     #[arg(long)]
     pub space_to_depth: bool,
     /// Arithmetic precision: fp32, tf32 or bf16.
@@ -134,7 +135,7 @@ pub struct BenchReport {
     pub precision: lucid_proto::spec::Precision,
     /// Whether activations ran channels-last.
     pub channels_last: bool,
-    /// Whether conv1 ran space-to-depth.
+    /// Whether a convolution ran space-to-depth.
     pub space_to_depth: bool,
     /// Per-layer results.
     pub layers: Vec<LayerBench>,
@@ -260,16 +261,32 @@ impl BenchNet {
         }
     }
 
-    fn layout(&self) -> (bool, bool) {
+    fn net_mut(&mut self) -> &mut dyn RenderNet {
         match self {
-            BenchNet::Native(n) => (n.channels_last(), n.space_to_depth()),
-            BenchNet::Described(_) | BenchNet::Scripted(_) => (false, false),
+            BenchNet::Native(n) => n,
+            BenchNet::Described(n) => n.as_mut(),
+            BenchNet::Scripted(n) => n.as_mut(),
         }
     }
 }
 
-/// The model and settings a benchmark runs with.
+/// The device's layout with the command line's overrides.
+fn layout(args: &BenchArgs, device: Device) -> Layout {
+    let default = Layout::for_device(device);
+    Layout {
+        channels_last: default.channels_last && !args.no_channels_last,
+        space_to_depth: (default.space_to_depth || args.space_to_depth) && !args.no_space_to_depth,
+    }
+}
+
+/// The model (laid out as [`layout`] says) and settings a benchmark runs with.
 fn load(args: &BenchArgs, device: Device) -> Result<(BenchNet, String, Settings)> {
+    let (mut net, id) = load_net(args, device)?;
+    net.net_mut().set_layout(layout(args, device));
+    Ok((net, id, bench_settings(args)))
+}
+
+fn load_net(args: &BenchArgs, device: Device) -> Result<(BenchNet, String)> {
     if args.network == lucid_proto::spec::TORCHSCRIPT {
         let net = ScriptedNet::load(&args.checkpoint, device)?;
         let id = args
@@ -277,25 +294,20 @@ fn load(args: &BenchArgs, device: Device) -> Result<(BenchNet, String, Settings)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "export".into());
-        return Ok((BenchNet::Scripted(Box::new(net)), id, bench_settings(args)));
+        return Ok((BenchNet::Scripted(Box::new(net)), id));
     }
     let found = discover(&args.checkpoint)
         .with_context(|| format!("no model found at {}", args.checkpoint.display()))?;
     let first = found.first().context("no model found")?;
     let file = ModelFile::open(&first.path)?;
     let model = if args.network == lucid_proto::spec::DEFAULT_NETWORK {
-        let mut model = AlexNet::load(&file, device)?;
-        model.set_channels_last(device.is_cuda() && !args.no_channels_last);
-        model.set_space_to_depth(
-            (device.is_cuda() || args.space_to_depth) && !args.no_space_to_depth,
-        );
-        BenchNet::Native(model)
+        BenchNet::Native(AlexNet::load(&file, device)?)
     } else {
         let description = crate::inspect::load_description(&args.network)?;
         let network = Network::resolve(description, &file)?;
         BenchNet::Described(Box::new(DescribedNet::load(network, &file, device, true)?))
     };
-    Ok((model, first.id.to_string(), bench_settings(args)))
+    Ok((model, first.id.to_string()))
 }
 
 fn bench_settings(args: &BenchArgs) -> Settings {
@@ -345,8 +357,8 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
         device: crate::device::describe(device),
         device_name: device_name(device),
         precision: args.precision,
-        channels_last: loaded.layout().0,
-        space_to_depth: loaded.layout().1,
+        channels_last: model.layout().channels_last,
+        space_to_depth: model.layout().space_to_depth,
         size: args.size,
         steps: args.steps,
         layers: results,

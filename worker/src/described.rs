@@ -6,6 +6,11 @@
 //! convolution read by nothing else are folded into it at load ([`DescribedNet::load`]); the folded
 //! and the direct forms are tested against each other.
 //!
+//! Precision and layout follow the engine's settings as for the native network: in bf16 the nodes
+//! run on bfloat16 copies of the weights (made on first use), and on CUDA the weights and
+//! activations are channels-last and a strided convolution over few channels (an RGB stem) runs as
+//! space-to-depth ([`crate::layout`]). Each is tested against the fp32 direct form.
+//!
 //! The image the network sees is what its description's input says: the rendered RGB image in
 //! [0, 1], as luminance for a one-channel network (ITU-R BT.601 weights), mapped linearly onto the
 //! input range, then normalised by the mean and standard deviation if given.
@@ -18,6 +23,7 @@ use lucid_network::graph::Source;
 use lucid_network::{Network, NetworkError};
 use tch::{Device, Kind, Tensor};
 
+use crate::layout::{Layout, SpaceToDepth, same_padding, to_channels_last};
 use crate::model::ModelError;
 use crate::render::engine::{Phase, PhaseClock, redirected_relu_grad};
 use crate::render::net::RenderNet;
@@ -55,20 +61,12 @@ impl Pad {
         match self {
             Pad::Fixed(p) => p,
             Pad::Same => {
-                let (top, bottom) = same_pad(h, kernel[0], stride[0], dilation[0]);
-                let (left, right) = same_pad(w, kernel[1], stride[1], dilation[1]);
+                let (top, bottom) = same_padding(h, kernel[0], stride[0], dilation[0]);
+                let (left, right) = same_padding(w, kernel[1], stride[1], dilation[1]);
                 [top, bottom, left, right]
             }
         }
     }
-}
-
-/// TensorFlow's SAME padding (before, after) for one side: the extra one, if odd, after.
-fn same_pad(input: i64, kernel: i64, stride: i64, dilation: i64) -> (i64, i64) {
-    let out = (input + stride - 1) / stride;
-    let reach = (kernel - 1) * dilation + 1;
-    let total = ((out - 1) * stride + reach - input).max(0);
-    (total / 2, total - total / 2)
 }
 
 /// One node, ready to run.
@@ -81,6 +79,8 @@ enum Op {
         pad: Pad,
         dilation: [i64; 2],
         groups: i64,
+        /// The space-to-depth form and its kernel, where the layout asks for it and the shape pays.
+        blocked: Option<(SpaceToDepth, Tensor)>,
     },
     Pool {
         max: bool,
@@ -112,6 +112,103 @@ enum Op {
     },
     Add,
     Concat,
+}
+
+impl Op {
+    /// The same node with its tensors in `kind` (the bfloat16 copy of the network).
+    fn cast(&self, kind: Kind) -> Op {
+        let to = |t: &Tensor| t.to_kind(kind);
+        match self {
+            Op::Conv {
+                weight,
+                bias,
+                stride,
+                pad,
+                dilation,
+                groups,
+                blocked,
+            } => Op::Conv {
+                weight: to(weight),
+                bias: bias.as_ref().map(to),
+                stride: *stride,
+                pad: *pad,
+                dilation: *dilation,
+                groups: *groups,
+                blocked: blocked.as_ref().map(|(b, w)| (*b, to(w))),
+            },
+            Op::Affine { scale, shift } => Op::Affine {
+                scale: to(scale),
+                shift: to(shift),
+            },
+            Op::Linear { weight, bias } => Op::Linear {
+                weight: to(weight),
+                bias: bias.as_ref().map(to),
+            },
+            Op::Pool {
+                max,
+                kernel,
+                stride,
+                pad,
+                ceil_mode,
+            } => Op::Pool {
+                max: *max,
+                kernel: *kernel,
+                stride: *stride,
+                pad: *pad,
+                ceil_mode: *ceil_mode,
+            },
+            Op::AdaptiveAvg(side) => Op::AdaptiveAvg(*side),
+            Op::Relu => Op::Relu,
+            Op::Activation(f) => Op::Activation(*f),
+            Op::Identity => Op::Identity,
+            Op::Lrn {
+                size,
+                alpha,
+                beta,
+                bias,
+            } => Op::Lrn {
+                size: *size,
+                alpha: *alpha,
+                beta: *beta,
+                bias: *bias,
+            },
+            Op::Flatten => Op::Flatten,
+            Op::Add => Op::Add,
+            Op::Concat => Op::Concat,
+        }
+    }
+
+    /// Lays a convolution's kernel out for `layout`: channels-last or contiguous, and its
+    /// space-to-depth form where `layout` asks for it and the shape pays
+    /// ([`SpaceToDepth::paying`]: square kernel and stride, no dilation or groups).
+    fn lay_out(&mut self, layout: Layout) {
+        let Op::Conv {
+            weight,
+            stride,
+            dilation,
+            groups,
+            blocked,
+            ..
+        } = self
+        else {
+            return;
+        };
+        let _guard = tch::no_grad_guard();
+        let arrange = |w: &Tensor| {
+            if layout.channels_last {
+                to_channels_last(w)
+            } else {
+                w.contiguous()
+            }
+        };
+        *weight = arrange(weight);
+        let size = weight.size();
+        let plain = *dilation == [1, 1] && *groups == 1 && stride[0] == stride[1];
+        *blocked = (layout.space_to_depth && plain && size[2] == size[3])
+            .then(|| SpaceToDepth::paying(size[2], stride[0], size[1]))
+            .flatten()
+            .map(|b| (b, arrange(&b.weights(&weight.contiguous()))));
+    }
 }
 
 /// How the rendered image becomes the network's input. The engine hands images mapped to [−1, 1]
@@ -173,6 +270,9 @@ impl InputMap {
 pub struct DescribedNet {
     network: Network,
     ops: Vec<Op>,
+    /// `ops` in bfloat16, made on first use.
+    low: std::cell::OnceCell<Vec<Op>>,
+    layout: Layout,
     input: InputMap,
     device: Device,
     /// Per tap: its width and smallest input side, computed once.
@@ -202,13 +302,53 @@ impl DescribedNet {
             input: InputMap::new(&network.description.input, device),
             network,
             ops,
+            low: std::cell::OnceCell::new(),
+            layout: Layout::default(),
             device,
             taps,
         };
         if fold_batch_norm {
             net.fold_batch_norms();
         }
+        net.apply_layout(Layout::for_device(device));
         Ok(net)
+    }
+
+    /// Lays every convolution out for `layout`; the bfloat16 copy is made again on next use.
+    fn apply_layout(&mut self, layout: Layout) {
+        for op in &mut self.ops {
+            op.lay_out(layout);
+        }
+        self.low = std::cell::OnceCell::new();
+        self.layout = Layout {
+            channels_last: layout.channels_last,
+            space_to_depth: self
+                .ops
+                .iter()
+                .any(|op| matches!(op, Op::Conv { blocked: Some(_), .. })),
+        };
+    }
+
+    /// The nodes in `kind`: the fp32 originals or their bfloat16 copies.
+    fn ops_in(&self, kind: Kind) -> &[Op] {
+        if kind == Kind::BFloat16 {
+            self.low.get_or_init(|| {
+                let _guard = tch::no_grad_guard();
+                self.ops.iter().map(|op| op.cast(kind)).collect()
+            })
+        } else {
+            &self.ops
+        }
+    }
+
+    /// The mapped input in `kind`, channels-last when the layout is.
+    fn enter(&self, c: &Tensor, kind: Kind) -> Tensor {
+        let h = self.input.apply_centred(c).to_kind(kind);
+        if self.layout.channels_last {
+            to_channels_last(&h)
+        } else {
+            h
+        }
     }
 
     /// The description this network runs.
@@ -225,19 +365,23 @@ impl DescribedNet {
     /// tap depends on are evaluated.
     pub fn forward(&self, x: &Tensor, layer: &str) -> Result<Tensor, NetworkError> {
         let tap = self.network.tap(layer)?;
-        Ok(self.evaluate(&((x - 0.5) * 2.0), tap, None))
+        Ok(self.evaluate(&((x - 0.5) * 2.0), tap, Kind::Float, None))
     }
 
-    /// `tap`'s value for a batch `c` in [−1, 1]. With `relus`, every ReLU's output is a detached leaf
-    /// and its input is recorded beside it, in evaluation order (for the redirected gradient).
+    /// `tap`'s value for a batch `c` in [−1, 1], computed in `kind` and returned in fp32. With
+    /// `relus`, every ReLU's output is a detached leaf and its input is recorded beside it, in
+    /// evaluation order (for the redirected gradient).
     fn evaluate(
         &self,
         c: &Tensor,
         tap: &Tap,
+        kind: Kind,
         mut relus: Option<&mut Vec<(Tensor, Tensor)>>,
     ) -> Tensor {
         let target = self.network.tap_node(tap);
-        let input = self.input.apply_centred(c);
+        let input = self.enter(c, kind);
+        let ops = self.ops_in(kind);
+        let channels_last = self.layout.channels_last;
         let mut values: Vec<Option<Tensor>> = (0..self.ops.len()).map(|_| None).collect();
         for i in self.network.graph.ancestors(target) {
             let inputs: Vec<&Tensor> = self.network.graph.sources[i]
@@ -247,18 +391,23 @@ impl DescribedNet {
                     Source::Node(j) => values[*j].as_ref().unwrap_or(&input),
                 })
                 .collect();
-            let out = match (&self.ops[i], relus.as_deref_mut()) {
+            let out = match (&ops[i], relus.as_deref_mut()) {
                 (Op::Relu, Some(record)) => {
                     let z = inputs[0].shallow_clone();
                     let r = z.detach().relu().set_requires_grad(true);
                     record.push((z, r.shallow_clone()));
                     r
                 }
-                (op, _) => run(op, &inputs, i == target && tap.at == TapPoint::PreBias),
+                (op, _) => run(
+                    op,
+                    &inputs,
+                    i == target && tap.at == TapPoint::PreBias,
+                    channels_last,
+                ),
             };
             values[i] = Some(out);
         }
-        values[target].take().unwrap_or(input)
+        values[target].take().unwrap_or(input).to_kind(Kind::Float)
     }
 
     /// Folds every batch norm whose input is a convolution that nothing else reads and no tap reads.
@@ -296,9 +445,17 @@ impl DescribedNet {
                 Some(b) => b * &flat_scale + shift.view([-1]),
                 None => shift.view([-1]).shallow_clone(),
             };
-            if let Op::Conv { weight, bias, .. } = &mut self.ops[conv] {
+            if let Op::Conv {
+                weight,
+                bias,
+                blocked,
+                ..
+            } = &mut self.ops[conv]
+            {
                 *weight = folded_weight;
                 *bias = Some(folded_bias);
+                // laid out again by `apply_layout`, which follows
+                *blocked = None;
             }
             self.ops[bn] = Op::Identity;
         }
@@ -354,6 +511,7 @@ impl Loader<'_> {
                     pad: Pad::of(c.padding),
                     dilation: pair(c.dilation),
                     groups: c.groups as i64,
+                    blocked: None,
                 }
             }
             Node::MaxPool(p) | Node::AvgPool(p) => Op::Pool {
@@ -413,7 +571,7 @@ impl Loader<'_> {
 }
 
 /// Runs `op` on its inputs; `pre_bias` leaves a convolution's or linear layer's bias out.
-fn run(op: &Op, inputs: &[&Tensor], pre_bias: bool) -> Tensor {
+fn run(op: &Op, inputs: &[&Tensor], pre_bias: bool, channels_last: bool) -> Tensor {
     let x = inputs[0];
     match op {
         Op::Conv {
@@ -423,10 +581,15 @@ fn run(op: &Op, inputs: &[&Tensor], pre_bias: bool) -> Tensor {
             pad,
             dilation,
             groups,
+            blocked,
         } => {
             let size = weight.size();
             let sides = pad.sides(spatial(x), [size[2], size[3]], *stride, *dilation);
-            let y = conv(x, weight, sides, *stride, *dilation, *groups);
+            let y = match blocked {
+                Some((b, w)) => blocked_conv(x, b, w, sides, channels_last),
+                None => None,
+            }
+            .unwrap_or_else(|| conv(x, weight, sides, *stride, *dilation, *groups));
             match (bias, pre_bias) {
                 (Some(b), false) => y + b.view([1, -1, 1, 1]),
                 _ => y,
@@ -485,6 +648,29 @@ fn conv(
     }
     x.constant_pad_nd([l, r, t, b])
         .conv2d(w, None::<&Tensor>, stride, [0, 0], dilation, groups)
+}
+
+/// A convolution in its space-to-depth form: padded first, then blocked, then stride 1; `None`
+/// when the padded input is not square (the blocked form is built for square inputs), so that the
+/// caller runs the direct form.
+fn blocked_conv(
+    x: &Tensor,
+    blocked: &SpaceToDepth,
+    w: &Tensor,
+    [t, b, l, r]: [i64; 4],
+    channels_last: bool,
+) -> Option<Tensor> {
+    let (h, wd) = spatial(x);
+    if h + t + b != wd + l + r {
+        return None;
+    }
+    let padded = if t + b + l + r > 0 {
+        x.constant_pad_nd([l, r, t, b])
+    } else {
+        x.shallow_clone()
+    };
+    let input = blocked.input(&padded, x.kind(), channels_last);
+    Some(input.conv2d(w, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1))
 }
 
 /// Max pooling pads with −∞ and average pooling leaves padding out of the mean, as both TensorFlow
@@ -579,10 +765,17 @@ impl RenderNet for DescribedNet {
         self.device
     }
 
-    /// In fp32 whatever `kind` asks: a described network runs its nodes as written.
-    fn forward_centred(&self, x: &Tensor, index: usize, _kind: Kind) -> Tensor {
+    fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    fn set_layout(&mut self, layout: Layout) {
+        self.apply_layout(layout);
+    }
+
+    fn forward_centred(&self, x: &Tensor, index: usize, kind: Kind) -> Tensor {
         let tap = &self.network.description.taps[index];
-        as_map(self.evaluate(&x.to_kind(Kind::Float), tap, None))
+        as_map(self.evaluate(&x.to_kind(Kind::Float), tap, kind, None))
     }
 
     /// The graph may branch and join, so the gradients of every ReLU output (a detached leaf) are
@@ -593,14 +786,14 @@ impl RenderNet for DescribedNet {
         &self,
         x: &Tensor,
         index: usize,
-        _kind: Kind,
+        kind: Kind,
         loss_of: &dyn Fn(&Tensor) -> Tensor,
         clock: &mut dyn PhaseClock,
     ) -> Result<Tensor, tch::TchError> {
         let input = x.detach().to_kind(Kind::Float).set_requires_grad(true);
         let tap = &self.network.description.taps[index];
         let mut relus = Vec::new();
-        let out = as_map(self.evaluate(&input, tap, Some(&mut relus)));
+        let out = as_map(self.evaluate(&input, tap, kind, Some(&mut relus)));
         let loss = loss_of(&out);
         clock.mark(Phase::Forward);
         let leaves: Vec<&Tensor> = std::iter::once(&input)

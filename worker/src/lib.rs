@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`device`]: device choice, and loading libtorch's CUDA backend at start-up.
 //! - [`model`]: the network, weights from [`lucid_checkpoint`].
+//! - [`layout`]: channels-last and space-to-depth, speed-ups that keep a network's sums.
 //! - [`described`]: any network described as data ([`lucid_network`]), evaluated node by node.
 //! - [`scripted`]: a PyTorch model exported by `lucid-export`, one TorchScript module per layer.
 //! - [`render`]: the engine (parameterisation, transforms, objectives, optimisation), no I/O.
@@ -26,6 +27,7 @@ pub mod described;
 pub mod device;
 pub mod encode;
 pub mod inspect;
+pub mod layout;
 pub mod local;
 pub mod model;
 pub mod pipeline;

@@ -8,6 +8,8 @@ use lucid_checkpoint::ModelFile;
 use lucid_checkpoint::alexnet::{AlexNetSpec, LayerSpec, Padding};
 use tch::{Device, Kind, Tensor};
 
+use crate::layout::{Layout, SpaceToDepth, same_padding, to_channels_last};
+
 /// Failure to build a network (native or described) from a model file.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -50,81 +52,6 @@ struct Layer {
     low: std::cell::OnceCell<(Tensor, Tensor)>,
     /// When set, `weights` hold the space-to-depth form of this (first) layer's kernel.
     space_to_depth: Option<SpaceToDepth>,
-}
-
-/// The first layer's strided VALID convolution rewritten as a stride-1 convolution over
-/// `block` x `block` pixel blocks: the input becomes `[B, C·block², R/block, R/block]` and the kernel,
-/// zero-padded to `taps·block`, `[O, C·block², taps, taps]`. The same sums in a shape that tensor
-/// cores run well (conv1's 3 input channels and stride 4 do not).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct SpaceToDepth {
-    /// The original stride, the side of a block.
-    block: i64,
-    /// The original kernel side.
-    kernel: i64,
-    /// Kernel side in blocks: `⌈kernel / block⌉`.
-    taps: i64,
-}
-
-impl SpaceToDepth {
-    /// Input rows the blocked convolution reads for `n` input rows: `block·⌊(n − kernel)/block⌋ +
-    /// taps·block`, at most one more than `n` (the extra row meets only zero weights).
-    fn rows(&self, n: i64) -> i64 {
-        self.block * ((n - self.kernel) / self.block) + self.taps * self.block
-    }
-
-    /// `[O, C, k, k]` → `[O, C·block², taps, taps]`, channel order (c, dy, dx).
-    fn weights(&self, w: &Tensor) -> Tensor {
-        let size = w.size();
-        let (o, c) = (size[0], size[1]);
-        let (s, t) = (self.block, self.taps);
-        let extra = t * s - self.kernel;
-        w.constant_pad_nd([0, extra, 0, extra])
-            .view([o, c, t, s, t, s])
-            .permute([0, 1, 3, 5, 2, 4])
-            .reshape([o, c * s * s, t, t])
-    }
-
-    /// The inverse of [`SpaceToDepth::weights`]: `[O, C·block², taps, taps]` → `[O, C, k, k]`.
-    fn original(&self, w: &Tensor) -> Tensor {
-        let size = w.size();
-        let (s, t) = (self.block, self.taps);
-        let (o, c) = (size[0], size[1] / (s * s));
-        w.view([o, c, s, s, t, t])
-            .permute([0, 1, 4, 2, 5, 3])
-            .reshape([o, c, t * s, t * s])
-            .narrow(2, 0, self.kernel)
-            .narrow(3, 0, self.kernel)
-            .contiguous()
-    }
-
-    /// `[B, C, n, n]` → `[B, C·block², q, q]` in `kind` with `q = rows(n)/block`, in one strided copy
-    /// (channels-last or not); a zero row and column are appended first when `rows(n) = n + 1`.
-    fn input(&self, x: &Tensor, kind: Kind, channels_last: bool) -> Tensor {
-        let size = x.size();
-        let (b, c, n) = (size[0], size[1], size[2]);
-        let r = self.rows(n);
-        let s = self.block;
-        let q = r / s;
-        let x = if r > n {
-            x.constant_pad_nd([0, r - n, 0, r - n])
-        } else {
-            x.narrow(2, 0, r).narrow(3, 0, r)
-        };
-        let blocks = x.view([b, c, q, s, q, s]);
-        let options = (kind, x.device());
-        if channels_last {
-            // dest[b, i, j, c, dy, dx] = x[b, c, s·i + dy, s·j + dx]
-            let dest = Tensor::empty([b, q, q, c, s, s], options);
-            dest.permute([0, 3, 1, 4, 2, 5]).copy_(&blocks);
-            dest.view([b, q, q, c * s * s]).permute([0, 3, 1, 2])
-        } else {
-            // dest[b, c, dy, dx, i, j]
-            let dest = Tensor::empty([b, c, s, s, q, q], options);
-            dest.permute([0, 1, 4, 2, 5, 3]).copy_(&blocks);
-            dest.view([b, c * s * s, q, q])
-        }
-    }
 }
 
 impl Layer {
@@ -192,8 +119,7 @@ impl AlexNet {
             device,
             channels_last: false,
         };
-        net.set_space_to_depth(device.is_cuda());
-        net.set_channels_last(device.is_cuda());
+        net.set_layout(Layout::for_device(device));
         Ok(net)
     }
 
@@ -211,11 +137,10 @@ impl AlexNet {
         let _guard = tch::no_grad_guard();
         match first.space_to_depth.take() {
             Some(blocked) => first.weights = blocked.original(&first.weights.contiguous()),
-            None if on && stride > 1 && !first.same => {
-                let blocked = SpaceToDepth {
-                    block: stride,
-                    kernel,
-                    taps: (kernel + stride - 1) / stride,
+            None if on && !first.same => {
+                let in_channels = first.weights.size()[1];
+                let Some(blocked) = SpaceToDepth::paying(kernel, stride, in_channels) else {
+                    return;
                 };
                 first.weights = blocked.weights(&first.weights.contiguous());
                 first.space_to_depth = Some(blocked);
@@ -255,6 +180,20 @@ impl AlexNet {
         self.layers
             .first()
             .is_some_and(|l| l.space_to_depth.is_some())
+    }
+
+    /// The speed-ups in force.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            channels_last: self.channels_last(),
+            space_to_depth: self.space_to_depth(),
+        }
+    }
+
+    /// Applies `layout` (channels-last first: the blocked kernel is laid out after it).
+    pub fn set_layout(&mut self, layout: Layout) {
+        self.set_channels_last(layout.channels_last);
+        self.set_space_to_depth(layout.space_to_depth);
     }
 
     /// The layer table read from the model file.
@@ -321,8 +260,8 @@ impl AlexNet {
         let k = layer.spec.kernel as i64;
         let s = layer.spec.stride as i64;
         let x = if layer.same {
-            let (top, bottom) = same_padding(x.size()[2], k, s);
-            let (left, right) = same_padding(x.size()[3], k, s);
+            let (top, bottom) = same_padding(x.size()[2], k, s, 1);
+            let (left, right) = same_padding(x.size()[3], k, s, 1);
             if top == bottom && left == right {
                 return x.conv2d(weights, None::<&Tensor>, [s, s], [top, left], [1, 1], 1);
             }
@@ -390,75 +329,5 @@ impl AlexNet {
         Tensor::from_slice(values)
             .to_kind(Kind::Int64)
             .to_device(self.device)
-    }
-}
-
-/// The same values with NHWC strides (sizes stay NCHW), the layout cuDNN calls channels-last.
-pub fn to_channels_last(x: &Tensor) -> Tensor {
-    x.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
-}
-
-/// TensorFlow's SAME padding (before, after) for one spatial dimension.
-pub fn same_padding(input: i64, kernel: i64, stride: i64) -> (i64, i64) {
-    let out = (input + stride - 1) / stride;
-    let total = ((out - 1) * stride + kernel - input).max(0);
-    (total / 2, total - total / 2)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{SpaceToDepth, same_padding};
-    use tch::{Device, Kind, Tensor};
-
-    #[test]
-    fn space_to_depth_computes_the_strided_convolution() {
-        // alexnet_v2's conv1 geometry: 11x11, stride 4, VALID; every residue of n mod 4, both layouts
-        let blocked = SpaceToDepth {
-            block: 4,
-            kernel: 11,
-            taps: 3,
-        };
-        let w = Tensor::randn([5, 3, 11, 11], (Kind::Float, Device::Cpu));
-        let wb = blocked.weights(&w);
-        assert_eq!(wb.size(), vec![5, 48, 3, 3]);
-        assert!(blocked.original(&wb).equal(&w), "weights round trip");
-        for n in [35i64, 36, 37, 38, 212, 231] {
-            let x = Tensor::randn([2, 3, n, n], (Kind::Float, Device::Cpu));
-            let direct = x.conv2d(&w, None::<&Tensor>, [4, 4], [0, 0], [1, 1], 1);
-            for channels_last in [false, true] {
-                let input = blocked.input(&x, Kind::Float, channels_last);
-                let got = input.conv2d(&wb, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1);
-                assert_eq!(got.size(), direct.size(), "n = {n}");
-                let err = (&got - &direct).abs().max().double_value(&[]);
-                assert!(err < 1e-4, "n = {n}, channels-last {channels_last}: {err}");
-            }
-        }
-    }
-
-    #[test]
-    fn space_to_depth_input_passes_gradients() {
-        let blocked = SpaceToDepth {
-            block: 4,
-            kernel: 11,
-            taps: 3,
-        };
-        let x = Tensor::randn([1, 3, 39, 39], (Kind::Float, Device::Cpu)).set_requires_grad(true);
-        let input = blocked.input(&x, Kind::Float, true);
-        input.sum(Kind::Float).backward();
-        // rows(39) = 40: every input pixel is copied once, the appended zero row is not an input
-        assert_eq!(
-            x.grad().sum(Kind::Float).double_value(&[]),
-            39.0 * 39.0 * 3.0
-        );
-    }
-
-    #[test]
-    fn same_padding_matches_tensorflow() {
-        assert_eq!(same_padding(26, 5, 1), (2, 2));
-        assert_eq!(same_padding(12, 3, 1), (1, 1));
-        // even kernels or strides pad more after than before, as TF does
-        assert_eq!(same_padding(10, 4, 1), (1, 2));
-        assert_eq!(same_padding(9, 3, 2), (1, 1));
-        assert_eq!(same_padding(10, 3, 2), (0, 1));
     }
 }

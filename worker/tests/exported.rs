@@ -11,27 +11,12 @@ use std::path::{Path, PathBuf};
 use common::run_worker;
 use lucid_checkpoint::ModelFile;
 use lucid_proto::{NetworkRef, ResultSidecar};
+use lucid_testkit::fixtures::exports_dir as exports;
 use lucid_worker::model::AlexNet;
 use lucid_worker::render::net::RenderNet;
 use lucid_worker::render::{Settings, render_batch};
 use lucid_worker::scripted::ScriptedNet;
 use tch::{Device, Kind, Tensor};
-
-/// The folder of the exports, or `None` (the test is skipped, or fails under CI) when they were not
-/// made.
-fn exports() -> Option<PathBuf> {
-    let dir = std::env::var_os("LUCID_EXPORTS_DIR").map(PathBuf::from);
-    match dir {
-        Some(dir) if dir.join("resnet18/descriptor.json").is_file() => Some(dir),
-        _ => {
-            lucid_testkit::skip_or_fail(
-                "the TorchScript exports are missing",
-                "run scripts/exports.sh DIR and set LUCID_EXPORTS_DIR=DIR (make test does both)",
-            );
-            None
-        }
-    }
-}
 
 /// Runs `local` on a spec of the exports `models` (every layer, all channels, 2 steps at 32 px) with
 /// results in `dir/out`; returns that folder, the spec's path and the run's JSON summary.
@@ -128,6 +113,45 @@ fn an_exported_alexnet_reaches_the_native_objectives_channel_by_channel() {
         argmax(&b.images),
         "the same channel responds most"
     );
+}
+
+/// An export in bf16 runs on bfloat16 copies of its modules and channels-last feeds its
+/// convolutions NHWC: values stay within bfloat16's precision of fp32's (channels-last within
+/// fp32's), and the layout reports that space-to-depth cannot reach inside a module.
+#[test]
+fn an_export_in_bf16_or_channels_last_follows_its_fp32_form() {
+    use lucid_worker::layout::Layout;
+    let Some(exports) = exports() else {
+        return;
+    };
+    let mut net = ScriptedNet::load(&exports.join("resnet18"), Device::Cpu).expect("export");
+    tch::manual_seed(6);
+    let x = Tensor::rand([2, 3, 64, 64], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let relative = |a: &Tensor, b: &Tensor| {
+        (a - b).abs().max().double_value(&[]) / b.abs().max().double_value(&[]).max(1e-9)
+    };
+    for index in 0..net.layer_count() {
+        let layer = net.layer_name(index).to_owned();
+        let want = net.forward_centred(&x, index, Kind::Float);
+        let low = net.forward_centred(&x, index, Kind::BFloat16);
+        assert_eq!(low.kind(), Kind::Float, "{layer}: returned in fp32");
+        let err = relative(&low, &want);
+        assert!(err > 0.0 && err < 0.05, "{layer}: bf16 relative error {err}");
+        net.set_layout(Layout {
+            channels_last: true,
+            space_to_depth: true,
+        });
+        let laid = net.forward_centred(&x, index, Kind::Float);
+        assert!(relative(&laid, &want) < 1e-4, "{layer}: channels-last");
+        assert_eq!(
+            net.layout(),
+            Layout {
+                channels_last: true,
+                space_to_depth: false
+            }
+        );
+        net.set_layout(Layout::default());
+    }
 }
 
 #[test]

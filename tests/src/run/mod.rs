@@ -33,12 +33,14 @@ pub struct SweepConfig {
     pub channels: String,
     /// `render.steps`.
     pub steps: u32,
+    /// `render.size`, the image side in pixels.
+    pub size: u32,
     /// `queue.prefetch` (a worker prefetches the larger of this and twice its batch).
     pub prefetch: u16,
 }
 
 impl Default for SweepConfig {
-    /// Both fixture models, every layer, channels 0-2 (48 tasks), 4 steps, prefetch 4.
+    /// Both fixture models, every layer, channels 0-2 (48 tasks), 4 steps at 224 px, prefetch 4.
     fn default() -> Self {
         Self {
             models: vec!["training_seed_01".into(), "training_seed_02".into()],
@@ -46,13 +48,14 @@ impl Default for SweepConfig {
             layers: "all".into(),
             channels: "0-2".into(),
             steps: 4,
+            size: 224,
             prefetch: 4,
         }
     }
 }
 
 impl SweepConfig {
-    /// One model (`training_seed_01`), conv1, channels `0..channels`, at `steps` steps.
+    /// One model (`training_seed_01`), conv1, channels `0..channels`, at `steps` steps (224 px).
     pub fn conv1(channels: u32, steps: u32, prefetch: u16) -> Self {
         Self {
             models: vec!["training_seed_01".into()],
@@ -60,6 +63,7 @@ impl SweepConfig {
             layers: "conv1".into(),
             channels: format!("0-{}", channels.saturating_sub(1)),
             steps,
+            size: 224,
             prefetch,
         }
     }
@@ -199,7 +203,7 @@ impl TestRun {
             "channel": channel,
             "settings": {
                 "steps": self.config.steps,
-                "size": 224,
+                "size": self.config.size,
                 "objective": "channel",
                 "run_seed": 0,
                 "param": "fft",

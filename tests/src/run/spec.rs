@@ -4,7 +4,7 @@
 use super::{BUCKET, PREFIX, TestRun};
 use crate::fixture_model;
 
-/// The TOML spec of `run`: its fixture models, layers, channels and steps, the test S3 server and
+/// The TOML spec of `run`: its fixture models, layers, channels, steps and size, the test S3 server and
 /// broker (without credentials: processes get them from the environment), and its unique run id
 /// and queue names.
 pub(super) fn spec_text(run: &TestRun) -> String {
@@ -35,7 +35,7 @@ channels = {channels:?}
 {models}
 [render]
 steps = {steps}
-size = 224
+size = {size}
 objective = "channel"
 batch = 0
 run_seed = 0
@@ -67,6 +67,7 @@ max_message_bytes = 65536
         layers = config.layers,
         channels = config.channels,
         steps = config.steps,
+        size = config.size,
         endpoint = run.services.s3_endpoint,
         uri = run.services.amqp_uri_without_credentials(),
         tasks = run.tasks_queue,

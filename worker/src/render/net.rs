@@ -5,6 +5,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::engine::redirected_relu_grad;
 use super::engine::{Phase, PhaseClock};
+use crate::layout::Layout;
 use crate::model::{AlexNet, ModelError};
 
 /// A network the engine can optimise images for. Layers are addressed by index, as
@@ -22,6 +23,10 @@ pub trait RenderNet: std::fmt::Debug {
     fn min_input_side(&self, index: usize) -> usize;
     /// The device holding the weights.
     fn device(&self) -> Device;
+    /// The speed-ups in force (only those that apply to this network's shapes show as on).
+    fn layout(&self) -> Layout;
+    /// Applies the speed-ups of `layout` that this network's shapes admit; the sums stay the same.
+    fn set_layout(&mut self, layout: Layout);
     /// Layer `index`'s value for a batch already mapped to [−1, 1] (`[B, 3, H, W]`), computed in
     /// `kind` where the network supports it, returned in fp32. Nothing above the layer is evaluated.
     fn forward_centred(&self, x: &Tensor, index: usize, kind: Kind) -> Tensor;
@@ -68,6 +73,14 @@ impl RenderNet for AlexNet {
 
     fn device(&self) -> Device {
         AlexNet::device(self)
+    }
+
+    fn layout(&self) -> Layout {
+        AlexNet::layout(self)
+    }
+
+    fn set_layout(&mut self, layout: Layout) {
+        AlexNet::set_layout(self, layout)
     }
 
     fn forward_centred(&self, x: &Tensor, index: usize, kind: Kind) -> Tensor {

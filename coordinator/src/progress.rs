@@ -1,21 +1,18 @@
-//! What a run's listing says: which channels have a sidecar (done), which have a PNG, and what else is
-//! stored. Built from one `list` of `{prefix}/{run}/`; a task counts as done when its `.json` sidecar
-//! exists, because workers upload the PNG first and the sidecar last.
+//! What a run's listing says: which results (a view of a channel) have a sidecar (done), which have
+//! their PNGs, and what else is stored. Built from one `list` of `{prefix}/{run}/`; a task counts as
+//! done when its `.json` sidecar exists, because workers upload the PNGs first and the sidecar last.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lucid_proto::{Kind, LayerName, ModelId, Plan, parse_key};
-
-/// A channel's identity inside a run.
-pub type ChannelKey = (ModelId, LayerName, u32);
+use lucid_proto::{Kind, LayerName, ModelId, Plan, ResultId, StoredKey, parse_key};
 
 /// A run's listing, sorted into channel objects and the rest.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredRun {
-    /// Channels with a sidecar, with the sidecar's key.
-    pub sidecars: BTreeMap<ChannelKey, String>,
-    /// Channels with a PNG, with the PNG's key.
-    pub pngs: BTreeMap<ChannelKey, String>,
+    /// Results with a sidecar, with the sidecar's key.
+    pub sidecars: BTreeMap<ResultId, String>,
+    /// Results' PNGs by copy (0 for a view of one image), with the PNG's key.
+    pub pngs: BTreeMap<(ResultId, u32), String>,
     /// Whether `run.json` is stored.
     pub manifest: bool,
     /// Whether a `local` run's `dead-letters.json` is stored.
@@ -60,11 +57,19 @@ impl StoredRun {
                 .then(|| parse_key(relative))
                 .flatten();
             match parsed {
-                Some((model, layer, channel, Kind::Sidecar)) => {
-                    stored.sidecars.insert((model, layer, channel), key.clone());
+                Some(StoredKey {
+                    id,
+                    kind: Kind::Sidecar,
+                    ..
+                }) => {
+                    stored.sidecars.insert(id, key.clone());
                 }
-                Some((model, layer, channel, Kind::Png)) => {
-                    stored.pngs.insert((model, layer, channel), key.clone());
+                Some(StoredKey {
+                    id,
+                    kind: Kind::Png,
+                    copy,
+                }) => {
+                    stored.pngs.insert((id, copy), key.clone());
                 }
                 // after the channel keys: no gallery object parses as one, so a model labelled
                 // `gallery` keeps its results
@@ -80,10 +85,9 @@ impl StoredRun {
         stored
     }
 
-    /// Whether `channel` has its sidecar (the task is done).
-    pub fn is_done(&self, model: &ModelId, layer: &LayerName, channel: u32) -> bool {
-        self.sidecars
-            .contains_key(&(model.clone(), layer.clone(), channel))
+    /// Whether result `id` has its sidecar (its task is done).
+    pub fn is_done(&self, id: &ResultId) -> bool {
+        self.sidecars.contains_key(id)
     }
 }
 
@@ -106,9 +110,9 @@ pub struct LayerProgress {
     pub model_id: ModelId,
     /// The layer.
     pub layer: LayerName,
-    /// Planned channels with a sidecar.
+    /// Planned results (views of channels) with a sidecar.
     pub done: u64,
-    /// Planned channels.
+    /// Planned results: channels times views.
     pub expected: u64,
 }
 
@@ -118,16 +122,20 @@ pub fn layer_progress(plan: &Plan, stored: &StoredRun) -> Vec<LayerProgress> {
     let mut rows = Vec::new();
     for model in &plan.models {
         for layer in &model.layers {
-            let done = layer
-                .channels
-                .iter()
-                .filter(|&&c| stored.is_done(&model.model_id, &layer.layer, c))
-                .count() as u64;
+            let results = plan.views.iter().flat_map(|&view| {
+                layer.channels.iter().map(move |&channel| ResultId {
+                    model: model.model_id.clone(),
+                    layer: layer.layer.clone(),
+                    channel,
+                    view,
+                })
+            });
+            let done = results.filter(|id| stored.is_done(id)).count() as u64;
             rows.push(LayerProgress {
                 model_id: model.model_id.clone(),
                 layer: layer.layer.clone(),
                 done,
-                expected: layer.channels.len() as u64,
+                expected: (layer.channels.len() * plan.views.len()) as u64,
             });
         }
     }
@@ -140,18 +148,9 @@ pub fn totals(rows: &[LayerProgress]) -> (u64, u64) {
         .fold((0, 0), |(d, e), r| (d + r.done, e + r.expected))
 }
 
-/// The planned channels, as a set, for membership tests.
-pub fn planned_channels(plan: &Plan) -> BTreeSet<ChannelKey> {
-    plan.models
-        .iter()
-        .flat_map(|s| {
-            s.layers.iter().flat_map(move |l| {
-                l.channels
-                    .iter()
-                    .map(move |&c| (s.model_id.clone(), l.layer.clone(), c))
-            })
-        })
-        .collect()
+/// The planned results, as a set, for membership tests.
+pub fn planned_results(plan: &Plan) -> BTreeSet<ResultId> {
+    plan.results().collect()
 }
 
 #[cfg(test)]
@@ -165,6 +164,9 @@ mod tests {
             "p/r/s1/conv1/0000.png",
             "p/r/s1/conv1/0000.json",
             "p/r/s1/conv1/0001.png",
+            "p/r/s1/conv1/0001.neuron.json",
+            "p/r/s1/conv1/0001.diversity-2.0.png",
+            "p/r/s1/conv1/0001.diversity-2.1.png",
             "p/r/s1/conv1/7.png",
             "p/r/extra/s1/conv1/0002.json",
             "p/r/notes.txt",
@@ -182,8 +184,8 @@ mod tests {
         assert!(stored.manifest && stored.dead_letters);
         // the three gallery objects are neither results nor `other` (asserted below)
         // a model labelled `gallery` is a model like any other
-        assert_eq!(stored.sidecars.len(), 2);
-        assert_eq!(stored.pngs.len(), 2);
+        assert_eq!(stored.sidecars.len(), 3);
+        assert_eq!(stored.pngs.len(), 4);
         assert_eq!(
             stored.other,
             vec![
@@ -195,7 +197,17 @@ mod tests {
         );
         let s1: ModelId = "s1".parse().expect("model");
         let conv1: LayerName = "conv1".parse().expect("layer");
-        assert!(stored.is_done(&s1, &conv1, 0));
-        assert!(!stored.is_done(&s1, &conv1, 1));
+        assert!(stored.is_done(&ResultId::channel(s1.clone(), conv1.clone(), 0)));
+        assert!(!stored.is_done(&ResultId::channel(s1.clone(), conv1.clone(), 1)));
+        let neuron = ResultId {
+            view: lucid_proto::View::Neuron,
+            ..ResultId::channel(s1.clone(), conv1.clone(), 1)
+        };
+        assert!(stored.is_done(&neuron));
+        let diversity = ResultId {
+            view: lucid_proto::View::Diversity { copies: 2 },
+            ..ResultId::channel(s1, conv1, 1)
+        };
+        assert!(stored.pngs.contains_key(&(diversity, 1)));
     }
 }

@@ -67,7 +67,7 @@ pub async fn submit(
 
     let missing: Vec<TaskMessage> = plan
         .tasks()
-        .filter(|t| !stored.is_done(&t.model_id, &t.layer, t.channel))
+        .filter(|t| !stored.is_done(&t.result_id()))
         .collect();
     let expected = plan.task_count();
     let already_stored = expected - missing.len() as u64;

@@ -3,23 +3,23 @@
 //! [`check`] is a pure function over the plan, one listing of `{prefix}/{run}/` and what was fetched
 //! (sidecar bodies, PNG facts), so it can be tested without a store; [`fetch_and_check`] does the I/O.
 //!
-//! Rules: every planned task has exactly one PNG and one sidecar at its key; nothing else is stored
+//! Rules: every planned task has its PNG (one per copy of a view with copies) and one sidecar at its
+//! keys; nothing else is stored
 //! under the run except `run.json`, the gallery (`gallery/…`) and a `local` run's
 //! `dead-letters.json` (whose tasks count as dead letters, as the queue's do); each sidecar decodes and names its own run, model, layer, channel
 //! and task id, with the plan's settings; each PNG starts with the PNG signature and an `IHDR` of
-//! `size × size`, and hashes to the sidecar's `png_sha256`.
+//! `size × size`, and hashes to the sidecar's digest of its copy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use futures::StreamExt;
-use lucid_proto::task::task_id;
 use lucid_proto::{DeadLetterReport, KeyPrefix, Plan, ResultSidecar};
 use lucid_storage::Store;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::progress::{StoredRun, planned_channels};
+use crate::progress::{StoredRun, planned_results};
 
 /// The 8-byte PNG signature.
 pub const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
@@ -309,16 +309,11 @@ pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched
         });
     }
     let mut complete = 0;
-    for model in &plan.models {
-        for layer in &model.layers {
-            for &channel in &layer.channels {
-                let ck = (model.model_id.clone(), layer.layer.clone(), channel);
-                let before = violations.len();
-                check_task(plan, &stored, fetched, &ck, &mut violations);
-                if violations.len() == before {
-                    complete += 1;
-                }
-            }
+    for task in plan.tasks() {
+        let before = violations.len();
+        check_task(plan, &stored, fetched, &task, &mut violations);
+        if violations.len() == before {
+            complete += 1;
         }
     }
     violations.extend(unexpected_objects(plan, &stored));
@@ -332,22 +327,26 @@ pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched
     }
 }
 
-/// The violations of one planned task: its PNG and sidecar present, the sidecar decoding and
-/// matching the task, the PNG valid, of the planned size and of the sidecar's digest.
+/// The violations of one planned task: its PNGs (one per copy) and sidecar present, the sidecar
+/// decoding and matching the task, each PNG valid, of the planned size and of the sidecar's digest
+/// of its copy.
 fn check_task(
     plan: &Plan,
     stored: &StoredRun,
     fetched: &Fetched,
-    ck: &crate::progress::ChannelKey,
+    task: &lucid_proto::TaskMessage,
     violations: &mut Vec<Violation>,
 ) {
-    let id = task_id(&plan.run_id, &ck.0, &ck.1, ck.2);
-    let png_key = stored.pngs.get(ck);
-    if png_key.is_none() {
+    let id = &task.task_id;
+    let result = task.result_id();
+    let png_keys: Vec<Option<&String>> = (0..task.view.images())
+        .map(|copy| stored.pngs.get(&(result.clone(), copy)))
+        .collect();
+    if png_keys.iter().any(Option::is_none) {
         violations.push(Violation::MissingPng { task: id.clone() });
     }
     let mut sidecar = None;
-    match stored.sidecars.get(ck) {
+    match stored.sidecars.get(&result) {
         None => violations.push(Violation::MissingSidecar { task: id.clone() }),
         Some(key) => match fetched.sidecars.get(key) {
             None => violations.push(Violation::Unreadable { key: key.clone() }),
@@ -357,23 +356,28 @@ fn check_task(
                     reason: e.to_string(),
                 }),
                 Ok(s) => {
-                    check_sidecar(plan, key, &id, ck, &s, violations);
+                    check_sidecar(task, key, &s, violations);
                     sidecar = Some(s);
                 }
             },
         },
     }
-    if let Some(key) = png_key {
-        check_png(plan, key, fetched, sidecar.as_ref(), violations);
+    let digests: Vec<&str> = sidecar.iter().flat_map(|s| s.png_digests()).collect();
+    for (copy, key) in png_keys.iter().enumerate() {
+        if let Some(key) = key {
+            let digest = sidecar.as_ref().map(|_| digests.get(copy).copied());
+            check_png(plan, key, fetched, digest, violations);
+        }
     }
 }
 
-/// The PNG at `key`: fetched, a PNG, of the planned size, and hashing to its sidecar's digest.
+/// The PNG at `key`: fetched, a PNG, of the planned size, and hashing to `digest`, its sidecar's
+/// digest of it (`None` without a readable sidecar, `Some(None)` when the sidecar has none).
 fn check_png(
     plan: &Plan,
     key: &str,
     fetched: &Fetched,
-    sidecar: Option<&ResultSidecar>,
+    digest: Option<Option<&str>>,
     violations: &mut Vec<Violation>,
 ) {
     let Some(facts) = fetched.pngs.get(key) else {
@@ -396,7 +400,7 @@ fn check_png(
             found: dims,
         });
     }
-    if sidecar.is_some_and(|s| s.png_sha256 != facts.sha256) {
+    if digest.is_some_and(|d| d != Some(facts.sha256.as_str())) {
         violations.push(Violation::PngDigest {
             key: key.to_owned(),
         });
@@ -406,12 +410,18 @@ fn check_png(
 /// Objects under the run that no planned task, manifest, gallery or dead-letter report explains,
 /// sorted by key.
 fn unexpected_objects(plan: &Plan, stored: &StoredRun) -> Vec<Violation> {
-    let planned = planned_channels(plan);
+    let planned = planned_results(plan);
     let mut unexpected: Vec<String> = stored
         .sidecars
         .iter()
-        .chain(stored.pngs.iter())
-        .filter(|(ck, _)| !planned.contains(*ck))
+        .filter(|(id, _)| !planned.contains(*id))
+        .chain(
+            stored
+                .pngs
+                .iter()
+                .filter(|((id, _), _)| !planned.contains(id))
+                .map(|((id, _), key)| (id, key)),
+        )
         .map(|(_, key)| key.clone())
         .chain(stored.other.iter().cloned())
         .collect();
@@ -473,19 +483,7 @@ pub fn check_dead_letters(
     expected: Option<&BTreeSet<String>>,
     truncated: Option<usize>,
 ) {
-    let run = &plan.run_id;
-    let planned: BTreeSet<String> = plan
-        .models
-        .iter()
-        .flat_map(|model| {
-            model.layers.iter().flat_map(move |layer| {
-                layer
-                    .channels
-                    .iter()
-                    .map(move |&c| task_id(run, &model.model_id, &layer.layer, c))
-            })
-        })
-        .collect();
+    let planned: BTreeSet<String> = plan.tasks().map(|t| t.task_id).collect();
     let mut copies: BTreeMap<&str, usize> = BTreeMap::new();
     for d in &dead {
         *copies.entry(d.id.as_str()).or_default() += 1;
@@ -565,10 +563,8 @@ pub fn check_metrics(
 }
 
 fn check_sidecar(
-    plan: &Plan,
+    task: &lucid_proto::TaskMessage,
     key: &str,
-    id: &str,
-    ck: &crate::progress::ChannelKey,
     s: &ResultSidecar,
     out: &mut Vec<Violation>,
 ) {
@@ -582,14 +578,15 @@ fn check_sidecar(
             });
         }
     };
-    field("run_id", plan.run_id.to_string(), s.run_id.to_string());
-    field("seed", ck.0.to_string(), s.model_id.to_string());
-    field("layer", ck.1.to_string(), s.layer.to_string());
-    field("channel", ck.2.to_string(), s.channel.to_string());
-    field("task_id", id.to_owned(), s.task_id.clone());
+    field("run_id", task.run_id.to_string(), s.run_id.to_string());
+    field("seed", task.model_id.to_string(), s.model_id.to_string());
+    field("layer", task.layer.to_string(), s.layer.to_string());
+    field("channel", task.channel.to_string(), s.channel.to_string());
+    field("view", task.view.to_string(), s.view.to_string());
+    field("task_id", task.task_id.clone(), s.task_id.clone());
     field(
         "settings",
-        plan.settings.fingerprint(),
+        task.settings.fingerprint(),
         s.settings.fingerprint(),
     );
 }

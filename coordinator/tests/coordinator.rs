@@ -19,7 +19,7 @@ use lucid_coordinator::output::{
 use lucid_coordinator::verify::{self, Fetched, PngFacts, Violation};
 use lucid_e2e::{Services, SweepConfig, fixture_model as fixture};
 use lucid_proto::{
-    KeyPrefix, Plan, Provenance, RenderOutcome, ResultSidecar, SweepSpec, TaskMessage,
+    KeyPrefix, Plan, Provenance, RenderOutcome, ResultId, ResultSidecar, SweepSpec, TaskMessage,
 };
 use lucid_queue::{Broker, QueueStats, Topology};
 use lucid_storage::Store;
@@ -185,6 +185,7 @@ fn sidecar_for(task: &TaskMessage, png: &[u8], created_at: &str) -> ResultSideca
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect(),
+            further_copies: Vec::new(),
         },
         Provenance {
             worker_id: "test".into(),
@@ -203,10 +204,8 @@ async fn upload_results(store: &Store, prefix: &KeyPrefix, tasks: &[TaskMessage]
             async move {
                 let created = format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60);
                 let sidecar = sidecar_for(task, &png, &created);
-                let png_key =
-                    prefix.png_key(&task.run_id, &task.model_id, &task.layer, task.channel);
-                let json_key =
-                    prefix.sidecar_key(&task.run_id, &task.model_id, &task.layer, task.channel);
+                let png_key = prefix.png_key_of(task, 0);
+                let json_key = prefix.sidecar_key_of(task);
                 store
                     .put(&png_key, png, "image/png")
                     .await
@@ -475,7 +474,8 @@ async fn verify_reports_missing_extra_and_mismatched_objects() {
     );
 
     let missing = &tasks[0];
-    let missing_key = prefix.sidecar_key(&missing.run_id, &missing.model_id, &missing.layer, 0);
+    let channel_0 = |t: &TaskMessage| ResultId::channel(t.model_id.clone(), t.layer.clone(), 0);
+    let missing_key = prefix.sidecar_key(&missing.run_id, &channel_0(missing));
     store.delete(&missing_key).await.expect("delete");
     let extra_key = format!("{}stray.txt", prefix.run_prefix(&plan.run_id));
     store
@@ -483,7 +483,7 @@ async fn verify_reports_missing_extra_and_mismatched_objects() {
         .await
         .expect("put");
     let victim = &tasks[1];
-    let victim_key = prefix.sidecar_key(&victim.run_id, &victim.model_id, &victim.layer, 0);
+    let victim_key = prefix.sidecar_key(&victim.run_id, &channel_0(victim));
     let png = png_bytes(224);
     let wrong = sidecar_for(&tasks[2], &png, "2026-01-01T00:00:00Z");
     store
@@ -535,8 +535,8 @@ async fn verify_check_is_pure() {
     let mut keys = vec![prefix.manifest_key(&plan.run_id)];
     let mut fetched = Fetched::default();
     for task in plan.tasks() {
-        let png_key = prefix.png_key(&task.run_id, &task.model_id, &task.layer, task.channel);
-        let json_key = prefix.sidecar_key(&task.run_id, &task.model_id, &task.layer, task.channel);
+        let png_key = prefix.png_key_of(&task, 0);
+        let json_key = prefix.sidecar_key_of(&task);
         fetched.pngs.insert(png_key.clone(), PngFacts::of(&png));
         fetched.sidecars.insert(
             json_key.clone(),

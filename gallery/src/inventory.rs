@@ -4,7 +4,8 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use lucid_proto::keys::{Kind, parse_key};
+use lucid_proto::View;
+use lucid_proto::keys::{Kind, StoredKey, parse_key};
 
 /// Which of a channel's objects the listing holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -35,9 +36,14 @@ impl Inventory {
             if key.split('/').count() != 3 {
                 continue;
             }
-            let Some((model, layer, channel, kind)) = parse_key(key) else {
+            // the channel view; the other views of issue 17 are not shown yet
+            let Some(StoredKey { id, kind, .. }) = parse_key(key) else {
                 continue;
             };
+            if id.view != View::Channel {
+                continue;
+            }
+            let (model, layer, channel) = (id.model, id.layer, id.channel);
             let presence = tree
                 .entry(model.as_str().to_owned())
                 .or_default()

@@ -140,6 +140,7 @@ mod tests {
         let mut plan = Plan {
             run_id: crate::RunId::new("r").expect("run"),
             settings: RenderSection::default().settings(),
+            views: vec![crate::View::Channel],
             models: vec![ModelPlan {
                 model_id: seed.clone(),
                 location: ModelLocation::Local("m".into()),

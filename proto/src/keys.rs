@@ -1,18 +1,24 @@
-//! Object key layout: part of the wire contract, since a rerun skips channels whose keys already exist.
+//! Object key layout: part of the wire contract, since a rerun skips results whose keys already exist.
 //!
 //! ```text
-//! {prefix}/{run}/run.json                         run manifest
-//! {prefix}/{run}/dead-letters.json                 tasks `local` gave up, with their reasons
-//! {prefix}/{run}/{model}/{layer}/{channel:04}.png  image
-//! {prefix}/{run}/{model}/{layer}/{channel:04}.json result sidecar
+//! {prefix}/{run}/run.json                                   run manifest
+//! {prefix}/{run}/dead-letters.json                          tasks `local` gave up, with their reasons
+//! {prefix}/{run}/{model}/{layer}/{channel:04}.png           image of the channel view
+//! {prefix}/{run}/{model}/{layer}/{channel:04}.json          its result sidecar
+//! {prefix}/{run}/{model}/{layer}/{channel:04}.{view}.png    image of another view (`0007.neuron.png`)
+//! {prefix}/{run}/{model}/{layer}/{channel:04}.{view}.json   its sidecar
+//! {prefix}/{run}/{model}/{layer}/{channel:04}.{view}.{copy}.png  copy of a view with copies
+//!                                                           (`0007.diversity-4.2.png`; one sidecar)
 //! ```
 //!
-//! An empty prefix drops its segment (no leading `/`). Every segment is a validated identifier, so keys
-//! never contain `..`, empty segments or control characters.
+//! The channel view's keys are the keys of every run before views, so those runs resume and read
+//! as they did. An empty prefix drops its segment (no leading `/`). Every segment is a validated
+//! identifier, so keys never contain `..`, empty segments or control characters.
 
 use std::fmt;
 
 use crate::ids::{IdError, LayerName, ModelId, RunId, validate_identifier};
+use crate::view::View;
 
 /// File name of the run manifest inside a run's key space.
 pub const MANIFEST_NAME: &str = "run.json";
@@ -64,39 +70,39 @@ impl KeyPrefix {
 
     /// The sidecar key of `task`'s result.
     pub fn sidecar_key_of(&self, task: &crate::TaskMessage) -> String {
-        self.sidecar_key(&task.run_id, &task.model_id, &task.layer, task.channel)
+        self.sidecar_key(&task.run_id, &task.result_id())
     }
 
-    /// `{prefix}/{run}/{model}/{layer}/{channel:04}.{ext}` for `kind`.
-    pub fn object_key(
-        &self,
-        run: &RunId,
-        model: &ModelId,
-        layer: &LayerName,
-        channel: u32,
-        kind: Kind,
-    ) -> String {
+    /// The key of image `copy` of `task`'s result (0 for a view without copies).
+    pub fn png_key_of(&self, task: &crate::TaskMessage, copy: u32) -> String {
+        self.png_key(&task.run_id, &task.result_id(), copy)
+    }
+
+    /// The key of result `id`'s sidecar.
+    pub fn sidecar_key(&self, run: &RunId, id: &ResultId) -> String {
+        self.result_key(run, id, Kind::Sidecar, 0)
+    }
+
+    /// The key of image `copy` of result `id` (`copy` is ignored for a view without copies).
+    pub fn png_key(&self, run: &RunId, id: &ResultId, copy: u32) -> String {
+        self.result_key(run, id, Kind::Png, copy)
+    }
+
+    fn result_key(&self, run: &RunId, id: &ResultId, kind: Kind, copy: u32) -> String {
+        let mut file = format!("{:04}", id.channel);
+        if let Some(slug) = id.view.slug() {
+            file = format!("{file}.{slug}");
+        }
+        if kind == Kind::Png && id.view.has_copies() {
+            file = format!("{file}.{copy}");
+        }
         format!(
-            "{}/{model}/{layer}/{channel:04}.{}",
+            "{}/{}/{}/{file}.{}",
             self.join(run.as_str()),
+            id.model,
+            id.layer,
             kind.extension()
         )
-    }
-
-    /// The image key of a channel.
-    pub fn png_key(&self, run: &RunId, model: &ModelId, layer: &LayerName, channel: u32) -> String {
-        self.object_key(run, model, layer, channel, Kind::Png)
-    }
-
-    /// The sidecar key of a channel.
-    pub fn sidecar_key(
-        &self,
-        run: &RunId,
-        model: &ModelId,
-        layer: &LayerName,
-        channel: u32,
-    ) -> String {
-        self.object_key(run, model, layer, channel, Kind::Sidecar)
     }
 
     fn join(&self, segment: &str) -> String {
@@ -114,7 +120,44 @@ impl fmt::Display for KeyPrefix {
     }
 }
 
-/// Which object of a channel a key names.
+/// Which result of a run: one view of one channel of one layer of one model, which one task makes.
+/// Ordered by model, layer, channel, then view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResultId {
+    /// The model.
+    pub model: ModelId,
+    /// The layer.
+    pub layer: LayerName,
+    /// The channel.
+    pub channel: u32,
+    /// The view.
+    pub view: View,
+}
+
+impl ResultId {
+    /// The result of the channel view of `channel`.
+    pub fn channel(model: ModelId, layer: LayerName, channel: u32) -> Self {
+        Self {
+            model,
+            layer,
+            channel,
+            view: View::Channel,
+        }
+    }
+}
+
+/// What a stored key names: one object of a result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    /// The result.
+    pub id: ResultId,
+    /// Image or sidecar.
+    pub kind: Kind,
+    /// Which image of a view with copies; 0 otherwise and for a sidecar.
+    pub copy: u32,
+}
+
+/// Which object of a result a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// The rendered image, `.png`.
@@ -133,10 +176,11 @@ impl Kind {
     }
 }
 
-/// Parses the last three segments of a channel object key (`…/{model}/{layer}/{channel:04}.{png|json}`),
-/// as returned by a listing. `None` for anything else: the manifest, foreign objects, a channel number not
-/// written as the layout writes it (`7.png` instead of `0007.png`), invalid identifiers.
-pub fn parse_key(key: &str) -> Option<(ModelId, LayerName, u32, Kind)> {
+/// Parses the last three segments of a result's object key (`…/{model}/{layer}/{file}`, see the
+/// module docs), as returned by a listing. `None` for anything else: the manifest, foreign objects, a
+/// channel number not written as the layout writes it (`7.png` instead of `0007.png`), an unknown
+/// view, a copy a view does not have, invalid identifiers.
+pub fn parse_key(key: &str) -> Option<StoredKey> {
     let mut segments = key.rsplit('/');
     let file = segments.next()?;
     let layer = segments.next()?;
@@ -147,19 +191,37 @@ pub fn parse_key(key: &str) -> Option<(ModelId, LayerName, u32, Kind)> {
         "json" => Kind::Sidecar,
         _ => return None,
     };
-    if !stem.bytes().all(|b| b.is_ascii_digit()) {
+    let mut parts = stem.split('.');
+    let channel = canonical_number(parts.next()?, 4)?;
+    let view = match parts.next() {
+        None => View::Channel,
+        Some(slug) => View::from_slug(slug)?,
+    };
+    let copy = match (parts.next(), kind == Kind::Png && view.has_copies()) {
+        (None, false) => 0,
+        (Some(copy), true) => canonical_number(copy, 1).filter(|c| *c < view.images())?,
+        _ => return None,
+    };
+    if parts.next().is_some() {
         return None;
     }
-    let channel: u32 = stem.parse().ok()?;
-    if format!("{channel:04}") != stem {
-        return None;
-    }
-    Some((
-        ModelId::new(model).ok()?,
-        LayerName::new(layer).ok()?,
+    let id = ResultId {
+        model: ModelId::new(model).ok()?,
+        layer: LayerName::new(layer).ok()?,
         channel,
-        kind,
-    ))
+        view,
+    };
+    Some(StoredKey { id, kind, copy })
+}
+
+/// `digits` as a number, only when written as the layout writes it: ASCII digits, zero-padded to
+/// `width` and no further.
+fn canonical_number(digits: &str, width: usize) -> Option<u32> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u32 = digits.parse().ok()?;
+    (format!("{n:0width$}") == digits).then_some(n)
 }
 
 #[cfg(test)]
@@ -174,12 +236,22 @@ mod tests {
         )
     }
 
+    fn result(view: View, channel: u32) -> ResultId {
+        let (_, model, layer) = ids();
+        ResultId {
+            model,
+            layer,
+            channel,
+            view,
+        }
+    }
+
     #[test]
     fn keys_with_and_without_prefix() {
-        let (run, seed, layer) = ids();
+        let (run, _, _) = ids();
         let none = KeyPrefix::parse("").unwrap();
         assert_eq!(
-            none.png_key(&run, &seed, &layer, 7),
+            none.png_key(&run, &result(View::Channel, 7), 0),
             "run1/training_seed_01/conv1/0007.png"
         );
         assert_eq!(none.manifest_key(&run), "run1/run.json");
@@ -188,7 +260,7 @@ mod tests {
         let p = KeyPrefix::parse("/lucid/renders/").unwrap();
         assert_eq!(p.as_str(), "lucid/renders");
         assert_eq!(
-            p.sidecar_key(&run, &seed, &layer, 12345),
+            p.sidecar_key(&run, &result(View::Channel, 12345)),
             "lucid/renders/run1/training_seed_01/conv1/12345.json"
         );
         assert_eq!(p.manifest_key(&run), "lucid/renders/run1/run.json");
@@ -197,6 +269,29 @@ mod tests {
             "lucid/renders/run1/dead-letters.json"
         );
         assert_eq!(KeyPrefix::parse("/").unwrap(), KeyPrefix::default());
+    }
+
+    #[test]
+    fn each_view_has_its_own_keys() {
+        let (run, _, _) = ids();
+        let p = KeyPrefix::default();
+        let diversity = result(View::Diversity { copies: 4 }, 7);
+        assert_eq!(
+            p.png_key(&run, &diversity, 2),
+            "run1/training_seed_01/conv1/0007.diversity-4.2.png"
+        );
+        assert_eq!(
+            p.sidecar_key(&run, &diversity),
+            "run1/training_seed_01/conv1/0007.diversity-4.json"
+        );
+        assert_eq!(
+            p.png_key(&run, &result(View::NegativeChannel, 7), 0),
+            "run1/training_seed_01/conv1/0007.negative_channel.png"
+        );
+        assert_eq!(
+            p.sidecar_key(&run, &result(View::Neuron, 7)),
+            "run1/training_seed_01/conv1/0007.neuron.json"
+        );
     }
 
     #[test]
@@ -209,17 +304,35 @@ mod tests {
 
     #[test]
     fn keys_round_trip() {
-        let (run, seed, layer) = ids();
+        let (run, _, _) = ids();
+        let views = [
+            View::Channel,
+            View::NegativeChannel,
+            View::Neuron,
+            View::Diversity { copies: 3 },
+            View::Diversity { copies: 16 },
+        ];
         for prefix in ["", "renders", "a/b/c"] {
             let p = KeyPrefix::parse(prefix).unwrap();
             for channel in [0, 7, 4095, 12345] {
-                for kind in [Kind::Png, Kind::Sidecar] {
-                    let key = p.object_key(&run, &seed, &layer, channel, kind);
-                    assert_eq!(
-                        parse_key(&key),
-                        Some((seed.clone(), layer.clone(), channel, kind)),
-                        "{key}"
-                    );
+                for view in views {
+                    let id = result(view, channel);
+                    let key = p.sidecar_key(&run, &id);
+                    let want = StoredKey {
+                        id: id.clone(),
+                        kind: Kind::Sidecar,
+                        copy: 0,
+                    };
+                    assert_eq!(parse_key(&key), Some(want), "{key}");
+                    for copy in 0..view.images() {
+                        let key = p.png_key(&run, &id, copy);
+                        let want = StoredKey {
+                            id: id.clone(),
+                            kind: Kind::Png,
+                            copy,
+                        };
+                        assert_eq!(parse_key(&key), Some(want), "{key}");
+                    }
                 }
             }
         }
@@ -235,6 +348,15 @@ mod tests {
             "run1/s/l/-001.png",
             "run1/s/l/+007.png",
             "run1/s/..//0007.png",
+            "run1/s/l/0007.neuron.0.png",
+            "run1/s/l/0007.diversity-4.png",
+            "run1/s/l/0007.diversity-4.4.png",
+            "run1/s/l/0007.diversity-4.01.png",
+            "run1/s/l/0007.diversity-4.0.json",
+            "run1/s/l/0007.negative.png",
+            "run1/s/l/0007.channel.png",
+            "run1/s/l/0007..png",
+            "run1/s/l/0007.neuron.json.json",
             "l/0007.png",
             "0007.png",
             "",

@@ -25,6 +25,7 @@
 //! - [`plan`]: pure task enumeration from a spec and layer widths ([`plan::plan`]).
 //! - [`rates`]: the rates file, the engine's measured images per second per layer ([`RatesFile`]).
 //! - [`geometry`]: the sizes lucid's standard transforms produce (shared by worker and coordinator).
+//! - [`view`]: the views of a unit (channel, negative, neuron, diversity), each its own task.
 #![warn(missing_docs)]
 
 pub mod channels;
@@ -39,17 +40,19 @@ pub mod result;
 pub mod spec;
 pub mod task;
 pub mod versioned;
+pub mod view;
 
 pub use channels::ChannelSelection;
 pub use dead_letters::{DeadLetterReport, DeadTask};
 pub use ids::{IdError, LayerName, ModelId, RunId};
-pub use keys::{KeyPrefix, Kind, parse_key};
+pub use keys::{KeyPrefix, Kind, ResultId, StoredKey, parse_key};
 pub use manifest::{CheckpointRef, RunManifest};
 pub use plan::{LayerWidths, Plan, PlanError};
 pub use rates::{RatesError, RatesFile};
-pub use result::{Provenance, RenderOutcome, ResultSidecar};
+pub use result::{CopyOutcome, Provenance, RenderOutcome, ResultSidecar};
 pub use spec::{
     InvalidField, ModelEntry, ModelLocation, NetworkRef, RenderSettings, SpecError, SweepSpec,
 };
 pub use task::TaskMessage;
 pub use versioned::{DecodeError, Document};
+pub use view::View;

@@ -10,9 +10,14 @@ use crate::ids::{ModelId, RunId};
 use crate::plan::{ModelCounts, Plan};
 use crate::spec::{ModelLocation, RenderSettings, SweepSpec};
 use crate::versioned::{self, DecodeError, Document};
+use crate::view::View;
 
-/// The manifest schema this crate writes and reads.
-pub const MANIFEST_SCHEMA_VERSION: u32 = 1;
+/// The manifest schema this crate writes: version 2 added the views.
+pub const MANIFEST_SCHEMA_VERSION: u32 = 2;
+
+/// The oldest manifest schema this crate reads: a version-1 run rendered the one view of its
+/// objective.
+pub const OLDEST_MANIFEST_SCHEMA_VERSION: u32 = 1;
 
 /// The largest manifest read, in bytes: one holds the spec and a count per model and layer, tens of
 /// KiB for ten models, so this leaves room for thousands of models and long channel lists.
@@ -42,8 +47,12 @@ pub struct RunManifest {
     pub run_id: RunId,
     /// The spec, redacted (no credentials ever; see [`SweepSpec::redacted`]).
     pub spec: SweepSpec,
-    /// The render settings of every task, with their fingerprint implied.
+    /// The render settings of every task (each with its view's objective), with their fingerprint
+    /// implied.
     pub settings: RenderSettings,
+    /// The views rendered of every planned channel; a rerun may add views (each has its own keys).
+    #[serde(default)]
+    pub views: Vec<View>,
     /// Version of the coordinator that planned the run.
     pub code_version: String,
     /// The checkpoint of each model.
@@ -67,6 +76,7 @@ impl RunManifest {
             run_id: plan.run_id.clone(),
             spec: spec.redacted(),
             settings: plan.settings,
+            views: plan.views.clone(),
             code_version: code_version.into(),
             checkpoints,
             task_count: plan.task_count(),
@@ -82,12 +92,27 @@ impl RunManifest {
 
     /// Parses a stored manifest of at most [`MAX_MANIFEST_BYTES`] bytes, checking the schema version first.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        versioned::decode(
-            bytes,
-            Document::RunManifest,
-            MANIFEST_SCHEMA_VERSION,
-            MAX_MANIFEST_BYTES,
-        )
+        let versions = OLDEST_MANIFEST_SCHEMA_VERSION..=MANIFEST_SCHEMA_VERSION;
+        let document = Document::RunManifest;
+        let (version, mut manifest): (u32, Self) =
+            versioned::decode_versions(bytes, document, versions, MAX_MANIFEST_BYTES)?;
+        match (version, manifest.views.is_empty()) {
+            (1, true) => manifest.views = vec![View::of_objective(manifest.settings.objective)],
+            (1, false) => {
+                return Err(DecodeError::InvalidField {
+                    document,
+                    source: crate::spec::InvalidField::new("views", "is not a version-1 field"),
+                });
+            }
+            (_, true) => {
+                return Err(DecodeError::InvalidField {
+                    document,
+                    source: crate::spec::InvalidField::new("views", "is missing or empty"),
+                });
+            }
+            (_, false) => {}
+        }
+        Ok(manifest)
     }
 
     /// Why `self` (stored) and `new` (about to run) cannot share one run's key space, or `None` when they
@@ -177,15 +202,27 @@ mod tests {
     #[test]
     fn decode_errors() {
         let mut v: serde_json::Value = serde_json::from_slice(&manifest().encode()).unwrap();
-        v["schema_version"] = 2.into();
+        v["schema_version"] = 3.into();
         assert!(matches!(
             RunManifest::decode(&serde_json::to_vec(&v).unwrap()),
             Err(DecodeError::UnsupportedVersion {
                 document: Document::RunManifest,
-                found: 2,
+                found: 3,
                 ..
             })
         ));
+        // version 1 had no views: the run's one view is its objective's
+        v["schema_version"] = 1.into();
+        v.as_object_mut().unwrap().remove("views");
+        let old = RunManifest::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(old.views, vec![View::Channel]);
+        v["schema_version"] = 2.into();
+        assert_eq!(
+            RunManifest::decode(&serde_json::to_vec(&v).unwrap())
+                .unwrap_err()
+                .to_string(),
+            "run manifest field views: is missing or empty"
+        );
         assert!(matches!(
             RunManifest::decode(&vec![b' '; MAX_MANIFEST_BYTES + 1]),
             Err(DecodeError::TooLarge {

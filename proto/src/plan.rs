@@ -1,7 +1,8 @@
 //! Pure task enumeration: a spec plus each model's layer widths gives the ordered list of tasks.
 //!
 //! Order is model (sorted by id), then layer in network order (the order of the widths given, whatever
-//! order `layers` lists them in), then channel ascending. The coordinator reads the widths from the
+//! order `layers` lists them in), then view in the spec's order, then channel ascending: the tasks of
+//! one layer and view, which a worker batches together, are consecutive. The coordinator reads the widths from the
 //! checkpoints; this module never looks at a file.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,6 +15,7 @@ use crate::spec::{
     InvalidField, LayerSelection, ModelEntry, ModelLocation, NetworkRef, RenderSettings, SweepSpec,
 };
 use crate::task::TaskMessage;
+use crate::view::View;
 
 /// Layer widths of one network in network order: `(layer, number of channels)`.
 pub type LayerWidths = Vec<(LayerName, usize)>;
@@ -112,8 +114,10 @@ pub struct ModelPlan {
 pub struct Plan {
     /// The run.
     pub run_id: RunId,
-    /// Settings shared by all tasks.
+    /// Settings shared by all tasks (each task carries them with its view's objective).
     pub settings: RenderSettings,
+    /// The views rendered of every planned channel, in the spec's order.
+    pub views: Vec<View>,
     /// Per-model plans, sorted by model id.
     pub models: Vec<ModelPlan>,
 }
@@ -126,7 +130,7 @@ pub struct LayerCount {
     pub layer: LayerName,
     /// Its number of channels.
     pub width: usize,
-    /// Tasks planned for it.
+    /// Tasks planned for it: its selected channels times the views.
     pub tasks: u64,
 }
 
@@ -161,6 +165,7 @@ pub fn plan(spec: &SweepSpec, widths: &BTreeMap<ModelId, LayerWidths>) -> Result
     Ok(Plan {
         run_id: spec.run_id.clone(),
         settings: spec.settings(),
+        views: spec.views(),
         models,
     })
 }
@@ -232,23 +237,43 @@ fn closest_first<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> V
 }
 
 impl Plan {
-    /// Every task, in (model, layer, channel) order; built lazily.
+    /// Every task, in (model, layer, view, channel) order; built lazily.
     pub fn tasks(&self) -> impl Iterator<Item = TaskMessage> + '_ {
         self.models.iter().flat_map(move |s| {
             s.layers.iter().flat_map(move |l| {
-                l.channels.iter().map(move |&channel| {
-                    TaskMessage::new(
-                        self.run_id.clone(),
-                        s.model_id.clone(),
-                        l.layer.clone(),
-                        channel,
-                        self.settings,
-                        s.location.clone(),
-                    )
-                    .with_network(s.network.clone())
+                self.views.iter().flat_map(move |&view| {
+                    l.channels.iter().map(move |&channel| {
+                        TaskMessage::new(
+                            self.run_id.clone(),
+                            s.model_id.clone(),
+                            l.layer.clone(),
+                            channel,
+                            self.settings,
+                            s.location.clone(),
+                        )
+                        .with_network(s.network.clone())
+                        .with_view(view)
+                    })
                 })
             })
         })
+    }
+
+    /// Every result the plan makes, in task order.
+    pub fn results(&self) -> impl Iterator<Item = crate::keys::ResultId> + '_ {
+        self.tasks().map(|t| t.result_id())
+    }
+
+    /// Images the plan makes: a view with copies makes several per task.
+    pub fn image_count(&self) -> u64 {
+        let per_channel: u64 = self.views.iter().map(|v| u64::from(v.images())).sum();
+        let channels: u64 = self
+            .models
+            .iter()
+            .flat_map(|m| &m.layers)
+            .map(|l| l.channels.len() as u64)
+            .sum();
+        per_channel * channels
     }
 
     /// Total number of tasks.
@@ -267,7 +292,7 @@ impl Plan {
                     .map(|l| LayerCount {
                         layer: l.layer.clone(),
                         width: l.width,
-                        tasks: l.channels.len() as u64,
+                        tasks: (l.channels.len() * self.views.len()) as u64,
                     })
                     .collect();
                 ModelCounts {
@@ -332,6 +357,45 @@ pub(crate) mod tests {
         }
         assert_eq!(plan.task_count(), 2 * 10037);
         assert_eq!(plan.tasks().count(), 2 * 10037);
+    }
+
+    #[test]
+    fn every_view_of_every_channel_is_a_task_in_layer_then_view_order() {
+        let mut spec = spec(&["s1"]);
+        spec.layers = LayerSelection::Only(vec!["conv1".parse().unwrap(), "fc8".parse().unwrap()]);
+        spec.channels = ChannelSelection::parse("0-1").unwrap();
+        spec.views = Some(vec![
+            View::Channel,
+            View::NegativeChannel,
+            View::Neuron,
+            View::Diversity { copies: 4 },
+        ]);
+        let plan = plan(&spec, &widths_for(&spec)).unwrap();
+        assert_eq!(plan.task_count(), 2 * 2 * 4);
+        assert_eq!(plan.counts()[0].layers[0].tasks, 8);
+        // a diversity task makes four images
+        assert_eq!(plan.image_count(), 2 * 2 * (1 + 1 + 1 + 4));
+        let ids: Vec<String> = plan.tasks().map(|t| t.task_id).collect();
+        assert_eq!(
+            &ids[..8],
+            [
+                "r/s1/conv1/0000",
+                "r/s1/conv1/0001",
+                "r/s1/conv1/0000.negative_channel",
+                "r/s1/conv1/0001.negative_channel",
+                "r/s1/conv1/0000.neuron",
+                "r/s1/conv1/0001.neuron",
+                "r/s1/conv1/0000.diversity-4",
+                "r/s1/conv1/0001.diversity-4",
+            ]
+        );
+        assert!(
+            plan.tasks()
+                .all(|t| t.view.objective() == t.settings.objective)
+        );
+        // every result is distinct
+        let results: BTreeSet<_> = plan.results().collect();
+        assert_eq!(results.len(), 16);
     }
 
     #[test]

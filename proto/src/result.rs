@@ -1,4 +1,5 @@
-//! The result sidecar: the `.json` object written next to each PNG, recording how it was made.
+//! The result sidecar: the `.json` object written next to each result's PNG (or PNGs, for a view
+//! with copies), recording how it was made.
 
 use serde::{Deserialize, Serialize};
 
@@ -6,9 +7,14 @@ use crate::ids::{LayerName, ModelId, RunId};
 use crate::spec::{NetworkRef, RenderSettings};
 use crate::task::TaskMessage;
 use crate::versioned::{self, DecodeError, Document};
+use crate::view::View;
 
-/// The sidecar schema this crate writes and reads.
-pub const RESULT_SCHEMA_VERSION: u32 = 1;
+/// The sidecar schema this crate writes: version 2 added the view and its further copies.
+pub const RESULT_SCHEMA_VERSION: u32 = 2;
+
+/// The oldest sidecar schema this crate reads: a version-1 sidecar is of the one view of its
+/// objective.
+pub const OLDEST_RESULT_SCHEMA_VERSION: u32 = 1;
 
 /// The largest sidecar read, in bytes: one is about 1 KiB (its strings are identifiers and short
 /// labels), so anything near this is not a sidecar this crate wrote.
@@ -24,6 +30,20 @@ pub struct RenderOutcome {
     /// Wall time of this image's share of its batch, in seconds.
     pub render_seconds: f64,
     /// SHA-256 of the PNG bytes, 64 lowercase hex digits.
+    pub png_sha256: String,
+    /// Copies 1, 2, … of a view with copies (the fields above are copy 0's); empty otherwise.
+    pub further_copies: Vec<CopyOutcome>,
+}
+
+/// One further copy of a view with copies ([`View::Diversity`]): its own objective and image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopyOutcome {
+    /// Objective value before the first step.
+    pub objective_start: f64,
+    /// Objective value after the last step.
+    pub objective_end: f64,
+    /// SHA-256 of the copy's PNG bytes, lowercase hex.
     pub png_sha256: String,
 }
 
@@ -55,6 +75,9 @@ pub struct ResultSidecar {
     pub layer: LayerName,
     /// The channel.
     pub channel: u32,
+    /// The view (a version-1 sidecar is of the view of its objective).
+    #[serde(default)]
+    pub view: View,
     /// The settings the image was rendered with.
     pub settings: RenderSettings,
     /// The network the model is; left out for the default `alexnet_v2` (as in the task).
@@ -78,6 +101,10 @@ pub struct ResultSidecar {
     pub created_at: String,
     /// SHA-256 of the PNG bytes, lowercase hex.
     pub png_sha256: String,
+    /// Copies 1, 2, … of a view with copies, each stored as its own PNG (the fields above are copy
+    /// 0's); left out for a view of one image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub further_copies: Vec<CopyOutcome>,
 }
 
 impl ResultSidecar {
@@ -90,6 +117,7 @@ impl ResultSidecar {
             model_id: task.model_id.clone(),
             layer: task.layer.clone(),
             channel: task.channel,
+            view: task.view,
             settings: task.settings,
             network: task.network.clone(),
             objective_start: outcome.objective_start,
@@ -101,7 +129,24 @@ impl ResultSidecar {
             code_version: provenance.code_version,
             created_at: provenance.created_at,
             png_sha256: outcome.png_sha256,
+            further_copies: outcome.further_copies,
         }
+    }
+
+    /// Which result of the run this sidecar records.
+    pub fn result_id(&self) -> crate::keys::ResultId {
+        crate::keys::ResultId {
+            model: self.model_id.clone(),
+            layer: self.layer.clone(),
+            channel: self.channel,
+            view: self.view,
+        }
+    }
+
+    /// The SHA-256 of each image, copy by copy.
+    pub fn png_digests(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.png_sha256.as_str())
+            .chain(self.further_copies.iter().map(|c| c.png_sha256.as_str()))
     }
 
     /// Pretty-printed JSON, as stored.
@@ -110,15 +155,54 @@ impl ResultSidecar {
         serde_json::to_vec_pretty(self).unwrap_or_default()
     }
 
-    /// Parses a stored sidecar of at most [`MAX_SIDECAR_BYTES`] bytes, checking the schema version first.
+    /// Parses a stored sidecar of at most [`MAX_SIDECAR_BYTES`] bytes, checking the schema version
+    /// first; a version-1 sidecar is of the one view of its objective. The view must be the
+    /// settings' objective's and account for every copy.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        versioned::decode(
-            bytes,
-            Document::ResultSidecar,
-            RESULT_SCHEMA_VERSION,
-            MAX_SIDECAR_BYTES,
-        )
+        let versions = OLDEST_RESULT_SCHEMA_VERSION..=RESULT_SCHEMA_VERSION;
+        let document = Document::ResultSidecar;
+        let (version, mut sidecar): (u32, Self) =
+            versioned::decode_versions(bytes, document, versions, MAX_SIDECAR_BYTES)?;
+        let field = |name: &str, reason: String| DecodeError::InvalidField {
+            document,
+            source: crate::spec::InvalidField::new(name, reason),
+        };
+        // the strict parse above accepted the bytes, so this second look cannot fail on them
+        let written: ViewProbe = serde_json::from_slice(bytes).unwrap_or_default();
+        sidecar.view = match (version, written.view) {
+            (1, None) => View::of_objective(sidecar.settings.objective),
+            (1, Some(_)) => return Err(field("view", "is not a version-1 field".into())),
+            (_, Some(view)) => view,
+            (_, None) => return Err(field("view", "is missing".into())),
+        };
+        if sidecar.settings.objective != sidecar.view.objective() {
+            return Err(field(
+                "settings.objective",
+                format!(
+                    "{:?} is not the objective of view {}",
+                    sidecar.settings.objective, sidecar.view
+                ),
+            ));
+        }
+        let images = sidecar.further_copies.len() + 1;
+        if images != sidecar.view.images() as usize {
+            return Err(field(
+                "further_copies",
+                format!(
+                    "view {} has {} images, the sidecar records {images}",
+                    sidecar.view,
+                    sidecar.view.images()
+                ),
+            ));
+        }
+        Ok(sidecar)
     }
+}
+
+/// Whether a sidecar wrote its `view` (every other field skipped).
+#[derive(Default, Deserialize)]
+struct ViewProbe {
+    view: Option<View>,
 }
 
 #[cfg(test)]
@@ -142,6 +226,7 @@ mod tests {
                 objective_end: 12.5,
                 render_seconds: 3.25,
                 png_sha256: "ab".repeat(32),
+                further_copies: Vec::new(),
             },
             Provenance {
                 worker_id: "worker-0".into(),
@@ -159,8 +244,47 @@ mod tests {
         let bytes = s.encode();
         assert_eq!(ResultSidecar::decode(&bytes).unwrap(), s);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["schema_version"], 2);
+        assert_eq!(v["view"], "channel");
         assert_eq!(v["created_at"], "2025-01-02T03:04:05Z");
+        assert!(v.get("further_copies").is_none(), "{v}");
+    }
+
+    #[test]
+    fn a_diversity_sidecar_records_every_copy() {
+        let mut s = sidecar();
+        s.view = View::Diversity { copies: 3 };
+        s.task_id = "run1/s1/fc8/0564.diversity-3".into();
+        s.further_copies = (1..3)
+            .map(|i| CopyOutcome {
+                objective_start: 0.0,
+                objective_end: f64::from(i),
+                png_sha256: format!("{i:064}"),
+            })
+            .collect();
+        let back = ResultSidecar::decode(&s.encode()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.png_digests().count(), 3);
+        // a copy missing is refused
+        s.further_copies.pop();
+        let err = ResultSidecar::decode(&s.encode()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "result sidecar field further_copies: view diversity:3 has 3 images, the sidecar records 2"
+        );
+    }
+
+    #[test]
+    fn version_1_sidecars_are_of_the_view_of_their_objective() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sidecar().encode()).unwrap();
+        v["schema_version"] = 1.into();
+        v["settings"]["objective"] = "neuron".into();
+        v.as_object_mut().unwrap().remove("view");
+        let old = ResultSidecar::decode(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(old.view, View::Neuron);
+        v["schema_version"] = 2.into();
+        let err = ResultSidecar::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(err.to_string(), "result sidecar field view: is missing");
     }
 
     #[test]
@@ -190,7 +314,7 @@ mod tests {
                 ..
             })
         ));
-        v["schema_version"] = 1.into();
+        v["schema_version"] = 2.into();
         v["seed"] = "..".into();
         let err = ResultSidecar::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
         assert!(err.to_string().contains("invalid model id"), "{err}");

@@ -10,13 +10,27 @@ use crate::ids::{IdError, LayerName, ModelId, RunId};
 use crate::spec::{InvalidField, ModelLocation, NetworkRef, RenderSettings};
 pub use crate::versioned::DecodeError;
 use crate::versioned::{self, Document};
+use crate::view::View;
 
-/// The task message schema this crate writes and reads.
-pub const TASK_SCHEMA_VERSION: u32 = 1;
+/// The task message schema this crate writes: version 2 added the view.
+pub const TASK_SCHEMA_VERSION: u32 = 2;
 
-/// The deterministic task id `"{run}/{model}/{layer}/{channel:04}"`; also the AMQP message id.
-pub fn task_id(run: &RunId, model: &ModelId, layer: &LayerName, channel: u32) -> String {
-    format!("{run}/{model}/{layer}/{channel:04}")
+/// The oldest task schema this crate reads: a version-1 task is the one view of its objective.
+pub const OLDEST_TASK_SCHEMA_VERSION: u32 = 1;
+
+/// The deterministic task id `"{run}/{model}/{layer}/{channel:04}"`, with `.{view slug}` appended
+/// for views other than `channel` (`…/0007.diversity-4`); also the AMQP message id.
+pub fn task_id(
+    run: &RunId,
+    model: &ModelId,
+    layer: &LayerName,
+    channel: u32,
+    view: View,
+) -> String {
+    match view.slug() {
+        None => format!("{run}/{model}/{layer}/{channel:04}"),
+        Some(slug) => format!("{run}/{model}/{layer}/{channel:04}.{slug}"),
+    }
 }
 
 /// One unit of work.
@@ -24,7 +38,7 @@ pub fn task_id(run: &RunId, model: &ModelId, layer: &LayerName, channel: u32) ->
 pub struct TaskMessage {
     /// Always [`TASK_SCHEMA_VERSION`] for messages built by this crate.
     pub schema_version: u32,
-    /// `"{run}/{model}/{layer}/{channel:04}"`, see [`task_id`].
+    /// `"{run}/{model}/{layer}/{channel:04}[.{view}]"`, see [`task_id`].
     pub task_id: String,
     /// The run this task belongs to.
     pub run_id: RunId,
@@ -35,7 +49,10 @@ pub struct TaskMessage {
     pub layer: LayerName,
     /// Which channel of the layer.
     pub channel: u32,
-    /// The render settings; tasks with equal [`RenderSettings::fingerprint`] may share a batch.
+    /// Which view of the unit; its objective is `settings.objective`.
+    pub view: View,
+    /// The render settings; tasks with equal [`RenderSettings::fingerprint`] and view may share a
+    /// batch.
     pub settings: RenderSettings,
     /// Where the model's checkpoint lives.
     #[serde(rename = "model")]
@@ -47,11 +64,11 @@ pub struct TaskMessage {
     pub network: NetworkRef,
 }
 
-/// The strict shape of a version-1 message, with identifiers still unvalidated strings so that an
-/// invalid one gets its own error.
+/// The strict shape of a version-1 or -2 message (2 added `view`), with identifiers still
+/// unvalidated strings so that an invalid one gets its own error.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawTaskV1 {
+struct RawTask {
     #[allow(dead_code)]
     schema_version: u32,
     task_id: String,
@@ -59,6 +76,8 @@ struct RawTaskV1 {
     seed: String,
     layer: String,
     channel: u32,
+    #[serde(default)]
+    view: Option<View>,
     settings: RenderSettings,
     model: ModelLocation,
     #[serde(default)]
@@ -66,7 +85,7 @@ struct RawTaskV1 {
 }
 
 impl TaskMessage {
-    /// Builds a task, deriving its id.
+    /// Builds a task of the one view of `settings.objective`, deriving its id.
     pub fn new(
         run_id: RunId,
         model_id: ModelId,
@@ -75,16 +94,42 @@ impl TaskMessage {
         settings: RenderSettings,
         model_location: ModelLocation,
     ) -> Self {
+        let view = View::of_objective(settings.objective);
         Self {
             schema_version: TASK_SCHEMA_VERSION,
-            task_id: task_id(&run_id, &model_id, &layer, channel),
+            task_id: task_id(&run_id, &model_id, &layer, channel, view),
             run_id,
             model_id,
             layer,
             channel,
+            view,
             settings,
             model_location,
             network: NetworkRef::default(),
+        }
+    }
+
+    /// The same unit's task of `view`: the view's objective and id.
+    pub fn with_view(mut self, view: View) -> Self {
+        self.view = view;
+        self.settings = self.settings.for_view(view);
+        self.task_id = task_id(
+            &self.run_id,
+            &self.model_id,
+            &self.layer,
+            self.channel,
+            view,
+        );
+        self
+    }
+
+    /// Which result of the run this task makes.
+    pub fn result_id(&self) -> crate::keys::ResultId {
+        crate::keys::ResultId {
+            model: self.model_id.clone(),
+            layer: self.layer.clone(),
+            channel: self.channel,
+            view: self.view,
         }
     }
 
@@ -100,10 +145,12 @@ impl TaskMessage {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Parses and checks a body of at most `max_bytes` bytes.
+    /// Parses and checks a body of at most `max_bytes` bytes. A version-1 task (no view) is the one
+    /// view of its objective, its id checked as version 1 wrote it.
     pub fn decode(bytes: &[u8], max_bytes: usize) -> Result<Self, DecodeError> {
-        let raw: RawTaskV1 =
-            versioned::decode(bytes, Document::Task, TASK_SCHEMA_VERSION, max_bytes)?;
+        let versions = OLDEST_TASK_SCHEMA_VERSION..=TASK_SCHEMA_VERSION;
+        let (version, raw): (u32, RawTask) =
+            versioned::decode_versions(bytes, Document::Task, versions, max_bytes)?;
         let identifier = |source: IdError| DecodeError::InvalidIdentifier {
             document: Document::Task,
             source,
@@ -112,6 +159,23 @@ impl TaskMessage {
             document: Document::Task,
             source,
         };
+        let view = match (version, raw.view) {
+            (1, None) => View::of_objective(raw.settings.objective),
+            (1, Some(_)) => {
+                return Err(field(InvalidField::new("view", "is not a version-1 field")));
+            }
+            (_, Some(view)) => view,
+            (_, None) => return Err(field(InvalidField::new("view", "is missing"))),
+        };
+        if raw.settings.objective != view.objective() {
+            return Err(field(InvalidField::new(
+                "settings.objective",
+                format!(
+                    "{:?} is not the objective of view {view}",
+                    raw.settings.objective
+                ),
+            )));
+        }
         let task = TaskMessage::new(
             RunId::new(raw.run_id).map_err(identifier)?,
             ModelId::new(raw.seed).map_err(identifier)?,
@@ -121,12 +185,30 @@ impl TaskMessage {
             raw.model,
         )
         .with_network(raw.network);
-        if task.task_id != raw.task_id {
+        // version 1 wrote every id without a view
+        let written_as = match version {
+            1 => task_id(
+                &task.run_id,
+                &task.model_id,
+                &task.layer,
+                task.channel,
+                View::Channel,
+            ),
+            _ => task_id(
+                &task.run_id,
+                &task.model_id,
+                &task.layer,
+                task.channel,
+                view,
+            ),
+        };
+        let task = task.with_view(view);
+        if written_as != raw.task_id {
             return Err(field(InvalidField::new(
                 "task_id",
                 format!(
                     "{:?} does not match the other fields, expected {:?}",
-                    raw.task_id, task.task_id
+                    raw.task_id, written_as
                 ),
             )));
         }
@@ -168,7 +250,8 @@ mod tests {
         let v = json(&task);
         assert_eq!(v["model"], "s3://models/seed01");
         assert_eq!(v["settings"]["objective"], "channel");
-        assert_eq!(v["schema_version"], 1);
+        assert_eq!(v["schema_version"], 2);
+        assert_eq!(v["view"], "channel");
     }
 
     #[test]
@@ -228,20 +311,21 @@ mod tests {
 
     #[test]
     fn unsupported_version_is_read_from_loose_json() {
-        // a v2 message may have any shape; only schema_version is read
-        let body = br#"{"schema_version": 2, "whatever": [1, 2, 3]}"#;
+        // a v3 message may have any shape; only schema_version is read
+        let body = br#"{"schema_version": 3, "whatever": [1, 2, 3]}"#;
         let err = TaskMessage::decode(body, 1000).unwrap_err();
         assert_eq!(
             err,
             DecodeError::UnsupportedVersion {
                 document: Document::Task,
-                found: 2,
-                supported: 1
+                found: 3,
+                supported: 2,
+                oldest: 1,
             }
         );
         assert_eq!(
             err.to_string(),
-            "unsupported task schema_version 2, this build reads 1"
+            "unsupported task schema_version 3, this build reads 1 to 2"
         );
     }
 
@@ -298,6 +382,58 @@ mod tests {
         assert_eq!(
             TaskMessage::decode(&task.encode(), 1 << 20).expect("v1"),
             task
+        );
+    }
+
+    #[test]
+    fn a_task_of_a_view_carries_it_in_its_id_and_objective() {
+        let task = sample().with_view(View::Diversity { copies: 4 });
+        assert_eq!(task.task_id, "run1/training_seed_01/conv2/0007.diversity-4");
+        assert_eq!(task.settings.objective, crate::spec::Objective::Channel);
+        let back = TaskMessage::decode(&task.encode(), 65_536).unwrap();
+        assert_eq!(back, task);
+        let neuron = sample().with_view(View::Neuron);
+        assert_eq!(neuron.task_id, "run1/training_seed_01/conv2/0007.neuron");
+        assert_eq!(neuron.settings.objective, crate::spec::Objective::Neuron);
+        // a view whose objective the settings contradict is refused
+        let mut v = json(&neuron);
+        v["settings"]["objective"] = "channel".into();
+        let err = decode_value(&v).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "task message field settings.objective: Channel is not the objective of view neuron"
+            ),
+            "{err}"
+        );
+        let mut v = json(&task);
+        v.as_object_mut().unwrap().remove("view");
+        assert_eq!(
+            decode_value(&v).unwrap_err().to_string(),
+            "task message field view: is missing"
+        );
+        let mut v = json(&task);
+        v["view"] = "diversity:99".into();
+        assert!(matches!(
+            decode_value(&v),
+            Err(DecodeError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn version_1_tasks_are_still_decoded_as_the_view_of_their_objective() {
+        // a neuron task as version 1 wrote it: no view, an id without one
+        let mut v = json(&sample().with_view(View::Neuron));
+        v["schema_version"] = 1.into();
+        v.as_object_mut().unwrap().remove("view");
+        v["task_id"] = "run1/training_seed_01/conv2/0007".into();
+        let task = decode_value(&v).unwrap();
+        assert_eq!(task.view, View::Neuron);
+        assert_eq!(task.task_id, "run1/training_seed_01/conv2/0007.neuron");
+        // version 1 knew no view field
+        v["view"] = "neuron".into();
+        assert_eq!(
+            decode_value(&v).unwrap_err().to_string(),
+            "task message field view: is not a version-1 field"
         );
     }
 }

@@ -84,14 +84,20 @@ pub enum DecodeError {
         reason: String,
     },
     /// A schema version this build does not read.
-    #[error("unsupported {} schema_version {found}, this build reads {supported}", .document.schema())]
+    #[error(
+        "unsupported {} schema_version {found}, this build reads {}",
+        .document.schema(),
+        readable(*.oldest, *.supported)
+    )]
     UnsupportedVersion {
         /// The document refused.
         document: Document,
         /// The version in the body.
         found: u64,
-        /// The version this build reads.
+        /// The newest version this build reads.
         supported: u32,
+        /// The oldest version this build reads (equal to `supported` where only one is read).
+        oldest: u32,
     },
     /// A run id, model id or layer name breaks the identifier rules.
     #[error("{document} has an {source}")]
@@ -141,6 +147,18 @@ pub fn decode<T: DeserializeOwned>(
     version: u32,
     max_bytes: usize,
 ) -> Result<T, DecodeError> {
+    decode_versions(bytes, document, version..=version, max_bytes).map(|(_, doc)| doc)
+}
+
+/// [`decode`] for a document this build reads in several versions whose shapes one `T` parses (a
+/// newer version only adds fields, with defaults); returns the version found, so that the caller
+/// fills in what an older version meant.
+pub fn decode_versions<T: DeserializeOwned>(
+    bytes: &[u8],
+    document: Document,
+    versions: std::ops::RangeInclusive<u32>,
+    max_bytes: usize,
+) -> Result<(u32, T), DecodeError> {
     if bytes.len() > max_bytes {
         return Err(DecodeError::TooLarge {
             document,
@@ -157,14 +175,26 @@ pub fn decode<T: DeserializeOwned>(
     let found = probe
         .schema_version
         .ok_or_else(|| malformed("missing field `schema_version`".into()))?;
-    if found != u64::from(version) {
+    let (oldest, newest) = (*versions.start(), *versions.end());
+    let Some(version) = u32::try_from(found).ok().filter(|v| versions.contains(v)) else {
         return Err(DecodeError::UnsupportedVersion {
             document,
             found,
-            supported: version,
+            supported: newest,
+            oldest,
         });
+    };
+    let doc = serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))?;
+    Ok((version, doc))
+}
+
+/// `1` or `1 to 2`.
+fn readable(oldest: u32, newest: u32) -> String {
+    if oldest == newest {
+        newest.to_string()
+    } else {
+        format!("{oldest} to {newest}")
     }
-    serde_json::from_slice(bytes).map_err(|e| malformed(e.to_string()))
 }
 
 /// `text` with control characters written as escapes: serde's messages may quote the body.

@@ -498,8 +498,15 @@ fn check_ok(task: &TaskMessage, max: usize, shown: &str) {
     }
     assert_eq!(
         task.task_id,
-        task_id(&task.run_id, &task.model_id, &task.layer, task.channel)
+        task_id(
+            &task.run_id,
+            &task.model_id,
+            &task.layer,
+            task.channel,
+            task.view
+        )
     );
+    assert_eq!(task.settings.objective, task.view.objective(), "{shown:?}");
     assert!(task.settings.validate("settings").is_ok(), "{shown:?}");
     let encoded = task.encode();
     let again = TaskMessage::decode(&encoded, max.max(encoded.len()))

@@ -350,7 +350,8 @@ async fn malformed_bodies_decode_to_errors() {
                 DecodeError::UnsupportedVersion {
                     document: Document::Task,
                     found: 7,
-                    supported: 1
+                    supported: 2,
+                    oldest: 1,
                 }
             ),
             Some("bad-3") => assert_eq!(

@@ -456,6 +456,82 @@ fn invalid_spec_is_refused_before_anything_is_published() {
     assert_eq!(run.expected_tasks(), 48);
 }
 
+/// Four views of every unit (issue 17) swept by two workers through RabbitMQ and S3: every (unit,
+/// view) stored exactly once (a diversity task as three PNGs and one sidecar), `verify` clean,
+/// a resubmit publishing nothing; an unknown view is refused at `plan` naming the valid ones.
+#[test]
+fn two_workers_render_four_views_of_every_unit_exactly_once() {
+    let Some(services) = Services::from_env() else {
+        return;
+    };
+    let config = SweepConfig {
+        models: vec!["training_seed_01".into()],
+        layers: "conv1,conv3".into(),
+        channels: "0-2".into(),
+        steps: 2,
+        size: 64,
+        views: ["channel", "negative_channel", "neuron", "diversity:3"]
+            .map(String::from)
+            .to_vec(),
+        ..SweepConfig::default()
+    };
+    let misspelt = SweepConfig {
+        views: vec!["channel".into(), "diverse".into()],
+        ..config.clone()
+    };
+    let refused = TestRun::new(&services, "badview", misspelt).coordinator("plan", &[]);
+    assert!(!refused.status.success(), "an unknown view must be refused");
+    assert!(
+        refused.stderr.contains("unknown view \"diverse\"")
+            && refused.stderr.contains(lucid_proto::view::VALID_VIEWS),
+        "the refusal names the view and the valid ones: {}",
+        refused.stderr
+    );
+    let run = TestRun::new(&services, "views", config);
+    let worker_a = run.spawn_worker("worker-a", &[]);
+    let worker_b = run.spawn_worker("worker-b", &[]);
+    // 2 layers × 3 channels × 4 views
+    let first = json_document(
+        run.coordinator("submit", &["--json"])
+            .expect_success("submit"),
+    );
+    assert_eq!(
+        (&first["published"], &first["expected"]),
+        (&24.into(), &24.into()),
+        "{first}"
+    );
+    run.wait_verified(Duration::from_secs(300));
+    let report = json_document(
+        run.coordinator("verify", &["--json"])
+            .expect_success("verify"),
+    );
+    // per unit: 1 + 1 + 1 + 3 PNGs and 4 sidecars; 6 units; and run.json
+    assert_eq!(
+        (
+            &report["complete"],
+            &report["listed"],
+            &report["violations"]
+        ),
+        (&24.into(), &(6 * 10 + 1).into(), &serde_json::json!([])),
+        "{report}"
+    );
+    assert_eq!(worker_a.tasks("ok") + worker_b.tasks("ok"), 24.0);
+    let key = format!(
+        "renders/{}/training_seed_01/conv3/0002.diversity-3.json",
+        run.run_id
+    );
+    let bytes = services
+        .get_object(lucid_e2e::run::BUCKET, &key)
+        .unwrap_or_else(|| panic!("{key} is stored"));
+    let sidecar = lucid_proto::ResultSidecar::decode(&bytes).expect("sidecar");
+    assert_eq!(sidecar.view, lucid_proto::View::Diversity { copies: 3 });
+    let again = json_document(
+        run.coordinator("submit", &["--json"])
+            .expect_success("resubmit"),
+    );
+    assert_eq!(again["published"], 0, "{again}");
+}
+
 /// A network that is not alexnet_v2, with its weights and its description both on S3, swept by two
 /// workers: every (layer, channel) stored exactly once with a sidecar naming the network, `verify`
 /// clean, a resubmit publishing nothing, and the gallery built.
@@ -487,7 +563,14 @@ fn two_workers_sweep_a_described_network_read_from_s3() {
     );
     let entry = format!("{{ path = {weights:?}, network = {description:?} }}");
     // three taps (relu, layer1, head) × channels 0-2
-    let run = sweep_models_with_two_workers(&services, "network", &[("tiny", &entry)], "0-2", (4, 224), 9);
+    let run = sweep_models_with_two_workers(
+        &services,
+        "network",
+        &[("tiny", &entry)],
+        "0-2",
+        (4, 224),
+        9,
+    );
     let network = lucid_proto::NetworkRef::parse(&description).expect("network");
     for layer in ["relu", "layer1", "head"] {
         let key = format!("renders/{}/tiny/{layer}/0002.json", run.run_id);
@@ -527,7 +610,10 @@ fn two_workers_sweep_every_channel_of_three_torchscript_exports_read_from_s3() {
                 lucid_e2e::run::BUCKET,
                 &format!("{prefix}/{name}"),
             );
-            (name, format!("{{ path = {export:?}, network = \"torchscript\" }}"))
+            (
+                name,
+                format!("{{ path = {export:?}, network = \"torchscript\" }}"),
+            )
         })
         .collect();
     let entries: Vec<(&str, &str)> = entries.iter().map(|(n, e)| (*n, e.as_str())).collect();
@@ -570,6 +656,7 @@ fn sweep_models_with_two_workers(
         steps,
         size,
         prefetch: 2,
+        ..SweepConfig::default()
     };
     let run = TestRun::new(services, tag, config);
     let worker_a = run.spawn_worker("worker-a", &[]);

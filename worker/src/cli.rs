@@ -13,7 +13,7 @@ use lucid_proto::spec::{
     QueueSection, RenderSection, RenderSettings, StorageKind, StorageSection, SweepSpec,
     Transforms, render_defaults,
 };
-use lucid_proto::{LayerName, ModelId, RunId};
+use lucid_proto::{LayerName, ModelId, RunId, View};
 
 use crate::device::DeviceChoice;
 
@@ -40,9 +40,16 @@ pub struct RenderArgs {
     /// Image side in pixels.
     #[arg(long, default_value_t = render_defaults::DEFAULT_SIZE)]
     pub size: u32,
-    /// channel, neuron or negative_channel.
-    #[arg(long, value_parser = parse_objective, default_value = "channel")]
+    /// channel, neuron or negative_channel (the one view rendered when `--views` is not given).
+    #[arg(long, value_parser = parse_objective, default_value = "channel", conflicts_with = "views")]
     pub objective: Objective,
+    /// The views to render of each channel, comma separated: channel, negative_channel, neuron,
+    /// diversity:N (N copies optimised together, pushed apart by `--diversity-weight`).
+    #[arg(long, value_delimiter = ',')]
+    pub views: Vec<View>,
+    /// λ of the diversity view: its copies maximise the channel minus λ times lucid's diversity term.
+    #[arg(long, default_value_t = render_defaults::DEFAULT_DIVERSITY_WEIGHT)]
+    pub diversity_weight: f64,
     /// Images per optimisation (0: 256 on CUDA and 8 on the CPU, as `local`).
     #[arg(long, default_value_t = 0)]
     pub batch: usize,
@@ -133,6 +140,7 @@ impl RenderArgs {
             precision: self.precision,
             relu_redirect: !self.no_relu_redirect,
             fused_transforms: !self.unfused_transforms,
+            diversity_weight: self.diversity_weight,
         }
     }
 
@@ -195,6 +203,7 @@ impl RenderArgs {
             layers: LayerSelection::Only(vec![layer]),
             channels,
             channels_per_layer: BTreeMap::new(),
+            views: (!self.views.is_empty()).then(|| self.views.clone()),
             render: RenderSection {
                 settings: self.settings(),
                 batch: u32::try_from(self.batch).context("--batch")?,

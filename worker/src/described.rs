@@ -322,10 +322,15 @@ impl DescribedNet {
         self.low = std::cell::OnceCell::new();
         self.layout = Layout {
             channels_last: layout.channels_last,
-            space_to_depth: self
-                .ops
-                .iter()
-                .any(|op| matches!(op, Op::Conv { blocked: Some(_), .. })),
+            space_to_depth: self.ops.iter().any(|op| {
+                matches!(
+                    op,
+                    Op::Conv {
+                        blocked: Some(_),
+                        ..
+                    }
+                )
+            }),
         };
     }
 

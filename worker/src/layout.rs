@@ -153,7 +153,10 @@ mod tests {
                     let got = input.conv2d(&wb, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1);
                     assert_eq!(got.size(), direct.size(), "k {kernel}, n = {n}");
                     let err = (&got - &direct).abs().max().double_value(&[]);
-                    assert!(err < 1e-4, "k {kernel}, n = {n}, channels-last {channels_last}: {err}");
+                    assert!(
+                        err < 1e-4,
+                        "k {kernel}, n = {n}, channels-last {channels_last}: {err}"
+                    );
                 }
             }
         }
@@ -163,9 +166,18 @@ mod tests {
     fn space_to_depth_is_chosen_by_shape() {
         assert!(SpaceToDepth::paying(11, 4, 3).is_some(), "alexnet_v2 conv1");
         assert!(SpaceToDepth::paying(7, 2, 1).is_some(), "a greyscale stem");
-        assert!(SpaceToDepth::paying(3, 1, 3).is_none(), "stride 1 has nothing to block");
-        assert!(SpaceToDepth::paying(3, 2, 64).is_none(), "many channels already fill the cores");
-        assert!(SpaceToDepth::paying(1, 2, 3).is_none(), "a kernel smaller than its stride");
+        assert!(
+            SpaceToDepth::paying(3, 1, 3).is_none(),
+            "stride 1 has nothing to block"
+        );
+        assert!(
+            SpaceToDepth::paying(3, 2, 64).is_none(),
+            "many channels already fill the cores"
+        );
+        assert!(
+            SpaceToDepth::paying(1, 2, 3).is_none(),
+            "a kernel smaller than its stride"
+        );
     }
 
     #[test]

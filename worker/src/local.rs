@@ -214,7 +214,7 @@ async fn prepare(config: &LocalConfig) -> Result<Prepared> {
     let expected = tasks.len();
     let todo = tasks
         .into_iter()
-        .filter(|t| !stored.is_done(&t.model_id, &t.layer, t.channel))
+        .filter(|t| !stored.is_done(&t.result_id()))
         .collect();
     Ok(Prepared {
         spec,

@@ -255,13 +255,15 @@ struct Group {
 impl Batcher {
     fn push(&mut self, item: Item) {
         let task = &item.task;
+        // one batch renders one view: the diversity view shares the channel view's settings
         let key = format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
             task.run_id,
             task.model_id,
             task.layer,
             task.model_location,
-            task.settings.fingerprint()
+            task.settings.fingerprint(),
+            task.view
         );
         self.groups
             .entry(key)

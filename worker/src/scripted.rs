@@ -95,16 +95,16 @@ impl ScriptedNet {
         for (index, layer) in self.descriptor.layers.iter().enumerate() {
             let side = layer.min_input_side.max(1) as i64;
             let x = Tensor::zeros([1, 3, side, side], (Kind::Float, self.device));
-            let out = self
-                .try_forward(&x, index, Kind::Float)
-                .map_err(|source| ModelError::Torch {
-                    path: self
-                        .descriptor
-                        .module_path(folder, layer)
-                        .display()
-                        .to_string(),
-                    source,
-                })?;
+            let out =
+                self.try_forward(&x, index, Kind::Float)
+                    .map_err(|source| ModelError::Torch {
+                        path: self
+                            .descriptor
+                            .module_path(folder, layer)
+                            .display()
+                            .to_string(),
+                        source,
+                    })?;
             let width = out.size().get(1).copied().unwrap_or(0);
             if width != layer.channels as i64 {
                 return Err(ModelError::Network(NetworkError::InvalidNode {
@@ -124,7 +124,10 @@ impl ScriptedNet {
     /// fp32, or libtorch's error.
     fn try_forward(&self, c: &Tensor, index: usize, kind: Kind) -> Result<Tensor, tch::TchError> {
         let name = &self.descriptor.layers[index].name;
-        let mut input = self.input.apply_centred(&c.to_kind(Kind::Float)).to_kind(kind);
+        let mut input = self
+            .input
+            .apply_centred(&c.to_kind(Kind::Float))
+            .to_kind(kind);
         if self.channels_last {
             input = to_channels_last(&input);
         }

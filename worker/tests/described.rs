@@ -558,8 +558,14 @@ fn layouts_compute_what_the_direct_form_does() {
                 assert!(got.len() >= 2, "{name}: side {side} reaches two layers");
                 for ((index, v, g), (_, want_v, want_g)) in got.iter().zip(&direct) {
                     let layer = net.layer_name(*index);
-                    assert!(relative(v, want_v) < 1e-4, "{name} {layer} {layout:?} side {side}");
-                    assert!(relative(g, want_g) < 1e-4, "{name} {layer} {layout:?} side {side}");
+                    assert!(
+                        relative(v, want_v) < 1e-4,
+                        "{name} {layer} {layout:?} side {side}"
+                    );
+                    assert!(
+                        relative(g, want_g) < 1e-4,
+                        "{name} {layer} {layout:?} side {side}"
+                    );
                 }
             }
         }
@@ -579,8 +585,15 @@ fn bf16_follows_fp32_for_a_described_network() {
         for ((index, v, g), (_, want_v, want_g)) in low.iter().zip(&full) {
             let layer = net.layer_name(*index);
             assert_eq!(v.kind(), Kind::Float, "{layer}: returned in fp32");
-            assert!(relative(v, want_v) < 0.05, "{layer}: {}", relative(v, want_v));
-            assert!(relative(v, want_v) > 0.0, "{layer}: really computed in bf16");
+            assert!(
+                relative(v, want_v) < 0.05,
+                "{layer}: {}",
+                relative(v, want_v)
+            );
+            assert!(
+                relative(v, want_v) > 0.0,
+                "{layer}: really computed in bf16"
+            );
             let cosine = (g * want_g).sum(Kind::Float).double_value(&[])
                 / (g.norm().double_value(&[]) * want_g.norm().double_value(&[]));
             // measured on the CPU: 0.990 at alexnet_v2's conv4, the deepest tap this side reaches

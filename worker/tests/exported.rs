@@ -136,7 +136,10 @@ fn an_export_in_bf16_or_channels_last_follows_its_fp32_form() {
         let low = net.forward_centred(&x, index, Kind::BFloat16);
         assert_eq!(low.kind(), Kind::Float, "{layer}: returned in fp32");
         let err = relative(&low, &want);
-        assert!(err > 0.0 && err < 0.05, "{layer}: bf16 relative error {err}");
+        assert!(
+            err > 0.0 && err < 0.05,
+            "{layer}: bf16 relative error {err}"
+        );
         net.set_layout(Layout {
             channels_last: true,
             space_to_depth: true,

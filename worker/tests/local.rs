@@ -142,3 +142,126 @@ fn a_local_resume_with_other_settings_is_refused_by_the_manifest_check_and_an_eq
         "the refusal names the manifest and the difference: {stderr}"
     );
 }
+
+/// Four views of four channels through `local`: every (unit, view) has exactly one sidecar naming
+/// its view, with one PNG per image of the view (three for `diversity:3`), the manifest records the
+/// views, and a rerun renders nothing.
+#[test]
+fn local_renders_every_view_of_every_unit_once_and_a_rerun_renders_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed = copy_seed("training_seed_01", dir.path());
+    let out = dir.path().join("out");
+    let spec = write_spec(dir.path(), "views", &[("training_seed_01", &seed)], &out, 2);
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    let views = "views = [\"channel\", \"negative_channel\", \"neuron\", \"diversity:3\"]\n";
+    std::fs::write(&spec, format!("{views}{text}")).expect("spec with views");
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json"]);
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(
+        (summary["expected"].as_u64(), summary["rendered"].as_u64()),
+        (Some(16), Some(16)),
+        "{summary}"
+    );
+    let layer = out.join("views/training_seed_01/conv1");
+    let mut files: Vec<String> = std::fs::read_dir(&layer)
+        .expect("layer folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let mut want = Vec::new();
+    for channel in 0..4 {
+        want.push(format!("{channel:04}.diversity-3.0.png"));
+        want.push(format!("{channel:04}.diversity-3.1.png"));
+        want.push(format!("{channel:04}.diversity-3.2.png"));
+        want.push(format!("{channel:04}.diversity-3.json"));
+        want.push(format!("{channel:04}.json"));
+        for view in ["negative_channel", "neuron"] {
+            want.push(format!("{channel:04}.{view}.json"));
+            want.push(format!("{channel:04}.{view}.png"));
+        }
+        want.push(format!("{channel:04}.png"));
+    }
+    want.sort();
+    assert_eq!(files, want);
+    let sidecar = std::fs::read(layer.join("0002.diversity-3.json")).expect("sidecar");
+    let sidecar = ResultSidecar::decode(&sidecar).expect("a proto sidecar");
+    assert_eq!(sidecar.view, lucid_proto::View::Diversity { copies: 3 });
+    assert_eq!(sidecar.further_copies.len(), 2);
+    let neuron = std::fs::read(layer.join("0002.neuron.json")).expect("sidecar");
+    let neuron = ResultSidecar::decode(&neuron).expect("a proto sidecar");
+    assert_eq!(
+        neuron.settings.objective,
+        lucid_proto::spec::Objective::Neuron
+    );
+    let manifest = std::fs::read(out.join("views/run.json")).expect("manifest");
+    let manifest = RunManifest::decode(&manifest).expect("manifest");
+    assert_eq!(manifest.views.len(), 4);
+    assert_eq!(manifest.task_count, 16);
+
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
+    assert!(ok, "{stderr}");
+    let again: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(
+        (again["already_stored"].as_u64(), again["rendered"].as_u64()),
+        (Some(16), Some(0))
+    );
+}
+
+/// `render --views` renders the views of a unit into a run like `local`'s (the stored form of the
+/// old `--diversity` option), and an unknown view is refused naming the valid ones.
+#[test]
+fn render_takes_views_and_refuses_an_unknown_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out");
+    let checkpoint = small_prefix("training_seed_01").display().to_string();
+    let out_arg = out.display().to_string();
+    let args = [
+        "render",
+        "--checkpoint",
+        &checkpoint,
+        "--layer",
+        "conv2",
+        "--channels",
+        "5",
+        "--steps",
+        "2",
+        "--size",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        &out_arg,
+        "--views",
+        "channel,diversity:2",
+        "--diversity-weight",
+        "50",
+        "--json",
+    ];
+    let (ok, stdout, stderr) = run_worker(&args);
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(summary["rendered"], 2, "{summary}");
+    let layer = out.join("render/training_seed_01/conv2");
+    for file in [
+        "0005.png",
+        "0005.diversity-2.0.png",
+        "0005.diversity-2.1.png",
+    ] {
+        assert!(layer.join(file).is_file(), "{file}");
+    }
+    let sidecar = std::fs::read(layer.join("0005.diversity-2.json")).expect("sidecar");
+    let sidecar = ResultSidecar::decode(&sidecar).expect("a proto sidecar");
+    assert_eq!(sidecar.settings.diversity_weight, 50.0);
+
+    let mut bad = args.to_vec();
+    let views = bad.len() - 4;
+    bad[views] = "channel,negative";
+    let (ok, _, stderr) = run_worker(&bad);
+    assert!(!ok);
+    assert!(
+        stderr.contains("unknown view \"negative\"")
+            && stderr.contains(lucid_proto::view::VALID_VIEWS),
+        "{stderr}"
+    );
+}

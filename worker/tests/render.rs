@@ -22,19 +22,6 @@ fn load(path: &std::path::Path) -> AlexNet {
     AlexNet::load(&file, Device::Cpu).expect("load model")
 }
 
-/// `[B, 3, H, W]` float images from 8-bit RGB buffers.
-fn to_tensor(images: &[Vec<u8>], size: usize) -> Tensor {
-    let flat: Vec<f32> = images
-        .iter()
-        .flatten()
-        .map(|&b| f32::from(b) / 255.0)
-        .collect();
-    Tensor::from_slice(&flat)
-        .view([images.len() as i64, size as i64, size as i64, 3])
-        .permute([0, 3, 1, 2])
-        .contiguous()
-}
-
 #[test]
 fn gabor_and_colour_opponent_filters_are_recovered() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -140,7 +127,7 @@ fn fixture_channels_improve_and_are_selective() {
         // judge the saved PNGs with the model's own forward pass
         let _guard = tch::no_grad_guard();
         let target = model.layer_index(layer).expect("layer");
-        let acts = model.forward_to(&to_tensor(&images, size), target);
+        let acts = model.forward_to(&common::to_tensor(&images, size), target);
         let means = acts
             .narrow(1, 0, 8)
             .mean_dim([2, 3].as_slice(), false, Kind::Float);
@@ -304,25 +291,6 @@ fn relu_redirect_revives_a_channel_that_starts_dead() {
     }
 }
 
-/// The mean over pairs of `images` of the cosine similarity of their `layer` Gram matrices (the
-/// quantity lucid's diversity term penalises), computed here from the saved 8-bit images.
-fn mean_gram_cosine(model: &AlexNet, layer: &str, images: &[Vec<u8>], size: usize) -> f64 {
-    let _guard = tch::no_grad_guard();
-    let target = model.layer_index(layer).expect("layer");
-    let acts = model.forward_to(&to_tensor(images, size), target);
-    let (b, c) = (acts.size()[0], acts.size()[1]);
-    let flat = acts.reshape([b, c, -1]);
-    let grams = flat.matmul(&flat.transpose(1, 2)).reshape([b, -1]);
-    let grams = &grams / grams.norm_scalaropt_dim(2, [1].as_slice(), true);
-    let cosines = grams.matmul(&grams.transpose(0, 1));
-    let n = images.len();
-    let pairs: Vec<f64> = (0..n)
-        .flat_map(|i| ((i + 1)..n).map(move |j| (i, j)))
-        .map(|(i, j)| cosines.double_value(&[i as i64, j as i64]))
-        .collect();
-    pairs.iter().sum::<f64>() / pairs.len() as f64
-}
-
 #[test]
 fn diversity_weight_makes_the_copies_less_alike() {
     // Three copies of one channel from their own initial images, penalised by weight 0 (the copies
@@ -343,7 +311,7 @@ fn diversity_weight_makes_the_copies_less_alike() {
         );
         assert!(out.images[0].rgb != out.images[1].rgb, "copies differ");
         let images: Vec<Vec<u8>> = out.images.into_iter().map(|i| i.rgb).collect();
-        similarity.push(mean_gram_cosine(&model, "conv4", &images, size));
+        similarity.push(common::mean_gram_cosine(&model, "conv4", &images, size));
     }
     let (independent, diverse) = (similarity[0], similarity[1]);
     assert!(

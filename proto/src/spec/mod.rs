@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::channels::ChannelSelection;
 use crate::ids::{LayerName, ModelId, RunId};
+use crate::view::View;
 use uri::strip_userinfo;
 
 mod error;
@@ -73,6 +74,12 @@ pub struct SweepSpec {
     /// Per-layer channel selections that replace `channels` for the named layers.
     #[serde(default)]
     pub channels_per_layer: BTreeMap<LayerName, ChannelSelection>,
+    /// The views of each unit to render, each its own task (default: the one view of
+    /// `render.objective`, which is `channel` unless set; see [`crate::view`]). Left out of the
+    /// manifest's copy of the spec when not given, so that runs planned before views keep their
+    /// manifest's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub views: Option<Vec<View>>,
     /// Optimisation settings.
     #[serde(default)]
     pub render: RenderSection,
@@ -136,14 +143,59 @@ impl SweepSpec {
         }
         self.layers.validate(self.channels_per_layer.keys())?;
         self.render.validate()?;
+        self.validate_views()?;
         self.storage.validate()?;
         self.queue.validate()?;
         Ok(())
     }
 
-    /// The render settings every task of this run carries.
+    /// The render settings of this run; a task carries them with its view's objective
+    /// ([`RenderSettings::for_view`]).
     pub fn settings(&self) -> RenderSettings {
         self.render.settings()
+    }
+
+    /// The views rendered of every unit, in the spec's order.
+    pub fn views(&self) -> Vec<View> {
+        self.views
+            .clone()
+            .unwrap_or_else(|| vec![View::of_objective(self.render.settings.objective)])
+    }
+
+    /// `views` lists each view once, and says alone what is maximised: with `views` given,
+    /// `render.objective` must stay at its default.
+    fn validate_views(&self) -> Result<(), InvalidField> {
+        let Some(views) = &self.views else {
+            return Ok(());
+        };
+        if views.is_empty() {
+            return Err(InvalidField::new(
+                "views",
+                format!("must name at least one view: {}", crate::view::VALID_VIEWS),
+            ));
+        }
+        if let Some((i, view)) = views
+            .iter()
+            .enumerate()
+            .find(|(i, v)| views[..*i].contains(v))
+        {
+            return Err(InvalidField::new(
+                format!("views[{i}]"),
+                format!("{view} is listed twice"),
+            ));
+        }
+        let objective = self.render.settings.objective;
+        if objective != render_defaults::DEFAULT_OBJECTIVE {
+            return Err(InvalidField::new(
+                "render.objective",
+                format!(
+                    "{} conflicts with views: with views given, each view sets its objective; name {} in views instead",
+                    View::of_objective(objective),
+                    View::of_objective(objective)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// The channel selection that applies to `layer`: its `channels_per_layer` entry, else `channels`.
@@ -456,6 +508,7 @@ mod tests {
         precision = "bf16"
         relu_redirect = false
         fused_transforms = false
+        diversity_weight = 12.5
 
         [storage]
         kind = "s3"
@@ -556,6 +609,7 @@ mod tests {
             precision: Precision::Bf16,
             relu_redirect: false,
             fused_transforms: false,
+            diversity_weight: 12.5,
         };
         assert_eq!(
             spec.render,
@@ -622,5 +676,54 @@ mod tests {
             invalid(&spec),
             "channels_per_layer.fc8: layer is not selected in layers"
         );
+    }
+
+    #[test]
+    fn views_round_trip_and_default_to_the_objective() {
+        let spec = SweepSpec::parse_toml(&format!(
+            "{MINIMAL}\nviews = [\"channel\", \"negative_channel\", \"neuron\", \"diversity:4\"]\n[render]\ndiversity_weight = 50.0\n"
+        ))
+        .unwrap();
+        assert_round_trips(&spec);
+        assert_eq!(
+            spec.views(),
+            vec![
+                View::Channel,
+                View::NegativeChannel,
+                View::Neuron,
+                View::Diversity { copies: 4 }
+            ]
+        );
+        assert_eq!(spec.settings().diversity_weight, 50.0);
+        assert_eq!(
+            spec.settings().for_view(View::Neuron).objective,
+            Objective::Neuron
+        );
+        // without views: the one view of render.objective, and nothing new in the manifest's JSON
+        let legacy =
+            SweepSpec::parse_toml(&format!("{MINIMAL}\n[render]\nobjective = \"neuron\"\n"))
+                .unwrap();
+        assert_eq!(legacy.views(), vec![View::Neuron]);
+        let json = serde_json::to_value(&legacy).unwrap();
+        assert!(json.get("views").is_none(), "{json}");
+        assert!(json["render"].get("diversity_weight").is_none(), "{json}");
+    }
+
+    #[test]
+    fn bad_views_are_refused_naming_the_field() {
+        let with = |extra: &str| SweepSpec::parse_toml(&format!("{MINIMAL}\n{extra}\n"));
+        let unknown = with("views = [\"channel\", \"negative\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("unknown view \"negative\""), "{unknown}");
+        assert!(unknown.contains(crate::view::VALID_VIEWS), "{unknown}");
+        let twice = with("views = [\"neuron\", \"neuron\"]").unwrap();
+        assert_eq!(invalid(&twice), "views[1]: neuron is listed twice");
+        let none = with("views = []").unwrap();
+        assert!(invalid(&none).starts_with("views: must name at least one view"));
+        let both = with("views = [\"channel\"]\n[render]\nobjective = \"neuron\"").unwrap();
+        assert!(invalid(&both).starts_with("render.objective: neuron conflicts with views"));
+        let weight = with("[render]\ndiversity_weight = -1.0").unwrap();
+        assert!(invalid(&weight).starts_with("render.diversity_weight: must be at least 0"));
     }
 }

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{InvalidField, check_range};
 use super::render_defaults::{
-    DEFAULT_BATCH, DEFAULT_FUSED_TRANSFORMS, DEFAULT_RELU_REDIRECT, DEFAULT_SETTINGS, MAX_BATCH,
-    MAX_LR, MAX_SIZE, MAX_STEPS, MIN_SIZE, MIN_STEPS,
+    DEFAULT_BATCH, DEFAULT_DIVERSITY_WEIGHT, DEFAULT_FUSED_TRANSFORMS, DEFAULT_RELU_REDIRECT,
+    DEFAULT_SETTINGS, MAX_BATCH, MAX_DIVERSITY_WEIGHT, MAX_LR, MAX_SIZE, MAX_STEPS, MIN_SIZE,
+    MIN_STEPS,
 };
 
 /// What the optimisation maximises.
@@ -104,6 +105,22 @@ pub struct RenderSettings {
         skip_serializing_if = "is_default_fused_transforms"
     )]
     pub fused_transforms: bool,
+    /// λ of the diversity view ([`crate::View::Diversity`]): its copies maximise the channel minus
+    /// λ times lucid's diversity term. Other views ignore it. Left out of the JSON at its default,
+    /// like `relu_redirect`.
+    #[serde(
+        default = "render_defaults_diversity_weight",
+        skip_serializing_if = "is_default_diversity_weight"
+    )]
+    pub diversity_weight: f64,
+}
+
+fn render_defaults_diversity_weight() -> f64 {
+    DEFAULT_DIVERSITY_WEIGHT
+}
+
+fn is_default_diversity_weight(weight: &f64) -> bool {
+    *weight == DEFAULT_DIVERSITY_WEIGHT
 }
 
 fn render_defaults_relu_redirect() -> bool {
@@ -139,6 +156,14 @@ impl RenderSettings {
         format!("{:016x}", fnv1a64(&canonical))
     }
 
+    /// These settings as a task of `view` carries them: with the view's objective.
+    pub fn for_view(self, view: crate::View) -> Self {
+        Self {
+            objective: view.objective(),
+            ..self
+        }
+    }
+
     /// Checks the value ranges; `section` is the field path prefix used in errors (`render`, `settings`).
     pub fn validate(&self, section: &str) -> Result<(), InvalidField> {
         check_range(
@@ -155,6 +180,13 @@ impl RenderSettings {
                     "must be greater than 0 and at most {MAX_LR}, got {}",
                     self.lr
                 ),
+            ));
+        }
+        let weight = self.diversity_weight;
+        if !(weight.is_finite() && (0.0..=MAX_DIVERSITY_WEIGHT).contains(&weight)) {
+            return Err(InvalidField::new(
+                format!("{section}.diversity_weight"),
+                format!("must be at least 0 and at most {MAX_DIVERSITY_WEIGHT}, got {weight}"),
             ));
         }
         Ok(())
@@ -265,9 +297,11 @@ impl<'de, A: MapAccess<'de>> SectionTable<A> {
                     )));
                 }
             };
-        // the engine switches are left out of the JSON at their defaults, but a table may name them
+        // the engine switches and λ are left out of the JSON at their defaults, but a table may
+        // name them
         defaults.insert("relu_redirect".into(), DEFAULT_RELU_REDIRECT.into());
         defaults.insert("fused_transforms".into(), DEFAULT_FUSED_TRANSFORMS.into());
+        defaults.insert("diversity_weight".into(), DEFAULT_DIVERSITY_WEIGHT.into());
         Ok(Self {
             table,
             table_done: false,

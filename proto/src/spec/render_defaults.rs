@@ -54,6 +54,14 @@ pub const DEFAULT_RELU_REDIRECT: bool = true;
 /// The transforms as one composed affine sample: on (tested against the direct form).
 pub const DEFAULT_FUSED_TRANSFORMS: bool = true;
 
+/// λ of the diversity view: the objective minus λ times lucid's diversity term. Lucid has no default
+/// of its own; its diversity tutorial (and Olah et al., "Feature Visualization", Distill 2017) use
+/// `channel - 1e2 * diversity`, so 100.
+pub const DEFAULT_DIVERSITY_WEIGHT: f64 = 100.0;
+/// Largest accepted `render.diversity_weight`; it must also be finite and at least 0 (0 gives
+/// independent renders of the same unit, the comparison the diversity tests make).
+pub const MAX_DIVERSITY_WEIGHT: f64 = 1.0e6;
+
 /// The default render settings, as a task carries them: the defaults above in one value.
 pub const DEFAULT_SETTINGS: RenderSettings = RenderSettings {
     steps: DEFAULT_STEPS,
@@ -67,4 +75,5 @@ pub const DEFAULT_SETTINGS: RenderSettings = RenderSettings {
     precision: DEFAULT_PRECISION,
     relu_redirect: DEFAULT_RELU_REDIRECT,
     fused_transforms: DEFAULT_FUSED_TRANSFORMS,
+    diversity_weight: DEFAULT_DIVERSITY_WEIGHT,
 };

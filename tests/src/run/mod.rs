@@ -35,6 +35,9 @@ pub struct SweepConfig {
     pub steps: u32,
     /// `render.size`, the image side in pixels.
     pub size: u32,
+    /// `views` of the spec (`channel`, `diversity:4`); none written when empty, so that the run
+    /// renders the channel view.
+    pub views: Vec<String>,
     /// `queue.prefetch` (a worker prefetches the larger of this and twice its batch).
     pub prefetch: u16,
 }
@@ -49,6 +52,7 @@ impl Default for SweepConfig {
             channels: "0-2".into(),
             steps: 4,
             size: 224,
+            views: Vec::new(),
             prefetch: 4,
         }
     }
@@ -64,6 +68,7 @@ impl SweepConfig {
             channels: format!("0-{}", channels.saturating_sub(1)),
             steps,
             size: 224,
+            views: Vec::new(),
             prefetch,
         }
     }

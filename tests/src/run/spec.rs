@@ -25,12 +25,17 @@ pub(super) fn spec_text(run: &TestRun) -> String {
                 .map(|(id, value)| format!("{id} = {value}\n")),
         )
         .collect();
+    let views = if config.views.is_empty() {
+        String::new()
+    } else {
+        format!("views = {:?}\n", config.views)
+    };
     format!(
         r#"# written by lucid-e2e for run {run_id}
 run_id = "{run_id}"
 layers = {layers:?}
 channels = {channels:?}
-
+{views}
 [models]
 {models}
 [render]

@@ -21,13 +21,13 @@ use futures::future::BoxFuture;
 use futures::stream::{self, StreamExt};
 use lucid_proto::keys::KeyPrefix;
 use lucid_proto::spec::{RenderSettings, StorageSection};
-use lucid_proto::{ModelLocation, NetworkRef, TaskMessage};
+use lucid_proto::{ModelLocation, NetworkRef, TaskMessage, View};
 use lucid_storage::Store;
 
-use crate::render::{RenderedImage, Settings};
+use crate::render::{Diversity, RenderedImage, Settings};
 pub use failure::{Blame, Failure, SettleError};
 use gpu::{GpuHandle, GpuJob, NetworkChoice};
-use lucid_network::Description;
+use lucid_coordinator::models::NetworkReadError;
 use metrics::{WorkerMetrics, phase};
 pub use result::{CODE_VERSION, code_version, rfc3339_now};
 pub use settle::WorkerFault;
@@ -91,31 +91,22 @@ impl ModelResolver {
     /// (a description file from S3 through the cache). A description that does not parse is the
     /// task's fault; one that cannot be fetched is a storage failure.
     pub async fn network(&self, network: &NetworkRef) -> Result<NetworkChoice, Failure> {
-        let text = match network {
-            n if n.is_default() => return Ok(NetworkChoice::Native),
-            NetworkRef::TorchScript => return Ok(NetworkChoice::TorchScript),
-            NetworkRef::Builtin(name) => lucid_network::builtin::text(name)
-                .ok_or_else(|| Failure::task(lucid_network::builtin::unknown(name).to_string()))?
-                .to_owned(),
-            NetworkRef::Description(location) => {
-                let path = self
-                    .cache
-                    .materialize_file(location, &self.storage)
-                    .await
-                    .map_err(|e| {
-                        Failure::fetching(&format!("network description {location}"), &e)
-                    })?;
-                tokio::fs::read_to_string(&path).await.map_err(|e| {
-                    Failure::task(format!("cannot read network description {location}: {e}"))
-                })?
-            }
-        };
-        let description = Description::parse_toml(&text, &network.to_string())
-            .map_err(|e| Failure::task(e.to_string()))?;
-        Ok(NetworkChoice::Described {
-            digest: Description::digest(&text),
-            description: Box::new(description),
-        })
+        if network.is_default() {
+            return Ok(NetworkChoice::Native);
+        }
+        let read = lucid_coordinator::models::read_network(network, &self.storage, &self.cache);
+        match read.await {
+            Ok(None) => Ok(NetworkChoice::TorchScript),
+            Ok(Some(loaded)) => Ok(NetworkChoice::Described {
+                digest: loaded.digest,
+                description: Box::new(loaded.description),
+            }),
+            Err(NetworkReadError::Fetch { location, source }) => Err(Failure::fetching(
+                &format!("network description {location}"),
+                &source,
+            )),
+            Err(e) => Err(Failure::task(e.to_string())),
+        }
     }
 }
 
@@ -149,25 +140,33 @@ pub struct BatchContext {
     pub fault: WorkerFault,
 }
 
-/// The engine settings for a task's render settings (no diversity: a task is one image).
-pub fn engine_settings(s: &RenderSettings) -> Settings {
+/// The engine settings for a task of `view` with render settings `s`: the view's objective, and for
+/// a view with copies lucid's diversity term over them, weighted by `s.diversity_weight`.
+pub fn engine_settings(s: &RenderSettings, view: View) -> Settings {
     Settings {
         steps: s.steps,
         size: s.size as usize,
-        objective: s.objective,
+        objective: view.objective(),
         param: s.param,
         decorrelate: s.decorrelate,
         transforms: s.transforms,
         lr: s.lr,
         run_seed: s.run_seed,
         relu_redirect: s.relu_redirect,
-        diversity: None,
+        diversity: match view {
+            View::Diversity { copies } => Some(Diversity {
+                weight: s.diversity_weight,
+                copies: copies as usize,
+            }),
+            _ => None,
+        },
         fused_transforms: s.fused_transforms,
         precision: s.precision,
     }
 }
 
-/// Renders, stores and settles one batch of tasks that share run, model, layer, model location and settings.
+/// Renders, stores and settles one batch of tasks that share run, model, layer, model location,
+/// settings and view.
 pub async fn process_batch(items: Vec<Item>, ctx: &BatchContext) {
     let items = skip_stale(items, ctx);
     let todo = skip_stored(items, ctx).await;
@@ -238,9 +237,10 @@ async fn resolve_model(ctx: &BatchContext, first: &TaskMessage) -> Result<Resolv
     })
 }
 
-/// The images of a batch that the render thread made, paired with their tasks.
+/// The images of a batch that the render thread made, paired with their tasks (one image per copy
+/// of the view, in copy order).
 struct Rendered {
-    images: Vec<(Item, RenderedImage)>,
+    images: Vec<(Item, Vec<RenderedImage>)>,
     seconds_per_image: f64,
 }
 
@@ -263,7 +263,7 @@ async fn render(
             model_id: first.model_id.to_string(),
             layer: first.layer.to_string(),
             channels,
-            settings: engine_settings(&first.settings),
+            settings: engine_settings(&first.settings, first.view),
             reply,
         })
         .await;
@@ -287,38 +287,54 @@ async fn render(
         ctx.metrics.batch_size.observe(reply.images.len() as f64);
         ctx.metrics.gpu_busy_seconds.inc_by(render_seconds);
     }
-    let mut images = Vec::with_capacity(reply.images.len());
+    let image_count = reply.images.len();
+    let mut images = Vec::with_capacity(todo.len());
     for item in todo {
         let channel = item.task.channel as usize;
+        let mut copies: Vec<RenderedImage> = reply
+            .images
+            .iter()
+            .filter(|i| i.channel == channel)
+            .cloned()
+            .collect();
+        copies.sort_by_key(|i| i.copy);
         if let Some((_, failure)) = reply.failed.iter().find(|(c, _)| *c == channel) {
             settle(ctx, &item, Err(failure.clone())).await;
-        } else if let Some(image) = reply.images.iter().find(|i| i.channel == channel) {
-            images.push((item, image.clone()));
+        } else if copies.len() == item.task.view.images() as usize {
+            images.push((item, copies));
         } else {
-            let failure = Failure::transient("the render thread returned no image");
+            let failure = Failure::transient(format!(
+                "the render thread returned {} of the {} images of view {}",
+                copies.len(),
+                item.task.view.images(),
+                item.task.view
+            ));
             settle(ctx, &item, Err(failure)).await;
         }
     }
-    let seconds_per_image = render_seconds / images.len().max(1) as f64;
+    let seconds_per_image = render_seconds / image_count.max(1) as f64;
     Rendered {
         images,
         seconds_per_image,
     }
 }
 
-/// A task, its image and the image's PNG (or why encoding failed).
-type Encoded = (Item, RenderedImage, Result<Vec<u8>, Failure>);
+/// A task, its images and their PNGs (or why encoding failed).
+type Encoded = (Item, Vec<RenderedImage>, Result<Vec<Vec<u8>>, Failure>);
 
 /// Encodes the PNGs off the async runtime.
-async fn encode(ctx: &BatchContext, rendered: Vec<(Item, RenderedImage)>) -> Vec<Encoded> {
+async fn encode(ctx: &BatchContext, rendered: Vec<(Item, Vec<RenderedImage>)>) -> Vec<Encoded> {
     let started = Instant::now();
     let encoded = tokio::task::spawn_blocking(move || {
         rendered
             .into_iter()
-            .map(|(item, image)| {
-                let png = crate::encode::encode_png(&image.rgb, image.size, image.size)
+            .map(|(item, images)| {
+                let pngs = images
+                    .iter()
+                    .map(|image| crate::encode::encode_png(&image.rgb, image.size, image.size))
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| Failure::transient(format!("png encoding failed: {e}")));
-                (item, image, png)
+                (item, images, pngs)
             })
             .collect::<Vec<_>>()
     })
@@ -340,16 +356,16 @@ async fn encode(ctx: &BatchContext, rendered: Vec<(Item, RenderedImage)>) -> Vec
 async fn upload(ctx: &BatchContext, encoded: Vec<Encoded>, seconds_per_image: f64) {
     let started = Instant::now();
     stream::iter(encoded)
-        .for_each_concurrent(UPLOAD_CONCURRENCY, |(item, image, png)| async move {
-            let stored = match png {
-                Ok(png) => {
+        .for_each_concurrent(UPLOAD_CONCURRENCY, |(item, images, pngs)| async move {
+            let stored = match pngs {
+                Ok(pngs) => {
                     let provenance = result::provenance(&ctx.worker_id, &ctx.code_version);
                     let sidecar =
-                        result::sidecar(&item.task, &image, &png, seconds_per_image, provenance);
-                    result::store(&ctx.store, &ctx.prefix, &sidecar, png)
+                        result::sidecar(&item.task, &images, &pngs, seconds_per_image, provenance);
+                    result::store(&ctx.store, &ctx.prefix, &sidecar, pngs)
                         .await
                         .map(|()| settle::Stored {
-                            objective_end: image.objective_end,
+                            objective_end: sidecar.objective_end,
                         })
                         .map_err(|e| Failure::storing(&e))
                 }

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use lucid_proto::TaskMessage;
 use lucid_proto::keys::KeyPrefix;
-use lucid_proto::result::{Provenance, RenderOutcome, ResultSidecar};
+use lucid_proto::result::{CopyOutcome, Provenance, RenderOutcome, ResultSidecar};
 use lucid_storage::{StorageError, Store};
 use sha2::{Digest, Sha256};
 
@@ -35,49 +35,57 @@ pub fn provenance(worker_id: &str, code_version: &str) -> Provenance {
     }
 }
 
-/// The sidecar of `task`'s image, whose encoded PNG is `png`.
+/// The sidecar of `task`'s images (one per copy of its view, in copy order), whose encoded PNGs are
+/// `pngs`.
 pub fn sidecar(
     task: &TaskMessage,
-    image: &RenderedImage,
-    png: &[u8],
+    images: &[RenderedImage],
+    pngs: &[Vec<u8>],
     render_seconds: f64,
     provenance: Provenance,
 ) -> ResultSidecar {
+    let mut copies = images.iter().zip(pngs).map(|(image, png)| CopyOutcome {
+        objective_start: image.objective_start,
+        objective_end: image.objective_end,
+        png_sha256: hex(&Sha256::digest(png)),
+    });
+    let first = copies.next().unwrap_or(CopyOutcome {
+        objective_start: f64::NAN,
+        objective_end: f64::NAN,
+        png_sha256: String::new(),
+    });
     ResultSidecar::from_task(
         task,
         RenderOutcome {
-            objective_start: image.objective_start,
-            objective_end: image.objective_end,
+            objective_start: first.objective_start,
+            objective_end: first.objective_end,
             render_seconds,
-            png_sha256: hex(&Sha256::digest(png)),
+            png_sha256: first.png_sha256,
+            further_copies: copies.collect(),
         },
         provenance,
     )
 }
 
-/// Stores the PNG, then the sidecar: a stored sidecar is what marks a task done, so it must never
-/// exist without its image.
+/// Stores the PNGs (copy by copy), then the sidecar: a stored sidecar is what marks a task done, so
+/// it must never exist without its images.
 pub async fn store(
     store: &Store,
     prefix: &KeyPrefix,
     sidecar: &ResultSidecar,
-    png: Vec<u8>,
+    pngs: Vec<Vec<u8>>,
 ) -> Result<(), StorageError> {
-    let png_key = prefix.png_key(
-        &sidecar.run_id,
-        &sidecar.model_id,
-        &sidecar.layer,
-        sidecar.channel,
-    );
-    store.put(&png_key, png, "image/png").await?;
-    let sidecar_key = prefix.sidecar_key(
-        &sidecar.run_id,
-        &sidecar.model_id,
-        &sidecar.layer,
-        sidecar.channel,
-    );
+    let id = sidecar.result_id();
+    for (copy, png) in (0u32..).zip(pngs) {
+        let png_key = prefix.png_key(&sidecar.run_id, &id, copy);
+        store.put(&png_key, png, "image/png").await?;
+    }
     store
-        .put(&sidecar_key, sidecar.encode(), "application/json")
+        .put(
+            &prefix.sidecar_key(&sidecar.run_id, &id),
+            sidecar.encode(),
+            "application/json",
+        )
         .await
 }
 

@@ -3,6 +3,9 @@
 
 use std::path::PathBuf;
 
+use lucid_worker::model::AlexNet;
+use tch::Tensor;
+
 // each test binary uses its own part of this module (as with `dead_code` above)
 #[allow(unused_imports)]
 pub use lucid_testkit::fixtures::{fixtures_dir as fixtures, small_prefix, small_root};
@@ -23,4 +26,36 @@ pub fn run_worker(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// `[B, 3, H, W]` float images from 8-bit RGB buffers.
+pub fn to_tensor(images: &[Vec<u8>], size: usize) -> Tensor {
+    let flat: Vec<f32> = images
+        .iter()
+        .flatten()
+        .map(|&b| f32::from(b) / 255.0)
+        .collect();
+    Tensor::from_slice(&flat)
+        .view([images.len() as i64, size as i64, size as i64, 3])
+        .permute([0, 3, 1, 2])
+        .contiguous()
+}
+
+/// The mean over pairs of `images` of the cosine similarity of their `layer` Gram matrices (the
+/// quantity lucid's diversity term penalises), computed here from the saved 8-bit images.
+pub fn mean_gram_cosine(model: &AlexNet, layer: &str, images: &[Vec<u8>], size: usize) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let target = model.layer_index(layer).expect("layer");
+    let acts = model.forward_to(&to_tensor(images, size), target);
+    let (b, c) = (acts.size()[0], acts.size()[1]);
+    let flat = acts.reshape([b, c, -1]);
+    let grams = flat.matmul(&flat.transpose(1, 2)).reshape([b, -1]);
+    let grams = &grams / grams.norm_scalaropt_dim(2, [1].as_slice(), true);
+    let cosines = grams.matmul(&grams.transpose(0, 1));
+    let n = images.len();
+    let pairs: Vec<f64> = (0..n)
+        .flat_map(|i| ((i + 1)..n).map(move |j| (i, j)))
+        .map(|(i, j)| cosines.double_value(&[i as i64, j as i64]))
+        .collect();
+    pairs.iter().sum::<f64>() / pairs.len() as f64
 }

@@ -124,13 +124,15 @@ fn scale(rate: f64, file: &RatesFile, settings: &RenderSettings) -> f64 {
 pub struct LayerEstimate {
     /// The layer.
     pub layer: LayerName,
-    /// Tasks of this layer over all models.
+    /// Tasks of this layer over all models: channels times views.
     pub tasks: u64,
+    /// Images those tasks make: a view with copies makes several per task.
+    pub images: u64,
     /// Scaled images per second used.
     pub images_per_second: f64,
     /// Whether the rate was measured for this layer (`false`: the mean of the measured layers).
     pub measured: bool,
-    /// `tasks / images_per_second`.
+    /// `images / images_per_second`.
     pub seconds: f64,
 }
 
@@ -145,20 +147,28 @@ pub struct Estimate {
     pub rates: RateTable,
 }
 
-/// Estimates `plan`'s single-GPU time with `table`.
+/// Estimates `plan`'s single-GPU time with `table`, counting every view's images: a neuron or
+/// negative image costs what a channel image does, and each copy of a diversity view is an image
+/// (the diversity term's Gram matrices add a little on top; `lucid-worker bench --view diversity:N`
+/// measures it).
 pub fn estimate(plan: &Plan, table: &RateTable) -> Estimate {
+    let views = plan.views.len() as u64;
+    let images_per_channel: u64 = plan.views.iter().map(|v| u64::from(v.images())).sum();
     let mut layers: Vec<LayerEstimate> = Vec::new();
     for model in &plan.models {
         for layer in &model.layers {
-            let tasks = layer.channels.len() as u64;
+            let channels = layer.channels.len() as u64;
+            let (tasks, images) = (channels * views, channels * images_per_channel);
             if let Some(existing) = layers.iter_mut().find(|l| l.layer == layer.layer) {
                 existing.tasks += tasks;
+                existing.images += images;
                 continue;
             }
             let (rate, measured) = table.images_per_second(layer.layer.as_str(), &plan.settings);
             layers.push(LayerEstimate {
                 layer: layer.layer.clone(),
                 tasks,
+                images,
                 images_per_second: rate,
                 measured,
                 seconds: 0.0,
@@ -166,7 +176,7 @@ pub fn estimate(plan: &Plan, table: &RateTable) -> Estimate {
         }
     }
     for l in &mut layers {
-        l.seconds = l.tasks as f64 / l.images_per_second;
+        l.seconds = l.images as f64 / l.images_per_second;
     }
     Estimate {
         total_seconds: layers.iter().map(|l| l.seconds).sum(),

@@ -199,6 +199,10 @@ pub struct PlanOutput {
     pub models: Vec<ModelCounts>,
     /// Tasks in the run.
     pub total_tasks: u64,
+    /// The views rendered of every unit, in the spec's order.
+    pub views: Vec<lucid_proto::View>,
+    /// Images the run makes (a view with copies makes several per task).
+    pub total_images: u64,
     /// The single-GPU time estimate.
     pub estimate: EstimateOutput,
 }
@@ -244,11 +248,13 @@ pub struct LayerEstimateOutput {
     pub layer: String,
     /// Its tasks over all models.
     pub tasks: u64,
+    /// The images those tasks make (a view with copies makes several per task).
+    pub images: u64,
     /// The rate used, scaled to the run's steps and size.
     pub images_per_second: f64,
     /// Whether the rate was measured for this layer (`false`: the mean of the measured layers).
     pub measured: bool,
-    /// `tasks / images_per_second`.
+    /// `images / images_per_second`.
     pub seconds: f64,
 }
 
@@ -428,6 +434,8 @@ impl Report for PlanReport {
             precision: plan.settings.precision,
             models: plan.counts(),
             total_tasks: plan.task_count(),
+            views: plan.views.clone(),
+            total_images: plan.image_count(),
             estimate: estimate_output(&self.estimate),
         })
     }
@@ -457,6 +465,7 @@ fn estimate_output(estimate: &Estimate) -> EstimateOutput {
             .map(|l| LayerEstimateOutput {
                 layer: l.layer.to_string(),
                 tasks: l.tasks,
+                images: l.images,
                 images_per_second: l.images_per_second,
                 measured: l.measured,
                 seconds: l.seconds,

@@ -225,19 +225,34 @@ pub fn render_report(plan: &Plan, estimate: &Estimate) -> String {
         plan.settings.steps,
         plan.settings.size
     );
+    let views = plan.views.len() as u64;
+    if views > 1 {
+        let names: Vec<String> = plan.views.iter().map(ToString::to_string).collect();
+        let _ = writeln!(out, "views: {} (each its own task)", names.join(", "));
+    }
     for model in plan.counts() {
         let _ = writeln!(out, "model {}: {} tasks", model.model_id, model.tasks);
         for layer in &model.layers {
+            let per_view = if views > 1 {
+                format!(" x {views} views")
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {:<8} {:>6} of {:>6} channels",
+                "  {:<8} {:>6} of {:>6} channels{per_view}",
                 layer.layer.as_str(),
-                layer.tasks,
+                layer.tasks / views.max(1),
                 layer.width
             );
         }
     }
-    let _ = writeln!(out, "total: {} tasks", plan.task_count());
+    let _ = writeln!(
+        out,
+        "total: {} tasks, {} images",
+        plan.task_count(),
+        plan.image_count()
+    );
     let rates = &estimate.rates;
     let _ = writeln!(
         out,
@@ -248,9 +263,9 @@ pub fn render_report(plan: &Plan, estimate: &Estimate) -> String {
     for layer in &estimate.layers {
         let _ = writeln!(
             out,
-            "  {:<8} {:>7} tasks at {:>7.2} img/s = {}{}",
+            "  {:<8} {:>7} images at {:>7.2} img/s = {}{}",
             layer.layer.as_str(),
-            layer.tasks,
+            layer.images,
             layer.images_per_second,
             crate::estimate::format_duration(layer.seconds),
             if layer.measured {
@@ -305,7 +320,7 @@ mod tests {
         for line in [
             "model s1: 4 tasks",
             "  conv1         2 of      4 channels",
-            "total: 4 tasks",
+            "total: 4 tasks, 4 images",
             "estimated GPU time (engine rates: NVIDIA H200, bf16, B=512, 512 steps, 224 px, measured \
              2026-11-26; built in: docs/measurements/rates-h200-2026-11-26-bf16.json):",
             "  (this run renders in tf32; the rates were measured in bf16)",
@@ -331,5 +346,38 @@ mod tests {
             fc8.ends_with("(not measured: mean of the measured layers)"),
             "{fc8}"
         );
+    }
+
+    /// Every view's images are counted: neuron and negative images cost what channel images do,
+    /// each diversity copy is an image.
+    #[test]
+    fn the_estimate_counts_every_views_images() {
+        let spec = SweepSpec::parse_toml(
+            "run_id = \"r1\"\nchannels = \"0-1\"\nlayers = \"conv1\"\nmodels = { s1 = \"/m\" }\n\
+             views = [\"channel\", \"neuron\", \"diversity:4\"]\n\
+             [storage]\nkind = \"local\"\nlocal_dir = \"/out\"\n",
+        )
+        .expect("spec");
+        let model = spec.models.keys().next().cloned().expect("model");
+        let table = LayerTable::from_layers([("conv1", 4, 1)]).expect("table");
+        let plan = plan_checked(&spec, &[(model, table)].into()).expect("plan");
+        let built_in = RateTable::built_in().expect("built-in rates");
+        let one_view = {
+            let mut single = plan.clone();
+            single.views = vec![lucid_proto::View::Channel];
+            estimate(&single, &built_in)
+        };
+        let all = estimate(&plan, &built_in);
+        assert_eq!((all.layers[0].tasks, all.layers[0].images), (6, 12));
+        let ratio = all.total_seconds / one_view.total_seconds;
+        assert!((ratio - 6.0).abs() < 1e-9, "{ratio}");
+        let text = render_report(&plan, &all);
+        for line in [
+            "views: channel, neuron, diversity:4 (each its own task)",
+            "  conv1         2 of      4 channels x 3 views",
+            "total: 6 tasks, 12 images",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
     }
 }

@@ -6,8 +6,9 @@ use std::fmt::{self, Display, Write as _};
 
 use serde_json::Value;
 
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, ViewObjects};
 use crate::{Channel, ImageState, Layer, SidecarState, paths};
+use lucid_proto::View;
 
 /// `write!` into a `String`, which cannot fail.
 macro_rules! w {
@@ -52,7 +53,8 @@ th{background:#1a1a1a;font-weight:600}td table{margin:0}.n{text-align:right;font
 .grid a.missing{outline:1px dashed #99a;outline-offset:-3px}.grid a.unreadable{outline:1px dashed #f66;outline-offset:-3px}\
 .grid a.nometa{box-shadow:inset 0 0 0 2px #fc6}\
 .channel{display:flex;flex-wrap:wrap;gap:20px;align-items:flex-start}\
-.channel img,.models img{display:block;height:auto;max-width:100%;background:#000}\
+.views{display:flex;flex-wrap:wrap;gap:14px;align-items:flex-start}.views a{display:flex;gap:2px}\
+.channel img,.models img,.views img{display:block;height:auto;max-width:100%;background:#000}\
 .ph{display:flex;align-items:center;justify-content:center;background:#222;color:#f77;border:1px dashed #555}\
 .models{display:flex;flex-wrap:wrap;gap:14px}.models figure{margin:0}figcaption{font-size:12px;color:#aaa;margin-top:4px}\
 .cards{display:flex;flex-wrap:wrap;gap:10px}.card{display:block;background:#181818;padding:4px;border-radius:3px}\
@@ -277,6 +279,7 @@ pub(crate) fn layer_page(key: &str, run_id: &str, layer: &Layer) -> String {
         w!(p.out, " · <span class=\"warn\">{}</span>", Esc(&line));
     }
     p.out.push_str("</p>\n");
+    view_switch(&mut p, layer, View::Channel);
     for (n, sprite) in layer.sprites.iter().enumerate() {
         let chans = &layer.channels[sprite.first..sprite.first + sprite.count];
         let (first, last) = (chans[0].channel, chans[chans.len() - 1].channel);
@@ -432,7 +435,123 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
         render_table(&mut p.out, map, FIELD_ORDER);
     }
     p.out.push_str("</div></div>\n");
+    view_figures(&mut p, model, name, c);
     p.finish()
+}
+
+/// "view: channel · neuron · …": links between a layer's contact sheet and its view pages, the
+/// current one unlinked; nothing when the layer has only the channel view.
+fn view_switch(p: &mut Page, layer: &Layer, current: View) {
+    let others = layer.other_views();
+    if others.is_empty() {
+        return;
+    }
+    let (model, name) = (layer.model.as_str(), layer.layer.as_str());
+    p.out.push_str("<p class=\"views-nav\">view:");
+    for view in std::iter::once(View::Channel).chain(others) {
+        let label = Esc(&view.to_string()).to_string();
+        if view == current {
+            w!(p.out, " <b>{label}</b>");
+            continue;
+        }
+        let target = match view {
+            View::Channel => paths::layer_page(model, name),
+            other => paths::view_page(model, name, other),
+        };
+        let href = p.href(&target);
+        w!(p.out, " <a href=\"{href}\">{label}</a>");
+    }
+    p.out.push_str("</p>\n");
+}
+
+/// `gallery/{model}/{layer}/view-{view}.html`: every channel of the layer that has `view`, its
+/// images (every copy of a diversity view) lazy-loaded from the run, each linked to its channel's
+/// page.
+pub(crate) fn view_page(key: &str, run_id: &str, layer: &Layer, view: View) -> String {
+    let (model, name) = (layer.model.as_str(), layer.layer.as_str());
+    let mut p = Page::new(
+        key,
+        &format!("{model} / {name} / {view} · run {run_id}"),
+        &[
+            run_crumb(run_id),
+            (paths::layer_page(model, name), format!("{model} / {name}")),
+        ],
+    );
+    let units: Vec<(&Channel, &ViewObjects)> = layer
+        .channels
+        .iter()
+        .filter_map(|c| c.views.iter().find(|v| v.view == view).map(|v| (c, v)))
+        .collect();
+    w!(
+        p.out,
+        "<h1>{} / {} · {}</h1>\n<p class=\"muted\">{}</p>\n",
+        Esc(model),
+        Esc(name),
+        Esc(&view.to_string()),
+        plural(units.len(), "channel", "channels")
+    );
+    view_switch(&mut p, layer, view);
+    p.out.push_str("<div class=\"views\">");
+    for (c, v) in units {
+        let href = p.href(&paths::channel_page(model, name, c.channel));
+        w!(p.out, "<figure><a href=\"{href}\">");
+        for &copy in &v.copies {
+            let src = p.href(&paths::view_image(model, name, c.channel, view, copy));
+            w!(
+                p.out,
+                "<img src=\"{src}\" width=\"{}\" height=\"{}\" loading=\"lazy\" alt=\"{:04} copy {copy}\">",
+                layer.thumb,
+                layer.thumb,
+                c.channel
+            );
+        }
+        w!(
+            p.out,
+            "</a><figcaption>{:04}</figcaption></figure>",
+            c.channel
+        );
+    }
+    p.out.push_str("</div>\n");
+    p.finish()
+}
+
+/// The channel's other views side by side: each image (every copy of a diversity view) full size,
+/// captioned with the view and linked to its sidecar.
+fn view_figures(p: &mut Page, model: &str, name: &str, c: &Channel) {
+    if c.views.is_empty() {
+        return;
+    }
+    p.out
+        .push_str("<h2>Every view of this unit</h2>\n<div class=\"views\">");
+    for v in &c.views {
+        for &copy in &v.copies {
+            let src = p.href(&paths::view_image(model, name, c.channel, v.view, copy));
+            let label = if v.view.has_copies() {
+                format!("{} · copy {copy}", v.view)
+            } else {
+                v.view.to_string()
+            };
+            w!(
+                p.out,
+                "<figure><img src=\"{src}\" alt=\"{}\" loading=\"lazy\"><figcaption>{}",
+                Esc(&label),
+                Esc(&label)
+            );
+            if v.sidecar && copy == v.copies[0] {
+                let href = p.href(&paths::view_sidecar(model, name, c.channel, v.view));
+                w!(p.out, " · <a href=\"{href}\">json</a>");
+            }
+            p.out.push_str("</figcaption></figure>");
+        }
+        if !v.sidecar {
+            w!(
+                p.out,
+                "<p class=\"bad\">{}: sidecar missing</p>",
+                Esc(&v.view.to_string())
+            );
+        }
+    }
+    p.out.push_str("</div>\n");
 }
 
 /// The previous / across-models / next links of channel `i`'s page.

@@ -7,10 +7,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use lucid_proto::View;
 use lucid_proto::keys::{Kind, StoredKey, parse_key};
 
-/// Which of a channel's objects the listing holds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Which of a channel's objects the listing holds: the channel view's, and those of its other views.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Presence {
     pub png: bool,
+    pub sidecar: bool,
+    pub views: Vec<ViewObjects>,
+}
+
+/// The stored objects of one other view (issue 17) of a channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ViewObjects {
+    pub view: View,
+    /// The copies whose PNG is stored, ascending (0 for a view without copies).
+    pub copies: Vec<u32>,
     pub sidecar: bool,
 }
 
@@ -32,15 +42,30 @@ impl Inventory {
     /// manifest, an earlier gallery, foreign objects) is ignored.
     pub(crate) fn from_keys(keys: &[String]) -> Self {
         let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<u32, Presence>>> = BTreeMap::new();
+        let mut others: BTreeMap<(String, String, u32), BTreeMap<View, ViewObjects>> =
+            BTreeMap::new();
         for key in keys {
             if key.split('/').count() != 3 {
                 continue;
             }
-            // the channel view; the other views of issue 17 are not shown yet
-            let Some(StoredKey { id, kind, .. }) = parse_key(key) else {
+            let Some(StoredKey { id, kind, copy }) = parse_key(key) else {
                 continue;
             };
             if id.view != View::Channel {
+                let unit = (id.model.to_string(), id.layer.to_string(), id.channel);
+                let objects = others
+                    .entry(unit)
+                    .or_default()
+                    .entry(id.view)
+                    .or_insert_with(|| ViewObjects {
+                        view: id.view,
+                        copies: Vec::new(),
+                        sidecar: false,
+                    });
+                match kind {
+                    Kind::Png => objects.copies.push(copy),
+                    Kind::Sidecar => objects.sidecar = true,
+                }
                 continue;
             }
             let (model, layer, channel) = (id.model, id.layer, id.channel);
@@ -54,6 +79,23 @@ impl Inventory {
             match kind {
                 Kind::Png => presence.png = true,
                 Kind::Sidecar => presence.sidecar = true,
+            }
+        }
+        // other views are shown on their channel's page; a unit without a channel view is not
+        // shown yet
+        for ((model, layer, channel), views) in others {
+            if let Some(presence) = tree
+                .get_mut(&model)
+                .and_then(|layers| layers.get_mut(&layer))
+                .and_then(|channels| channels.get_mut(&channel))
+            {
+                presence.views = views
+                    .into_values()
+                    .map(|mut v| {
+                        v.copies.sort_unstable();
+                        v
+                    })
+                    .collect();
             }
         }
         let mut layer_names: Vec<String> = tree
@@ -151,6 +193,12 @@ mod tests {
             "gallery/s2/conv1-0.png",
             "x/s2/conv1/0002.png",
             "s2/conv1/7.png",
+            "s2/conv1/0001.neuron.png",
+            "s2/conv1/0001.neuron.json",
+            "s2/conv1/0001.diversity-2.1.png",
+            "s2/conv1/0001.diversity-2.0.png",
+            // a view of a unit without its channel view is not shown yet
+            "s2/conv1/0009.neuron.png",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -167,7 +215,19 @@ mod tests {
                 1,
                 Presence {
                     png: true,
-                    sidecar: true
+                    sidecar: true,
+                    views: vec![
+                        ViewObjects {
+                            view: View::Neuron,
+                            copies: vec![0],
+                            sidecar: true,
+                        },
+                        ViewObjects {
+                            view: View::Diversity { copies: 2 },
+                            copies: vec![0, 1],
+                            sidecar: false,
+                        },
+                    ],
                 }
             )]
         );
@@ -177,7 +237,8 @@ mod tests {
                 0,
                 Presence {
                     png: false,
-                    sidecar: true
+                    sidecar: true,
+                    views: Vec::new(),
                 }
             )]
         );

@@ -14,7 +14,10 @@
 //! gallery/{model}/{layer}.html                 contact sheet of a layer (lazy-loaded sprites + tile links)
 //! gallery/{model}/{layer}-{n}.png              sprite n: up to sprite_max_thumbs thumbnails in a grid
 //! gallery/{model}/{layer}-preview.png          the first few thumbnails, for the index
-//! gallery/{model}/{layer}/{channel:04}.html    one channel: the full PNG and its sidecar's metadata
+//! gallery/{model}/{layer}/{channel:04}.html    one channel: the full PNG and its sidecar's metadata,
+//!                                             and every other view of it side by side
+//! gallery/{model}/{layer}/view-{view}.html     every channel of the layer in another view (the
+//!                                             layer page and these switch between the views)
 //! gallery/compare/{layer}.html                every channel of a layer, one tile per model, aligned
 //! gallery/compare/{layer}/{channel:04}.html   one channel across every model, side by side
 //! ```
@@ -299,6 +302,8 @@ pub(crate) struct Channel {
     pub sidecar: SidecarState,
     pub objective_start: Option<f64>,
     pub objective_end: Option<f64>,
+    /// The channel's other views, shown beside it on its page.
+    pub views: Vec<inventory::ViewObjects>,
     pub tile: Tile,
 }
 
@@ -324,6 +329,11 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
+    /// The other views (beside the channel view) that any of the layer's channels has.
+    pub(crate) fn other_views(&self) -> Vec<lucid_proto::View> {
+        views_of(self.channels.iter().map(|c| &c.views))
+    }
+
     /// Channels per state: (missing images, unreadable images, missing sidecars, unreadable sidecars).
     pub(crate) fn problems(&self) -> [usize; 4] {
         let mut p = [0; 4];
@@ -501,6 +511,18 @@ fn put_page(
     Ok(())
 }
 
+/// The distinct views among `views`, in view order.
+fn views_of<'a>(
+    views: impl Iterator<Item = &'a Vec<inventory::ViewObjects>>,
+) -> Vec<lucid_proto::View> {
+    views
+        .flatten()
+        .map(|v| v.view)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
 /// Every key [`build`] will write for `inventory`, in writing order.
 fn planned_keys(inventory: &Inventory, opts: &GalleryOptions) -> Vec<String> {
     let mut keys = Vec::new();
@@ -511,6 +533,9 @@ fn planned_keys(inventory: &Inventory, opts: &GalleryOptions) -> Vec<String> {
             }
             keys.push(paths::preview(model, layer));
             keys.push(paths::layer_page(model, layer));
+            for view in views_of(entries.iter().map(|(_, p)| &p.views)) {
+                keys.push(paths::view_page(model, layer, view));
+            }
             for (channel, _) in entries {
                 keys.push(paths::channel_page(model, layer, *channel));
             }
@@ -604,8 +629,8 @@ fn build_layer(
     summary: &mut GallerySummary,
 ) -> Result<Layer, GalleryError> {
     let thumb = opts.thumb_size;
-    let loaded = parallel_map(entries, threads, |&(channel, presence)| {
-        load_channel(source, model, layer, channel, presence, thumb)
+    let loaded = parallel_map(entries, threads, |(channel, presence)| {
+        load_channel(source, model, layer, *channel, presence, thumb)
     })?;
     let sprites = sprite_layout(entries.len(), opts);
     let max = opts.sprite_max_thumbs as usize;
@@ -658,6 +683,11 @@ fn build_layer(
         &key,
         html::layer_page(&key, &opts.run_id, &built),
     )?;
+    for view in built.other_views() {
+        let key = paths::view_page(model, layer, view);
+        let page = html::view_page(&key, &opts.run_id, &built, view);
+        put_page(sink, summary, &key, page)?;
+    }
     for i in 0..built.channels.len() {
         let key = paths::channel_page(model, layer, built.channels[i].channel);
         let page = html::channel_page(&key, &opts.run_id, &built, i);
@@ -697,7 +727,7 @@ fn load_channel(
     model: &str,
     layer: &str,
     channel: u32,
-    presence: Presence,
+    presence: &Presence,
     thumb: u32,
 ) -> Result<(Channel, Option<Vec<u8>>), GalleryError> {
     let (image, pixels) = if presence.png {
@@ -737,6 +767,7 @@ fn load_channel(
             sidecar,
             objective_start,
             objective_end,
+            views: presence.views.clone(),
             tile: Tile {
                 sprite: 0,
                 col: 0,

@@ -3,6 +3,9 @@
 //! All links are computed by [`relative`] from the key of the page to the key of the target, so they are
 //! relative by construction and work from `file://` as well as from a bucket path.
 
+use lucid_proto::View;
+use lucid_proto::keys::{Kind, result_file};
+
 /// The gallery's folder under the run root.
 pub(crate) const DIR: &str = lucid_proto::keys::GALLERY_DIR;
 
@@ -14,6 +17,13 @@ pub(crate) fn index() -> String {
 /// `gallery/{model}/{layer}.html`: the contact sheet.
 pub(crate) fn layer_page(model: &str, layer: &str) -> String {
     format!("{DIR}/{model}/{layer}.html")
+}
+
+/// `gallery/{model}/{layer}/view-{slug}.html`: every channel of a layer in another view (beside
+/// the channel pages `{channel:04}.html`, which never start with `view-`).
+pub(crate) fn view_page(model: &str, layer: &str, view: View) -> String {
+    let slug = view.slug().unwrap_or_else(|| "channel".into());
+    format!("{DIR}/{model}/{layer}/view-{slug}.html")
 }
 
 /// `gallery/{model}/{layer}-{n}.png`: sprite `n` of a contact sheet.
@@ -44,6 +54,22 @@ pub(crate) fn compare_channel(layer: &str, channel: u32) -> String {
 /// `{model}/{layer}/{channel:04}.png`: the rendered image, as the workers store it.
 pub(crate) fn image(model: &str, layer: &str, channel: u32) -> String {
     format!("{model}/{layer}/{channel:04}.png")
+}
+
+/// `{model}/{layer}/{channel:04}.{view}[.{copy}].png`: an image of another view of the channel.
+pub(crate) fn view_image(model: &str, layer: &str, channel: u32, view: View, copy: u32) -> String {
+    format!(
+        "{model}/{layer}/{}",
+        result_file(channel, view, Kind::Png, copy)
+    )
+}
+
+/// `{model}/{layer}/{channel:04}.{view}.json`: the sidecar of another view of the channel.
+pub(crate) fn view_sidecar(model: &str, layer: &str, channel: u32, view: View) -> String {
+    format!(
+        "{model}/{layer}/{}",
+        result_file(channel, view, Kind::Sidecar, 0)
+    )
 }
 
 /// `{model}/{layer}/{channel:04}.json`: the result sidecar.

@@ -63,8 +63,14 @@ fn browser() -> Option<Browser> {
 }
 
 /// Runs the check script on `pages` (relative to `root/gallery`), optionally saving a screenshot of
-/// the first page; panics with the script's report unless every page passed.
-fn check(browser: &Browser, root: &Path, pages: &[&str], screenshot: Option<&Path>) {
+/// the first page; panics with the script's report unless every page passed; returns each page's
+/// report.
+fn check(
+    browser: &Browser,
+    root: &Path,
+    pages: &[&str],
+    screenshot: Option<&Path>,
+) -> Vec<serde_json::Value> {
     let script = workspace().join("scripts/gallery-browser-check.mjs");
     let mut cmd = Command::new(&browser.node);
     cmd.arg(&script).arg("--chromium").arg(&browser.chromium);
@@ -101,6 +107,7 @@ fn check(browser: &Browser, root: &Path, pages: &[&str], screenshot: Option<&Pat
             "{page}: {result}"
         );
     }
+    results
 }
 
 /// Copies the lead's demo renders into `root` as a run; false if they are not there.
@@ -142,6 +149,23 @@ fn gallery_pages_load_in_chromium() {
         Pattern::Waves,
     );
     fs::remove_file(root.join("s1/conv1/0005.json")).expect("remove sidecar");
+    // unit s1/conv1/0003 has three more views, one of them with two copies (issue 17)
+    let unit = root.join("s1/conv1");
+    for (view, pngs) in [
+        ("neuron", &["neuron"][..]),
+        ("negative_channel", &["negative_channel"]),
+        ("diversity-2", &["diversity-2.0", "diversity-2.1"]),
+    ] {
+        for png in pngs {
+            fs::copy(unit.join("0003.png"), unit.join(format!("0003.{png}.png")))
+                .expect("view png");
+        }
+        fs::copy(
+            unit.join("0003.json"),
+            unit.join(format!("0003.{view}.json")),
+        )
+        .expect("view json");
+    }
     fs::write(root.join("s2/conv2/0007.png"), b"\x89PNG\r\n\x1a\ngarbage").expect("corrupt png");
     let opts = GalleryOptions {
         run_id: "run1".into(),
@@ -163,6 +187,39 @@ fn gallery_pages_load_in_chromium() {
             "s1/conv1/0005.html",
         ],
         None,
+    );
+    // the unit page shows every view side by side, each image decoded in the browser
+    let unit_page = check(&browser, root, &["s1/conv1/0003.html"], None);
+    assert_eq!(unit_page[0]["images"], 1 + 4, "{}", unit_page[0]);
+    let html = fs::read_to_string(root.join("gallery/s1/conv1/0003.html")).expect("unit page");
+    for label in [
+        "neuron",
+        "negative_channel",
+        "diversity:2 · copy 0",
+        "diversity:2 · copy 1",
+    ] {
+        assert!(html.contains(&format!("<figcaption>{label}")), "{label}");
+    }
+    // the layer page switches to each view's page, which shows the units that have it
+    let layer_page = fs::read_to_string(root.join("gallery/s1/conv1.html")).expect("layer page");
+    for view in ["negative_channel", "neuron", "diversity-2"] {
+        assert!(
+            layer_page.contains(&format!("href=\"conv1/view-{view}.html\"")),
+            "{view}"
+        );
+    }
+    let views = check(
+        &browser,
+        root,
+        &[
+            "s1/conv1/view-neuron.html",
+            "s1/conv1/view-diversity-2.html",
+        ],
+        None,
+    );
+    assert_eq!(
+        (&views[0]["images"], &views[1]["images"]),
+        (&1.into(), &2.into())
     );
 
     // The screenshot: the demo renders if present, else a synthetic run.

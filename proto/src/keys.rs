@@ -89,19 +89,12 @@ impl KeyPrefix {
     }
 
     fn result_key(&self, run: &RunId, id: &ResultId, kind: Kind, copy: u32) -> String {
-        let mut file = format!("{:04}", id.channel);
-        if let Some(slug) = id.view.slug() {
-            file = format!("{file}.{slug}");
-        }
-        if kind == Kind::Png && id.view.has_copies() {
-            file = format!("{file}.{copy}");
-        }
         format!(
-            "{}/{}/{}/{file}.{}",
+            "{}/{}/{}/{}",
             self.join(run.as_str()),
             id.model,
             id.layer,
-            kind.extension()
+            result_file(id.channel, id.view, kind, copy)
         )
     }
 
@@ -174,6 +167,19 @@ impl Kind {
             Kind::Sidecar => "json",
         }
     }
+}
+
+/// The file name of an object of a result, its key's last segment: `0007.png`,
+/// `0007.neuron.json`, `0007.diversity-4.2.png` (`copy` is ignored for a view without copies).
+pub fn result_file(channel: u32, view: View, kind: Kind, copy: u32) -> String {
+    let mut file = format!("{channel:04}");
+    if let Some(slug) = view.slug() {
+        file = format!("{file}.{slug}");
+    }
+    if kind == Kind::Png && view.has_copies() {
+        file = format!("{file}.{copy}");
+    }
+    format!("{file}.{}", kind.extension())
 }
 
 /// Parses the last three segments of a result's object key (`…/{model}/{layer}/{file}`, see the

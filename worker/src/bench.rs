@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use lucid_checkpoint::{ModelFile, discover};
-use lucid_proto::LayerName;
 use lucid_proto::rates::{LayerRate, RATES_SCHEMA_VERSION, RatesFile};
+use lucid_proto::spec::RenderSettings;
+use lucid_proto::{LayerName, View};
 use tch::Device;
 
 use crate::described::DescribedNet;
@@ -24,9 +25,10 @@ use crate::device::DeviceChoice;
 use crate::encode::encode_png;
 use crate::layout::Layout;
 use crate::model::AlexNet;
+use crate::pipeline::engine_settings;
+use crate::render::Settings;
 use crate::render::engine::{NoClock, Optimisation, Phase, PhaseClock};
 use crate::render::net::RenderNet;
-use crate::render::{Settings, TransformSet};
 use crate::scripted::ScriptedNet;
 use lucid_network::Network;
 
@@ -44,6 +46,13 @@ pub struct BenchArgs {
     /// Layer to benchmark; ignored with `--all-layers`.
     #[arg(long, default_value = "conv5")]
     pub layer: String,
+    /// The view rendered: channel, negative_channel, neuron or diversity:N (its copies count as
+    /// images, so the rate is images per second whatever the view).
+    #[arg(long, default_value = "channel")]
+    pub view: View,
+    /// λ of a diversity view.
+    #[arg(long, default_value_t = lucid_proto::spec::render_defaults::DEFAULT_DIVERSITY_WEIGHT)]
+    pub diversity_weight: f64,
     /// Benchmark every layer and estimate a full sweep's wall time on this device.
     #[arg(long)]
     pub all_layers: bool,
@@ -133,6 +142,8 @@ pub struct BenchReport {
     pub steps: u32,
     /// Arithmetic precision.
     pub precision: lucid_proto::spec::Precision,
+    /// The view rendered.
+    pub view: String,
     /// Whether activations ran channels-last.
     pub channels_last: bool,
     /// Whether a convolution ran space-to-depth.
@@ -310,15 +321,19 @@ fn load_net(args: &BenchArgs, device: Device) -> Result<(BenchNet, String)> {
     Ok((model, first.id.to_string()))
 }
 
+/// The settings of a task of `--view` with the benchmark's steps, size and switches: the same
+/// conversion a worker applies to a task ([`engine_settings`]).
 fn bench_settings(args: &BenchArgs) -> Settings {
-    Settings {
+    let task = RenderSettings {
         steps: args.steps,
-        size: args.size,
-        transforms: TransformSet::Standard,
+        size: args.size as u32,
+        transforms: lucid_proto::spec::Transforms::Standard,
         fused_transforms: !args.unfused_transforms,
         precision: args.precision,
-        ..Settings::lucid()
-    }
+        diversity_weight: args.diversity_weight,
+        ..RenderSettings::default()
+    };
+    engine_settings(&task, args.view)
 }
 
 /// Runs the benchmark, prints the table (or the JSON report) and writes the rates file if asked.
@@ -357,6 +372,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
         device: crate::device::describe(device),
         device_name: device_name(device),
         precision: args.precision,
+        view: args.view.to_string(),
         channels_last: model.layout().channels_last,
         space_to_depth: model.layout().space_to_depth,
         size: args.size,
@@ -466,8 +482,12 @@ fn bench_layer(
 ) -> Result<LayerBench> {
     let channels_in_layer =
         width(model, layer).with_context(|| format!("unknown layer {layer}"))?;
-    let batch = choose_batch(args.batch, model, layer, settings)?;
-    let channels: Vec<usize> = (0..batch).map(|i| i % channels_in_layer).collect();
+    let requested = choose_batch(args.batch, model, layer, settings)?;
+    // a view with copies optimises `copies` images per channel: the batch counts images
+    let copies = settings.diversity.map_or(1, |d| d.copies);
+    let units = (requested / copies).max(1);
+    let channels: Vec<usize> = (0..units).map(|i| i % channels_in_layer).collect();
+    let batch = units * copies;
 
     let t = Instant::now();
     let mut run = Optimisation::new(model, model_id, layer, &channels, settings)?;

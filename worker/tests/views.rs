@@ -174,3 +174,42 @@ fn diversity_copies_differ_more_than_independent_renders_and_each_activates_the_
         "Gram cosine of the copies: {independent:.4} independent, {diverse:.4} with λ = 100"
     );
 }
+
+/// `bench --view` measures each view's throughput: its report names the view, and a diversity
+/// view's batch is whole units of copies, counted as images.
+#[test]
+fn bench_measures_each_views_throughput() {
+    let checkpoint = common::small_prefix("training_seed_01")
+        .display()
+        .to_string();
+    for (view, batch) in [("neuron", 6), ("diversity:4", 4), ("diversity:4", 6)] {
+        let (ok, stdout, stderr) = common::run_worker(&[
+            "bench",
+            "--checkpoint",
+            &checkpoint,
+            "--layer",
+            "conv2",
+            "--view",
+            view,
+            "--json",
+            "--size",
+            "64",
+            "--batch",
+            &batch.to_string(),
+            "--updates",
+            "2",
+            "--warmup",
+            "1",
+            "--device",
+            "cpu",
+        ]);
+        assert!(ok, "bench --view {view} failed: {stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench JSON");
+        assert_eq!(report["view"], view, "{report}");
+        let layer = &report["layers"][0];
+        // six images at four copies per unit: one unit of four
+        let images = if view == "neuron" { 6 } else { 4 };
+        assert_eq!(layer["batch"], images, "{view} at --batch {batch}: {layer}");
+        assert!(layer["images_per_second"].as_f64().is_some_and(|r| r > 0.0));
+    }
+}

@@ -128,6 +128,16 @@ pub struct ResultId {
 }
 
 impl ResultId {
+    /// Result `view` of `channel`, the identifiers copied.
+    pub fn of(model: &ModelId, layer: &LayerName, channel: u32, view: View) -> Self {
+        Self {
+            model: model.clone(),
+            layer: layer.clone(),
+            channel,
+            view,
+        }
+    }
+
     /// The result of the channel view of `channel`.
     pub fn channel(model: ModelId, layer: LayerName, channel: u32) -> Self {
         Self {

@@ -135,12 +135,7 @@ impl ResultSidecar {
 
     /// Which result of the run this sidecar records.
     pub fn result_id(&self) -> crate::keys::ResultId {
-        crate::keys::ResultId {
-            model: self.model_id.clone(),
-            layer: self.layer.clone(),
-            channel: self.channel,
-            view: self.view,
-        }
+        crate::keys::ResultId::of(&self.model_id, &self.layer, self.channel, self.view)
     }
 
     /// The SHA-256 of each image, copy by copy.

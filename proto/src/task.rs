@@ -125,12 +125,7 @@ impl TaskMessage {
 
     /// Which result of the run this task makes.
     pub fn result_id(&self) -> crate::keys::ResultId {
-        crate::keys::ResultId {
-            model: self.model_id.clone(),
-            layer: self.layer.clone(),
-            channel: self.channel,
-            view: self.view,
-        }
+        crate::keys::ResultId::of(&self.model_id, &self.layer, self.channel, self.view)
     }
 
     /// The same task for a model of `network`.

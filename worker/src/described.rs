@@ -69,26 +69,43 @@ impl Pad {
     }
 }
 
+/// A convolution, ready to run.
+#[derive(Debug)]
+struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: [i64; 2],
+    pad: Pad,
+    dilation: [i64; 2],
+    groups: i64,
+    /// The space-to-depth form and its kernel, where the layout asks for it and the shape pays.
+    blocked: Option<(SpaceToDepth, Tensor)>,
+}
+
+/// A max or average pool.
+#[derive(Debug, Clone, Copy)]
+struct Pool {
+    max: bool,
+    kernel: [i64; 2],
+    stride: [i64; 2],
+    pad: Pad,
+    ceil_mode: bool,
+}
+
+/// A local response normalisation (PyTorch's `local_response_norm`).
+#[derive(Debug, Clone, Copy)]
+struct Lrn {
+    size: i64,
+    alpha: f64,
+    beta: f64,
+    bias: f64,
+}
+
 /// One node, ready to run.
 #[derive(Debug)]
 enum Op {
-    Conv {
-        weight: Tensor,
-        bias: Option<Tensor>,
-        stride: [i64; 2],
-        pad: Pad,
-        dilation: [i64; 2],
-        groups: i64,
-        /// The space-to-depth form and its kernel, where the layout asks for it and the shape pays.
-        blocked: Option<(SpaceToDepth, Tensor)>,
-    },
-    Pool {
-        max: bool,
-        kernel: [i64; 2],
-        stride: [i64; 2],
-        pad: Pad,
-        ceil_mode: bool,
-    },
+    Conv(Conv),
+    Pool(Pool),
     AdaptiveAvg(i64),
     Relu,
     Activation(ActivationFn),
@@ -99,12 +116,7 @@ enum Op {
     },
     /// A batch norm folded into the convolution it reads.
     Identity,
-    Lrn {
-        size: i64,
-        alpha: f64,
-        beta: f64,
-        bias: f64,
-    },
+    Lrn(Lrn),
     Flatten,
     Linear {
         weight: Tensor,
@@ -119,23 +131,12 @@ impl Op {
     fn cast(&self, kind: Kind) -> Op {
         let to = |t: &Tensor| t.to_kind(kind);
         match self {
-            Op::Conv {
-                weight,
-                bias,
-                stride,
-                pad,
-                dilation,
-                groups,
-                blocked,
-            } => Op::Conv {
-                weight: to(weight),
-                bias: bias.as_ref().map(to),
-                stride: *stride,
-                pad: *pad,
-                dilation: *dilation,
-                groups: *groups,
-                blocked: blocked.as_ref().map(|(b, w)| (*b, to(w))),
-            },
+            Op::Conv(c) => Op::Conv(Conv {
+                weight: to(&c.weight),
+                bias: c.bias.as_ref().map(to),
+                blocked: c.blocked.as_ref().map(|(b, w)| (*b, to(w))),
+                ..*c
+            }),
             Op::Affine { scale, shift } => Op::Affine {
                 scale: to(scale),
                 shift: to(shift),
@@ -144,55 +145,24 @@ impl Op {
                 weight: to(weight),
                 bias: bias.as_ref().map(to),
             },
-            Op::Pool {
-                max,
-                kernel,
-                stride,
-                pad,
-                ceil_mode,
-            } => Op::Pool {
-                max: *max,
-                kernel: *kernel,
-                stride: *stride,
-                pad: *pad,
-                ceil_mode: *ceil_mode,
-            },
+            Op::Pool(p) => Op::Pool(*p),
             Op::AdaptiveAvg(side) => Op::AdaptiveAvg(*side),
             Op::Relu => Op::Relu,
             Op::Activation(f) => Op::Activation(*f),
             Op::Identity => Op::Identity,
-            Op::Lrn {
-                size,
-                alpha,
-                beta,
-                bias,
-            } => Op::Lrn {
-                size: *size,
-                alpha: *alpha,
-                beta: *beta,
-                bias: *bias,
-            },
+            Op::Lrn(l) => Op::Lrn(*l),
             Op::Flatten => Op::Flatten,
             Op::Add => Op::Add,
             Op::Concat => Op::Concat,
         }
     }
+}
 
-    /// Lays a convolution's kernel out for `layout`: channels-last or contiguous, and its
-    /// space-to-depth form where `layout` asks for it and the shape pays
-    /// ([`SpaceToDepth::paying`]: square kernel and stride, no dilation or groups).
+impl Conv {
+    /// Lays the kernel out for `layout`: channels-last or contiguous, and its space-to-depth form
+    /// where `layout` asks for it and the shape pays ([`SpaceToDepth::paying`]: square kernel and
+    /// stride, no dilation or groups).
     fn lay_out(&mut self, layout: Layout) {
-        let Op::Conv {
-            weight,
-            stride,
-            dilation,
-            groups,
-            blocked,
-            ..
-        } = self
-        else {
-            return;
-        };
         let _guard = tch::no_grad_guard();
         let arrange = |w: &Tensor| {
             if layout.channels_last {
@@ -201,13 +171,40 @@ impl Op {
                 w.contiguous()
             }
         };
-        *weight = arrange(weight);
-        let size = weight.size();
-        let plain = *dilation == [1, 1] && *groups == 1 && stride[0] == stride[1];
-        *blocked = (layout.space_to_depth && plain && size[2] == size[3])
-            .then(|| SpaceToDepth::paying(size[2], stride[0], size[1]))
+        self.weight = arrange(&self.weight);
+        let size = self.weight.size();
+        let plain = self.dilation == [1, 1] && self.groups == 1 && self.stride[0] == self.stride[1];
+        self.blocked = (layout.space_to_depth && plain && size[2] == size[3])
+            .then(|| SpaceToDepth::paying(size[2], self.stride[0], size[1]))
             .flatten()
-            .map(|b| (b, arrange(&b.weights(&weight.contiguous()))));
+            .map(|b| (b, arrange(&b.weights(&self.weight.contiguous()))));
+    }
+
+    /// The convolution of `x`, its bias left out with `pre_bias`; the space-to-depth form where
+    /// laid out so and the padded input is square.
+    fn run(&self, x: &Tensor, pre_bias: bool, channels_last: bool) -> Tensor {
+        let size = self.weight.size();
+        let sides = self
+            .pad
+            .sides(spatial(x), [size[2], size[3]], self.stride, self.dilation);
+        let y = match &self.blocked {
+            Some((b, w)) => blocked_conv(x, b, w, sides, channels_last),
+            None => None,
+        }
+        .unwrap_or_else(|| {
+            conv(
+                x,
+                &self.weight,
+                sides,
+                self.stride,
+                self.dilation,
+                self.groups,
+            )
+        });
+        match (&self.bias, pre_bias) {
+            (Some(b), false) => y + b.view([1, -1, 1, 1]),
+            _ => y,
+        }
     }
 }
 
@@ -317,7 +314,9 @@ impl DescribedNet {
     /// Lays every convolution out for `layout`; the bfloat16 copy is made again on next use.
     fn apply_layout(&mut self, layout: Layout) {
         for op in &mut self.ops {
-            op.lay_out(layout);
+            if let Op::Conv(conv) = op {
+                conv.lay_out(layout);
+            }
         }
         self.low = std::cell::OnceCell::new();
         self.layout = Layout {
@@ -325,10 +324,10 @@ impl DescribedNet {
             space_to_depth: self.ops.iter().any(|op| {
                 matches!(
                     op,
-                    Op::Conv {
+                    Op::Conv(Conv {
                         blocked: Some(_),
                         ..
-                    }
+                    })
                 )
             }),
         };
@@ -438,7 +437,7 @@ impl DescribedNet {
             if readers != 1 || tapped.contains(&conv) {
                 continue;
             }
-            let (Op::Affine { scale, shift }, Op::Conv { weight, bias, .. }) =
+            let (Op::Affine { scale, shift }, Op::Conv(Conv { weight, bias, .. })) =
                 (&self.ops[bn], &self.ops[conv])
             else {
                 continue;
@@ -450,12 +449,12 @@ impl DescribedNet {
                 Some(b) => b * &flat_scale + shift.view([-1]),
                 None => shift.view([-1]).shallow_clone(),
             };
-            if let Op::Conv {
+            if let Op::Conv(Conv {
                 weight,
                 bias,
                 blocked,
                 ..
-            } = &mut self.ops[conv]
+            }) = &mut self.ops[conv]
             {
                 *weight = folded_weight;
                 *bias = Some(folded_bias);
@@ -509,7 +508,7 @@ impl Loader<'_> {
                     ConvLayout::Hwio => Some(&[3, 2, 0, 1]),
                     ConvLayout::Oihw => None,
                 };
-                Op::Conv {
+                Op::Conv(Conv {
                     weight: self.tensor(&c.weights, order)?,
                     bias: self.optional(c.bias.as_deref())?,
                     stride: pair(c.stride),
@@ -517,25 +516,25 @@ impl Loader<'_> {
                     dilation: pair(c.dilation),
                     groups: c.groups as i64,
                     blocked: None,
-                }
+                })
             }
-            Node::MaxPool(p) | Node::AvgPool(p) => Op::Pool {
+            Node::MaxPool(p) | Node::AvgPool(p) => Op::Pool(Pool {
                 max: matches!(node, Node::MaxPool(_)),
                 kernel: pair(p.kernel),
                 stride: pair(p.stride.unwrap_or(p.kernel)),
                 pad: Pad::of(p.padding),
                 ceil_mode: p.ceil_mode,
-            },
+            }),
             Node::AdaptiveAvgPool(a) => Op::AdaptiveAvg(a.output as i64),
             Node::Relu(_) => Op::Relu,
             Node::Activation(a) => Op::Activation(a.function),
             Node::BatchNorm(b) => self.batch_norm(b)?,
-            Node::Lrn(l) => Op::Lrn {
+            Node::Lrn(l) => Op::Lrn(Lrn {
                 size: l.size as i64,
                 alpha: l.alpha,
                 beta: l.beta,
                 bias: l.bias,
-            },
+            }),
             Node::Flatten(_) => Op::Flatten,
             Node::Linear(l) => {
                 let order: Option<&[i64]> = match l.layout {
@@ -579,45 +578,14 @@ impl Loader<'_> {
 fn run(op: &Op, inputs: &[&Tensor], pre_bias: bool, channels_last: bool) -> Tensor {
     let x = inputs[0];
     match op {
-        Op::Conv {
-            weight,
-            bias,
-            stride,
-            pad,
-            dilation,
-            groups,
-            blocked,
-        } => {
-            let size = weight.size();
-            let sides = pad.sides(spatial(x), [size[2], size[3]], *stride, *dilation);
-            let y = match blocked {
-                Some((b, w)) => blocked_conv(x, b, w, sides, channels_last),
-                None => None,
-            }
-            .unwrap_or_else(|| conv(x, weight, sides, *stride, *dilation, *groups));
-            match (bias, pre_bias) {
-                (Some(b), false) => y + b.view([1, -1, 1, 1]),
-                _ => y,
-            }
-        }
-        Op::Pool {
-            max,
-            kernel,
-            stride,
-            pad,
-            ceil_mode,
-        } => pool(x, *max, *kernel, *stride, *pad, *ceil_mode),
+        Op::Conv(c) => c.run(x, pre_bias, channels_last),
+        Op::Pool(p) => pool(x, p.max, p.kernel, p.stride, p.pad, p.ceil_mode),
         Op::AdaptiveAvg(side) => x.adaptive_avg_pool2d([*side, *side]),
         Op::Relu => x.relu(),
         Op::Activation(f) => activation(x, *f),
         Op::Affine { scale, shift } => x * scale + shift,
         Op::Identity => x.shallow_clone(),
-        Op::Lrn {
-            size,
-            alpha,
-            beta,
-            bias,
-        } => lrn(x, *size, *alpha, *beta, *bias),
+        Op::Lrn(l) => lrn(x, l.size, l.alpha, l.beta, l.bias),
         Op::Flatten => x.flatten(1, -1),
         Op::Linear { weight, bias } => {
             let y = x.matmul(&weight.tr());

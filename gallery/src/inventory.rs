@@ -81,23 +81,7 @@ impl Inventory {
                 Kind::Sidecar => presence.sidecar = true,
             }
         }
-        // other views are shown on their channel's page; a unit without a channel view is not
-        // shown yet
-        for ((model, layer, channel), views) in others {
-            if let Some(presence) = tree
-                .get_mut(&model)
-                .and_then(|layers| layers.get_mut(&layer))
-                .and_then(|channels| channels.get_mut(&channel))
-            {
-                presence.views = views
-                    .into_values()
-                    .map(|mut v| {
-                        v.copies.sort_unstable();
-                        v
-                    })
-                    .collect();
-            }
-        }
+        attach_views(&mut tree, others);
         let mut layer_names: Vec<String> = tree
             .values()
             .flat_map(|layers| layers.keys().cloned())
@@ -120,6 +104,29 @@ impl Inventory {
         Self {
             models,
             layer_names,
+        }
+    }
+}
+
+/// Puts each channel's other views beside it, to be shown on its page; a unit without a channel
+/// view is not shown yet.
+fn attach_views(
+    tree: &mut BTreeMap<String, BTreeMap<String, BTreeMap<u32, Presence>>>,
+    others: BTreeMap<(String, String, u32), BTreeMap<View, ViewObjects>>,
+) {
+    for ((model, layer, channel), views) in others {
+        if let Some(presence) = tree
+            .get_mut(&model)
+            .and_then(|layers| layers.get_mut(&layer))
+            .and_then(|channels| channels.get_mut(&channel))
+        {
+            presence.views = views
+                .into_values()
+                .map(|mut v| {
+                    v.copies.sort_unstable();
+                    v
+                })
+                .collect();
         }
     }
 }

@@ -360,14 +360,16 @@ async fn upload(ctx: &BatchContext, encoded: Vec<Encoded>, seconds_per_image: f6
             let stored = match pngs {
                 Ok(pngs) => {
                     let provenance = result::provenance(&ctx.worker_id, &ctx.code_version);
-                    let sidecar =
-                        result::sidecar(&item.task, &images, &pngs, seconds_per_image, provenance);
-                    result::store(&ctx.store, &ctx.prefix, &sidecar, pngs)
-                        .await
-                        .map(|()| settle::Stored {
-                            objective_end: sidecar.objective_end,
-                        })
-                        .map_err(|e| Failure::storing(&e))
+                    match result::sidecar(&item.task, &images, &pngs, seconds_per_image, provenance)
+                    {
+                        Some(sidecar) => result::store(&ctx.store, &ctx.prefix, &sidecar, pngs)
+                            .await
+                            .map(|()| settle::Stored {
+                                objective_end: sidecar.objective_end,
+                            })
+                            .map_err(|e| Failure::storing(&e)),
+                        None => Err(Failure::transient("the render thread returned no image")),
+                    }
                 }
                 Err(failure) => Err(failure),
             };

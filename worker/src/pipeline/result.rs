@@ -36,25 +36,21 @@ pub fn provenance(worker_id: &str, code_version: &str) -> Provenance {
 }
 
 /// The sidecar of `task`'s images (one per copy of its view, in copy order), whose encoded PNGs are
-/// `pngs`.
+/// `pngs`; `None` without an image, which no sidecar may record.
 pub fn sidecar(
     task: &TaskMessage,
     images: &[RenderedImage],
     pngs: &[Vec<u8>],
     render_seconds: f64,
     provenance: Provenance,
-) -> ResultSidecar {
+) -> Option<ResultSidecar> {
     let mut copies = images.iter().zip(pngs).map(|(image, png)| CopyOutcome {
         objective_start: image.objective_start,
         objective_end: image.objective_end,
         png_sha256: hex(&Sha256::digest(png)),
     });
-    let first = copies.next().unwrap_or(CopyOutcome {
-        objective_start: f64::NAN,
-        objective_end: f64::NAN,
-        png_sha256: String::new(),
-    });
-    ResultSidecar::from_task(
+    let first = copies.next()?;
+    Some(ResultSidecar::from_task(
         task,
         RenderOutcome {
             objective_start: first.objective_start,
@@ -64,7 +60,7 @@ pub fn sidecar(
             further_copies: copies.collect(),
         },
         provenance,
-    )
+    ))
 }
 
 /// Stores the PNGs (copy by copy), then the sidecar: a stored sidecar is what marks a task done, so

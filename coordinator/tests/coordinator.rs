@@ -702,6 +702,16 @@ async fn retry_dead_and_cancel() {
         .await
         .expect("dead letter");
     consumer.cancel().await.expect("cancel consumer");
+    // the nack freed the prefetch window, so the broker may have pushed the next task before the
+    // cancel: give back whatever was delivered since (left unacked, it would not count as ready)
+    while let Ok(Some(extra)) = tokio::time::timeout(Duration::from_secs(2), consumer.next()).await
+    {
+        extra
+            .expect("delivery")
+            .requeue()
+            .await
+            .expect("requeue a task delivered before the cancel");
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while stats(&broker).await.dead != 1 {
         assert!(

@@ -153,7 +153,7 @@ pub struct Estimate {
 /// measures it).
 pub fn estimate(plan: &Plan, table: &RateTable) -> Estimate {
     let views = plan.views.len() as u64;
-    let images_per_channel: u64 = plan.views.iter().map(|v| u64::from(v.images())).sum();
+    let images_per_channel = plan.images_per_channel();
     let mut layers: Vec<LayerEstimate> = Vec::new();
     for model in &plan.models {
         for layer in &model.layers {

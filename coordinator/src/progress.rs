@@ -123,12 +123,10 @@ pub fn layer_progress(plan: &Plan, stored: &StoredRun) -> Vec<LayerProgress> {
     for model in &plan.models {
         for layer in &model.layers {
             let results = plan.views.iter().flat_map(|&view| {
-                layer.channels.iter().map(move |&channel| ResultId {
-                    model: model.model_id.clone(),
-                    layer: layer.layer.clone(),
-                    channel,
-                    view,
-                })
+                layer
+                    .channels
+                    .iter()
+                    .map(move |&channel| ResultId::of(&model.model_id, &layer.layer, channel, view))
             });
             let done = results.filter(|id| stored.is_done(id)).count() as u64;
             rows.push(LayerProgress {

@@ -264,9 +264,14 @@ impl Plan {
         self.tasks().map(|t| t.result_id())
     }
 
-    /// Images the plan makes: a view with copies makes several per task.
+    /// Images each planned channel makes over all views: a view with copies makes several.
+    pub fn images_per_channel(&self) -> u64 {
+        self.views.iter().map(|v| u64::from(v.images())).sum()
+    }
+
+    /// Images the plan makes.
     pub fn image_count(&self) -> u64 {
-        let per_channel: u64 = self.views.iter().map(|v| u64::from(v.images())).sum();
+        let per_channel = self.images_per_channel();
         let channels: u64 = self
             .models
             .iter()

@@ -291,6 +291,10 @@ async fn render(
     let mut images = Vec::with_capacity(todo.len());
     for item in todo {
         let channel = item.task.channel as usize;
+        if let Some((_, failure)) = reply.failed.iter().find(|(c, _)| *c == channel) {
+            settle(ctx, &item, Err(failure.clone())).await;
+            continue;
+        }
         let mut copies: Vec<RenderedImage> = reply
             .images
             .iter()
@@ -298,9 +302,7 @@ async fn render(
             .cloned()
             .collect();
         copies.sort_by_key(|i| i.copy);
-        if let Some((_, failure)) = reply.failed.iter().find(|(c, _)| *c == channel) {
-            settle(ctx, &item, Err(failure.clone())).await;
-        } else if copies.len() == item.task.view.images() as usize {
+        if copies.len() == item.task.view.images() as usize {
             images.push((item, copies));
         } else {
             let failure = Failure::transient(format!(

@@ -12,9 +12,9 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CACHE_ROOT=${LUCID_CACHE_DIR:-$HOME/.cache/lucid-sweep}
+LOG_NAME=check-deploy
+source "$ROOT/scripts/lib.sh"
 VENV="$CACHE_ROOT/deploy-venv"
-PY=${PYTHON:-python3}
 REQUIREMENTS=(
   "helm-python-sdk==0.2.2"
   "kubernetes-validate==1.37.0"
@@ -24,15 +24,6 @@ REQUIREMENTS=(
   "pytest==9.2.0"
 )
 STAMP="$VENV/.lucid-requirements"
-
-log() { echo "check-deploy: $*" >&2; }
-die() { echo "check-deploy: error: $*" >&2; exit 1; }
-
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    die "need root to run: $*"
-  fi
-}
 
 install_venv() {
   local wanted
@@ -50,11 +41,7 @@ install_venv() {
 
 install_promtool() {
   command -v promtool >/dev/null && return
-  log "installing promtool (Debian package prometheus)"
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >&2; then
-    as_root apt-get update >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus >&2
-  fi
+  apt_install prometheus
   command -v promtool >/dev/null || die "promtool is still missing after installing prometheus"
 }
 

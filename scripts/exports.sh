@@ -12,22 +12,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OUT=${1:?usage: scripts/exports.sh OUT_DIR}
-CACHE_ROOT=${LUCID_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lucid-sweep}
+LOG_NAME=exports
+source scripts/lib.sh
 VENV="$CACHE_ROOT/torch-venv"
-MARKER="$VENV/.lucid-installed"
-PY=${PYTHON:-python3}
 
-if [[ ! -f "$MARKER" ]]; then
-  echo "installing torch 2.11.0 + torchvision 0.26.0 into $VENV (one time, ~3 GB download)" >&2
-  rm -rf "$VENV"
-  "$PY" -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    torch==2.11.0 torchvision==0.26.0 'safetensors>=0.4' 'pytest>=8' 'setuptools>=61' wheel
-  touch "$MARKER"
-fi
+venv_once "$VENV" "torch 2.11.0 + torchvision 0.26.0 (~3 GB download)" \
+  torch==2.11.0 torchvision==0.26.0 'safetensors>=0.4' 'pytest>=8' 'setuptools>=61' wheel
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e exporter
 
-echo "exporter tests" >&2
+log "exporter tests"
 "$VENV/bin/python" -m pytest -q -p no:warnings -p no:cacheprovider exporter/tests
 
 rm -rf "$OUT"
@@ -50,4 +43,4 @@ export PYTHONWARNINGS=ignore
 "$VENV/bin/lucid-export" export --model lucid_export.alexnet_v2:build_small \
   --weights "$OUT/alexnet_small.safetensors" --name alexnet_v2 --range=-1,1 \
   --layers conv1,conv2,conv3,conv4,conv5,fc6,fc7,fc8 --out "$OUT/alexnet_small" >/dev/null
-echo "exports written to $OUT" >&2
+log "exports written to $OUT"

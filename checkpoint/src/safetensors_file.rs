@@ -138,11 +138,7 @@ impl SafetensorsFile {
     pub fn tensor_infos(&self) -> Vec<TensorInfo> {
         self.records
             .iter()
-            .map(|(name, r)| TensorInfo {
-                name: name.clone(),
-                dtype: r.dtype,
-                shape: r.shape.clone(),
-            })
+            .map(|(name, r)| TensorInfo::new(name, r.dtype, &r.shape))
             .collect()
     }
 
@@ -156,23 +152,13 @@ impl SafetensorsFile {
     /// One tensor's name, dtype and shape.
     pub fn info(&self, name: &str) -> Result<TensorInfo, Error> {
         let r = self.record(name)?;
-        Ok(TensorInfo {
-            name: name.to_owned(),
-            dtype: r.dtype,
-            shape: r.shape.clone(),
-        })
+        Ok(TensorInfo::new(name, r.dtype, &r.shape))
     }
 
     /// Reads a float32 tensor; other dtypes are [`Error::UnsupportedDtype`].
     pub fn read_f32(&self, name: &str) -> Result<Tensor, Error> {
         let r = self.record(name)?;
-        if r.dtype != DType::F32 {
-            return Err(Error::UnsupportedDtype {
-                path: self.path.clone(),
-                tensor: name.to_owned(),
-                dtype: r.dtype,
-            });
-        }
+        Error::expect_f32(&self.path, name, r.dtype)?;
         // `open` checked that the range lies inside the file, so this length is bounded.
         let len = usize::try_from(r.len)
             .map_err(|_| Error::malformed(&self.path, format!("tensor {name} is too large")))?;

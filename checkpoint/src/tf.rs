@@ -209,34 +209,20 @@ impl Checkpoint {
     pub fn tensor_infos(&self) -> Vec<TensorInfo> {
         self.entries
             .iter()
-            .map(|(name, e)| TensorInfo {
-                name: name.clone(),
-                dtype: e.dtype,
-                shape: e.shape.clone(),
-            })
+            .map(|(name, e)| TensorInfo::new(name, e.dtype, &e.shape))
             .collect()
     }
 
     /// One tensor's name, dtype and shape.
     pub fn info(&self, name: &str) -> Result<TensorInfo, Error> {
         let e = self.entry(name)?;
-        Ok(TensorInfo {
-            name: name.to_owned(),
-            dtype: e.dtype,
-            shape: e.shape.clone(),
-        })
+        Ok(TensorInfo::new(name, e.dtype, &e.shape))
     }
 
     /// Reads a float32 tensor, checking its size against its shape and its CRC32C.
     pub fn read_f32(&self, name: &str) -> Result<Tensor, Error> {
         let entry = self.entry(name)?;
-        if entry.dtype != DType::F32 {
-            return Err(Error::UnsupportedDtype {
-                path: self.index_path.clone(),
-                tensor: name.to_owned(),
-                dtype: entry.dtype,
-            });
-        }
+        Error::expect_f32(&self.index_path, name, entry.dtype)?;
         let expected = element_count(&entry.shape)
             .and_then(|n| n.checked_mul(4))
             .and_then(|n| u64::try_from(n).ok());

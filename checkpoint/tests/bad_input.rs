@@ -29,6 +29,16 @@ fn assert_names(err: &Error, path: &Path, words: &[&str]) {
     );
 }
 
+/// Asserts that reading failed because the variable is stored as `dtype`, and that the message names
+/// the file, the variable and the type (`words`).
+fn assert_unsupported_dtype(err: &Error, dtype: DType, path: &Path, words: &[&str]) {
+    assert!(
+        matches!(err, Error::UnsupportedDtype { dtype: found, .. } if *found == dtype),
+        "{err:?}"
+    );
+    assert_names(err, path, words);
+}
+
 fn tf(file: ModelFile) -> Checkpoint {
     match file {
         ModelFile::Tf(c) => c,
@@ -165,17 +175,7 @@ fn unexpected_dtype_in_checkpoint() {
     let name = "alexnet_v2/conv1/weights";
     assert_eq!(file.info(name).expect("info").dtype, DType::F64);
     let err = file.read_f32(name).expect_err("float64");
-    assert!(
-        matches!(
-            err,
-            Error::UnsupportedDtype {
-                dtype: DType::F64,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_names(&err, &prefix, &[name, "float64"]);
+    assert_unsupported_dtype(&err, DType::F64, &prefix, &[name, "float64"]);
     let err = AlexNetSpec::from_model(&file).expect_err("spec needs float32");
     assert!(matches!(err, Error::UnsupportedDtype { .. }), "{err:?}");
     assert_names(&err, &prefix, &[name]);
@@ -189,17 +189,7 @@ fn unexpected_dtype_in_checkpoint() {
         .expect("opens")
         .read_f32("global_step")
         .expect_err("int64");
-    assert!(
-        matches!(
-            err,
-            Error::UnsupportedDtype {
-                dtype: DType::I64,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_names(&err, &prefix, &["global_step", "int64"]);
+    assert_unsupported_dtype(&err, DType::I64, &prefix, &["global_step", "int64"]);
 }
 
 /// Writes every model variable of seed 01 to a safetensors file, with `edit` applied to the
@@ -244,17 +234,7 @@ fn unexpected_dtype_in_safetensors() {
     });
     let file = ModelFile::open(&path).expect("opens");
     let err = file.read_f32(name).expect_err("f64");
-    assert!(
-        matches!(
-            err,
-            Error::UnsupportedDtype {
-                dtype: DType::F64,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_names(&err, &path, &[name, "float64"]);
+    assert_unsupported_dtype(&err, DType::F64, &path, &[name, "float64"]);
 }
 
 #[test]

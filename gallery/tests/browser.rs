@@ -138,17 +138,8 @@ fn gallery_pages_load_in_chromium() {
     };
 
     // A run with problems: a missing sidecar, a corrupt PNG, several sprites per layer.
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = support::two_seed_run(Pattern::Waves);
     let root = dir.path();
-    make_run(
-        root,
-        &["s1", "s2"],
-        &["conv1", "conv2"],
-        40,
-        32,
-        Pattern::Waves,
-    );
-    fs::remove_file(root.join("s1/conv1/0005.json")).expect("remove sidecar");
     // unit s1/conv1/0003 has three more views, one of them with two copies (issue 17)
     let unit = root.join("s1/conv1");
     for (view, pngs) in [

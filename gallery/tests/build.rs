@@ -23,17 +23,8 @@ fn options() -> GalleryOptions {
 /// 2 seeds × 2 layers × 40 channels of 32 px; s1/conv1/0005 has no sidecar, s2/conv2/0007.png is
 /// corrupt, s1/conv1/0003's sidecar carries markup, s2/conv1/0009.json is not JSON.
 fn synthetic_run() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let dir = support::two_seed_run(Pattern::Solid);
     let root = dir.path();
-    make_run(
-        root,
-        &["s1", "s2"],
-        &["conv1", "conv2"],
-        40,
-        32,
-        Pattern::Solid,
-    );
-    fs::remove_file(root.join("s1/conv1/0005.json")).expect("remove sidecar");
     fs::write(
         root.join("s2/conv2/0007.png"),
         b"\x89PNG\r\n\x1a\nnot really",

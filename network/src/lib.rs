@@ -10,6 +10,7 @@
 //! - [`graph`]: names resolved, nodes sorted, cycles refused.
 //! - [`shape`]: channels from the weights, sides from an input size (TF SAME/VALID, PyTorch padding).
 //! - [`network`]: a description resolved against its weights.
+//! - [`receptive`]: which input pixels one output position of a tap reads (its receptive field).
 //! - [`builtin`]: the descriptions shipped with lucid-sweep.
 //! - [`torchscript`]: the descriptor of a PyTorch model exported by `lucid-export`.
 //! - [`error`]: one error type naming the node, tensor or tap at fault.
@@ -19,9 +20,11 @@ pub mod description;
 pub mod error;
 pub mod graph;
 pub mod network;
+pub mod receptive;
 pub mod shape;
 pub mod torchscript;
 
 pub use description::Description;
 pub use error::NetworkError;
 pub use network::{Network, WeightShapes};
+pub use receptive::{Axis, ReceptiveField};

@@ -171,16 +171,22 @@ impl Network {
     /// `tap`'s output for a square input of `side` px: every node it depends on evaluated.
     pub fn tap_shape(&self, tap: &Tap, side: usize) -> Result<Shape, NetworkError> {
         let target = self.tap_node(tap);
+        Ok(self.node_shapes(target, side)?[&target])
+    }
+
+    /// The output of node `target` and of every node it depends on (by graph index, so in
+    /// evaluation order) for a square input of `side` px.
+    pub(crate) fn node_shapes(
+        &self,
+        target: usize,
+        side: usize,
+    ) -> Result<BTreeMap<usize, Shape>, NetworkError> {
         let mut shapes: BTreeMap<usize, Shape> = BTreeMap::new();
         for i in self.graph.ancestors(target) {
             let inputs: Vec<Shape> = self.graph.sources[i]
                 .iter()
                 .map(|s| match s {
-                    Source::Input => Shape::Spatial {
-                        channels: self.description.input.channels as usize,
-                        h: side,
-                        w: side,
-                    },
+                    Source::Input => self.input_shape(side),
                     Source::Node(j) => shapes[j],
                 })
                 .collect();
@@ -188,7 +194,12 @@ impl Network {
                 .map_err(|e| e.into_error(self.name(), self.graph.nodes[i].name(), side))?;
             shapes.insert(i, out);
         }
-        Ok(shapes[&target])
+        Ok(shapes)
+    }
+
+    /// The image's shape at `side` px.
+    pub(crate) fn input_shape(&self, side: usize) -> Shape {
+        Shape::square(self.description.input.channels as usize, side)
     }
 
     /// The smallest square input for which `tap` has an output (`None` if none up to 4096 px).

@@ -60,6 +60,17 @@ pub enum Shape {
     Flat(usize),
 }
 
+impl Shape {
+    /// A map of `channels` × `side` × `side`: what a square input gives every layer before the head.
+    pub fn square(channels: usize, side: usize) -> Shape {
+        Shape::Spatial {
+            channels,
+            h: side,
+            w: side,
+        }
+    }
+}
+
 impl NodeShape {
     /// The static shape of `node`, reading `inputs` (name, extent) and its weights through `lookup`.
     pub(crate) fn of(

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use lucid_checkpoint::ModelFile;
 use lucid_checkpoint::alexnet::{AlexNetSpec, LAYER_NAMES};
 use lucid_network::shape::Shape;
-use lucid_network::{Network, builtin};
+use lucid_network::{Axis, Network, ReceptiveField, builtin};
 
 const ECOSET_WIDTHS: [usize; 8] = [64, 192, 384, 384, 256, 4096, 4096, 565];
 const KERNELS: [usize; 8] = [11, 5, 3, 3, 3, 5, 1, 1];
@@ -137,4 +137,38 @@ fn float64_weights_are_refused_naming_node_and_tensor() {
         "network alexnet_v2: node conv1: tensor alexnet_v2/conv1/weights is float64; only float32 \
          weights are supported"
     );
+}
+
+fn local(size: usize, jump: usize, offset: usize) -> ReceptiveField {
+    let axis = Axis { size, jump, offset };
+    ReceptiveField::Local {
+        rows: axis,
+        cols: axis,
+    }
+}
+
+/// Known answers: alexnet_v2's receptive fields at 224 px (Araujo et al., Distill 2019, Table 1:
+/// conv5 163 px, pool5 195 px, strides 16 and 32); the offsets are the SAME paddings of conv2 (2 px at
+/// stride 8) and conv3-5 (1 px each at stride 16).
+#[test]
+fn builtin_alexnet_has_the_published_receptive_fields() {
+    let network =
+        Network::resolve(builtin::alexnet_v2(), &alexnet_weights(ECOSET_WIDTHS)).expect("fits");
+    let field = |layer: &str| {
+        network
+            .receptive_field(network.tap(layer).expect("tap"), 224)
+            .expect("224 fits")
+    };
+    assert_eq!(field("conv1"), local(11, 4, 0));
+    assert_eq!(field("conv2"), local(51, 8, 16));
+    assert_eq!(field("conv3"), local(99, 16, 32));
+    assert_eq!(field("conv5"), local(163, 16, 64));
+    // fc6 is a 5x5 VALID convolution over pool5 (195 px at stride 32)
+    assert_eq!(field("fc6"), local(195 + 4 * 32, 32, 64));
+    // conv5's centre unit (6, 6) of 12 reads [32, 195) of the image
+    assert_eq!(field("conv5").crop(6, 6, 224), (32, 32, 195, 195));
+    let err = network
+        .receptive_field(network.tap("conv1").expect("tap"), 8)
+        .expect_err("8 px is smaller than conv1's kernel");
+    assert!(err.to_string().contains("conv1"), "{err}");
 }

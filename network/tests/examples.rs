@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use lucid_network::shape::Shape;
-use lucid_network::{Description, Network};
+use lucid_network::{Axis, Description, Network, ReceptiveField};
 
 fn example(name: &str) -> Description {
     let path = lucid_testkit::fixtures::workspace_root().join(format!("examples/networks/{name}"));
@@ -50,18 +50,13 @@ fn the_resnet18_example_has_torchvisions_shapes() {
         net.tap_shape(net.tap(tap).expect("tap"), 224)
             .expect("224 px")
     };
-    let map = |channels, side| Shape::Spatial {
-        channels,
-        h: side,
-        w: side,
-    };
-    assert_eq!(shape("conv1"), map(64, 112));
-    assert_eq!(shape("relu"), map(64, 112));
-    assert_eq!(shape("layer1"), map(64, 56));
-    assert_eq!(shape("layer2"), map(128, 28));
-    assert_eq!(shape("layer3"), map(256, 14));
-    assert_eq!(shape("layer3.1.conv2"), map(256, 14));
-    assert_eq!(shape("layer4"), map(512, 7));
+    assert_eq!(shape("conv1"), Shape::square(64, 112));
+    assert_eq!(shape("relu"), Shape::square(64, 112));
+    assert_eq!(shape("layer1"), Shape::square(64, 56));
+    assert_eq!(shape("layer2"), Shape::square(128, 28));
+    assert_eq!(shape("layer3"), Shape::square(256, 14));
+    assert_eq!(shape("layer3.1.conv2"), Shape::square(256, 14));
+    assert_eq!(shape("layer4"), Shape::square(512, 7));
     assert_eq!(shape("fc"), Shape::Flat(1000));
     let total: usize = net.layer_table().iter().map(|(_, w, _)| w).sum();
     assert_eq!(total, 64 * 2 + (64 + 128 + 256 + 512) * 2 + 1000);
@@ -128,6 +123,36 @@ fn googlenet_shapes() -> BTreeMap<String, Vec<usize>> {
     s
 }
 
+/// Known answers: torchvision resnet18's receptive fields, 43, 99, 211 and 435 px after layer1 to
+/// layer4 (the figures published for it, e.g. Araujo et al., Distill 2019), each downsampling
+/// shortcut (a 1x1 stride-2 convolution) lying inside its block's main path; the classifier reads it all.
+#[test]
+fn the_resnet18_example_has_the_published_receptive_fields() {
+    let net = Network::resolve(example("resnet18.toml"), &resnet18_shapes()).expect("fits");
+    let expected = [
+        ("conv1", (7, 2, 3)),
+        ("layer1", (43, 4, 21)),
+        ("layer2", (99, 8, 49)),
+        ("layer3", (211, 16, 105)),
+        ("layer4", (435, 32, 217)),
+    ];
+    for (tap, (size, jump, offset)) in expected {
+        let axis = Axis { size, jump, offset };
+        let want = ReceptiveField::Local {
+            rows: axis,
+            cols: axis,
+        };
+        let got = net.receptive_field(net.tap(tap).expect("tap"), 224);
+        assert_eq!(got.expect("224 px"), want, "{tap}");
+    }
+    let head = net.receptive_field(net.tap("fc").expect("fc"), 224);
+    assert_eq!(
+        head.expect("224 px"),
+        ReceptiveField::Whole,
+        "the head reads it all"
+    );
+}
+
 #[test]
 fn the_googlenet_example_has_torchvisions_shapes() {
     let net = Network::resolve(example("googlenet.toml"), &googlenet_shapes()).expect("fits");
@@ -135,18 +160,13 @@ fn the_googlenet_example_has_torchvisions_shapes() {
         net.tap_shape(net.tap(tap).expect("tap"), 224)
             .expect("224 px")
     };
-    let map = |channels, side| Shape::Spatial {
-        channels,
-        h: side,
-        w: side,
-    };
     // torchvision: 3a 256x28x28, 3b 480, 4a 512x14x14, 4d 528, 4e 832, 5b 1024x7x7
-    assert_eq!(at("inception3a"), map(256, 28));
-    assert_eq!(at("inception3b"), map(480, 28));
-    assert_eq!(at("inception4a"), map(512, 14));
-    assert_eq!(at("inception4d"), map(528, 14));
-    assert_eq!(at("inception4e"), map(832, 14));
-    assert_eq!(at("inception5b"), map(1024, 7));
+    assert_eq!(at("inception3a"), Shape::square(256, 28));
+    assert_eq!(at("inception3b"), Shape::square(480, 28));
+    assert_eq!(at("inception4a"), Shape::square(512, 14));
+    assert_eq!(at("inception4d"), Shape::square(528, 14));
+    assert_eq!(at("inception4e"), Shape::square(832, 14));
+    assert_eq!(at("inception5b"), Shape::square(1024, 7));
     assert_eq!(at("fc"), Shape::Flat(1000));
 }
 
@@ -179,11 +199,7 @@ fn the_vgg11_bn_example_has_torchvisions_shapes() {
     let tap = |name: &str| net.tap(name).expect("tap");
     assert_eq!(
         net.tap_shape(tap("features.27"), 224).expect("224 px"),
-        Shape::Spatial {
-            channels: 512,
-            h: 14,
-            w: 14
-        }
+        Shape::square(512, 14)
     );
     assert_eq!(
         net.tap_shape(tap("classifier.6"), 224).expect("224"),

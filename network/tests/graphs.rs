@@ -23,83 +23,7 @@ fn parse(text: &str) -> Description {
 
 /// The stem and first residual block of a torchvision resnet18 (64 channels), in OIHW with batch
 /// norms, a ReLU tapped after conv1, and a head of average pool, flatten and linear.
-const RESNET_STEM: &str = r#"
-name = "resnet_stem"
-[input]
-channels = 3
-mean = [0.485, 0.456, 0.406]
-std = [0.229, 0.224, 0.225]
-
-[[node]]
-op = "conv"
-name = "conv1"
-input = "input"
-weights = "conv1.weight"
-layout = "oihw"
-stride = 2
-padding = 3
-[[node]]
-op = "batch_norm"
-name = "bn1"
-input = "conv1"
-scale = "bn1.weight"
-offset = "bn1.bias"
-mean = "bn1.running_mean"
-variance = "bn1.running_var"
-[[node]]
-op = "relu"
-name = "relu"
-input = "bn1"
-[[node]]
-op = "max_pool"
-name = "maxpool"
-input = "relu"
-kernel = 3
-stride = 2
-padding = 1
-[[node]]
-op = "conv"
-name = "layer1.0.conv1"
-input = "maxpool"
-weights = "layer1.0.conv1.weight"
-layout = "oihw"
-padding = 1
-[[node]]
-op = "relu"
-name = "layer1.0.relu"
-input = "layer1.0.conv1"
-[[node]]
-op = "add"
-name = "layer1.0.add"
-inputs = ["layer1.0.relu", "maxpool"]
-[[node]]
-op = "adaptive_avg_pool"
-name = "avgpool"
-input = "layer1.0.add"
-output = 1
-[[node]]
-op = "flatten"
-name = "flatten"
-input = "avgpool"
-[[node]]
-op = "linear"
-name = "fc"
-input = "flatten"
-weights = "fc.weight"
-bias = "fc.bias"
-layout = "oi"
-
-[[tap]]
-name = "relu"
-node = "relu"
-[[tap]]
-name = "layer1.0"
-node = "layer1.0.add"
-[[tap]]
-name = "fc"
-node = "fc"
-at = "pre_bias"
-"#;
+const RESNET_STEM: &str = include_str!("../../fixtures/networks/resnet_stem.toml");
 
 fn resnet_weights() -> Weights {
     weights(&[
@@ -120,20 +44,12 @@ fn a_residual_stem_has_torchvisions_sides_and_widths() {
     let relu = net.tap("relu").expect("tap");
     assert_eq!(
         net.tap_shape(relu, 224).expect("224"),
-        Shape::Spatial {
-            channels: 64,
-            h: 112,
-            w: 112
-        }
+        Shape::square(64, 112)
     );
     let block = net.tap("layer1.0").expect("tap");
     assert_eq!(
         net.tap_shape(block, 224).expect("224"),
-        Shape::Spatial {
-            channels: 64,
-            h: 56,
-            w: 56
-        }
+        Shape::square(64, 56)
     );
     let fc = net.tap("fc").expect("tap");
     assert_eq!(net.width(fc), 10);
@@ -223,14 +139,7 @@ node = "mixed"
     let net = Network::resolve(parse(text), &w).expect("fits");
     let tap = net.tap("mixed").expect("tap");
     assert_eq!(net.width(tap), 24);
-    assert_eq!(
-        net.tap_shape(tap, 9).expect("9 px"),
-        Shape::Spatial {
-            channels: 24,
-            h: 9,
-            w: 9
-        }
-    );
+    assert_eq!(net.tap_shape(tap, 9).expect("9 px"), Shape::square(24, 9));
 }
 
 #[test]

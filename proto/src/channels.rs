@@ -6,8 +6,10 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, SeqAccess};
 use serde::{Deserialize, Serialize, Serializer};
+
+use crate::text_forms::{Forms, TextItem, deserialize_forms, list_items};
 
 /// A channel selection string or list that could not be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,58 +181,24 @@ impl Serialize for ChannelSelection {
 }
 
 /// Accepts a string (`"all"`, `"0-7,12"`), a single integer, or a list of strings and integers.
-impl<'de> Deserialize<'de> for ChannelSelection {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ChannelSelection;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"all\", a range list like \"0-7,12\", or a list of ranges")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                ChannelSelection::parse(v).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                ChannelSelection::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                ChannelSelection::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element::<RangeItem>()? {
-                    items.push(item.0);
-                }
-                ChannelSelection::from_items(items.iter().map(String::as_str))
-                    .map_err(de::Error::custom)
-            }
-        }
-        d.deserialize_any(V)
+impl Forms for ChannelSelection {
+    const EXPECTING: &'static str = "\"all\", a range list like \"0-7,12\", or a list of ranges";
+    const NUMBERS_AS_TEXT: bool = true;
+
+    fn from_list<'de, A: SeqAccess<'de>>(list: A) -> Result<Self, A::Error> {
+        let items: Vec<TextItem> = list_items(list)?;
+        ChannelSelection::from_items(items.iter().map(|item| item.0.as_str()))
+            .map_err(de::Error::custom)
+    }
+
+    fn from_text<E: de::Error>(text: &str) -> Result<Self, E> {
+        ChannelSelection::parse(text).map_err(E::custom)
     }
 }
 
-/// One list element: a range string or a bare channel number.
-struct RangeItem(String);
-
-impl<'de> Deserialize<'de> for RangeItem {
+impl<'de> Deserialize<'de> for ChannelSelection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = RangeItem;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a channel number or a range like \"0-7\"")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<RangeItem, E> {
-                Ok(RangeItem(v.to_owned()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<RangeItem, E> {
-                Ok(RangeItem(v.to_string()))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<RangeItem, E> {
-                Ok(RangeItem(v.to_string()))
-            }
-        }
-        d.deserialize_any(V)
+        deserialize_forms(d)
     }
 }
 

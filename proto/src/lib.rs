@@ -25,6 +25,7 @@
 //! - [`plan`]: pure task enumeration from a spec and layer widths ([`plan::plan`]).
 //! - [`rates`]: the rates file, the engine's measured images per second per layer ([`RatesFile`]).
 //! - [`geometry`]: the sizes lucid's standard transforms produce (shared by worker and coordinator).
+//! - `text_forms`: the serde of values written as text, in one form or several.
 //! - [`view`]: the views of a unit (channel, negative, neuron, diversity), each its own task.
 #![warn(missing_docs)]
 
@@ -39,6 +40,7 @@ pub mod rates;
 pub mod result;
 pub mod spec;
 pub mod task;
+mod text_forms;
 pub mod versioned;
 pub mod view;
 

@@ -310,21 +310,25 @@ impl Plan {
     }
 }
 
+/// The ecoset AlexNet's layers and their widths (`shared/docs/lucid-reference.md`): the shape of the
+/// reference sweep (10 seeds of these are 100,370 tasks), for benchmarks and tests of plans at scale.
+pub const ECOSET_ALEXNET_LAYERS: [(&str, usize); 8] = [
+    ("conv1", 64),
+    ("conv2", 192),
+    ("conv3", 384),
+    ("conv4", 384),
+    ("conv5", 256),
+    ("fc6", 4096),
+    ("fc7", 4096),
+    ("fc8", 565),
+];
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::channels::ChannelSelection;
 
-    pub(crate) const ALEXNET: [(&str, usize); 8] = [
-        ("conv1", 64),
-        ("conv2", 192),
-        ("conv3", 384),
-        ("conv4", 384),
-        ("conv5", 256),
-        ("fc6", 4096),
-        ("fc7", 4096),
-        ("fc8", 565),
-    ];
+    pub(crate) const ALEXNET: [(&str, usize); 8] = ECOSET_ALEXNET_LAYERS;
 
     pub(crate) fn alexnet() -> LayerWidths {
         ALEXNET

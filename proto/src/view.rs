@@ -15,9 +15,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::spec::Objective;
+use crate::text_forms::serde_as_text;
 
 /// Fewest copies of a diversity view: one copy has nothing to differ from.
 pub const MIN_DIVERSITY_COPIES: u32 = 2;
@@ -147,18 +146,7 @@ impl FromStr for View {
     }
 }
 
-impl Serialize for View {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for View {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(deserializer)?;
-        name.parse().map_err(serde::de::Error::custom)
-    }
-}
+serde_as_text!(View);
 
 #[cfg(test)]
 mod tests {

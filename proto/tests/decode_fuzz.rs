@@ -18,6 +18,7 @@ use lucid_proto::ids::validate_identifier;
 use lucid_proto::spec::RenderSettings;
 use lucid_proto::task::{TASK_SCHEMA_VERSION, task_id};
 use lucid_proto::{DecodeError, Document, ModelLocation, TaskMessage};
+use lucid_testkit::fuzz::{Rng, damage};
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------------------------ counting allocator
@@ -116,32 +117,6 @@ fn measured_decode(
 }
 
 // ------------------------------------------------------------------------------ generator
-
-/// splitmix64: tiny, seedable, good enough to pick mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n` > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next_u64() as u8
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
 
 /// The default `queue.max_message_bytes`.
 const MAX: usize = 65_536;
@@ -354,60 +329,44 @@ fn mutate_json(rng: &mut Rng, v: &mut Value) {
     }
 }
 
-/// Byte-level damage: flips, replacements, truncations, deletions, insertions of junk or JSON tokens.
+/// JSON tokens and bytes that are not UTF-8, inserted by [`insert_token`].
+const TOKENS: &[&[u8]] = &[
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\"",
+    b":",
+    b",",
+    b"\\",
+    b"\\u",
+    b"\\ud800",
+    b"null",
+    b"1e999",
+    b"-",
+    b"0",
+    b"99999999999999999999999",
+    b"\xff",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\0",
+];
+
+fn insert_token(rng: &mut Rng, bytes: &mut Vec<u8>, at: usize) {
+    let token = *rng.pick(TOKENS);
+    bytes.splice(at..at, token.iter().copied());
+}
+
+/// Duplicates a stretch: repeated keys, doubled values.
+fn duplicate_stretch(rng: &mut Rng, bytes: &mut Vec<u8>, at: usize) {
+    let end = (at + 1 + rng.below(32)).min(bytes.len());
+    let copy = bytes[at..end].to_vec();
+    bytes.splice(end..end, copy);
+}
+
+/// Byte-level damage: the generic mutations plus JSON tokens and duplicated stretches.
 fn mutate_bytes(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
-    const TOKENS: &[&[u8]] = &[
-        b"{",
-        b"}",
-        b"[",
-        b"]",
-        b"\"",
-        b":",
-        b",",
-        b"\\",
-        b"\\u",
-        b"\\ud800",
-        b"null",
-        b"1e999",
-        b"-",
-        b"0",
-        b"99999999999999999999999",
-        b"\xff",
-        b"\xc3",
-        b"\xed\xa0\x80",
-        b"\0",
-    ];
-    let mut bytes = original.to_vec();
-    for _ in 0..1 + rng.below(4) {
-        if bytes.is_empty() {
-            break;
-        }
-        let at = rng.below(bytes.len());
-        match rng.below(7) {
-            0 => bytes[at] ^= 1 << rng.below(8),
-            1 => bytes[at] = rng.byte(),
-            2 => bytes.truncate(at),
-            3 => {
-                let end = (at + 1 + rng.below(16)).min(bytes.len());
-                bytes.drain(at..end);
-            }
-            4 => {
-                let junk: Vec<u8> = (0..1 + rng.below(16)).map(|_| rng.byte()).collect();
-                bytes.splice(at..at, junk);
-            }
-            5 => {
-                let token = *rng.pick(TOKENS);
-                bytes.splice(at..at, token.iter().copied());
-            }
-            _ => {
-                // duplicate a stretch: repeated keys, doubled values
-                let end = (at + 1 + rng.below(32)).min(bytes.len());
-                let copy = bytes[at..end].to_vec();
-                bytes.splice(end..end, copy);
-            }
-        }
-    }
-    bytes
+    damage(rng, original, &[insert_token, duplicate_stretch])
 }
 
 // ------------------------------------------------------------------------------ properties
@@ -522,7 +481,7 @@ fn check_ok(task: &TaskMessage, max: usize, shown: &str) {
 
 #[test]
 fn valid_random_tasks_round_trip() {
-    let mut rng = Rng(0x7a5c_0001);
+    let mut rng = Rng::new(0x7a5c_0001);
     let mut tally = Tally::default();
     for _ in 0..3000 {
         let task = sample(&mut rng);
@@ -536,7 +495,7 @@ fn valid_random_tasks_round_trip() {
 
 #[test]
 fn random_bytes_never_panic() {
-    let mut rng = Rng(0x7a5c_0002);
+    let mut rng = Rng::new(0x7a5c_0002);
     let mut tally = Tally::default();
     const JSONISH: &[u8] = b"{}[]\":,0123456789-.eE+ truefalsnul\\\n";
     for i in 0..5000 {
@@ -553,7 +512,7 @@ fn random_bytes_never_panic() {
 
 #[test]
 fn byte_mutations_of_a_valid_body_never_panic() {
-    let mut rng = Rng(0x7a5c_0003);
+    let mut rng = Rng::new(0x7a5c_0003);
     let mut tally = Tally::default();
     for _ in 0..10_000 {
         let original = sample(&mut rng).encode();
@@ -575,7 +534,7 @@ fn byte_mutations_of_a_valid_body_never_panic() {
 
 #[test]
 fn json_mutations_reach_every_error_kind() {
-    let mut rng = Rng(0x7a5c_0004);
+    let mut rng = Rng::new(0x7a5c_0004);
     let mut tally = Tally::default();
     for _ in 0..10_000 {
         let mut v: Value = serde_json::from_slice(&sample(&mut rng).encode()).expect("valid json");
@@ -598,7 +557,7 @@ fn json_mutations_reach_every_error_kind() {
 
 #[test]
 fn invalid_identifiers_are_rejected_in_every_position() {
-    let mut rng = Rng(0x7a5c_0005);
+    let mut rng = Rng::new(0x7a5c_0005);
     let mut tally = Tally::default();
     for bad in invalid_identifiers() {
         for key in ["run_id", "seed", "layer"] {
@@ -628,7 +587,7 @@ fn invalid_identifiers_are_rejected_in_every_position() {
 #[test]
 fn huge_numbers_are_errors() {
     let mut tally = Tally::default();
-    let valid: Value = serde_json::from_slice(&sample(&mut Rng(6)).encode()).expect("json");
+    let valid: Value = serde_json::from_slice(&sample(&mut Rng::new(6)).encode()).expect("json");
     let numbers = [
         "1e400",
         "-1e400",
@@ -701,7 +660,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 
 #[test]
 fn long_strings_are_bounded_by_the_limit() {
-    let mut rng = Rng(0x7a5c_0007);
+    let mut rng = Rng::new(0x7a5c_0007);
     let mut tally = Tally::default();
     let valid: Value = serde_json::from_slice(&sample(&mut rng).encode()).expect("json");
     for len in [1000, 60_000, MAX, 10 * MAX] {
@@ -745,7 +704,7 @@ fn long_strings_are_bounded_by_the_limit() {
 #[test]
 fn oversize_bodies_are_rejected_before_parsing() {
     let mut tally = Tally::default();
-    let valid = sample(&mut Rng(8)).encode();
+    let valid = sample(&mut Rng::new(8)).encode();
     for (body, max) in [
         (valid.clone(), valid.len() - 1),
         (vec![b'['; 10 << 20], MAX),
@@ -861,7 +820,7 @@ fn allocation_bound_holds_at_limits_above_the_default() {
 /// and 17 digit decimals parsed one ULP off; spec-written rates like `0.05` never were.
 #[test]
 fn arbitrary_lr_round_trips_exactly() {
-    let mut rng = Rng(0x7a5c_0009);
+    let mut rng = Rng::new(0x7a5c_0009);
     let mut changed = Vec::new();
     for _ in 0..10_000 {
         let mut task = sample(&mut rng);
@@ -887,7 +846,7 @@ fn arbitrary_lr_round_trips_exactly() {
 /// escapes), so decode errors escape them.
 #[test]
 fn error_messages_escape_control_characters() {
-    let valid: Value = serde_json::from_slice(&sample(&mut Rng(10)).encode()).expect("json");
+    let valid: Value = serde_json::from_slice(&sample(&mut Rng::new(10)).encode()).expect("json");
     let mut bodies = Vec::new();
     let mut v = valid.clone();
     v["settings"]["objective"] = "x\n2026-01-01T00:00:00Z INFO forged \u{1b}[31mline".into();

@@ -5,6 +5,8 @@
 //! `lucid_testkit`). Every test declares its own queues and exchange under a unique suffix and deletes
 //! them at the end.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use lucid_proto::spec::RenderSection;
 use lucid_proto::{DecodeError, Document, ModelLocation, TaskMessage};
 use lucid_queue::{Broker, Consumer, Delivery, ManagementApi, QueueError, Topology};
+use support::{amqp_uri, test_var, topology};
 
 /// Whether the test broker (AMQP and management API) answers. When it does not, the test cannot run:
 /// under CI it fails, elsewhere it is reported as skipped, and the caller returns.
@@ -19,32 +22,8 @@ fn broker_reachable() -> bool {
     lucid_testkit::require(&[lucid_testkit::RABBITMQ, lucid_testkit::RABBITMQ_MANAGEMENT]).is_some()
 }
 
-/// The value of `name`, which [`broker_reachable`] found set.
-fn test_var(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: call broker_reachable() first"))
-}
-
-fn amqp_uri() -> String {
-    test_var("LUCID_TEST_AMQP_URI")
-}
-
 fn management() -> ManagementApi {
     ManagementApi::from_amqp_uri(&test_var("LUCID_TEST_RABBIT_API"), &amqp_uri())
-}
-
-fn topology(test: &str, delivery_limit: u32) -> Topology {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let suffix = format!("{test}.{}.{nanos}", std::process::id());
-    Topology {
-        tasks: format!("lucid-test.tasks.{suffix}"),
-        dead_letter_exchange: format!("lucid-test.dlx.{suffix}"),
-        dead_letter_queue: format!("lucid-test.dead.{suffix}"),
-        delivery_limit,
-        max_message_bytes: 65_536,
-    }
 }
 
 fn task(run: &str, seed: u32, channel: u32) -> TaskMessage {

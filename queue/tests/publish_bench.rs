@@ -12,34 +12,20 @@
 //! `LUCID_BENCH_WINDOWS` (comma-separated, default `512`, the coordinator's default
 //! `--confirm-window`) picks the confirm windows; each gets its own queue, deleted afterwards.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use lucid_proto::plan::{LayerWidths, plan};
+use lucid_proto::plan::{ECOSET_ALEXNET_LAYERS as ALEXNET, LayerWidths, plan};
 use lucid_proto::{ModelId, SweepSpec, TaskMessage};
-use lucid_queue::{Broker, Topology};
+use lucid_queue::Broker;
+use support::{amqp_uri, topology};
 
 /// Tasks in the plan: ten seeds of 64 + 192 + 384 + 384 + 256 + 4096 + 4096 + 565 channels.
 const ECOSET_TASKS: u64 = 100_370;
 /// The acceptance bound of the issue, on a 2-core machine.
 const PUBLISH_LIMIT: Duration = Duration::from_secs(30);
-
-const ALEXNET: [(&str, usize); 8] = [
-    ("conv1", 64),
-    ("conv2", 192),
-    ("conv3", 384),
-    ("conv4", 384),
-    ("conv5", 256),
-    ("fc6", 4096),
-    ("fc7", 4096),
-    ("fc8", 565),
-];
-
-/// The test broker's URI, which the benchmark's `lucid_testkit::require` found set.
-fn amqp_uri() -> String {
-    std::env::var("LUCID_TEST_AMQP_URI")
-        .unwrap_or_else(|_| panic!("LUCID_TEST_AMQP_URI is not set: require the broker first"))
-}
 
 fn windows() -> Vec<usize> {
     std::env::var("LUCID_BENCH_WINDOWS")
@@ -51,20 +37,6 @@ fn windows() -> Vec<usize> {
                 .unwrap_or_else(|e| panic!("LUCID_BENCH_WINDOWS entry {w:?}: {e}"))
         })
         .collect()
-}
-
-fn topology(window: usize) -> Topology {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let suffix = format!("bench.w{window}.{}.{nanos}", std::process::id());
-    Topology {
-        tasks: format!("lucid-test.tasks.{suffix}"),
-        dead_letter_exchange: format!("lucid-test.dlx.{suffix}"),
-        dead_letter_queue: format!("lucid-test.dead.{suffix}"),
-        delivery_limit: 5,
-        max_message_bytes: 65_536,
-    }
 }
 
 /// The real ecoset plan: ten seeds, every layer and channel, default render settings.
@@ -110,7 +82,7 @@ async fn wait_for_ready(broker: &Broker, expected: u64) -> Result<u64, String> {
 
 /// One run: publishes `tasks` with `window` into a fresh queue; returns (seconds, ready count).
 async fn publish_once(tasks: &[TaskMessage], window: usize) -> Result<(f64, u64), String> {
-    let topology = topology(window);
+    let topology = topology(&format!("bench.w{window}"), 5);
     let broker = Broker::connect(&amqp_uri(), topology)
         .await
         .map_err(|e| format!("connect to the test broker: {e}"))?;

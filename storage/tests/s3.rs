@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{drop_bucket, s3_section, test_s3, unique_bucket};
-use lucid_storage::{Credentials, S3Store, StorageError, Store, content_type_for};
+use common::{assert_store_contract, bucket_of, drop_bucket, s3_section, test_s3, unique_bucket};
+use lucid_storage::{Credentials, S3Store, StorageError, Store};
 use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::test]
@@ -17,82 +17,8 @@ async fn s3_round_trip() {
     let store = s3.fresh_store().await;
     // idempotent: a second call finds the bucket
     store.ensure_bucket().await.unwrap();
-    let Store::S3(inner) = &store else {
-        panic!("expected an s3 store")
-    };
-    assert_eq!(store.describe(), format!("s3://{}/", inner.bucket()));
-
-    let png = b"\x89PNG\r\n\x1a\nnot really".to_vec();
-    let json = br#"{"channel":7}"#.to_vec();
-    let keys = [
-        "run1/seed_a/conv1/0007.png",
-        "run1/seed_a/conv1/0007.json",
-        "run1/seed_b/conv1/0001.png",
-        "run1/run.json",
-        "run2/run.json",
-    ];
-    for key in keys {
-        let bytes = if key.ends_with(".png") { &png } else { &json };
-        store
-            .put(key, bytes.clone(), content_type_for(key))
-            .await
-            .unwrap();
-    }
-
-    assert_eq!(store.get(keys[0]).await.unwrap(), Some(png.clone()));
-    assert_eq!(store.get(keys[1]).await.unwrap(), Some(json.clone()));
-    assert_eq!(store.get("run1/seed_a/conv1/0008.png").await.unwrap(), None);
-    assert!(store.exists(keys[0]).await.unwrap());
-    assert!(!store.exists("run1/nothing.png").await.unwrap());
-
-    let head = store.head(keys[0]).await.unwrap().unwrap();
-    assert_eq!(head.content_type.as_deref(), Some("image/png"));
-    assert_eq!(head.size, png.len() as u64);
-    let head = store.head(keys[1]).await.unwrap().unwrap();
-    assert_eq!(head.content_type.as_deref(), Some("application/json"));
-
-    assert_eq!(
-        store.list("run1/").await.unwrap(),
-        vec![
-            "run1/run.json",
-            "run1/seed_a/conv1/0007.json",
-            "run1/seed_a/conv1/0007.png",
-            "run1/seed_b/conv1/0001.png",
-        ]
-    );
-    assert_eq!(
-        store.list("run1/seed_").await.unwrap(),
-        vec![
-            "run1/seed_a/conv1/0007.json",
-            "run1/seed_a/conv1/0007.png",
-            "run1/seed_b/conv1/0001.png",
-        ]
-    );
-    assert_eq!(store.list("").await.unwrap().len(), keys.len());
-    assert!(store.list("run3/").await.unwrap().is_empty());
-
-    // overwrite replaces
-    store
-        .put(keys[0], b"v2".to_vec(), "image/png")
-        .await
-        .unwrap();
-    assert_eq!(store.get(keys[0]).await.unwrap(), Some(b"v2".to_vec()));
-
-    store.delete(keys[0]).await.unwrap();
-    assert!(!store.exists(keys[0]).await.unwrap());
-    assert_eq!(store.get(keys[0]).await.unwrap(), None);
-    // deleting what is not there is fine
-    store.delete(keys[0]).await.unwrap();
-
-    // bad keys never reach the store
-    for bad in ["/abs", "a/../b", "a\nb", ""] {
-        let err = store.put(bad, vec![1], "image/png").await.unwrap_err();
-        assert!(
-            matches!(err, StorageError::InvalidKey { .. }),
-            "{bad:?}: {err}"
-        );
-    }
-
+    assert_eq!(store.describe(), format!("s3://{}/", bucket_of(&store)));
+    assert_store_contract(&store).await;
     drop_bucket(&store).await;
 }
 
@@ -139,10 +65,7 @@ async fn s3_wrong_secret_fails_at_once_without_leaking_it() {
         return;
     };
     let good = s3.fresh_store().await;
-    let Store::S3(inner) = &good else {
-        panic!("expected an s3 store")
-    };
-    let bucket = inner.bucket().to_owned();
+    let bucket = bucket_of(&good);
     let secret = format!("wrong-secret-{:016x}", rand::random::<u64>());
     let bad = Store::S3(
         S3Store::new(
@@ -292,10 +215,7 @@ async fn s3_put_survives_an_outage() {
         return;
     };
     let real = s3.fresh_store().await;
-    let Store::S3(inner) = &real else {
-        panic!("expected an s3 store")
-    };
-    let bucket = inner.bucket().to_owned();
+    let bucket = bucket_of(&real);
     let target = s3
         .endpoint
         .trim_start_matches("http://")

@@ -8,6 +8,8 @@
 //! caller returns, so a developer without the services still sees which tests did not run. Set
 //! `CI=true` to see locally what CI would report.
 //!
+//! [`fuzz`] is the fuzz tests' seeded generator and byte damage, one for every decoder attacked.
+//!
 //! Nothing here installs or starts anything: `scripts/services.sh start all` (run by `make test`)
 //! does, before `cargo test`.
 //!
@@ -20,6 +22,7 @@
 //! ```
 
 pub mod fixtures;
+pub mod fuzz;
 mod program;
 mod service;
 

@@ -21,12 +21,12 @@ use lucid_network::description::{
 };
 use lucid_network::graph::Source;
 use lucid_network::{Network, NetworkError};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, TchError, Tensor};
 
 use crate::layout::{Layout, SpaceToDepth, same_padding, to_channels_last};
 use crate::model::ModelError;
-use crate::render::engine::{Phase, PhaseClock, redirected_relu_grad};
-use crate::render::net::RenderNet;
+use crate::render::engine::{Phase, redirected_relu_grad};
+use crate::render::net::{GradRequest, RenderNet};
 
 /// BT.601 luma weights: how a greyscale network sees the rendered RGB image.
 const LUMA: [f64; 3] = [0.299, 0.587, 0.114];
@@ -755,14 +755,13 @@ impl RenderNet for DescribedNet {
     /// accumulated: first from the loss, then, ReLU by ReLU from the last evaluated to the first, from
     /// the redirected gradient at its input back to every leaf before it. For a chain this is the
     /// native network's walk over its segments.
-    fn redirected_grad(
-        &self,
-        x: &Tensor,
-        index: usize,
-        kind: Kind,
-        loss_of: &dyn Fn(&Tensor) -> Tensor,
-        clock: &mut dyn PhaseClock,
-    ) -> Result<Tensor, tch::TchError> {
+    fn redirected_grad(&self, x: &Tensor, request: GradRequest<'_>) -> Result<Tensor, TchError> {
+        let GradRequest {
+            index,
+            kind,
+            loss_of,
+            clock,
+        } = request;
         let input = x.detach().to_kind(Kind::Float).set_requires_grad(true);
         let tap = &self.network.description.taps[index];
         let mut relus = Vec::new();

@@ -15,6 +15,8 @@
 //!   `serve` and `local`.
 //! - [`local`]: a whole sweep in one process (in-process queue, local folder) and its gallery.
 //! - [`serve`]: the distributed worker (RabbitMQ + S3, metrics and health endpoints).
+//! - [`probe`]: the probe pass's forward step: a batch of probe images, every layer's top-k examples
+//!   and spatial means.
 //! - [`synthetic`]: model files with known first-layer filters (ground truth, demos).
 //! - [`bench`]: `lucid-worker bench`, throughput and phase breakdown, and the rates file `plan` reads.
 //! - [`inspect`]: `lucid-worker inspect`, each model's layer table (text or JSON).
@@ -32,6 +34,7 @@ pub mod local;
 pub mod model;
 pub mod pipeline;
 pub mod precision;
+pub mod probe;
 pub mod render;
 pub mod runner;
 pub mod scripted;

@@ -17,13 +17,13 @@ use std::path::{Path, PathBuf};
 use lucid_network::NetworkError;
 use lucid_network::error::closest_first;
 use lucid_network::torchscript::Descriptor;
-use tch::{CModule, Device, IValue, Kind, Tensor};
+use tch::{CModule, Device, IValue, Kind, TchError, Tensor};
 
 use crate::described::{InputMap, as_map};
 use crate::layout::{Layout, to_channels_last};
 use crate::model::ModelError;
-use crate::render::engine::{Phase, PhaseClock};
-use crate::render::net::RenderNet;
+use crate::render::engine::Phase;
+use crate::render::net::{GradRequest, RenderNet};
 
 /// An export's layers, loaded on one device.
 #[derive(Debug)]
@@ -201,17 +201,10 @@ impl RenderNet for ScriptedNet {
     }
 
     /// The ordinary gradient: the ReLUs are inside the scripted graph, out of the redirect's reach.
-    fn redirected_grad(
-        &self,
-        x: &Tensor,
-        index: usize,
-        kind: Kind,
-        loss_of: &dyn Fn(&Tensor) -> Tensor,
-        clock: &mut dyn PhaseClock,
-    ) -> Result<Tensor, tch::TchError> {
+    fn redirected_grad(&self, x: &Tensor, request: GradRequest<'_>) -> Result<Tensor, TchError> {
         let input = x.detach().to_kind(Kind::Float).set_requires_grad(true);
-        let loss = loss_of(&self.try_forward(&input, index, kind)?);
-        clock.mark(Phase::Forward);
+        let loss = (request.loss_of)(&self.try_forward(&input, request.index, request.kind)?);
+        request.clock.mark(Phase::Forward);
         Ok(Tensor::f_run_backward(&[&loss], &[&input], false, false)?.remove(0))
     }
 }

@@ -49,50 +49,7 @@ fn values(n: usize, scale: f32, offset: f32) -> Vec<f32> {
         .collect()
 }
 
-const BN_NET: &str = r#"
-name = "bn"
-[input]
-channels = 3
-[[node]]
-op = "conv"
-name = "conv1"
-input = "input"
-weights = "conv1.weight"
-bias = "conv1.bias"
-layout = "oihw"
-padding = 1
-[[node]]
-op = "batch_norm"
-name = "bn1"
-input = "conv1"
-scale = "bn1.weight"
-offset = "bn1.bias"
-mean = "bn1.running_mean"
-variance = "bn1.running_var"
-[[node]]
-op = "relu"
-name = "relu1"
-input = "bn1"
-[[node]]
-op = "max_pool"
-name = "pool"
-input = "relu1"
-kernel = 3
-stride = 2
-padding = "same"
-[[node]]
-op = "conv"
-name = "conv2"
-input = "pool"
-weights = "conv2.weight"
-layout = "oihw"
-[[tap]]
-name = "conv2"
-node = "conv2"
-[[tap]]
-name = "relu1"
-node = "relu1"
-"#;
+const BN_NET: &str = include_str!("../../fixtures/networks/bn.toml");
 
 /// The weights of [`BN_NET`], written into `dir`.
 fn bn_net_file(dir: &tempfile::TempDir) -> ModelFile {
@@ -357,9 +314,25 @@ fn both_alexnets() -> (AlexNet, DescribedNet) {
     (native, described)
 }
 
+/// `net`'s redirected gradient at `x` of `loss_of` layer `index`'s value.
+fn redirected(
+    net: &dyn lucid_worker::render::net::RenderNet,
+    x: &Tensor,
+    index: usize,
+    kind: Kind,
+    loss_of: &dyn Fn(&Tensor) -> Tensor,
+) -> Result<Tensor, tch::TchError> {
+    let request = lucid_worker::render::net::GradRequest {
+        index,
+        kind,
+        loss_of,
+        clock: &mut lucid_worker::render::engine::NoClock,
+    };
+    net.redirected_grad(x, request)
+}
+
 #[test]
 fn the_redirected_gradient_of_the_description_is_the_native_one() {
-    use lucid_worker::render::engine::NoClock;
     use lucid_worker::render::net::RenderNet;
     tch::manual_seed(3);
     let (native, described) = both_alexnets();
@@ -368,12 +341,8 @@ fn the_redirected_gradient_of_the_description_is_the_native_one() {
         let index = RenderNet::layer_index(&native, layer).expect("layer");
         assert_eq!(described.layer_index(layer).expect("tap"), index);
         let loss_of = |acts: &Tensor| acts.narrow(1, 1, 1).mean(Kind::Float);
-        let want = native
-            .redirected_grad(&x, index, Kind::Float, &loss_of, &mut NoClock)
-            .expect("native");
-        let got = described
-            .redirected_grad(&x, index, Kind::Float, &loss_of, &mut NoClock)
-            .expect("described");
+        let want = redirected(&native, &x, index, Kind::Float, &loss_of).expect("native");
+        let got = redirected(&described, &x, index, Kind::Float, &loss_of).expect("described");
         let scale = want.abs().max().double_value(&[]);
         assert!(scale > 0.0, "{layer}: the gradient reaches the image");
         assert!(
@@ -419,7 +388,6 @@ fn the_engine_renders_the_same_images_through_the_description() {
 /// passes everything, so the redirected gradient must be the ordinary one, summed over both branches.
 #[test]
 fn the_redirected_gradient_accumulates_over_branches() {
-    use lucid_worker::render::engine::NoClock;
     use lucid_worker::render::net::RenderNet;
     let text = r#"
 name = "branches"
@@ -478,17 +446,15 @@ node = "top"
     let net = DescribedNet::load(network, &file, Device::Cpu, true).expect("load");
     let x = Tensor::rand([1, 3, 6, 6], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
     let loss_of = |acts: &Tensor| acts.narrow(1, 0, 1).sum(Kind::Float);
-    let redirected = net
-        .redirected_grad(&x, 0, Kind::Float, &loss_of, &mut NoClock)
-        .expect("redirected");
+    let redirected_grad = redirected(&net, &x, 0, Kind::Float, &loss_of).expect("redirected");
     let plain_x = x.detach().set_requires_grad(true);
     loss_of(&net.forward_centred(&plain_x, 0, Kind::Float)).backward();
     let plain = plain_x.grad();
     assert!(plain.abs().sum(Kind::Float).double_value(&[]) > 0.0);
     assert!(
-        max_diff(&redirected, &plain) < 1e-5,
+        max_diff(&redirected_grad, &plain) < 1e-5,
         "{}",
-        max_diff(&redirected, &plain)
+        max_diff(&redirected_grad, &plain)
     );
 }
 
@@ -509,7 +475,6 @@ fn values_and_gradients(
     x: &Tensor,
     kind: Kind,
 ) -> Vec<(usize, Tensor, Tensor)> {
-    use lucid_worker::render::engine::NoClock;
     use lucid_worker::render::net::RenderNet;
     let side = x.size()[2] as usize;
     (0..net.layer_count())
@@ -517,9 +482,7 @@ fn values_and_gradients(
         .map(|index| {
             let loss_of = |acts: &Tensor| acts.narrow(1, 0, 1).mean(Kind::Float);
             let value = net.forward_centred(x, index, kind);
-            let grad = net
-                .redirected_grad(x, index, kind, &loss_of, &mut NoClock)
-                .expect("gradient");
+            let grad = redirected(net, x, index, kind, &loss_of).expect("gradient");
             (index, value, grad)
         })
         .collect()
@@ -599,5 +562,78 @@ fn bf16_follows_fp32_for_a_described_network() {
             // measured on the CPU: 0.990 at alexnet_v2's conv4, the deepest tap this side reaches
             assert!(cosine > 0.98, "{layer}: gradient cosine {cosine}");
         }
+    }
+}
+
+/// A linear network with every kind of geometry the receptive field follows: a strided convolution
+/// with symmetric padding, an average pool, a dilated SAME convolution beside a 1x1 shortcut joined
+/// by an add, and a convolution with asymmetric explicit padding (so rows and columns differ).
+const FIELD_NET: &str = include_str!("../../fixtures/networks/fields.toml");
+
+/// The direct form of the receptive field: with positive weights nothing cancels, so the pixels an
+/// output's gradient reaches span exactly the crop `Network::receptive_field` computes.
+#[test]
+fn the_receptive_field_is_exactly_where_the_gradient_reaches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shapes = [
+        ("a.weight", [4, 3, 3, 3]),
+        ("b.weight", [4, 4, 3, 3]),
+        ("skip.weight", [4, 4, 1, 1]),
+        ("c.weight", [2, 4, 3, 3]),
+    ];
+    let positive: Vec<(&str, Vec<usize>, Vec<f32>)> = shapes
+        .iter()
+        .map(|(name, shape)| {
+            (
+                *name,
+                shape.to_vec(),
+                values(shape.iter().product(), 0.01, 0.2),
+            )
+        })
+        .collect();
+    let file = model_file(&dir, &positive);
+    let description = Description::parse_toml(FIELD_NET, "fields.toml").expect("parse");
+    let network = Network::resolve(description, &file).expect("fits");
+    let side = 32;
+    let field = network
+        .receptive_field(network.tap("c").expect("tap"), side)
+        .expect("32 px fits");
+    let described = DescribedNet::load(network, &file, Device::Cpu, true).expect("load");
+    let probe = described
+        .forward(
+            &Tensor::zeros([1, 3, 32, 32], (Kind::Float, Device::Cpu)),
+            "c",
+        )
+        .expect("forward");
+    assert_eq!(
+        probe.size(),
+        [1, 2, 7, 8],
+        "rows and columns padded differently"
+    );
+    for (y, x) in [(0, 0), (3, 4), (6, 7), (0, 7)] {
+        let image =
+            Tensor::rand([1, 3, 32, 32], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+        let out = described.forward(&image, "c").expect("forward");
+        out.narrow(2, y, 1)
+            .narrow(3, x, 1)
+            .sum(Kind::Float)
+            .backward();
+        let reached = image
+            .grad()
+            .abs()
+            .sum_dim_intlist([0i64, 1].as_slice(), false, Kind::Float);
+        let rows: Vec<usize> = (0..side)
+            .filter(|&r| reached.get(r as i64).max().double_value(&[]) > 0.0)
+            .collect();
+        let cols: Vec<usize> = (0..side)
+            .filter(|&c| reached.select(1, c as i64).max().double_value(&[]) > 0.0)
+            .collect();
+        let span = |v: &[usize]| (v[0], v[v.len() - 1] + 1);
+        let ((top, bottom), (left, right)) = (span(&rows), span(&cols));
+        assert_eq!(
+            (top, left, bottom, right),
+            field.crop(y as usize, x as usize, side),
+            "output ({y}, {x})"
+        );
     }
 }

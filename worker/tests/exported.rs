@@ -318,31 +318,11 @@ fn bench_of_an_export_writes_rates_the_plan_estimate_reads() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rates = dir.path().join("rates.json").display().to_string();
     let export = exports.join("resnet18").display().to_string();
-    let (ok, stdout, stderr) = run_worker(&[
-        "bench",
-        "--checkpoint",
-        &export,
-        "--network",
-        "torchscript",
-        "--all-layers",
-        "--json",
-        "--size",
-        "32",
-        "--batch",
-        "2",
-        "--updates",
-        "1",
-        "--warmup",
-        "1",
-        "--seeds",
-        "1",
-        "--precision",
-        "fp32",
-        "--rates-out",
-        &rates,
-    ]);
-    assert!(ok, "bench failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench JSON");
+    let report = common::run_bench(
+        &["--checkpoint", &export, "--rates-out", &rates],
+        "--network torchscript --all-layers --size 32 --batch 2 --updates 1 --warmup 1 --seeds 1 \
+         --precision fp32",
+    );
     assert_eq!(
         report["layers"].as_array().map(Vec::len),
         Some(3),

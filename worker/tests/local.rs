@@ -126,13 +126,7 @@ fn a_local_resume_with_other_settings_is_refused_by_the_manifest_check_and_an_eq
     let first: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
     assert_eq!(first["rendered"], 4, "{first}");
 
-    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
-    assert!(ok, "{stderr}");
-    let again: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
-    assert_eq!(
-        (again["already_stored"].as_u64(), again["rendered"].as_u64()),
-        (Some(4), Some(0))
-    );
+    common::assert_rerun_renders_nothing(&spec, 4);
 
     let other = write_spec(dir.path(), "resume", &seeds, &out, 3);
     let (ok, _, stderr) = run_worker(&["local", "--spec", &other, "--json", "--no-gallery"]);
@@ -199,13 +193,7 @@ fn local_renders_every_view_of_every_unit_once_and_a_rerun_renders_nothing() {
     assert_eq!(manifest.views.len(), 4);
     assert_eq!(manifest.task_count, 16);
 
-    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
-    assert!(ok, "{stderr}");
-    let again: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
-    assert_eq!(
-        (again["already_stored"].as_u64(), again["rendered"].as_u64()),
-        (Some(16), Some(0))
-    );
+    common::assert_rerun_renders_nothing(&spec, 16);
 }
 
 /// `render --views` renders the views of a unit into a run like `local`'s (the stored form of the

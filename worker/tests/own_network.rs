@@ -80,13 +80,7 @@ fn local_sweeps_every_channel_of_a_described_network_and_resumes_to_nothing() {
     );
     assert!(run.join("gallery/index.html").is_file());
 
-    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
-    assert!(ok, "{stderr}");
-    let again: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
-    assert_eq!(
-        (again["already_stored"].as_u64(), again["rendered"].as_u64()),
-        (Some(22), Some(0))
-    );
+    common::assert_rerun_renders_nothing(&spec, 22);
 
     // a changed description under the same run id is refused by the manifest check
     std::fs::write(
@@ -183,27 +177,10 @@ fn bench_measures_every_layer_of_a_described_network() {
         .display()
         .to_string();
     let description = fixture("tiny_resnet.toml").display().to_string();
-    let (ok, stdout, stderr) = run_worker(&[
-        "bench",
-        "--checkpoint",
-        &model,
-        "--network",
-        &description,
-        "--all-layers",
-        "--json",
-        "--size",
-        "48",
-        "--batch",
-        "4",
-        "--updates",
-        "2",
-        "--warmup",
-        "1",
-        "--seeds",
-        "1",
-    ]);
-    assert!(ok, "bench failed: {stderr}");
-    let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench JSON");
+    let report = common::run_bench(
+        &["--checkpoint", &model, "--network", &description],
+        "--all-layers --size 48 --batch 4 --updates 2 --warmup 1 --seeds 1",
+    );
     let layers: Vec<(&str, u64)> = report["layers"]
         .as_array()
         .expect("layers")

@@ -183,28 +183,18 @@ fn bench_measures_each_views_throughput() {
         .display()
         .to_string();
     for (view, batch) in [("neuron", 6), ("diversity:4", 4), ("diversity:4", 6)] {
-        let (ok, stdout, stderr) = common::run_worker(&[
-            "bench",
-            "--checkpoint",
-            &checkpoint,
-            "--layer",
-            "conv2",
-            "--view",
-            view,
-            "--json",
-            "--size",
-            "64",
-            "--batch",
-            &batch.to_string(),
-            "--updates",
-            "2",
-            "--warmup",
-            "1",
-            "--device",
-            "cpu",
-        ]);
-        assert!(ok, "bench --view {view} failed: {stderr}");
-        let report: serde_json::Value = serde_json::from_str(&stdout).expect("bench JSON");
+        let batch = batch.to_string();
+        let report = common::run_bench(
+            &[
+                "--checkpoint",
+                &checkpoint,
+                "--view",
+                view,
+                "--batch",
+                &batch,
+            ],
+            "--layer conv2 --size 64 --updates 2 --warmup 1 --device cpu",
+        );
         assert_eq!(report["view"], view, "{report}");
         let layer = &report["layers"][0];
         // six images at four copies per unit: one unit of four

@@ -130,6 +130,22 @@ pub fn make_run(
     fs::write(root.join("run.json"), b"{\"run_id\": \"run1\"}").expect("write manifest");
 }
 
+/// The run both gallery suites start from: two seeds × conv1, conv2 × 40 channels of 32 px in
+/// `pattern`, with the sidecar of s1/conv1/0005 missing.
+pub fn two_seed_run(pattern: Pattern) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    make_run(
+        dir.path(),
+        &["s1", "s2"],
+        &["conv1", "conv2"],
+        40,
+        32,
+        pattern,
+    );
+    fs::remove_file(dir.path().join("s1/conv1/0005.json")).expect("remove sidecar");
+    dir
+}
+
 /// Every HTML file under `dir`, recursively.
 pub fn html_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

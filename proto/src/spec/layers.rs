@@ -2,13 +2,13 @@
 //! comma-separated string.
 
 use std::collections::BTreeSet;
-use std::fmt;
 
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, SeqAccess};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::error::InvalidField;
 use crate::ids::LayerName;
+use crate::text_forms::{Forms, deserialize_forms, list_items};
 
 /// Which layers of each network to render.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -84,30 +84,25 @@ impl Serialize for LayerSelection {
 }
 
 /// Accepts `"all"`, a comma-separated string (`"conv1,fc8"`, handy in env vars and flags) or a list.
+impl Forms for LayerSelection {
+    const EXPECTING: &'static str = "\"all\" or a list of layer names";
+
+    fn from_text<E: de::Error>(text: &str) -> Result<Self, E> {
+        if text.trim().eq_ignore_ascii_case("all") {
+            Ok(LayerSelection::All)
+        } else {
+            LayerSelection::from_items(text.split(',')).map_err(E::custom)
+        }
+    }
+
+    fn from_list<'de, A: SeqAccess<'de>>(list: A) -> Result<Self, A::Error> {
+        let items: Vec<String> = list_items(list)?;
+        LayerSelection::from_items(items.iter().map(String::as_str)).map_err(de::Error::custom)
+    }
+}
+
 impl<'de> Deserialize<'de> for LayerSelection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = LayerSelection;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"all\" or a list of layer names")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<LayerSelection, E> {
-                if v.trim().eq_ignore_ascii_case("all") {
-                    Ok(LayerSelection::All)
-                } else {
-                    LayerSelection::from_items(v.split(',')).map_err(E::custom)
-                }
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<LayerSelection, A::Error> {
-                let mut items: Vec<String> = Vec::new();
-                while let Some(item) = seq.next_element::<String>()? {
-                    items.push(item);
-                }
-                LayerSelection::from_items(items.iter().map(String::as_str))
-                    .map_err(de::Error::custom)
-            }
-        }
-        d.deserialize_any(V)
+        deserialize_forms(d)
     }
 }

@@ -4,8 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use serde::de::{self, Deserializer};
-use serde::{Deserialize, Serialize, Serializer};
+use crate::text_forms::serde_as_text;
 
 /// Where a seed's checkpoint lives: a local directory or an S3 prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -81,18 +80,7 @@ impl FromStr for ModelLocation {
     }
 }
 
-impl Serialize for ModelLocation {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ModelLocation {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        ModelLocation::parse(&s).map_err(de::Error::custom)
-    }
-}
+serde_as_text!(ModelLocation);
 
 /// Checks an S3 bucket name: 3 to 63 characters of `[a-z0-9.-]`, starting and ending alphanumeric.
 pub fn validate_bucket(bucket: &str) -> Result<(), String> {

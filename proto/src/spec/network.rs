@@ -7,6 +7,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::ModelLocation;
+use crate::text_forms::{Forms, deserialize_forms, serde_as_text};
 
 /// The network a model is when the spec does not say: tf-slim `alexnet_v2`, as every ecoset run.
 pub const DEFAULT_NETWORK: &str = "alexnet_v2";
@@ -71,18 +72,14 @@ impl fmt::Display for NetworkRef {
     }
 }
 
-impl Serialize for NetworkRef {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+impl std::str::FromStr for NetworkRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
     }
 }
 
-impl<'de> Deserialize<'de> for NetworkRef {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        NetworkRef::parse(&s).map_err(de::Error::custom)
-    }
-}
+serde_as_text!(NetworkRef);
 
 /// One model of a sweep: where its weights are and which network they are. In a spec either
 /// `id = "location"` (an `alexnet_v2`) or `id = { path = "location", network = "…" }`.
@@ -137,25 +134,18 @@ impl Serialize for ModelEntry {
     }
 }
 
-/// Reads either form by what the value is, so that a bad field gets its own message (an untagged
-/// enum would only say that no form matched).
-struct EntryVisitor;
+/// Either form, read by what the value is, so that a bad field gets its own message.
+impl Forms for ModelEntry {
+    const EXPECTING: &'static str = "a model location, or a table { path, network }";
 
-impl<'de> de::Visitor<'de> for EntryVisitor {
-    type Value = ModelEntry;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a model location, or a table { path, network }")
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<ModelEntry, E> {
-        ModelLocation::parse(v)
+    fn from_text<E: de::Error>(text: &str) -> Result<Self, E> {
+        ModelLocation::parse(text)
             .map(ModelEntry::from)
             .map_err(E::custom)
     }
 
-    fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<ModelEntry, A::Error> {
-        let t = EntryTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+    fn from_table<'de, A: de::MapAccess<'de>>(table: A) -> Result<Self, A::Error> {
+        let t = EntryTable::deserialize(de::value::MapAccessDeserializer::new(table))?;
         Ok(ModelEntry {
             location: t.path,
             network: t.network,
@@ -165,7 +155,7 @@ impl<'de> de::Visitor<'de> for EntryVisitor {
 
 impl<'de> Deserialize<'de> for ModelEntry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(EntryVisitor)
+        deserialize_forms(d)
     }
 }
 

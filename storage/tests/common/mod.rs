@@ -89,9 +89,93 @@ pub async fn drop_bucket(store: &Store) {
         .expect("delete test bucket");
 }
 
+/// The bucket of an S3 store.
+pub fn bucket_of(store: &Store) -> String {
+    match store {
+        Store::S3(s3) => s3.bucket().to_owned(),
+        other => panic!("expected an s3 store, got {}", other.describe()),
+    }
+}
+
 /// A fresh temporary folder.
 pub fn temp_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("create temp dir");
     let path = dir.path().to_path_buf();
     (dir, path)
+}
+
+/// The keys [`assert_store_contract`] writes: two runs, one with two models.
+pub const CONTRACT_KEYS: [&str; 5] = [
+    "run1/seed_a/conv1/0007.png",
+    "run1/seed_a/conv1/0007.json",
+    "run1/seed_b/conv1/0001.png",
+    "run1/run.json",
+    "run2/run.json",
+];
+
+/// What every backend promises, checked on an empty `store`: each key of [`CONTRACT_KEYS`] reads back
+/// what was put (a PNG or JSON body by its extension) with its content type and size; a missing key
+/// is `None`; listing is sorted and by prefix (not by folder); an overwrite replaces; a delete
+/// removes and deleting again is fine; bad keys are refused before any I/O.
+pub async fn assert_store_contract(store: &Store) {
+    use lucid_storage::{StorageError, content_type_for};
+    let png = b"\x89PNG\r\n\x1a\nnot really".to_vec();
+    let json = br#"{"channel":7}"#.to_vec();
+    let body = |key: &str| {
+        if key.ends_with(".png") {
+            png.clone()
+        } else {
+            json.clone()
+        }
+    };
+    let keys = CONTRACT_KEYS;
+    for key in keys {
+        store
+            .put(key, body(key), content_type_for(key))
+            .await
+            .expect("put");
+    }
+    for key in keys {
+        assert_eq!(store.get(key).await.expect("get"), Some(body(key)), "{key}");
+        let head = store.head(key).await.expect("head").expect("present");
+        assert_eq!(
+            (head.size, head.content_type.as_deref()),
+            (body(key).len() as u64, Some(content_type_for(key))),
+            "{key}"
+        );
+        assert!(store.exists(key).await.expect("exists"), "{key}");
+    }
+    let missing = "run1/seed_a/conv1/0008.png";
+    assert_eq!(store.get(missing).await.expect("get missing"), None);
+    assert!(!store.exists(missing).await.expect("exists missing"));
+    assert!(store.head(missing).await.expect("head missing").is_none());
+
+    let listed = |prefix: &'static str| async move { store.list(prefix).await.expect("list") };
+    let run1 = [keys[3], keys[1], keys[0], keys[2]];
+    assert_eq!(listed("run1/").await, run1);
+    assert_eq!(listed("run1/seed_").await, run1[1..]);
+    assert_eq!(listed("run").await.len(), keys.len());
+    assert_eq!(listed("").await.len(), keys.len());
+    assert!(listed("run3/").await.is_empty());
+
+    store
+        .put(keys[0], b"v2".to_vec(), "image/png")
+        .await
+        .expect("overwrite");
+    assert_eq!(store.get(keys[0]).await.expect("get"), Some(b"v2".to_vec()));
+    store.delete(keys[0]).await.expect("delete");
+    assert!(!store.exists(keys[0]).await.expect("exists"));
+    assert_eq!(store.get(keys[0]).await.expect("get deleted"), None);
+    store
+        .delete(keys[0])
+        .await
+        .expect("deleting what is not there");
+
+    for bad in ["/abs", "a/../b", "a\nb", ""] {
+        let err = store.put(bad, vec![1], "image/png").await.expect_err(bad);
+        assert!(
+            matches!(&err, StorageError::InvalidKey { key, .. } if key == bad),
+            "{bad:?}: {err}"
+        );
+    }
 }

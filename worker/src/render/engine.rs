@@ -6,7 +6,7 @@ use lucid_proto::spec::Precision;
 use lucid_proto::spec::render_defaults;
 use tch::{Kind, Tensor};
 
-use super::net::{RenderNet, index_tensor};
+use super::net::{GradRequest, RenderNet, index_tensor};
 use super::objective::{Objective, diversity_penalty, evaluate as objective_of};
 use super::param::{INIT_SD, ImageParam, ParamKind, from_lucid_order, variable_shape};
 use super::seeding::{channel_rng, normals, transform_rng};
@@ -647,7 +647,13 @@ fn step(
         clock.mark(Phase::Backward);
         return Ok(());
     }
-    let grad = model.redirected_grad(&x, target, kind, &loss_of, clock)?;
+    let request = GradRequest {
+        index: target,
+        kind,
+        loss_of: &loss_of,
+        clock,
+    };
+    let grad = model.redirected_grad(&x, request)?;
     (x * grad).sum(Kind::Float).f_backward()?;
     clock.mark(Phase::Backward);
     Ok(())

@@ -1,12 +1,25 @@
 //! What the engine needs of a network, so that it renders the native `alexnet_v2` and any described
 //! network ([`crate::described::DescribedNet`]) by one code path.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, TchError, Tensor};
 
 use super::engine::redirected_relu_grad;
 use super::engine::{Phase, PhaseClock};
 use crate::layout::Layout;
 use crate::model::{AlexNet, ModelError};
+
+/// What [`RenderNet::redirected_grad`] differentiates: `loss_of` layer `index`'s value computed in
+/// `kind`; `clock` is told when the forward pass ends.
+pub struct GradRequest<'a> {
+    /// The layer, as [`RenderNet::layer_index`] gives it.
+    pub index: usize,
+    /// The dtype the network computes in.
+    pub kind: Kind,
+    /// The loss of the layer's value (fp32, `[B, C, H, W]`).
+    pub loss_of: &'a dyn Fn(&Tensor) -> Tensor,
+    /// Told when the forward pass ends.
+    pub clock: &'a mut dyn PhaseClock,
+}
 
 /// A network the engine can optimise images for. Layers are addressed by index, as
 /// [`RenderNet::layer_index`] gives them.
@@ -33,14 +46,7 @@ pub trait RenderNet: std::fmt::Debug {
     /// The gradient at `x` of `loss_of(layer index's value)`, with lucid's redirected ReLU gradient
     /// ([`redirected_relu_grad`]) at every ReLU the layer depends on; tells `clock` when the forward
     /// pass ends.
-    fn redirected_grad(
-        &self,
-        x: &Tensor,
-        index: usize,
-        kind: Kind,
-        loss_of: &dyn Fn(&Tensor) -> Tensor,
-        clock: &mut dyn PhaseClock,
-    ) -> Result<Tensor, tch::TchError>;
+    fn redirected_grad(&self, x: &Tensor, request: GradRequest<'_>) -> Result<Tensor, TchError>;
 }
 
 /// A `[n]` int64 tensor on `device`.
@@ -89,14 +95,13 @@ impl RenderNet for AlexNet {
 
     /// The network runs as segments between ReLUs, each starting from a detached leaf; the backward
     /// pass walks the segments from the top and applies the redirect rule at every ReLU.
-    fn redirected_grad(
-        &self,
-        x: &Tensor,
-        target: usize,
-        kind: Kind,
-        loss_of: &dyn Fn(&Tensor) -> Tensor,
-        clock: &mut dyn PhaseClock,
-    ) -> Result<Tensor, tch::TchError> {
+    fn redirected_grad(&self, x: &Tensor, request: GradRequest<'_>) -> Result<Tensor, TchError> {
+        let GradRequest {
+            index: target,
+            kind,
+            loss_of,
+            clock,
+        } = request;
         let input = x.detach().set_requires_grad(true);
         let mut leaves = vec![input.shallow_clone()];
         let mut pre_relu = Vec::with_capacity(target);

@@ -28,6 +28,30 @@ pub fn run_worker(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// Runs `lucid-worker local` on `spec` again and asserts that it resumes: all `stored` results are
+/// found in the store and nothing is rendered twice.
+pub fn assert_rerun_renders_nothing(spec: &str, stored: u64) {
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", spec, "--json", "--no-gallery"]);
+    assert!(ok, "{stderr}");
+    let again: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
+    assert_eq!(
+        (again["already_stored"].as_u64(), again["rendered"].as_u64()),
+        (Some(stored), Some(0)),
+        "{again}"
+    );
+}
+
+/// Runs `lucid-worker bench` with `args` and then the whitespace-separated `flags`, and returns its
+/// report (`--json` is added).
+pub fn run_bench(args: &[&str], flags: &str) -> serde_json::Value {
+    let mut all = vec!["bench", "--json"];
+    all.extend_from_slice(args);
+    all.extend(flags.split_whitespace());
+    let (ok, stdout, stderr) = run_worker(&all);
+    assert!(ok, "bench {all:?} failed: {stderr}");
+    serde_json::from_str(&stdout).expect("bench JSON")
+}
+
 /// `[B, 3, H, W]` float images from 8-bit RGB buffers.
 pub fn to_tensor(images: &[Vec<u8>], size: usize) -> Tensor {
     let flat: Vec<f32> = images

@@ -1,0 +1,197 @@
+//! The probe pass's forward step on the synthetic demo model, whose conv2 channels are known: each
+//! Gabor channel's best probe image is a grating at its orientation, each colour-opponent channel's
+//! best is its colour field and its worst the opponent colour; batching changes nothing.
+
+use std::f32::consts::PI;
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use lucid_checkpoint::ModelFile;
+use lucid_probe::{DecodeLimits, Example, Prepared, Preprocessing, decode, prepare};
+use lucid_worker::model::AlexNet;
+use lucid_worker::probe::{LayerExamples, batch_tensor, probe_batch};
+use lucid_worker::synthetic::{self, Filter, orientation_difference};
+use tch::Device;
+
+/// What a probe image shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stimulus {
+    /// A full-contrast luminance grating whose wave vector points at `degrees`.
+    Grating {
+        degrees: f32,
+        wavelength: f32,
+        phase: f32,
+    },
+    /// A uniform field.
+    Field([u8; 3]),
+}
+
+const RED: [u8; 3] = [255, 0, 0];
+const GREEN: [u8; 3] = [0, 255, 0];
+const BLUE: [u8; 3] = [0, 0, 255];
+const YELLOW: [u8; 3] = [255, 255, 0];
+
+/// Gratings at eight orientations, three wavelengths and two phases, then colour fields.
+fn stimuli() -> Vec<Stimulus> {
+    let mut all = Vec::new();
+    for step in 0..8 {
+        for wavelength in [4.0, 6.0, 9.0] {
+            for phase in [0.0, PI / 2.0] {
+                all.push(Stimulus::Grating {
+                    degrees: step as f32 * 22.5,
+                    wavelength,
+                    phase,
+                });
+            }
+        }
+    }
+    all.extend([RED, GREEN, BLUE, YELLOW, [128, 128, 128]].map(Stimulus::Field));
+    all
+}
+
+/// `stimulus` as a 300 x 224 PNG file, decoded and prepared as the probe pass does (the centre
+/// square is 224 px, the network's side, so the wavelengths are not resampled).
+fn probe_image(stimulus: Stimulus) -> Prepared {
+    let image = RgbImage::from_fn(300, 224, |x, y| match stimulus {
+        Stimulus::Grating {
+            degrees,
+            wavelength,
+            phase,
+        } => {
+            let (s, c) = degrees.to_radians().sin_cos();
+            let t = 2.0 * PI * (c * x as f32 + s * y as f32) / wavelength + phase;
+            let level = (127.5 + 127.5 * t.cos()) as u8;
+            Rgb([level; 3])
+        }
+        Stimulus::Field(rgb) => Rgb(rgb),
+    });
+    let mut bytes = Vec::new();
+    DynamicImage::ImageRgb8(image)
+        .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
+        .expect("encode");
+    let decoded = decode("stimulus.png", &bytes, DecodeLimits::default()).expect("decode");
+    prepare(&decoded, Preprocessing::for_side(224))
+}
+
+fn demo_model(dir: &tempfile::TempDir) -> AlexNet {
+    let path = dir.path().join("demo.safetensors");
+    synthetic::write_model(&path, &synthetic::demo_filters(), 7).expect("write model");
+    AlexNet::load(&ModelFile::open(&path).expect("open"), Device::Cpu).expect("load")
+}
+
+/// Probes `images` through `net`'s conv2 in batches of `batch`.
+fn probe(net: &AlexNet, images: &[Prepared], batch: usize) -> LayerExamples {
+    let index = net.layer_index(synthetic::MIRROR_LAYER).expect("conv2");
+    let mut layers = vec![LayerExamples::new(net, index, 3)];
+    for (i, chunk) in images.chunks(batch).enumerate() {
+        let tensor = batch_tensor(chunk, Device::Cpu);
+        probe_batch(net, &tensor, (i * batch) as u32, &mut layers).expect("probe");
+    }
+    layers.remove(0)
+}
+
+#[test]
+fn each_demo_channels_best_probe_image_is_its_grating_or_colour() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = demo_model(&dir);
+    let stimuli = stimuli();
+    let images: Vec<Prepared> = stimuli.iter().map(|&s| probe_image(s)).collect();
+    let examples = probe(&net, &images, 8);
+    assert_eq!(examples.means.len(), images.len() * examples.channels.len());
+    for (channel, filter) in synthetic::demo_filters().into_iter().enumerate() {
+        let best = examples.channels[channel].top_mean.examples()[0];
+        let worst = examples.channels[channel].bottom_mean.examples()[0];
+        let (best_stimulus, worst_stimulus) =
+            (stimuli[best.image as usize], stimuli[worst.image as usize]);
+        match filter {
+            Filter::Gabor { degrees } => {
+                let Stimulus::Grating { degrees: got, .. } = best_stimulus else {
+                    panic!("channel {channel}: best is {best_stimulus:?}");
+                };
+                let off = orientation_difference(f64::from(got), f64::from(degrees));
+                assert!(
+                    off <= 22.5,
+                    "channel {channel} ({degrees}°): best grating at {got}°"
+                );
+            }
+            Filter::Opponent { rgb } => {
+                let (want_best, want_worst) = match rgb {
+                    [1.0, _, _] => (RED, GREEN),
+                    [_, 1.0, _] => (GREEN, RED),
+                    [_, _, 1.0] => (BLUE, YELLOW),
+                    _ => (YELLOW, BLUE),
+                };
+                assert_eq!(
+                    best_stimulus,
+                    Stimulus::Field(want_best),
+                    "channel {channel}"
+                );
+                // the opponent colour is among the lowest (conv2 reads rectified conv1, so the
+                // lowest responses tie at 0 and the earliest such image is listed first)
+                let opponent = stimuli
+                    .iter()
+                    .position(|s| *s == Stimulus::Field(want_worst))
+                    .expect("listed");
+                let at_opponent = examples.means[opponent * examples.channels.len() + channel];
+                assert_eq!(
+                    at_opponent, worst.score,
+                    "channel {channel}: {worst_stimulus:?}"
+                );
+            }
+        }
+        // the mean matrix holds what the lists rank, and a maximum is never below its mean (but for
+        // rounding: max-pooling makes some gratings' maps constant)
+        let row = best.image as usize * examples.channels.len();
+        assert_eq!(examples.means[row + channel], best.score);
+        let peak = examples.channels[channel].top_max.examples()[0];
+        assert!(
+            peak.score >= best.score * (1.0 - 1e-5),
+            "channel {channel}: max {peak:?} below mean {best:?}"
+        );
+        assert!(
+            peak.y < 26 && peak.x < 26,
+            "conv2 is 26 x 26 at 224 px: {peak:?}"
+        );
+    }
+}
+
+#[test]
+fn batching_the_probe_images_changes_no_list() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let net = demo_model(&dir);
+    let images: Vec<Prepared> = stimuli().into_iter().step_by(3).map(probe_image).collect();
+    let whole = probe(&net, &images, images.len());
+    for batch in [1, 5] {
+        let split = probe(&net, &images, batch);
+        for (channel, (a, b)) in split.channels.iter().zip(&whole.channels).enumerate() {
+            let what = |list: &str| format!("batch {batch}, channel {channel}, {list}");
+            let (top, bottom) = (&a.top_mean, &a.bottom_mean);
+            assert_same_ranking(top.examples(), b.top_mean.examples(), &what("top mean"));
+            assert_same_ranking(bottom.examples(), b.bottom_mean.examples(), &what("bottom"));
+            assert_same_ranking(a.top_max.examples(), b.top_max.examples(), &what("top max"));
+        }
+        let close = split
+            .means
+            .iter()
+            .zip(&whole.means)
+            .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0));
+        assert!(close, "batch {batch}: means differ");
+    }
+}
+
+/// Equal scores up to float noise, and the same examples wherever no two scores are that close (a
+/// near-tie may rank either way when the batch changes the convolution's summation order).
+fn assert_same_ranking(a: &[Example], b: &[Example], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    let near = |x: f32, y: f32| (x - y).abs() <= 1e-5 * y.abs().max(1.0);
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(near(x.score, y.score), "{what} rank {i}: {x:?} vs {y:?}");
+        let tied = b
+            .iter()
+            .enumerate()
+            .any(|(j, z)| j != i && near(z.score, y.score));
+        if !tied {
+            assert_eq!((x.image, x.y, x.x), (y.image, y.y, y.x), "{what} rank {i}");
+        }
+    }
+}

@@ -77,6 +77,13 @@ pub fn decode(name: &str, bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage
         format: format_name(format),
         detail: e.to_string(),
     };
+    if format == ImageFormat::Jpeg && !jpeg_complete(bytes) {
+        return Err(ProbeImageError::Corrupt {
+            name: name.to_owned(),
+            format: "JPEG",
+            detail: "its data stops before the end-of-image marker (truncated)".into(),
+        });
+    }
     let reader = || ImageReader::with_format(Cursor::new(bytes), format);
     let (width, height) = reader().into_dimensions().map_err(corrupt)?;
     if width == 0 || height == 0 {
@@ -91,6 +98,17 @@ pub fn decode(name: &str, bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage
     bounded.limits(pixel_limits(width, height));
     let image = bounded.decode().map_err(corrupt)?;
     Ok(image.into_rgb8())
+}
+
+/// Whether a JPEG's end-of-image marker (`FF D9`) follows its first start-of-scan (`FF DA`). The
+/// JPEG decoder fills rows missing from a cut file with grey rather than failing, so a truncated
+/// file would pass as an image without this. Inside entropy-coded data every `FF` byte is followed by
+/// `00` (or a restart marker), so `FF D9` there is the real marker; bytes after it are allowed.
+fn jpeg_complete(bytes: &[u8]) -> bool {
+    let Some(scan) = bytes.windows(2).position(|w| w == [0xff, 0xda]) else {
+        return false;
+    };
+    bytes[scan..].windows(2).any(|w| w == [0xff, 0xd9])
 }
 
 fn format_name(format: ImageFormat) -> &'static str {

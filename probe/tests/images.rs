@@ -90,6 +90,25 @@ fn a_truncated_file_is_corrupt_naming_its_format() {
     }
 }
 
+/// A JPEG decoder fills what a cut file lacks with grey; a uniform image's file is mostly headers,
+/// so every cut past them would otherwise decode.
+#[test]
+fn a_jpeg_cut_anywhere_after_its_headers_is_corrupt() {
+    let red = RgbImage::from_pixel(300, 224, Rgb([255, 0, 0]));
+    let bytes = encode(&DynamicImage::ImageRgb8(red), ImageFormat::Jpeg);
+    for cut in [bytes.len() / 3, bytes.len() / 2, bytes.len() - 2] {
+        let err = refused("red.jpg", &bytes[..cut]);
+        assert!(
+            matches!(err, ProbeImageError::Corrupt { .. }),
+            "cut at {cut}: {err:?}"
+        );
+    }
+    let mut padded = bytes.clone();
+    padded.extend_from_slice(&[0; 16]);
+    let decoded = decode("padded.jpg", &padded, DecodeLimits::default()).expect("bytes after EOI");
+    assert_eq!(decoded.dimensions(), (300, 224));
+}
+
 /// Standard CRC-32 (IEEE), the checksum of a PNG chunk.
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = !0u32;

@@ -14,23 +14,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use lucid_checkpoint::{ModelFile, discover};
 use lucid_proto::rates::{LayerRate, RATES_SCHEMA_VERSION, RatesFile};
 use lucid_proto::spec::RenderSettings;
 use lucid_proto::{LayerName, View};
 use tch::Device;
 
-use crate::described::DescribedNet;
 use crate::device::DeviceChoice;
 use crate::encode::encode_png;
 use crate::layout::Layout;
-use crate::model::AlexNet;
 use crate::pipeline::engine_settings;
 use crate::render::Settings;
 use crate::render::engine::{NoClock, Optimisation, Phase, PhaseClock};
 use crate::render::net::RenderNet;
-use crate::scripted::ScriptedNet;
-use lucid_network::Network;
 
 /// Arguments of `lucid-worker bench`.
 #[derive(Debug, Clone, clap::Args)]
@@ -256,31 +251,6 @@ pub fn device_name(device: Device) -> String {
     }
 }
 
-/// The network a benchmark runs: the native `alexnet_v2` with its speed switches, or a described one.
-enum BenchNet {
-    Native(AlexNet),
-    Described(Box<DescribedNet>),
-    Scripted(Box<ScriptedNet>),
-}
-
-impl BenchNet {
-    fn net(&self) -> &dyn RenderNet {
-        match self {
-            BenchNet::Native(n) => n,
-            BenchNet::Described(n) => n.as_ref(),
-            BenchNet::Scripted(n) => n.as_ref(),
-        }
-    }
-
-    fn net_mut(&mut self) -> &mut dyn RenderNet {
-        match self {
-            BenchNet::Native(n) => n,
-            BenchNet::Described(n) => n.as_mut(),
-            BenchNet::Scripted(n) => n.as_mut(),
-        }
-    }
-}
-
 /// The device's layout with the command line's overrides.
 fn layout(args: &BenchArgs, device: Device) -> Layout {
     let default = Layout::for_device(device);
@@ -291,34 +261,10 @@ fn layout(args: &BenchArgs, device: Device) -> Layout {
 }
 
 /// The model (laid out as [`layout`] says) and settings a benchmark runs with.
-fn load(args: &BenchArgs, device: Device) -> Result<(BenchNet, String, Settings)> {
-    let (mut net, id) = load_net(args, device)?;
-    net.net_mut().set_layout(layout(args, device));
+fn load(args: &BenchArgs, device: Device) -> Result<(Box<dyn RenderNet>, String, Settings)> {
+    let (mut net, id) = crate::open::open_model(&args.checkpoint, &args.network, device)?;
+    net.set_layout(layout(args, device));
     Ok((net, id, bench_settings(args)))
-}
-
-fn load_net(args: &BenchArgs, device: Device) -> Result<(BenchNet, String)> {
-    if args.network == lucid_proto::spec::TORCHSCRIPT {
-        let net = ScriptedNet::load(&args.checkpoint, device)?;
-        let id = args
-            .checkpoint
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "export".into());
-        return Ok((BenchNet::Scripted(Box::new(net)), id));
-    }
-    let found = discover(&args.checkpoint)
-        .with_context(|| format!("no model found at {}", args.checkpoint.display()))?;
-    let first = found.first().context("no model found")?;
-    let file = ModelFile::open(&first.path)?;
-    let model = if args.network == lucid_proto::spec::DEFAULT_NETWORK {
-        BenchNet::Native(AlexNet::load(&file, device)?)
-    } else {
-        let description = crate::inspect::load_description(&args.network)?;
-        let network = Network::resolve(description, &file)?;
-        BenchNet::Described(Box::new(DescribedNet::load(network, &file, device, true)?))
-    };
-    Ok((model, first.id.to_string()))
 }
 
 /// The settings of a task of `--view` with the benchmark's steps, size and switches: the same
@@ -343,7 +289,7 @@ pub fn bench(args: &BenchArgs) -> Result<BenchReport> {
         tch::Cuda::cudnn_set_benchmark(args.cudnn_benchmark);
     }
     let (loaded, model_id, settings) = load(args, device)?;
-    let model = loaded.net();
+    let model = loaded.as_ref();
     let layers: Vec<String> = if args.all_layers {
         (0..model.layer_count())
             .map(|i| model.layer_name(i).to_owned())

@@ -6,6 +6,7 @@
 //! # Layout
 //! - [`device`]: device choice, and loading libtorch's CUDA backend at start-up.
 //! - [`model`]: the network, weights from [`lucid_checkpoint`].
+//! - [`open`]: the model a one-off command's `--checkpoint` and `--network` name.
 //! - [`layout`]: channels-last and space-to-depth, speed-ups that keep a network's sums.
 //! - [`described`]: any network described as data ([`lucid_network`]), evaluated node by node.
 //! - [`scripted`]: a PyTorch model exported by `lucid-export`, one TorchScript module per layer.
@@ -32,6 +33,7 @@ pub mod inspect;
 pub mod layout;
 pub mod local;
 pub mod model;
+pub mod open;
 pub mod pipeline;
 pub mod precision;
 pub mod probe;

@@ -36,6 +36,9 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Measure images/s and the time per phase (add `--all-layers` for a sweep estimate).
     Bench(Box<lucid_worker::bench::BenchArgs>),
+    /// Probe one model with a folder of images: each channel's dataset examples (top and bottom by
+    /// spatial mean, top maxima with their receptive-field crops) and the images x channels means.
+    Probe(Box<lucid_worker::probe::command::ProbeArgs>),
     /// Write the synthetic demo models (Gabor and colour-opponent first layers) under a folder.
     DemoModels {
         /// Output folder; gets `training_seed_NN/model.safetensors`.
@@ -292,6 +295,29 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// `lucid-worker probe`: runs the pass, then prints its report (JSON) or a summary line per layer.
+fn probe(args: &lucid_worker::probe::command::ProbeArgs) -> anyhow::Result<()> {
+    let report = lucid_worker::probe::command::probe(args)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "probed {} images of {} ({} set aside) into {}",
+        report.probe_set.images.len(),
+        report.model.label,
+        report.probe_set.skipped.len(),
+        args.out.display()
+    );
+    for skipped in &report.probe_set.skipped {
+        println!("  set aside: {}", skipped.reason);
+    }
+    for layer in &report.layers {
+        println!("  {}: {} channels", layer.layer, layer.channels);
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let (format, default_filter) = match &args.command {
@@ -315,6 +341,7 @@ fn main() -> ExitCode {
             ecoset_widths,
         } => cli::demo_models(out, *seeds, *ecoset_widths),
         Command::Bench(bench) => lucid_worker::bench::bench(bench).map(|_| ()),
+        Command::Probe(args) => probe(args),
         Command::Serve(args) => serve(args),
         Command::Local(args) => local(args),
     };

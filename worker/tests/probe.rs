@@ -13,6 +13,8 @@ use lucid_worker::probe::{LayerExamples, batch_tensor, probe_batch};
 use lucid_worker::synthetic::{self, Filter, orientation_difference};
 use tch::Device;
 
+mod common;
+
 /// What a probe image shows.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Stimulus {
@@ -49,10 +51,10 @@ fn stimuli() -> Vec<Stimulus> {
     all
 }
 
-/// `stimulus` as a 300 x 224 PNG file, decoded and prepared as the probe pass does (the centre
-/// square is 224 px, the network's side, so the wavelengths are not resampled).
-fn probe_image(stimulus: Stimulus) -> Prepared {
-    let image = RgbImage::from_fn(300, 224, |x, y| match stimulus {
+/// `stimulus` as a 300 x 224 image (its centre square is 224 px, the network's side, so the
+/// wavelengths are not resampled).
+fn stimulus_image(stimulus: Stimulus) -> RgbImage {
+    RgbImage::from_fn(300, 224, |x, y| match stimulus {
         Stimulus::Grating {
             degrees,
             wavelength,
@@ -64,7 +66,12 @@ fn probe_image(stimulus: Stimulus) -> Prepared {
             Rgb([level; 3])
         }
         Stimulus::Field(rgb) => Rgb(rgb),
-    });
+    })
+}
+
+/// `stimulus` as a PNG file, decoded and prepared as the probe pass does.
+fn probe_image(stimulus: Stimulus) -> Prepared {
+    let image = stimulus_image(stimulus);
     let mut bytes = Vec::new();
     DynamicImage::ImageRgb8(image)
         .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
@@ -170,20 +177,26 @@ fn batching_the_probe_images_changes_no_list() {
             assert_same_ranking(bottom.examples(), b.bottom_mean.examples(), &what("bottom"));
             assert_same_ranking(a.top_max.examples(), b.top_max.examples(), &what("top max"));
         }
-        let close = split
-            .means
-            .iter()
-            .zip(&whole.means)
-            .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0));
-        assert!(close, "batch {batch}: means differ");
+        assert!(
+            all_close(&split.means, &whole.means),
+            "batch {batch}: means differ"
+        );
     }
+}
+
+/// Equal but for float noise, element by element.
+fn all_close(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-5 * y.abs().max(1.0))
 }
 
 /// Equal scores up to float noise, and the same examples wherever no two scores are that close (a
 /// near-tie may rank either way when the batch changes the convolution's summation order).
 fn assert_same_ranking(a: &[Example], b: &[Example], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}");
-    let near = |x: f32, y: f32| (x - y).abs() <= 1e-5 * y.abs().max(1.0);
+    let near = |x: f32, y: f32| all_close(&[x], &[y]);
     for (i, (x, y)) in a.iter().zip(b).enumerate() {
         assert!(near(x.score, y.score), "{what} rank {i}: {x:?} vs {y:?}");
         let tied = b
@@ -194,4 +207,172 @@ fn assert_same_ranking(a: &[Example], b: &[Example], what: &str) {
             assert_eq!((x.image, x.y, x.x), (y.image, y.y, y.x), "{what} rank {i}");
         }
     }
+}
+
+/// Writes `stimulus` as a 300 x 224 file of `format` at `path`.
+fn write_stimulus(path: &std::path::Path, stimulus: Stimulus, format: ImageFormat) {
+    let image = stimulus_image(stimulus);
+    DynamicImage::ImageRgb8(image)
+        .save_with_format(path, format)
+        .expect("write stimulus");
+}
+
+/// `lucid-worker probe` on a folder of gratings and colour fields with a corrupt JPEG and a text
+/// file named `.png` among them: both are set aside naming the file, and everything else matches the
+/// forward step run in this process, receptive-field crops included.
+#[test]
+fn the_probe_command_writes_every_channels_examples_and_sets_bad_files_aside() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model_path = dir.path().join("demo.safetensors");
+    synthetic::write_model(&model_path, &synthetic::demo_filters(), 7).expect("write model");
+    let images = dir.path().join("probe");
+    std::fs::create_dir_all(images.join("fields")).expect("mkdir");
+    let stimuli: Vec<Stimulus> = stimuli().into_iter().step_by(4).collect();
+    for (i, &stimulus) in stimuli.iter().enumerate() {
+        let (folder, format) = match stimulus {
+            Stimulus::Field(_) => ("fields", ImageFormat::Jpeg),
+            Stimulus::Grating { .. } => (".", ImageFormat::Png),
+        };
+        let ext = if format == ImageFormat::Png {
+            "png"
+        } else {
+            "jpg"
+        };
+        write_stimulus(
+            &images.join(folder).join(format!("s{i:02}.{ext}")),
+            stimulus,
+            format,
+        );
+    }
+    let good = std::fs::read(images.join("fields/s12.jpg")).expect("a jpeg");
+    std::fs::write(images.join("fields/s99.jpg"), &good[..good.len() / 3]).expect("corrupt");
+    std::fs::write(images.join("notes.png"), "not an image\n").expect("text");
+    std::fs::write(images.join(".hidden.png"), "ignored").expect("hidden");
+    let out = dir.path().join("out");
+    let (ok, stdout, stderr) = common::run_worker(&[
+        "probe",
+        "--checkpoint",
+        model_path.to_str().expect("utf-8"),
+        "--images",
+        images.to_str().expect("utf-8"),
+        "--layers",
+        "conv1,conv2",
+        "--k",
+        "3",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--json",
+    ]);
+    assert!(ok, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("report JSON");
+    let names: Vec<&str> = report["probe_set"]["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    assert_eq!(names.len(), stimuli.len(), "{report}");
+    let skipped = report["probe_set"]["skipped"].as_array().expect("skipped");
+    let reasons: Vec<&str> = skipped
+        .iter()
+        .filter_map(|s| s["reason"].as_str())
+        .collect();
+    assert_eq!(skipped.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("probe image fields/s99.jpg: corrupt JPEG"))
+    );
+    assert!(reasons.contains(&"probe image notes.png: not a JPEG or PNG file"));
+    let field = &report["layers"][1]["receptive_field"]["local"];
+    assert_eq!(field["rows"], serde_json::json!([51, 8, 16]), "{report}");
+
+    // the same images, in the report's order, through the forward step here
+    let net = demo_model(&dir);
+    let in_order: Vec<Prepared> = names
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(images.join(name)).expect("read");
+            let image = decode(name, &bytes, DecodeLimits::default()).expect("decode");
+            prepare(&image, Preprocessing::for_side(224))
+        })
+        .collect();
+    let here = probe(&net, &in_order, 4);
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("conv2.examples.json")).expect("examples"))
+            .expect("examples JSON");
+    for (channel, examples) in here.channels.iter().enumerate() {
+        let listed = &written[channel];
+        let best = examples.top_mean.examples()[0];
+        assert_eq!(
+            listed["top_mean"][0]["image"], best.image,
+            "channel {channel}"
+        );
+        let peak = examples.top_max.examples()[0];
+        let (y, x) = (peak.y as usize, peak.x as usize);
+        let (top, left) = ((y * 8).saturating_sub(16), (x * 8).saturating_sub(16));
+        let crop = [
+            top,
+            left,
+            (y * 8 + 51 - 16).min(224),
+            (x * 8 + 51 - 16).min(224),
+        ];
+        assert_eq!(
+            listed["top_max"][0]["crop"],
+            serde_json::json!(crop),
+            "channel {channel}"
+        );
+    }
+    let means = lucid_checkpoint::ModelFile::open(&out.join("conv2.means.safetensors"))
+        .expect("means file")
+        .read_f32("means")
+        .expect("means tensor");
+    assert_eq!(means.shape, [stimuli.len(), here.channels.len()]);
+    assert!(
+        all_close(&means.data, &here.means),
+        "the written means are the forward step's"
+    );
+}
+
+#[test]
+fn the_probe_command_refuses_an_empty_folder_before_loading_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let out = dir.path().join("out");
+    let args = |images: &std::path::Path| {
+        vec![
+            "probe".to_owned(),
+            "--checkpoint".into(),
+            dir.path().join("missing.safetensors").display().to_string(),
+            "--images".into(),
+            images.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ]
+    };
+    let run = |images: &std::path::Path| {
+        let args = args(images);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::run_worker(&refs)
+    };
+    let (ok, _, stderr) = run(&empty);
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!("no probe images in {}", empty.display())),
+        "{stderr}"
+    );
+    std::fs::write(empty.join("a.png"), "text").expect("write");
+    let (ok, _, stderr) = run(&empty);
+    assert!(!ok);
+    assert!(stderr.contains("none of the 1 files in"), "{stderr}");
+    assert!(
+        stderr.contains("probe image a.png: not a JPEG or PNG file"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
 }

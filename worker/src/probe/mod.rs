@@ -3,8 +3,12 @@
 //! the top-k and bottom-k images by spatial mean, the top-k (image, y, x) by spatial maximum — and
 //! each image's spatial-mean row (the images × channels matrix the cross-seed analyses read).
 //!
-//! No gradients, no I/O: the caller decodes and prepares each image once ([`lucid_probe`]) and offers
-//! the batch to every layer of the seed.
+//! No gradients, no I/O here: the caller decodes and prepares each image once ([`lucid_probe`]) and
+//! offers the batch to every layer of the seed. [`files`] reads a probe folder, [`command`] is
+//! `lucid-worker probe`.
+
+pub mod command;
+pub mod files;
 
 use lucid_probe::top_k::TopKError;
 use lucid_probe::{ChannelExamples, Example, Prepared};

@@ -315,6 +315,14 @@ fn probe(args: &lucid_worker::probe::command::ProbeArgs) -> anyhow::Result<()> {
     for layer in &report.layers {
         println!("  {}: {} channels", layer.layer, layer.channels);
     }
+    let timing = &report.timing;
+    println!(
+        "{:.1} images/s: reading {:.2} s ({:.0}%), forward {:.2} s",
+        timing.images_per_second,
+        timing.read_seconds,
+        100.0 * timing.read_share,
+        timing.forward_seconds
+    );
     Ok(())
 }
 

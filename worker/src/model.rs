@@ -319,6 +319,29 @@ impl AlexNet {
         self.conv(target, &h).to_kind(Kind::Float)
     }
 
+    /// [`AlexNet::forward_centred`] of every layer in `targets` (in that order) from one pass up the
+    /// chain: each layer's value is the same computation, stopped at a different height.
+    pub fn forward_centred_many(&self, x: &Tensor, targets: &[usize], kind: Kind) -> Vec<Tensor> {
+        let top = targets.iter().copied().max().unwrap_or(0);
+        let mut values: Vec<Option<Tensor>> = Vec::with_capacity(top + 1);
+        let mut h = self.network_input(x, kind);
+        for i in 0..=top {
+            let z = self.conv(i, &h);
+            values.push(targets.contains(&i).then(|| z.to_kind(Kind::Float)));
+            if i < top {
+                h = self.after_relu(i, self.activation(i, self.add_bias(i, &z)));
+            }
+        }
+        targets
+            .iter()
+            .map(|&i| {
+                values[i]
+                    .as_ref()
+                    .map_or_else(Tensor::new, Tensor::shallow_clone)
+            })
+            .collect()
+    }
+
     /// The smallest square input side for which layer `target` yields at least one output unit.
     pub fn min_input_side(&self, target: usize) -> usize {
         self.spec.min_input_side_for(&self.layers[target].spec.name)

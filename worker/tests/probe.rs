@@ -288,6 +288,13 @@ fn the_probe_command_writes_every_channels_examples_and_sets_bad_files_aside() {
             .any(|r| r.starts_with("probe image fields/s99.jpg: corrupt JPEG"))
     );
     assert!(reasons.contains(&"probe image notes.png: not a JPEG or PNG file"));
+    let timing = &report["timing"];
+    assert!(
+        timing["images_per_second"]
+            .as_f64()
+            .is_some_and(|r| r > 0.0),
+        "{timing}"
+    );
     let field = &report["layers"][1]["receptive_field"]["local"];
     assert_eq!(field["rows"], serde_json::json!([51, 8, 16]), "{report}");
 
@@ -375,4 +382,58 @@ fn the_probe_command_refuses_an_empty_folder_before_loading_anything() {
         "{stderr}"
     );
     assert!(!out.exists(), "nothing written");
+}
+
+#[test]
+fn the_probe_command_refuses_a_side_too_small_for_a_layer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let model_path = dir.path().join("demo.safetensors");
+    synthetic::write_model(&model_path, &synthetic::demo_filters(), 7).expect("write model");
+    let images = dir.path().join("probe");
+    std::fs::create_dir_all(&images).expect("mkdir");
+    write_stimulus(
+        &images.join("red.png"),
+        Stimulus::Field(RED),
+        ImageFormat::Png,
+    );
+    let out = dir.path().join("out");
+    let (ok, _, stderr) = common::run_worker(&[
+        "probe",
+        "--checkpoint",
+        model_path.to_str().expect("utf-8"),
+        "--images",
+        images.to_str().expect("utf-8"),
+        "--side",
+        "64",
+        "--device",
+        "cpu",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--side 64 is too small for layer fc6: it needs at least"),
+        "{stderr}"
+    );
+}
+
+/// The probe pass's one pass up the chain against the direct form, each layer's own forward: the
+/// same operations stopped at different heights, so equal to the bit, in any order, with repeats.
+#[test]
+fn one_pass_up_the_chain_equals_each_layers_own_forward() {
+    let file = ModelFile::open(&common::small_prefix("training_seed_01")).expect("fixture");
+    let net = AlexNet::load(&file, Device::Cpu).expect("load");
+    tch::manual_seed(11);
+    let x = tch::Tensor::rand([2, 3, 224, 224], (tch::Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+    let targets = [7, 1, 4, 1, 0];
+    let together = net.forward_centred_many(&x, &targets, tch::Kind::Float);
+    assert_eq!(together.len(), targets.len());
+    for (&target, value) in targets.iter().zip(&together) {
+        let alone = net.forward_centred(&x, target, tch::Kind::Float);
+        assert_eq!(value.size(), alone.size(), "layer {target}");
+        assert!(
+            value.equal(&alone),
+            "layer {target} differs from its own forward"
+        );
+    }
 }

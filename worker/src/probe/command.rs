@@ -11,6 +11,7 @@
 //! - `{layer}.means.safetensors`: tensor `means`, `[images, channels]` float32.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use lucid_checkpoint::{ModelFile, discover};
@@ -18,7 +19,7 @@ use lucid_network::{Network, ReceptiveField};
 use lucid_probe::{ChannelExamples, DecodeLimits, Example, Preprocessing};
 use serde::Serialize;
 
-use super::files::{ProbeSet, Skipped, read_probe_set};
+use super::files::{Skipped, read_probe_set};
 use super::{LayerExamples, batch_tensor, probe_batch};
 use crate::device::DeviceChoice;
 use crate::render::net::RenderNet;
@@ -70,6 +71,33 @@ pub struct ProbeReport {
     pub layers: Vec<LayerReport>,
     /// The probe images.
     pub probe_set: ProbeSetReport,
+    /// Where the time went.
+    pub timing: ProbeTiming,
+}
+
+/// How long the pass took: reading (listing, decoding, preparing) and the forward passes.
+#[derive(Debug, Serialize)]
+pub struct ProbeTiming {
+    /// Reading the probe folder: every file read, decoded and prepared once.
+    pub read_seconds: f64,
+    /// The forward passes of every layer and the example lists.
+    pub forward_seconds: f64,
+    /// Usable images per second, both together.
+    pub images_per_second: f64,
+    /// The reading's share of the time.
+    pub read_share: f64,
+}
+
+impl ProbeTiming {
+    fn of(images: usize, read_seconds: f64, forward_seconds: f64) -> Self {
+        let total = (read_seconds + forward_seconds).max(1e-9);
+        ProbeTiming {
+            read_seconds,
+            forward_seconds,
+            images_per_second: images as f64 / total,
+            read_share: read_seconds / total,
+        }
+    }
 }
 
 /// The model of a [`ProbeReport`].
@@ -144,31 +172,65 @@ pub fn probe(args: &ProbeArgs) -> Result<ProbeReport> {
     }
     let device = args.device.resolve()?;
     let how = Preprocessing::for_side(args.side);
+    let started = Instant::now();
     let set = read_probe_set(&args.images, how, DecodeLimits::default())?;
+    let read_seconds = started.elapsed().as_secs_f64();
     let (net, model) = crate::open::open_model(&args.checkpoint, &args.network, device)?;
     let net = net.as_ref();
-    let indices = layer_indices(net, &args.layers)?;
+    let indices = layer_indices(net, &args.layers, args.side)?;
     let mut layers: Vec<LayerExamples> = indices
         .iter()
         .map(|&i| LayerExamples::new(net, i, args.k))
         .collect();
+    let started = Instant::now();
     for (b, chunk) in set.images.chunks(args.batch).enumerate() {
         let batch = batch_tensor(chunk, device);
         probe_batch(net, &batch, (b * args.batch) as u32, &mut layers)?;
     }
+    let forward_seconds = started.elapsed().as_secs_f64();
     let geometry = geometry(&args.checkpoint, &args.network)?;
-    let report = write_outputs(args, &set, net, &layers, geometry.as_ref(), model)?;
+    let layers = write_layers(args, set.images.len(), net, &layers, geometry.as_ref())?;
+    let report = ProbeReport {
+        schema_version: 1,
+        model: ModelReport {
+            label: model,
+            network: args.network.clone(),
+        },
+        layers,
+        probe_set: ProbeSetReport {
+            images: set.names,
+            preprocessing: how,
+            skipped: set.skipped,
+        },
+        timing: ProbeTiming::of(set.images.len(), read_seconds, forward_seconds),
+    };
+    write_file(
+        &args.out.join("probe.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
     Ok(report)
 }
 
-/// The layers `spec` names (`all` or a comma list), as indices of `net`.
-fn layer_indices(net: &dyn RenderNet, spec: &str) -> Result<Vec<usize>> {
-    if spec.trim() == "all" {
-        return Ok((0..net.layer_count()).collect());
+/// The layers `spec` names (`all` or a comma list), as indices of `net`, each checked to have an
+/// output at `side` px.
+fn layer_indices(net: &dyn RenderNet, spec: &str, side: u32) -> Result<Vec<usize>> {
+    let indices: Vec<usize> = if spec.trim() == "all" {
+        (0..net.layer_count()).collect()
+    } else {
+        spec.split(',')
+            .map(|name| net.layer_index(name.trim()))
+            .collect::<Result<_, _>>()?
+    };
+    for &index in &indices {
+        let needs = net.min_input_side(index);
+        if (side as usize) < needs {
+            bail!(
+                "--side {side} is too small for layer {}: it needs at least {needs} px",
+                net.layer_name(index)
+            );
+        }
     }
-    spec.split(',')
-        .map(|name| Ok(net.layer_index(name.trim())?))
-        .collect()
+    Ok(indices)
 }
 
 /// The network's geometry, for receptive fields: `None` for a TorchScript export, which has none.
@@ -183,57 +245,32 @@ fn geometry(checkpoint: &Path, network: &str) -> Result<Option<Network>> {
     Ok(Some(Network::resolve(description, &file)?))
 }
 
-fn write_outputs(
+/// Writes each layer's examples and means into `--out`, and says what was written.
+fn write_layers(
     args: &ProbeArgs,
-    set: &ProbeSet,
+    images: usize,
     net: &dyn RenderNet,
     layers: &[LayerExamples],
     geometry: Option<&Network>,
-    model: String,
-) -> Result<ProbeReport> {
+) -> Result<Vec<LayerReport>> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let side = args.side as usize;
     let mut reports = Vec::new();
     for layer in layers {
         let name = net.layer_name(layer.index).to_owned();
         let field = match geometry {
-            Some(network) => {
-                Some(network.receptive_field(network.tap(&name)?, args.side as usize)?)
-            }
+            Some(network) => Some(network.receptive_field(network.tap(&name)?, side)?),
             None => None,
         };
-        write_layer(
-            &args.out,
-            &name,
-            layer,
-            field,
-            set.images.len(),
-            args.side as usize,
-        )?;
+        write_layer(&args.out, &name, layer, field, images, side)?;
         reports.push(LayerReport {
             layer: name,
             channels: layer.channels.len(),
             receptive_field: field.map(field_report),
         });
     }
-    let report = ProbeReport {
-        schema_version: 1,
-        model: ModelReport {
-            label: model,
-            network: args.network.clone(),
-        },
-        layers: reports,
-        probe_set: ProbeSetReport {
-            images: set.names.clone(),
-            preprocessing: Preprocessing::for_side(args.side),
-            skipped: set.skipped.clone(),
-        },
-    };
-    write_file(
-        &args.out.join("probe.json"),
-        &serde_json::to_vec_pretty(&report)?,
-    )?;
-    Ok(report)
+    Ok(reports)
 }
 
 fn write_layer(

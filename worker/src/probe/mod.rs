@@ -87,8 +87,9 @@ pub fn batch_tensor(images: &[Prepared], device: Device) -> Tensor {
     (batch * 2.0 - 1.0).to_device(device)
 }
 
-/// Runs `batch` (probe images `first`, …) through `net` once per layer in `layers` (no gradients)
-/// and offers each layer's spatial means and maxima to its lists.
+/// Runs `batch` (probe images `first`, …) through `net` up to every layer in `layers` (no
+/// gradients; [`RenderNet::forward_centred_many`]) and offers each layer's spatial means and maxima
+/// to its lists.
 pub fn probe_batch(
     net: &dyn RenderNet,
     batch: &Tensor,
@@ -96,8 +97,9 @@ pub fn probe_batch(
     layers: &mut [LayerExamples],
 ) -> Result<(), ProbeError> {
     let _guard = tch::no_grad_guard();
-    for layer in layers.iter_mut() {
-        let out = net.forward_centred(batch, layer.index, Kind::Float);
+    let indices: Vec<usize> = layers.iter().map(|l| l.index).collect();
+    let outputs = net.forward_centred_many(batch, &indices, Kind::Float);
+    for (layer, out) in layers.iter_mut().zip(outputs) {
         let (b, c) = (out.size()[0], out.size()[1]);
         // a flat layer (a linear head) is a 1 x 1 map
         let map = out.reshape([b, c, -1]);

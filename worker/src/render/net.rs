@@ -43,6 +43,15 @@ pub trait RenderNet: std::fmt::Debug {
     /// Layer `index`'s value for a batch already mapped to [−1, 1] (`[B, 3, H, W]`), computed in
     /// `kind` where the network supports it, returned in fp32. Nothing above the layer is evaluated.
     fn forward_centred(&self, x: &Tensor, index: usize, kind: Kind) -> Tensor;
+    /// [`RenderNet::forward_centred`] of each of `indices` (in that order) for one batch: the probe
+    /// pass reads many layers of every image. A network whose layers form a chain computes what they
+    /// share once; the default evaluates each layer on its own.
+    fn forward_centred_many(&self, x: &Tensor, indices: &[usize], kind: Kind) -> Vec<Tensor> {
+        indices
+            .iter()
+            .map(|&index| self.forward_centred(x, index, kind))
+            .collect()
+    }
     /// The gradient at `x` of `loss_of(layer index's value)`, with lucid's redirected ReLU gradient
     /// ([`redirected_relu_grad`]) at every ReLU the layer depends on; tells `clock` when the forward
     /// pass ends.
@@ -91,6 +100,10 @@ impl RenderNet for AlexNet {
 
     fn forward_centred(&self, x: &Tensor, index: usize, kind: Kind) -> Tensor {
         AlexNet::forward_centred(self, x, index, kind)
+    }
+
+    fn forward_centred_many(&self, x: &Tensor, indices: &[usize], kind: Kind) -> Vec<Tensor> {
+        AlexNet::forward_centred_many(self, x, indices, kind)
     }
 
     /// The network runs as segments between ReLUs, each starting from a detached leaf; the backward

@@ -217,16 +217,48 @@ fn write_stimulus(path: &std::path::Path, stimulus: Stimulus, format: ImageForma
         .expect("write stimulus");
 }
 
+/// A demo model and a probe folder in a temporary directory, for `lucid-worker probe`.
+struct ProbeRun {
+    dir: tempfile::TempDir,
+    model: std::path::PathBuf,
+    images: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+impl ProbeRun {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = dir.path().join("demo.safetensors");
+        synthetic::write_model(&model, &synthetic::demo_filters(), 7).expect("write model");
+        let images = dir.path().join("probe");
+        std::fs::create_dir_all(images.join("fields")).expect("mkdir");
+        let out = dir.path().join("out");
+        ProbeRun {
+            dir,
+            model,
+            images,
+            out,
+        }
+    }
+
+    /// `lucid-worker probe` on the CPU with the whitespace-separated `flags`: (success, stdout,
+    /// stderr).
+    fn run(&self, flags: &str) -> (bool, String, String) {
+        let paths = [&self.model, &self.images, &self.out].map(|p| p.display().to_string());
+        let mut args = vec!["probe", "--checkpoint", &paths[0], "--images", &paths[1]];
+        args.extend(["--out", &paths[2], "--device", "cpu"]);
+        args.extend(flags.split_whitespace());
+        common::run_worker(&args)
+    }
+}
+
 /// `lucid-worker probe` on a folder of gratings and colour fields with a corrupt JPEG and a text
 /// file named `.png` among them: both are set aside naming the file, and everything else matches the
 /// forward step run in this process, receptive-field crops included.
 #[test]
 fn the_probe_command_writes_every_channels_examples_and_sets_bad_files_aside() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model_path = dir.path().join("demo.safetensors");
-    synthetic::write_model(&model_path, &synthetic::demo_filters(), 7).expect("write model");
-    let images = dir.path().join("probe");
-    std::fs::create_dir_all(images.join("fields")).expect("mkdir");
+    let run = ProbeRun::new();
+    let (dir, images, out) = (&run.dir, &run.images, &run.out);
     let stimuli: Vec<Stimulus> = stimuli().into_iter().step_by(4).collect();
     for (i, &stimulus) in stimuli.iter().enumerate() {
         let (folder, format) = match stimulus {
@@ -248,25 +280,7 @@ fn the_probe_command_writes_every_channels_examples_and_sets_bad_files_aside() {
     std::fs::write(images.join("fields/s99.jpg"), &good[..good.len() / 3]).expect("corrupt");
     std::fs::write(images.join("notes.png"), "not an image\n").expect("text");
     std::fs::write(images.join(".hidden.png"), "ignored").expect("hidden");
-    let out = dir.path().join("out");
-    let (ok, stdout, stderr) = common::run_worker(&[
-        "probe",
-        "--checkpoint",
-        model_path.to_str().expect("utf-8"),
-        "--images",
-        images.to_str().expect("utf-8"),
-        "--layers",
-        "conv1,conv2",
-        "--k",
-        "3",
-        "--batch",
-        "4",
-        "--device",
-        "cpu",
-        "--out",
-        out.to_str().expect("utf-8"),
-        "--json",
-    ]);
+    let (ok, stdout, stderr) = run.run("--layers conv1,conv2 --k 3 --batch 4 --json");
     assert!(ok, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("report JSON");
     let names: Vec<&str> = report["probe_set"]["images"]
@@ -299,7 +313,7 @@ fn the_probe_command_writes_every_channels_examples_and_sets_bad_files_aside() {
     assert_eq!(field["rows"], serde_json::json!([51, 8, 16]), "{report}");
 
     // the same images, in the report's order, through the forward step here
-    let net = demo_model(&dir);
+    let net = demo_model(dir);
     let in_order: Vec<Prepared> = names
         .iter()
         .map(|name| {
@@ -347,34 +361,20 @@ fn the_probe_command_writes_every_channels_examples_and_sets_bad_files_aside() {
 
 #[test]
 fn the_probe_command_refuses_an_empty_folder_before_loading_anything() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let empty = dir.path().join("empty");
+    let mut run = ProbeRun::new();
+    run.model = run.dir.path().join("missing.safetensors");
+    let empty = run.dir.path().join("empty");
     std::fs::create_dir_all(&empty).expect("mkdir");
-    let out = dir.path().join("out");
-    let args = |images: &std::path::Path| {
-        vec![
-            "probe".to_owned(),
-            "--checkpoint".into(),
-            dir.path().join("missing.safetensors").display().to_string(),
-            "--images".into(),
-            images.display().to_string(),
-            "--out".into(),
-            out.display().to_string(),
-        ]
-    };
-    let run = |images: &std::path::Path| {
-        let args = args(images);
-        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-        common::run_worker(&refs)
-    };
-    let (ok, _, stderr) = run(&empty);
+    run.images = empty.clone();
+    let out = run.out.clone();
+    let (ok, _, stderr) = run.run("");
     assert!(!ok);
     assert!(
         stderr.contains(&format!("no probe images in {}", empty.display())),
         "{stderr}"
     );
     std::fs::write(empty.join("a.png"), "text").expect("write");
-    let (ok, _, stderr) = run(&empty);
+    let (ok, _, stderr) = run.run("");
     assert!(!ok);
     assert!(stderr.contains("none of the 1 files in"), "{stderr}");
     assert!(
@@ -386,35 +386,12 @@ fn the_probe_command_refuses_an_empty_folder_before_loading_anything() {
 
 #[test]
 fn the_probe_command_refuses_a_side_too_small_for_a_layer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let model_path = dir.path().join("demo.safetensors");
-    synthetic::write_model(&model_path, &synthetic::demo_filters(), 7).expect("write model");
-    let images = dir.path().join("probe");
-    std::fs::create_dir_all(&images).expect("mkdir");
-    write_stimulus(
-        &images.join("red.png"),
-        Stimulus::Field(RED),
-        ImageFormat::Png,
-    );
-    let out = dir.path().join("out");
-    let (ok, _, stderr) = common::run_worker(&[
-        "probe",
-        "--checkpoint",
-        model_path.to_str().expect("utf-8"),
-        "--images",
-        images.to_str().expect("utf-8"),
-        "--side",
-        "64",
-        "--device",
-        "cpu",
-        "--out",
-        out.to_str().expect("utf-8"),
-    ]);
-    assert!(!ok);
-    assert!(
-        stderr.contains("--side 64 is too small for layer fc6: it needs at least"),
-        "{stderr}"
-    );
+    let run = ProbeRun::new();
+    let red = run.images.join("red.png");
+    write_stimulus(&red, Stimulus::Field(RED), ImageFormat::Png);
+    let (ok, _, stderr) = run.run("--side 64");
+    let refusal = "--side 64 is too small for layer fc6: it needs at least";
+    assert!(!ok && stderr.contains(refusal), "{stderr}");
 }
 
 /// The probe pass's one pass up the chain against the direct form, each layer's own forward: the

@@ -23,7 +23,7 @@ fn parse(text: &str) -> Description {
 
 /// The stem and first residual block of a torchvision resnet18 (64 channels), in OIHW with batch
 /// norms, a ReLU tapped after conv1, and a head of average pool, flatten and linear.
-const RESNET_STEM: &str = include_str!("../../fixtures/networks/resnet_stem.toml");
+const RESNET_STEM: &str = include_str!("../../fixtures/networks/tests/resnet_stem.toml");
 
 fn resnet_weights() -> Weights {
     weights(&[
@@ -60,40 +60,7 @@ fn a_residual_stem_has_torchvisions_sides_and_widths() {
 
 #[test]
 fn ceil_mode_pools_round_up_like_pytorch() {
-    let text = r#"
-name = "pools"
-[input]
-channels = 3
-[[node]]
-op = "max_pool"
-name = "floor"
-input = "input"
-kernel = 3
-stride = 2
-[[node]]
-op = "max_pool"
-name = "ceil"
-input = "input"
-kernel = 3
-stride = 2
-ceil_mode = true
-[[node]]
-op = "avg_pool"
-name = "same"
-input = "input"
-kernel = 3
-stride = 2
-padding = "same"
-[[tap]]
-name = "floor"
-node = "floor"
-[[tap]]
-name = "ceil"
-node = "ceil"
-[[tap]]
-name = "same"
-node = "same"
-"#;
+    let text = include_str!("../../fixtures/networks/tests/graphs_pools.toml");
     let net = Network::resolve(parse(text), &Weights::new()).expect("no weights needed");
     let side = |tap: &str, input| match net.tap_shape(net.tap(tap).expect("tap"), input) {
         Ok(Shape::Spatial { h, .. }) => h,
@@ -110,31 +77,7 @@ node = "same"
 
 #[test]
 fn inception_branches_concatenate_their_channels() {
-    let text = r#"
-name = "inception"
-[input]
-channels = 1
-[[node]]
-op = "conv"
-name = "b1"
-input = "input"
-weights = "b1"
-layout = "oihw"
-[[node]]
-op = "conv"
-name = "b2"
-input = "input"
-weights = "b2"
-layout = "oihw"
-padding = 1
-[[node]]
-op = "concat"
-name = "mixed"
-inputs = ["b1", "b2"]
-[[tap]]
-name = "mixed"
-node = "mixed"
-"#;
+    let text = include_str!("../../fixtures/networks/tests/graphs_inception.toml");
     let w = weights(&[("b1", &[8, 1, 1, 1]), ("b2", &[16, 1, 3, 3])]);
     let net = Network::resolve(parse(text), &w).expect("fits");
     let tap = net.tap("mixed").expect("tap");
@@ -144,31 +87,7 @@ node = "mixed"
 
 #[test]
 fn a_fixed_size_classifier_names_the_linear_layer_at_other_sizes() {
-    let text = r#"
-name = "fixed"
-[input]
-channels = 3
-[[node]]
-op = "conv"
-name = "conv"
-input = "input"
-weights = "conv.weight"
-layout = "oihw"
-stride = 2
-[[node]]
-op = "flatten"
-name = "flat"
-input = "conv"
-[[node]]
-op = "linear"
-name = "fc"
-input = "flat"
-weights = "fc.weight"
-layout = "oi"
-[[tap]]
-name = "fc"
-node = "fc"
-"#;
+    let text = include_str!("../../fixtures/networks/tests/graphs_fixed.toml");
     // conv 3x3/2 VALID on 9 px gives 4x4x2 = 32 features
     let w = weights(&[("conv.weight", &[2, 3, 3, 3]), ("fc.weight", &[5, 32])]);
     let net = Network::resolve(parse(text), &w).expect("fits");
@@ -185,30 +104,7 @@ node = "fc"
 }
 
 /// A chain `a → b → c` whose first node reads the last.
-const CYCLE: &str = r#"
-name = "loop"
-[input]
-channels = 3
-[[node]]
-op = "relu"
-name = "a"
-input = "c"
-[[node]]
-op = "relu"
-name = "b"
-input = "a"
-[[node]]
-op = "relu"
-name = "c"
-input = "b"
-[[node]]
-op = "relu"
-name = "ok"
-input = "input"
-[[tap]]
-name = "a"
-node = "a"
-"#;
+const CYCLE: &str = include_str!("../../fixtures/networks/tests/graphs_loop.toml");
 
 #[test]
 fn a_cycle_is_refused_naming_its_nodes() {

@@ -49,7 +49,7 @@ fn values(n: usize, scale: f32, offset: f32) -> Vec<f32> {
         .collect()
 }
 
-const BN_NET: &str = include_str!("../../fixtures/networks/bn.toml");
+const BN_NET: &str = include_str!("../../fixtures/networks/tests/bn.toml");
 
 /// The weights of [`BN_NET`], written into `dir`.
 fn bn_net_file(dir: &tempfile::TempDir) -> ModelFile {
@@ -389,46 +389,7 @@ fn the_engine_renders_the_same_images_through_the_description() {
 #[test]
 fn the_redirected_gradient_accumulates_over_branches() {
     use lucid_worker::render::net::RenderNet;
-    let text = r#"
-name = "branches"
-[input]
-channels = 3
-range = [1.0, 2.0]
-[[node]]
-op = "conv"
-name = "a"
-input = "input"
-weights = "a"
-layout = "oihw"
-padding = 1
-[[node]]
-op = "relu"
-name = "ra"
-input = "a"
-[[node]]
-op = "conv"
-name = "b"
-input = "ra"
-weights = "b"
-layout = "oihw"
-[[node]]
-op = "relu"
-name = "rb"
-input = "b"
-[[node]]
-op = "add"
-name = "sum"
-inputs = ["ra", "rb"]
-[[node]]
-op = "conv"
-name = "top"
-input = "sum"
-weights = "top"
-layout = "oihw"
-[[tap]]
-name = "top"
-node = "top"
-"#;
+    let text = include_str!("../../fixtures/networks/tests/described_branches.toml");
     let dir = tempfile::tempdir().expect("tempdir");
     let file = model_file(
         &dir,
@@ -568,7 +529,7 @@ fn bf16_follows_fp32_for_a_described_network() {
 /// A linear network with every kind of geometry the receptive field follows: a strided convolution
 /// with symmetric padding, an average pool, a dilated SAME convolution beside a 1x1 shortcut joined
 /// by an add, and a convolution with asymmetric explicit padding (so rows and columns differ).
-const FIELD_NET: &str = include_str!("../../fixtures/networks/fields.toml");
+const FIELD_NET: &str = include_str!("../../fixtures/networks/tests/fields.toml");
 
 /// The direct form of the receptive field: with positive weights nothing cancels, so the pixels an
 /// output's gradient reaches span exactly the crop `Network::receptive_field` computes.

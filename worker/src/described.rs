@@ -15,6 +15,8 @@
 //! [0, 1], as luminance for a one-channel network (ITU-R BT.601 weights), mapped linearly onto the
 //! input range, then normalised by the mean and standard deviation if given.
 
+use std::collections::BTreeSet;
+
 use lucid_checkpoint::ModelFile;
 use lucid_network::description::{
     ActivationFn, ConvLayout, InputSpec, LinearLayout, NamedPadding, Node, Padding, Tap, TapPoint,
@@ -388,13 +390,7 @@ impl DescribedNet {
         let channels_last = self.layout.channels_last;
         let mut values: Vec<Option<Tensor>> = (0..self.ops.len()).map(|_| None).collect();
         for i in self.network.graph.ancestors(target) {
-            let inputs: Vec<&Tensor> = self.network.graph.sources[i]
-                .iter()
-                .map(|s| match s {
-                    Source::Input => &input,
-                    Source::Node(j) => values[*j].as_ref().unwrap_or(&input),
-                })
-                .collect();
+            let inputs = self.node_inputs(i, &input, &values);
             let out = match (&ops[i], relus.as_deref_mut()) {
                 (Op::Relu, Some(record)) => {
                     let z = inputs[0].shallow_clone();
@@ -412,6 +408,58 @@ impl DescribedNet {
             values[i] = Some(out);
         }
         values[target].take().unwrap_or(input).to_kind(Kind::Float)
+    }
+
+    /// The values node `i` reads: the mapped `input` or earlier nodes' `values`.
+    fn node_inputs<'a>(
+        &self,
+        i: usize,
+        input: &'a Tensor,
+        values: &'a [Option<Tensor>],
+    ) -> Vec<&'a Tensor> {
+        self.network.graph.sources[i]
+            .iter()
+            .map(|s| match s {
+                Source::Input => input,
+                Source::Node(j) => values[*j].as_ref().unwrap_or(input),
+            })
+            .collect()
+    }
+
+    /// [`DescribedNet::evaluate`] of every tap in `taps` (no ReLU record) from one evaluation of the
+    /// nodes they depend on: each node runs once, and a tap before its convolution's bias runs that
+    /// convolution once more without it, as `evaluate` does for its target.
+    fn evaluate_many(&self, c: &Tensor, taps: &[&Tap], kind: Kind) -> Vec<Tensor> {
+        let input = self.enter(c, kind);
+        let ops = self.ops_in(kind);
+        let channels_last = self.layout.channels_last;
+        let graph = &self.network.graph;
+        let targets: Vec<usize> = taps.iter().map(|t| self.network.tap_node(t)).collect();
+        let needed: BTreeSet<usize> = targets.iter().flat_map(|&t| graph.ancestors(t)).collect();
+        let mut values: Vec<Option<Tensor>> = (0..self.ops.len()).map(|_| None).collect();
+        for i in needed {
+            let out = run(
+                &ops[i],
+                &self.node_inputs(i, &input, &values),
+                false,
+                channels_last,
+            );
+            values[i] = Some(out);
+        }
+        taps.iter()
+            .zip(targets)
+            .map(|(tap, target)| {
+                let value = if tap.at == TapPoint::PreBias {
+                    let inputs = self.node_inputs(target, &input, &values);
+                    run(&ops[target], &inputs, true, channels_last)
+                } else {
+                    values[target]
+                        .as_ref()
+                        .map_or_else(Tensor::new, Tensor::shallow_clone)
+                };
+                value.to_kind(Kind::Float)
+            })
+            .collect()
     }
 
     /// Folds every batch norm whose input is a convolution that nothing else reads and no tap reads.
@@ -749,6 +797,15 @@ impl RenderNet for DescribedNet {
     fn forward_centred(&self, x: &Tensor, index: usize, kind: Kind) -> Tensor {
         let tap = &self.network.description.taps[index];
         as_map(self.evaluate(&x.to_kind(Kind::Float), tap, kind, None))
+    }
+
+    fn forward_centred_many(&self, x: &Tensor, indices: &[usize], kind: Kind) -> Vec<Tensor> {
+        let taps: Vec<&Tap> = indices
+            .iter()
+            .map(|&i| &self.network.description.taps[i])
+            .collect();
+        let values = self.evaluate_many(&x.to_kind(Kind::Float), &taps, kind);
+        values.into_iter().map(as_map).collect()
     }
 
     /// The graph may branch and join, so the gradients of every ReLU output (a detached leaf) are

@@ -526,6 +526,25 @@ fn bf16_follows_fp32_for_a_described_network() {
     }
 }
 
+/// The probe pass's one evaluation for many taps against the direct form, each tap evaluated on its
+/// own: equal to the bit, pre-bias taps (alexnet_v2's) and a residual add (tiny_resnet's) included.
+#[test]
+fn one_evaluation_for_many_taps_equals_each_taps_own() {
+    use lucid_worker::render::net::RenderNet;
+    tch::manual_seed(13);
+    for net in [both_alexnets().1, tiny_resnet()] {
+        let x = Tensor::rand([2, 3, 224, 224], (Kind::Float, Device::Cpu)) * 2.0 - 1.0;
+        let mut indices: Vec<usize> = (0..net.layer_count()).rev().collect();
+        indices.push(0);
+        let together = net.forward_centred_many(&x, &indices, Kind::Float);
+        assert_eq!(together.len(), indices.len());
+        for (&index, value) in indices.iter().zip(&together) {
+            let alone = net.forward_centred(&x, index, Kind::Float);
+            assert!(value.equal(&alone), "{} differs", net.layer_name(index));
+        }
+    }
+}
+
 /// A linear network with every kind of geometry the receptive field follows: a strided convolution
 /// with symmetric padding, an average pool, a dilated SAME convolution beside a 1x1 shortcut joined
 /// by an add, and a convolution with asymmetric explicit padding (so rows and columns differ).

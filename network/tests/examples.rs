@@ -43,13 +43,16 @@ fn resnet18_shapes() -> BTreeMap<String, Vec<usize>> {
     shapes
 }
 
+/// The output of `net`'s tap `name` for a 224 px input.
+fn at_224(net: &Network, name: &str) -> Shape {
+    net.tap_shape(net.tap(name).expect("tap"), 224)
+        .expect("224 px")
+}
+
 #[test]
 fn the_resnet18_example_has_torchvisions_shapes() {
     let net = Network::resolve(example("resnet18.toml"), &resnet18_shapes()).expect("fits");
-    let shape = |tap: &str| {
-        net.tap_shape(net.tap(tap).expect("tap"), 224)
-            .expect("224 px")
-    };
+    let shape = |tap: &str| at_224(&net, tap);
     assert_eq!(shape("conv1"), Shape::square(64, 112));
     assert_eq!(shape("relu"), Shape::square(64, 112));
     assert_eq!(shape("layer1"), Shape::square(64, 56));
@@ -156,10 +159,7 @@ fn the_resnet18_example_has_the_published_receptive_fields() {
 #[test]
 fn the_googlenet_example_has_torchvisions_shapes() {
     let net = Network::resolve(example("googlenet.toml"), &googlenet_shapes()).expect("fits");
-    let at = |tap: &str| {
-        net.tap_shape(net.tap(tap).expect("tap"), 224)
-            .expect("224 px")
-    };
+    let at = |tap: &str| at_224(&net, tap);
     // torchvision: 3a 256x28x28, 3b 480, 4a 512x14x14, 4d 528, 4e 832, 5b 1024x7x7
     assert_eq!(at("inception3a"), Shape::square(256, 28));
     assert_eq!(at("inception3b"), Shape::square(480, 28));
@@ -197,14 +197,8 @@ fn vgg11_bn_shapes() -> BTreeMap<String, Vec<usize>> {
 fn the_vgg11_bn_example_has_torchvisions_shapes() {
     let net = Network::resolve(example("vgg11_bn.toml"), &vgg11_bn_shapes()).expect("fits");
     let tap = |name: &str| net.tap(name).expect("tap");
-    assert_eq!(
-        net.tap_shape(tap("features.27"), 224).expect("224 px"),
-        Shape::square(512, 14)
-    );
-    assert_eq!(
-        net.tap_shape(tap("classifier.6"), 224).expect("224"),
-        Shape::Flat(1000)
-    );
+    assert_eq!(at_224(&net, "features.27"), Shape::square(512, 14));
+    assert_eq!(at_224(&net, "classifier.6"), Shape::Flat(1000));
     assert_eq!(net.width(tap("classifier.4")), 4096);
     // five 2x2 pools: 32 px is the smallest input that leaves the last one a pixel
     assert_eq!(net.min_input_side(tap("classifier.6")), Some(32));

@@ -262,9 +262,9 @@ fn layout(args: &BenchArgs, device: Device) -> Layout {
 
 /// The model (laid out as [`layout`] says) and settings a benchmark runs with.
 fn load(args: &BenchArgs, device: Device) -> Result<(Box<dyn RenderNet>, String, Settings)> {
-    let (mut net, id) = crate::open::open_model(&args.checkpoint, &args.network, device)?;
-    net.set_layout(layout(args, device));
-    Ok((net, id, bench_settings(args)))
+    let mut opened = crate::open::open_model(&args.checkpoint, &args.network, device)?;
+    opened.net.set_layout(layout(args, device));
+    Ok((opened.net, opened.label, bench_settings(args)))
 }
 
 /// The settings of a task of `--view` with the benchmark's steps, size and switches: the same

@@ -182,6 +182,15 @@ pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, Vec<usize>, Vec<u8>)],
 ) -> std::io::Result<()> {
+    let serialized = safetensors_bytes(tensors)?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(path, serialized)
+}
+
+/// `tensors` (name, shape, little-endian float32 bytes) as a `.safetensors` file's bytes.
+pub fn safetensors_bytes(tensors: &[(String, Vec<usize>, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
     let views = tensors
         .iter()
         .map(|(name, shape, data)| {
@@ -190,11 +199,7 @@ pub fn write_safetensors(
                 .map_err(std::io::Error::other)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let serialized = safetensors::serialize(views, None).map_err(std::io::Error::other)?;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(path, serialized)
+    safetensors::serialize(views, None).map_err(std::io::Error::other)
 }
 
 /// Little-endian bytes of `values`, as [`write_safetensors`] takes them.

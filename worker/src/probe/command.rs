@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use lucid_checkpoint::{ModelFile, discover};
 use lucid_network::{Network, ReceptiveField};
 use lucid_probe::{ChannelExamples, DecodeLimits, Example, Preprocessing};
 use serde::Serialize;
@@ -175,8 +174,8 @@ pub fn probe(args: &ProbeArgs) -> Result<ProbeReport> {
     let started = Instant::now();
     let set = read_probe_set(&args.images, how, DecodeLimits::default())?;
     let read_seconds = started.elapsed().as_secs_f64();
-    let (net, model) = crate::open::open_model(&args.checkpoint, &args.network, device)?;
-    let net = net.as_ref();
+    let opened = crate::open::open_model(&args.checkpoint, &args.network, device)?;
+    let net = opened.net.as_ref();
     let indices = layer_indices(net, &args.layers, args.side)?;
     let mut layers: Vec<LayerExamples> = indices
         .iter()
@@ -188,12 +187,17 @@ pub fn probe(args: &ProbeArgs) -> Result<ProbeReport> {
         probe_batch(net, &batch, (b * args.batch) as u32, &mut layers)?;
     }
     let forward_seconds = started.elapsed().as_secs_f64();
-    let geometry = geometry(&args.checkpoint, &args.network)?;
-    let layers = write_layers(args, set.images.len(), net, &layers, geometry.as_ref())?;
+    let layers = write_layers(
+        args,
+        set.images.len(),
+        net,
+        &layers,
+        opened.geometry.as_ref(),
+    )?;
     let report = ProbeReport {
         schema_version: 1,
         model: ModelReport {
-            label: model,
+            label: opened.label.clone(),
             network: args.network.clone(),
         },
         layers,
@@ -231,18 +235,6 @@ fn layer_indices(net: &dyn RenderNet, spec: &str, side: u32) -> Result<Vec<usize
         }
     }
     Ok(indices)
-}
-
-/// The network's geometry, for receptive fields: `None` for a TorchScript export, which has none.
-fn geometry(checkpoint: &Path, network: &str) -> Result<Option<Network>> {
-    if network == lucid_proto::spec::TORCHSCRIPT {
-        return Ok(None);
-    }
-    let found = discover(checkpoint)?;
-    let first = found.first().context("no model found")?;
-    let file = ModelFile::open(&first.path)?;
-    let description = crate::inspect::load_description(network)?;
-    Ok(Some(Network::resolve(description, &file)?))
 }
 
 /// Writes each layer's examples and means into `--out`, and says what was written.
@@ -297,9 +289,8 @@ fn write_layer(
         shape,
         crate::synthetic::f32_bytes(&layer.means),
     )];
-    let path = out.join(format!("{name}.means.safetensors"));
-    crate::synthetic::write_safetensors(&path, &tensors)
-        .with_context(|| format!("cannot write {}", path.display()))
+    let bytes = crate::synthetic::safetensors_bytes(&tensors)?;
+    write_file(&out.join(format!("{name}.means.safetensors")), &bytes)
 }
 
 fn channel_report(

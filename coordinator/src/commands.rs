@@ -244,6 +244,19 @@ pub async fn gallery(
     crate::gallery::build(&spec, &store, gallery_args).await
 }
 
+/// `examples`: see [`crate::probe::merge`].
+pub async fn examples(args: &SpecArgs) -> Result<crate::output::ExamplesOutput> {
+    let spec = args.load()?;
+    let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
+    let store = open_store(&spec).await?;
+    let prefix = key_prefix(&spec)?;
+    let models = crate::probe::merge(&spec, &run, &store, &prefix).await?;
+    Ok(crate::output::ExamplesOutput {
+        run_id: spec.run_id.to_string(),
+        models,
+    })
+}
+
 /// `watch`'s settings besides the spec.
 #[derive(Debug, Clone)]
 pub struct WatchArgs {

@@ -127,6 +127,72 @@ pub enum Error {
     /// Setting up the metrics registry or HTTP listener failed.
     #[error("metrics: {0}")]
     Metrics(String),
+    /// The probe set holds no file: nothing was published, no index written.
+    #[error(
+        "probe set {location} holds no files (hidden files do not count); nothing was published"
+    )]
+    EmptyProbeSet {
+        /// `probe.images`.
+        location: String,
+    },
+    /// The probe set listed now differs from the one the run was started on.
+    #[error(
+        "probe set index {key} conflicts with this spec or the set listed now: {difference}; use a new run_id"
+    )]
+    ProbeSetChanged {
+        /// The index's key.
+        key: String,
+        /// What differs.
+        difference: String,
+    },
+    /// The probe side leaves a probed layer no output.
+    #[error(
+        "probe.side {side} is too small for layer {layer} of model {model}: it needs at least {needs} px"
+    )]
+    ProbeSideTooSmall {
+        /// The model.
+        model: String,
+        /// The layer.
+        layer: String,
+        /// `probe.side`.
+        side: u32,
+        /// The smallest input side with an output at the layer.
+        needs: u32,
+    },
+    /// A shard's task would exceed the queue's message limit.
+    #[error(
+        "probe task {task_id} is {bytes} bytes, over queue.max_message_bytes {max}: lower probe.shard"
+    )]
+    ProbeTaskTooLarge {
+        /// The task.
+        task_id: String,
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Some shards of a model's probe pass are not stored yet.
+    #[error(
+        "the probe pass of model {model} is not complete: {missing} of {shards} shards are not stored (first: {first}); let the workers finish, or submit again to republish them"
+    )]
+    ProbeIncomplete {
+        /// The model.
+        model: String,
+        /// Shards not stored.
+        missing: usize,
+        /// Shards in all.
+        shards: u32,
+        /// The first missing shard's number.
+        first: u32,
+    },
+    /// A stored shard's data does not match its sidecar, or cannot be merged.
+    #[error("probe shard {key}")]
+    ProbeShard {
+        /// The data's key.
+        key: String,
+        /// Why.
+        source: lucid_probe::shard::ShardError,
+    },
 }
 
 impl Error {

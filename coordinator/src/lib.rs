@@ -12,6 +12,8 @@
 //! - [`estimate`]: GPU time from the engine's measured images per second per layer (a rates file
 //!   from `lucid-worker bench`, or the shipped H200 measurement).
 //! - [`progress`]: what one listing of a run's prefix says (done = sidecar stored).
+//! - [`probe`]: the probe pass — the probe set's index, the missing shards' tasks, the merge of
+//!   each model's shards into its dataset examples and means matrices.
 //! - [`submit`]: manifest check and publishing the missing tasks.
 //! - [`status`]: done / expected, queue depths, rate and ETA.
 //! - [`verify`]: the pure output checker and its fetching wrapper.
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod models;
 pub mod output;
 pub mod plan;
+pub mod probe;
 pub mod progress;
 pub mod services;
 pub mod spec;

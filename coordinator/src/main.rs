@@ -105,6 +105,13 @@ enum Command {
     /// comparison pages. Every link is relative, so the gallery works from the bucket or a copy on
     /// disk. Prints the index's key and a URL to open it.
     Gallery(GalleryCmd),
+    /// Merge the run's probe shards into each model's dataset examples.
+    ///
+    /// For a spec with [probe]: reads every shard the workers stored under
+    /// {prefix}/{run}/probe/{model}/shards/ and writes per model probe.json, and per layer
+    /// {layer}.examples.json and {layer}.means.safetensors (docs/dataset-examples.md). Refused,
+    /// naming the first missing shard, until every shard of every model is stored.
+    Examples(ExamplesCmd),
     /// Serve the run's progress and queue depths as Prometheus metrics until interrupted.
     ///
     /// Endpoints: /metrics, /healthz and /readyz (ready after the first complete refresh).
@@ -220,6 +227,15 @@ struct GalleryCmd {
     output: OutputFlags,
 }
 
+/// The arguments of `examples`.
+#[derive(Args, Debug)]
+struct ExamplesCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
 /// The arguments of `watch`.
 #[derive(Args, Debug)]
 struct WatchCmd {
@@ -303,6 +319,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let spec = a.spec.args().with_run(a.run.as_deref());
             print(&commands::gallery(&spec, &args).await?, a.output);
         }
+        Command::Examples(a) => print(&commands::examples(&a.spec.args()).await?, a.output),
         Command::Watch(a) => watch(a).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,5 @@
 //! The machine-readable output of the commands: with `--json`, `plan`, `submit`, `status`, `verify`,
-//! `retry-dead`, `cancel` and `gallery` print one [`Document`] on stdout instead of their text report
+//! `retry-dead`, `cancel`, `gallery` and `examples` print one [`Document`] on stdout instead of their text report
 //! (logs stay on stderr). These types are that schema; scripts and tests parse them.
 //!
 //! # Schema (version 1)
@@ -16,6 +16,7 @@
 //! | `retry-dead` | [`RetryDeadOutput`]: dead letters moved back |
 //! | `cancel` | [`CancelOutput`]: ready tasks dropped |
 //! | `gallery` | [`GalleryOutput`]: the index key, its URL and the gallery's counts (`summary`) |
+//! | `examples` | [`ExamplesOutput`]: per model the images merged, the files set aside, the report's key |
 //!
 //! Optional values are `null` when unknown (a queue depth without the management API, an ETA
 //! without a rate). Adding a field keeps the version; removing or renaming one bumps it.
@@ -145,6 +146,7 @@ command_outputs! {
     RetryDead(RetryDeadOutput) = "retry-dead",
     Cancel(CancelOutput) = "cancel",
     Gallery(GalleryOutput) = "gallery",
+    Examples(ExamplesOutput) = "examples",
 }
 
 /// The output of each command, tagged by `command`.
@@ -165,6 +167,8 @@ pub enum Output {
     Cancel(CancelOutput),
     /// `gallery`.
     Gallery(GalleryOutput),
+    /// `examples`.
+    Examples(ExamplesOutput),
 }
 
 /// A command's result: a text report for people ([`fmt::Display`]) and a document for programs.
@@ -271,6 +275,38 @@ pub struct SubmitOutput {
     pub wrote_manifest: bool,
     /// The manifest's key.
     pub manifest_key: String,
+    /// The probe pass's tasks, for a spec with `[probe]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::submit::ProbeSubmitted>,
+}
+
+/// `examples`: each model's probe shards merged into its dataset examples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExamplesOutput {
+    /// The run.
+    pub run_id: String,
+    /// What was written per model.
+    pub models: Vec<crate::probe::MergedModel>,
+}
+
+impl fmt::Display for ExamplesOutput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for model in &self.models {
+            writeln!(
+                f,
+                "{}: {} images from {} shards ({} files set aside) → {}",
+                model.model,
+                model.images,
+                model.shards,
+                model.skipped.len(),
+                model.report_key
+            )?;
+            for skipped in &model.skipped {
+                writeln!(f, "  set aside {}: {}", skipped.file, skipped.reason)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `status`.
@@ -483,6 +519,7 @@ impl Report for SubmitReport {
             already_stored: self.already_stored,
             wrote_manifest: self.wrote_manifest,
             manifest_key: self.manifest_key.clone(),
+            probe: self.probe.clone(),
         })
     }
 }
@@ -627,10 +664,25 @@ mod tests {
             already_stored: 10,
             wrote_manifest: false,
             manifest_key: "p/r/run.json".into(),
+            probe: None,
         };
         assert_eq!(
             submitted.to_string(),
             "published 54 of 64 tasks (10 already stored)"
+        );
+        let with_probe = SubmitReport {
+            probe: Some(crate::submit::ProbeSubmitted {
+                published: 3,
+                expected: 4,
+                already_stored: 1,
+                files: 500,
+                wrote_index: false,
+            }),
+            ..submitted
+        };
+        assert_eq!(
+            with_probe.to_string(),
+            "published 54 of 64 tasks (10 already stored); probe: published 3 of 4 shard tasks (1 already stored) over 500 files"
         );
         let moved = RetryDeadOutput {
             moved: 1,

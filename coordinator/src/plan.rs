@@ -35,6 +35,9 @@ pub struct ModelCheckpoint {
     pub digest: Option<String>,
     /// The digest of its network description.
     pub network_digest: String,
+    /// The network resolved against the checkpoint, for its geometry (the receptive fields a
+    /// dataset example's crop is cut to); `None` for a TorchScript export, which carries none.
+    pub geometry: Option<Network>,
 }
 
 /// A plan together with the checkpoints it was made from.
@@ -129,6 +132,7 @@ fn read_one(
         table,
         digest,
         network_digest: network.digest,
+        geometry: Some(net),
     })
 }
 
@@ -174,6 +178,7 @@ fn read_export(
         table,
         digest: (digests == Digests::Compute).then(|| digest.clone()),
         network_digest: digest,
+        geometry: None,
     })
 }
 

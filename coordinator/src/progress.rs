@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use lucid_proto::keys::{ProbeKey, ShardPart, parse_probe_key};
 use lucid_proto::{Kind, LayerName, ModelId, Plan, ResultId, StoredKey, parse_key};
 
 /// A run's listing, sorted into channel objects and the rest.
@@ -17,6 +18,10 @@ pub struct StoredRun {
     pub manifest: bool,
     /// Whether a `local` run's `dead-letters.json` is stored.
     pub dead_letters: bool,
+    /// Whether the probe set index (`probe/images.json`) is stored.
+    pub probe_index: bool,
+    /// Probe shards with a sidecar (done), by model and shard.
+    pub probe_shards: BTreeSet<(ModelId, u32)>,
     /// Keys that are none of the above, nor an object of the run's gallery (`gallery/…`, which the
     /// coordinator and `local` write).
     pub other: Vec<String>,
@@ -79,7 +84,19 @@ impl StoredRun {
                 {
                     // the gallery's own objects: expected, and not results
                 }
-                None => stored.other.push(key.clone()),
+                None => match parse_probe_key(relative) {
+                    Some(ProbeKey::Index) => stored.probe_index = true,
+                    Some(ProbeKey::Shard {
+                        model,
+                        shard,
+                        part: ShardPart::Sidecar,
+                    }) => {
+                        stored.probe_shards.insert((model, shard));
+                    }
+                    // a shard's data, a merged output: the probe pass's own objects
+                    Some(_) => {}
+                    None => stored.other.push(key.clone()),
+                },
             }
         }
         stored

@@ -37,6 +37,23 @@ pub struct SubmitReport {
     pub wrote_manifest: bool,
     /// The manifest's key.
     pub manifest_key: String,
+    /// The probe pass's tasks, for a spec with `[probe]`.
+    pub probe: Option<ProbeSubmitted>,
+}
+
+/// What `submit` did with a run's probe tasks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProbeSubmitted {
+    /// Probe tasks published now.
+    pub published: u64,
+    /// Probe tasks in the run: models × shards.
+    pub expected: u64,
+    /// Probe tasks whose shard was already stored.
+    pub already_stored: u64,
+    /// Files in the probe set's index (after names no key may have).
+    pub files: u64,
+    /// Whether this submit wrote the index.
+    pub wrote_index: bool,
 }
 
 impl std::fmt::Display for SubmitReport {
@@ -45,7 +62,15 @@ impl std::fmt::Display for SubmitReport {
             f,
             "published {} of {} tasks ({} already stored)",
             self.published, self.expected, self.already_stored
-        )
+        )?;
+        if let Some(probe) = &self.probe {
+            write!(
+                f,
+                "; probe: published {} of {} shard tasks ({} already stored) over {} files",
+                probe.published, probe.expected, probe.already_stored, probe.files
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -61,6 +86,8 @@ pub async fn submit(
     let plan = &run.plan;
     let run_prefix = prefix.run_prefix(&plan.run_id);
     let (_, stored) = StoredRun::list(store, &run_prefix).await?;
+    // the probe set is listed (and an empty one refused) before the manifest is written
+    let probe = crate::probe::plan_probe(spec, run, store, &prefix, &stored).await?;
 
     let (manifest_key, wrote_manifest) =
         ensure_manifest(spec, run, store, &prefix, stored.manifest).await?;
@@ -87,12 +114,42 @@ pub async fn submit(
         queue = %spec.queue.tasks,
         "submitted"
     );
+    let probe = match probe {
+        Some(probe) => Some(publish_probe(spec, broker, probe, confirm_window).await?),
+        None => None,
+    };
     Ok(SubmitReport {
         published,
         expected,
         already_stored,
         wrote_manifest,
         manifest_key,
+        probe,
+    })
+}
+
+/// Publishes the probe tasks whose shard is not stored.
+async fn publish_probe(
+    spec: &SweepSpec,
+    broker: &Broker,
+    probe: crate::probe::ProbePlan,
+    confirm_window: usize,
+) -> Result<ProbeSubmitted> {
+    let published = if probe.missing.is_empty() {
+        0
+    } else {
+        broker
+            .publish_tasks(&probe.missing, confirm_window)
+            .await
+            .map_err(|e| Error::queue(format!("publish probe tasks to {}", spec.queue.tasks), e))?
+    };
+    tracing::info!(run = %spec.run_id, published, expected = probe.expected, "submitted probe tasks");
+    Ok(ProbeSubmitted {
+        published,
+        expected: probe.expected,
+        already_stored: probe.expected - probe.missing.len() as u64,
+        files: probe.index.files.len() as u64,
+        wrote_index: probe.wrote_index,
     })
 }
 

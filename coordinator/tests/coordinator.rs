@@ -332,6 +332,7 @@ async fn submit_publishes_only_missing_tasks() {
         already_stored,
         wrote_manifest,
         manifest_key: prefix.manifest_key(&plan.run_id),
+        probe: None,
     };
     assert_eq!(submit(), submitted(64, 0, true));
     wait_ready(&broker, 64).await;

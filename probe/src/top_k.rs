@@ -99,6 +99,22 @@ impl TopK {
         Ok(())
     }
 
+    /// How many examples this list keeps at most, and at which end.
+    pub fn capacity(&self) -> (usize, End) {
+        (self.k, self.end)
+    }
+
+    /// The same list with every image index moved up by `by`: a shard's list, whose indices count
+    /// its own images, in the numbering of the whole probe set. Moving every candidate by the same
+    /// amount keeps their order, so merging moved lists equals one pass over the whole set.
+    pub fn shifted(&self, by: u32) -> TopK {
+        let mut moved = self.clone();
+        for example in &mut moved.examples {
+            example.image += by;
+        }
+        moved
+    }
+
     /// Both lists' best `k`: what one pass over both shards' candidates would have kept.
     pub fn merge(mut self, other: &TopK) -> Result<TopK, TopKError> {
         if (self.k, self.end) != (other.k, other.end) {
@@ -165,6 +181,15 @@ impl ChannelExamples {
         self.top_mean.offer(at_mean)?;
         self.bottom_mean.offer(at_mean)?;
         self.top_max.offer(Example { image, ..peak })
+    }
+
+    /// The same lists with every image index moved up by `by` ([`TopK::shifted`]).
+    pub fn shifted(&self, by: u32) -> Self {
+        ChannelExamples {
+            top_mean: self.top_mean.shifted(by),
+            bottom_mean: self.bottom_mean.shifted(by),
+            top_max: self.top_max.shifted(by),
+        }
     }
 
     /// Both shards' examples, as one pass over both would have kept.
@@ -287,5 +312,34 @@ mod tests {
             err.to_string(),
             "cannot merge a top-2 list with a bottom-3 list"
         );
+    }
+
+    #[test]
+    fn shards_counting_their_own_images_shifted_and_merged_equal_one_pass() {
+        let mut rng = Rng::new(3);
+        for trial in 0..30 {
+            // candidates of images 0..30, each image's candidates together, as a shard sees them
+            let all = candidates(&mut rng, 120);
+            let k = 1 + rng.below(8);
+            let whole = streamed(&all, k, End::Highest);
+            let mut cut = 4 * (1 + rng.below(8)); // a cut between two images
+            let mut merged = TopK::new(k, End::Highest);
+            let mut first = 0;
+            while first < all.len() {
+                cut = cut.min(all.len() - first);
+                let offset = all[first].image;
+                let local: Vec<Example> = all[first..first + cut]
+                    .iter()
+                    .map(|e| Example {
+                        image: e.image - offset,
+                        ..*e
+                    })
+                    .collect();
+                let shard = streamed(&local, k, End::Highest);
+                merged = merged.merge(&shard.shifted(offset)).expect("merge");
+                first += cut;
+            }
+            assert_eq!(merged, whole, "trial {trial}");
+        }
     }
 }

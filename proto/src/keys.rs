@@ -9,6 +9,12 @@
 //! {prefix}/{run}/{model}/{layer}/{channel:04}.{view}.json   its sidecar
 //! {prefix}/{run}/{model}/{layer}/{channel:04}.{view}.{copy}.png  copy of a view with copies
 //!                                                           (`0007.diversity-4.2.png`; one sidecar)
+//! {prefix}/{run}/probe/images.json                         the probe set as the run listed it
+//! {prefix}/{run}/probe/{model}/shards/{shard:05}.safetensors  a probe shard's lists and means
+//! {prefix}/{run}/probe/{model}/shards/{shard:05}.json       its sidecar (stored last: done)
+//! {prefix}/{run}/probe/{model}/probe.json                   the merged pass of a model, and its
+//! {prefix}/{run}/probe/{model}/{layer}.examples.json        examples and
+//! {prefix}/{run}/probe/{model}/{layer}.means.safetensors    means matrix per layer
 //! ```
 //!
 //! The channel view's keys are the keys of every run before views, so those runs resume and read
@@ -29,6 +35,96 @@ pub const DEAD_LETTERS_NAME: &str = "dead-letters.json";
 /// Folder of a run's static gallery inside a run's key space (written by the gallery builder, read
 /// by browsers; never a result).
 pub const GALLERY_DIR: &str = "gallery";
+
+/// Folder of a run's probe pass inside a run's key space (docs/dataset-examples.md).
+pub const PROBE_DIR: &str = "probe";
+
+/// File name of the probe set index inside [`PROBE_DIR`].
+pub const PROBE_INDEX_NAME: &str = "images.json";
+
+/// Folder of a model's shard results inside its probe folder.
+const SHARDS_DIR: &str = "shards";
+
+/// Which object of a probe shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ShardPart {
+    /// The sidecar, `{shard:05}.json`, stored last.
+    Sidecar,
+    /// The lists and means, `{shard:05}.safetensors`.
+    Data,
+}
+
+/// Which object of a model's merged probe pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeOutput<'a> {
+    /// `probe.json`.
+    Report,
+    /// `{layer}.examples.json`.
+    Examples(&'a LayerName),
+    /// `{layer}.means.safetensors`.
+    Means(&'a LayerName),
+}
+
+impl ProbeOutput<'_> {
+    /// The file name inside the model's probe folder.
+    pub fn file_name(self) -> String {
+        match self {
+            ProbeOutput::Report => "probe.json".into(),
+            ProbeOutput::Examples(layer) => format!("{layer}.examples.json"),
+            ProbeOutput::Means(layer) => format!("{layer}.means.safetensors"),
+        }
+    }
+}
+
+/// A probe object of a run's listing, as [`parse_probe_key`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeKey {
+    /// `probe/images.json`.
+    Index,
+    /// A shard's object.
+    Shard {
+        /// The model.
+        model: ModelId,
+        /// The shard.
+        shard: u32,
+        /// Which object.
+        part: ShardPart,
+    },
+    /// A merged output of `model` (the report, examples or means).
+    Output {
+        /// The model.
+        model: ModelId,
+    },
+}
+
+/// Reads a key relative to the run prefix (`probe/…`); `None` for anything outside the probe
+/// folder's layout.
+pub fn parse_probe_key(relative: &str) -> Option<ProbeKey> {
+    let rest = relative.strip_prefix(PROBE_DIR)?.strip_prefix('/')?;
+    if rest == PROBE_INDEX_NAME {
+        return Some(ProbeKey::Index);
+    }
+    let (model, rest) = rest.split_once('/')?;
+    let model = ModelId::new(model).ok()?;
+    if let Some(file) = rest
+        .strip_prefix(SHARDS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    {
+        let (stem, ext) = file.rsplit_once('.')?;
+        let part = match ext {
+            "json" => ShardPart::Sidecar,
+            "safetensors" => ShardPart::Data,
+            _ => return None,
+        };
+        let shard = canonical_number(stem, 5)?;
+        return Some(ProbeKey::Shard { model, shard, part });
+    }
+    let output = !rest.contains('/')
+        && (rest == "probe.json"
+            || rest.ends_with(".examples.json")
+            || rest.ends_with(".means.safetensors"));
+    output.then_some(ProbeKey::Output { model })
+}
 
 /// A validated key prefix: zero or more identifier segments joined by `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -86,6 +182,43 @@ impl KeyPrefix {
     /// The key of image `copy` of result `id` (`copy` is ignored for a view without copies).
     pub fn png_key(&self, run: &RunId, id: &ResultId, copy: u32) -> String {
         self.result_key(run, id, Kind::Png, copy)
+    }
+
+    /// `{prefix}/{run}/probe/images.json`.
+    pub fn probe_index_key(&self, run: &RunId) -> String {
+        format!("{}/{PROBE_DIR}/{PROBE_INDEX_NAME}", self.join(run.as_str()))
+    }
+
+    /// The key of `part` of shard `shard` of `model`'s probe pass.
+    pub fn probe_shard_key(
+        &self,
+        run: &RunId,
+        model: &ModelId,
+        shard: u32,
+        part: ShardPart,
+    ) -> String {
+        let ext = match part {
+            ShardPart::Sidecar => "json",
+            ShardPart::Data => "safetensors",
+        };
+        format!(
+            "{}/{PROBE_DIR}/{model}/{SHARDS_DIR}/{shard:05}.{ext}",
+            self.join(run.as_str())
+        )
+    }
+
+    /// The key of a merged output of `model`'s probe pass.
+    pub fn probe_output_key(
+        &self,
+        run: &RunId,
+        model: &ModelId,
+        output: ProbeOutput<'_>,
+    ) -> String {
+        format!(
+            "{}/{PROBE_DIR}/{model}/{}",
+            self.join(run.as_str()),
+            output.file_name()
+        )
     }
 
     fn result_key(&self, run: &RunId, id: &ResultId, kind: Kind, copy: u32) -> String {
@@ -379,5 +512,58 @@ mod tests {
         ] {
             assert_eq!(parse_key(key), None, "{key}");
         }
+    }
+
+    #[test]
+    fn probe_keys_parse_back_and_nothing_else_does() {
+        let (run, model, layer) = ids();
+        let prefix = KeyPrefix::parse("sweeps").unwrap();
+        let run_prefix = prefix.run_prefix(&run);
+        let relative = |key: String| key.strip_prefix(&run_prefix).unwrap().to_owned();
+        assert_eq!(
+            parse_probe_key(&relative(prefix.probe_index_key(&run))),
+            Some(ProbeKey::Index)
+        );
+        for part in [ShardPart::Sidecar, ShardPart::Data] {
+            let key = prefix.probe_shard_key(&run, &model, 12, part);
+            assert!(
+                key.ends_with("/probe/training_seed_01/shards/00012.json")
+                    || key.ends_with("00012.safetensors")
+            );
+            assert_eq!(
+                parse_probe_key(&relative(key)),
+                Some(ProbeKey::Shard {
+                    model: model.clone(),
+                    shard: 12,
+                    part
+                })
+            );
+        }
+        for output in [
+            ProbeOutput::Report,
+            ProbeOutput::Examples(&layer),
+            ProbeOutput::Means(&layer),
+        ] {
+            let key = prefix.probe_output_key(&run, &model, output);
+            assert_eq!(
+                parse_probe_key(&relative(key)),
+                Some(ProbeKey::Output {
+                    model: model.clone()
+                })
+            );
+        }
+        for other in [
+            "probe/training_seed_01/shards/12.json",
+            "probe/training_seed_01/shards/00012.png",
+            "probe/training_seed_01/notes.txt",
+            "probe/images.json.bak",
+            "training_seed_01/conv1/0000.json",
+        ] {
+            assert_eq!(parse_probe_key(other), None, "{other}");
+        }
+        // a probe output never reads as a result of a model called `probe`
+        let examples =
+            relative(prefix.probe_output_key(&run, &model, ProbeOutput::Examples(&layer)));
+        assert_eq!(parse_key(&examples), None);
     }
 }

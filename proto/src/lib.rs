@@ -36,6 +36,7 @@ pub mod ids;
 pub mod keys;
 pub mod manifest;
 pub mod plan;
+pub mod probe;
 pub mod rates;
 pub mod result;
 pub mod spec;
@@ -43,6 +44,7 @@ pub mod task;
 mod text_forms;
 pub mod versioned;
 pub mod view;
+pub mod work;
 
 pub use channels::ChannelSelection;
 pub use dead_letters::{DeadLetterReport, DeadTask};
@@ -58,3 +60,4 @@ pub use spec::{
 pub use task::TaskMessage;
 pub use versioned::{DecodeError, Document};
 pub use view::View;
+pub use work::{Envelope, Work};

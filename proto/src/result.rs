@@ -48,7 +48,8 @@ pub struct CopyOutcome {
 }
 
 /// Who made the image and when; the caller reads the clock (this crate never does).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Provenance {
     /// Worker instance id (pod name, host:pid).
     pub worker_id: String,

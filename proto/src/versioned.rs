@@ -32,6 +32,12 @@ pub enum Document {
     RunManifest,
     /// A dead-letter report ([`crate::DeadLetterReport`]), `dead-letters.json`.
     DeadLetters,
+    /// A probe task message ([`crate::probe::ProbeTask`]), an AMQP body.
+    ProbeTask,
+    /// A probe shard's sidecar ([`crate::probe::ShardSidecar`]).
+    ProbeShard,
+    /// A run's probe set index ([`crate::probe::ProbeIndex`]), `probe/images.json`.
+    ProbeIndex,
 }
 
 impl Document {
@@ -42,6 +48,9 @@ impl Document {
             Document::ResultSidecar => "result sidecar",
             Document::RunManifest => "run manifest",
             Document::DeadLetters => "dead-letter report",
+            Document::ProbeTask => "probe task message",
+            Document::ProbeShard => "probe shard sidecar",
+            Document::ProbeIndex => "probe set index",
         }
     }
 
@@ -49,6 +58,7 @@ impl Document {
     fn schema(self) -> &'static str {
         match self {
             Document::Task => "task",
+            Document::ProbeTask => "probe task",
             other => other.name(),
         }
     }
@@ -59,6 +69,10 @@ impl fmt::Display for Document {
         f.write_str(self.name())
     }
 }
+
+/// The size limit of a stored document read whole (a probe set index names every file of a set of
+/// 10⁵ images).
+pub const MAX_STORED_DOCUMENT: usize = 64 << 20;
 
 /// Why a body is not an acceptable document. Each variant is a different failure a reader may want to
 /// count separately; none of them gets better by reading the same bytes again.

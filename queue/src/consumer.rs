@@ -8,7 +8,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
-use lucid_proto::{DecodeError, TaskMessage};
+use lucid_proto::{DecodeError, Work};
 
 use crate::QueueError;
 use crate::broker::Broker;
@@ -161,9 +161,9 @@ impl Delivery {
         self.acker.poisoned()
     }
 
-    /// Decodes the body as a task (size checked first; see [`TaskMessage::decode`]).
-    pub fn decode(&self, max_bytes: usize) -> Result<TaskMessage, DecodeError> {
-        TaskMessage::decode(&self.body, max_bytes)
+    /// Decodes the body as a task of either kind (size checked first; see [`Work::decode`]).
+    pub fn decode(&self, max_bytes: usize) -> Result<Work, DecodeError> {
+        Work::decode(&self.body, max_bytes)
     }
 
     /// Acknowledges the delivery: the broker deletes the message. Call it only after the durable

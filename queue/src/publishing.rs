@@ -6,7 +6,7 @@ use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel, Confirmation};
-use lucid_proto::TaskMessage;
+use lucid_proto::Envelope;
 
 use crate::QueueError;
 use crate::broker::{Broker, close_channel};
@@ -103,9 +103,9 @@ impl Broker {
     /// it. On the first failure (nack, returned message, channel error) the call stops and returns that
     /// error naming the task; tasks before it may be queued. Publishing the same tasks again is safe
     /// for workers (task ids and object keys are deterministic) but leaves duplicates in the queue.
-    pub async fn publish_tasks(
+    pub async fn publish_tasks<T: Envelope + Sync>(
         &self,
-        tasks: &[TaskMessage],
+        tasks: &[T],
         window: usize,
     ) -> Result<u64, QueueError> {
         let channel = self.confirm_channel().await?;
@@ -118,17 +118,17 @@ impl Broker {
 
     /// The loop of [`Broker::publish_tasks`] on its confirm channel: at most `window` confirms
     /// outstanding, checked in publish order.
-    async fn publish_pipelined(
+    async fn publish_pipelined<T: Envelope + Sync>(
         &self,
         channel: &Channel,
-        tasks: &[TaskMessage],
+        tasks: &[T],
         window: usize,
     ) -> Result<u64, QueueError> {
         let t = &self.inner.topology;
         let mut pending = FuturesOrdered::new();
         let mut confirmed = 0u64;
         for task in tasks {
-            let id = task.task_id.as_str();
+            let id = task.task_id();
             let body = task.encode();
             if body.len() > t.max_message_bytes {
                 return Err(QueueError::Publish {

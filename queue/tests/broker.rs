@@ -155,7 +155,7 @@ async fn prefetch_ack_and_requeue() {
         assert_eq!(d.delivery_count, 0);
         assert!(d.message_id.is_some());
         let decoded = d.decode(65_536).expect("decode");
-        assert_eq!(Some(decoded.task_id), d.message_id);
+        assert_eq!(Some(decoded.task_id().to_owned()), d.message_id);
     }
 
     // requeue one: it comes back with its delivery count incremented
@@ -292,7 +292,7 @@ async fn dead_letters_retry_and_cancel_run() {
         let d = next_delivery(&mut consumer, "the kept tasks").await;
         // retried and republished tasks start with a fresh delivery count
         assert_eq!(d.delivery_count, 0);
-        ids.insert(d.decode(65_536).expect("decode").task_id);
+        ids.insert(d.decode(65_536).expect("decode").task_id().to_owned());
         d.ack().await.expect("ack");
     }
     assert!(quiet(&mut consumer, 500).await);

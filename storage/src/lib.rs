@@ -33,6 +33,7 @@ use lucid_proto::spec::{StorageKind, StorageSection};
 
 mod credentials;
 mod error;
+pub mod files;
 mod key;
 mod local;
 pub mod models;
@@ -43,6 +44,7 @@ pub use credentials::{
     ACCESS_KEY_ENV, AWS_ACCESS_KEY_ENV, AWS_SECRET_KEY_ENV, Credentials, SECRET_KEY_ENV,
 };
 pub use error::StorageError;
+pub use files::FileSet;
 pub use key::{content_type_for, validate_key};
 pub use local::LocalStore;
 pub use s3::{CA_FILE_ENV, S3Store};

@@ -210,6 +210,7 @@ impl RenderArgs {
             },
             storage,
             queue: QueueSection::default(),
+            probe: None,
         };
         spec.validate().context("invalid render arguments")?;
         Ok(spec)

@@ -16,10 +16,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
 use lucid_coordinator::plan::{Digests, plan_run};
+use lucid_coordinator::probe::{MergedModel, plan_probe};
 use lucid_coordinator::progress::StoredRun;
 use lucid_coordinator::submit::{ensure_manifest, key_prefix};
 use lucid_proto::spec::{StorageKind, SweepSpec};
-use lucid_proto::{DeadLetterReport, DeadTask, KeyPrefix, TaskMessage};
+use lucid_proto::{DeadLetterReport, DeadTask, KeyPrefix, TaskMessage, Work};
 use lucid_storage::Store;
 use lucid_storage::models::ModelCache;
 use prometheus::Registry;
@@ -29,7 +30,7 @@ use tokio::sync::mpsc;
 use crate::device::DeviceChoice;
 use crate::pipeline::gpu::RenderMode;
 use crate::pipeline::metrics::WorkerMetrics;
-use crate::pipeline::{Item, ModelResolver, SettleError, TaskHandle};
+use crate::pipeline::{Accepted, Item, ModelResolver, ProbeItem, SettleError, TaskHandle};
 use crate::runner::{ContextParts, LoopOptions, Received, Stop, TaskSource, Worker};
 
 /// What `local` needs besides the spec.
@@ -72,19 +73,54 @@ pub struct LocalSummary {
     pub seconds: f64,
     /// Share of that wall time the render thread spent rendering (1 − the device's idle share).
     pub render_busy_share: f64,
+    /// The probe pass, for a spec with `[probe]`.
+    pub probe: Option<ProbeSummary>,
+}
+
+/// What a local run's probe pass did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeSummary {
+    /// Probe tasks in the run: models × shards.
+    pub expected: u64,
+    /// Shards already stored when the run started.
+    pub already_stored: u64,
+    /// Probe images run through a model now (an image counts once per model).
+    pub probed_images: u64,
+    /// Probe tasks given up, with their reasons; the merge waits for them.
+    pub dead_lettered: Vec<DeadProbe>,
+    /// What the merge wrote per model (empty when a shard is missing).
+    pub merged: Vec<MergedModel>,
+}
+
+/// A probe task a local run gave up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadProbe {
+    /// The task's id (`{run}/probe/{model}/{shard}`).
+    pub task_id: String,
+    /// Why.
+    pub reason: String,
+    /// Deliveries it had.
+    pub attempts: u32,
 }
 
 /// The in-process queue: tasks waiting with their earlier delivery counts. Handles put requeued
 /// tasks back; once the run stops taking work it is closed and a requeue is refused (the task is
 /// found again on resume, since its sidecar is not stored).
 struct LocalSource {
-    queue: mpsc::UnboundedReceiver<(TaskMessage, u32)>,
-    requeue: mpsc::UnboundedSender<(TaskMessage, u32)>,
-    dead: Arc<Mutex<Vec<DeadTask>>>,
+    queue: mpsc::UnboundedReceiver<(Work, u32)>,
+    requeue: mpsc::UnboundedSender<(Work, u32)>,
+    dead: Arc<Mutex<DeadLists>>,
+}
+
+/// The tasks a local run gave up, by kind.
+#[derive(Debug, Default)]
+struct DeadLists {
+    renders: Vec<DeadTask>,
+    probes: Vec<DeadProbe>,
 }
 
 impl LocalSource {
-    fn new(tasks: Vec<TaskMessage>) -> Self {
+    fn new(tasks: Vec<Work>) -> Self {
         let (requeue, queue) = mpsc::unbounded_channel();
         for task in tasks {
             // the receiver is alive: it is in `queue` below
@@ -99,23 +135,26 @@ impl LocalSource {
 }
 
 impl TaskSource for LocalSource {
-    type Raw = Item;
+    type Raw = Accepted;
 
-    async fn accept(&mut self, item: Item) -> Option<Item> {
+    async fn accept(&mut self, item: Accepted) -> Option<Accepted> {
         Some(item)
     }
 
-    async fn next(&mut self) -> Received<Item> {
+    async fn next(&mut self) -> Received<Accepted> {
         match self.queue.recv().await {
-            Some((task, attempts)) => Received::Task(Item {
-                handle: Box::new(LocalHandle {
-                    task: task.clone(),
+            Some((work, attempts)) => {
+                let handle = Box::new(LocalHandle {
+                    task: work.clone(),
                     attempts,
                     requeue: self.requeue.clone(),
                     dead: self.dead.clone(),
-                }),
-                task,
-            }),
+                });
+                Received::Task(match work {
+                    Work::Render(task) => Accepted::Render(Item { task, handle }),
+                    Work::Probe(task) => Accepted::Probe(ProbeItem { task, handle }),
+                })
+            }
             // never: the source holds a sender itself
             None => std::future::pending().await,
         }
@@ -140,10 +179,10 @@ impl TaskSource for LocalSource {
 }
 
 struct LocalHandle {
-    task: TaskMessage,
+    task: Work,
     attempts: u32,
-    requeue: mpsc::UnboundedSender<(TaskMessage, u32)>,
-    dead: Arc<Mutex<Vec<DeadTask>>>,
+    requeue: mpsc::UnboundedSender<(Work, u32)>,
+    dead: Arc<Mutex<DeadLists>>,
 }
 
 impl TaskHandle for LocalHandle {
@@ -162,19 +201,27 @@ impl TaskHandle for LocalHandle {
     }
     fn dead_letter<'a>(&'a self, reason: &'a str) -> BoxFuture<'a, Result<(), SettleError>> {
         Box::pin(async move {
-            let letter = DeadTask {
-                task_id: self.task.task_id.clone(),
-                model_id: self.task.model_id.clone(),
-                layer: self.task.layer.clone(),
-                channel: self.task.channel,
-                reason: reason.to_string(),
-                attempts: self.attempts + 1,
-            };
             // a poisoned list still holds every letter pushed before the panic
-            self.dead
+            let mut dead = self
+                .dead
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(letter);
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let attempts = self.attempts + 1;
+            match &self.task {
+                Work::Render(task) => dead.renders.push(DeadTask {
+                    task_id: task.task_id.clone(),
+                    model_id: task.model_id.clone(),
+                    layer: task.layer.clone(),
+                    channel: task.channel,
+                    reason: reason.to_string(),
+                    attempts,
+                }),
+                Work::Probe(task) => dead.probes.push(DeadProbe {
+                    task_id: task.task_id.clone(),
+                    reason: reason.to_string(),
+                    attempts,
+                }),
+            }
             Ok(())
         })
     }
@@ -188,6 +235,8 @@ struct Prepared {
     cache: ModelCache,
     expected: usize,
     todo: Vec<TaskMessage>,
+    run: lucid_coordinator::plan::PlannedRun,
+    probe: Option<lucid_coordinator::probe::ProbePlan>,
 }
 
 /// Plans the run from the real checkpoints (with digests), lists what is stored and writes or checks
@@ -207,6 +256,9 @@ async fn prepare(config: &LocalConfig) -> Result<Prepared> {
     let (_, stored) = StoredRun::list(&store, &run_prefix)
         .await
         .with_context(|| format!("cannot list {}", config.out.display()))?;
+    let probe = plan_probe(&spec, &run, &store, &prefix, &stored)
+        .await
+        .context("cannot plan the probe pass")?;
     ensure_manifest(&spec, &run, &store, &prefix, stored.manifest)
         .await
         .context("cannot resume this run in this folder")?;
@@ -223,6 +275,8 @@ async fn prepare(config: &LocalConfig) -> Result<Prepared> {
         cache,
         expected,
         todo,
+        run,
+        probe,
     })
 }
 
@@ -244,9 +298,15 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         prepared.prefix.clone(),
         prepared.store.clone(),
     );
+    let run = prepared.run.clone();
+    let probe_plan = prepared.probe.clone();
     let rendered = render(&config, prepared, device, shutdown).await?;
     let dead_letters_file =
         write_dead_letters(&store, &prefix, &spec, &config.out, &rendered.dead).await?;
+    let probe = match probe_plan {
+        Some(plan) => Some(finish_probe(&spec, &run, &store, &prefix, plan, &rendered).await?),
+        None => None,
+    };
     let gallery = if config.gallery && !rendered.interrupted {
         let run_prefix = prefix.run_prefix(&spec.run_id);
         Some(build_gallery(&config.out, &run_prefix, spec.run_id.as_str()).await?)
@@ -264,6 +324,34 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
         gallery,
         seconds: rendered.seconds,
         render_busy_share: busy_share(rendered.busy_seconds, rendered.seconds),
+        probe,
+    })
+}
+
+/// The probe pass's summary; once every shard is stored (none given up, not interrupted), the
+/// coordinator's own merge writes each model's examples.
+async fn finish_probe(
+    spec: &SweepSpec,
+    run: &lucid_coordinator::plan::PlannedRun,
+    store: &Store,
+    prefix: &KeyPrefix,
+    plan: lucid_coordinator::probe::ProbePlan,
+    rendered: &Rendered,
+) -> Result<ProbeSummary> {
+    let complete = !rendered.interrupted && rendered.dead_probes.is_empty();
+    let merged = if complete {
+        lucid_coordinator::probe::merge(spec, run, store, prefix)
+            .await
+            .context("cannot merge the probe shards")?
+    } else {
+        Vec::new()
+    };
+    Ok(ProbeSummary {
+        expected: plan.expected,
+        already_stored: plan.expected - plan.missing.len() as u64,
+        probed_images: rendered.probed_images,
+        dead_lettered: rendered.dead_probes.clone(),
+        merged,
     })
 }
 
@@ -271,6 +359,8 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
 struct Rendered {
     images: usize,
     dead: Vec<DeadTask>,
+    probed_images: u64,
+    dead_probes: Vec<DeadProbe>,
     interrupted: bool,
     seconds: f64,
     busy_seconds: f64,
@@ -304,7 +394,14 @@ async fn render(
         intake_limit: config.batch.max(1) * 2,
     };
     let to_render = prepared.todo.len() as u64;
-    let source = LocalSource::new(prepared.todo);
+    let probes = prepared.probe.into_iter().flat_map(|p| p.missing);
+    let work: Vec<Work> = prepared
+        .todo
+        .into_iter()
+        .map(Work::Render)
+        .chain(probes.map(Work::Probe))
+        .collect();
+    let source = LocalSource::new(work);
     let dead = source.dead.clone();
     let worker =
         Worker::start(parts, source, options).context("failed to start the render thread")?;
@@ -325,13 +422,16 @@ async fn render(
             "\ninterrupted: the batches in flight were finished (files are renamed into place; the run resumes next time)"
         );
     }
-    let dead = dead
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
+    let dead = std::mem::take(
+        &mut *dead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     Ok(Rendered {
         images: metrics.images.get() as usize,
-        dead,
+        dead: dead.renders,
+        probed_images: metrics.probe_images.get(),
+        dead_probes: dead.probes,
         interrupted,
         seconds,
         busy_seconds: metrics.gpu_busy_seconds.get(),

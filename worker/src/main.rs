@@ -168,6 +168,17 @@ fn run_local(config: lucid_worker::local::LocalConfig, json: bool) -> anyhow::Re
             file.display()
         );
     }
+    if let Some(probe) = summary
+        .probe
+        .as_ref()
+        .filter(|p| !p.dead_lettered.is_empty())
+    {
+        anyhow::bail!(
+            "{} of {} probe shard task(s) failed, so no examples were merged; run the same command again to retry them",
+            probe.dead_lettered.len(),
+            probe.expected
+        );
+    }
     Ok(())
 }
 
@@ -190,6 +201,27 @@ fn print_summary(summary: &lucid_worker::local::LocalSummary) {
     }
     for letter in &summary.dead_lettered {
         eprintln!("failed: {}: {}", letter.task_id, letter.reason);
+    }
+    if let Some(probe) = &summary.probe {
+        println!(
+            "probe: {} of {} shard tasks were stored before, {} images probed now",
+            probe.already_stored, probe.expected, probe.probed_images
+        );
+        for merged in &probe.merged {
+            println!(
+                "probe: {}: {} images, {} files set aside → {}",
+                merged.model,
+                merged.images,
+                merged.skipped.len(),
+                merged.report_key
+            );
+            for skipped in &merged.skipped {
+                eprintln!("set aside: {}: {}", skipped.file, skipped.reason);
+            }
+        }
+        for letter in &probe.dead_lettered {
+            eprintln!("failed: {}: {}", letter.task_id, letter.reason);
+        }
     }
     if let Some(index) = &summary.gallery {
         println!("gallery: {}", index.display());

@@ -15,8 +15,10 @@ use tokio::task::JoinSet;
 
 use crate::pipeline::gpu::{GpuHandle, RenderMode};
 use crate::pipeline::metrics::WorkerMetrics;
+use crate::pipeline::probe::process_probe;
 use crate::pipeline::{
-    BatchContext, Item, ModelResolver, WorkerFault, code_version, process_batch,
+    Accepted, BatchContext, Item, ModelResolver, ProbeItem, WorkerFault, code_version,
+    process_batch,
 };
 
 /// Batches in flight at once: one rendering, one encoding and uploading.
@@ -56,9 +58,9 @@ pub trait TaskSource {
     /// The next delivery, waiting while there is none (reconnecting, for a broker). Cancelled on
     /// every turn of the loop, so it keeps what it has started (a connection attempt) in `self`.
     fn next(&mut self) -> impl Future<Output = Received<Self::Raw>>;
-    /// Turns a delivery into a task, or settles it here when no batch can take it (an undecodable
-    /// message is dead-lettered). Runs to completion: it is never cancelled.
-    fn accept(&mut self, raw: Self::Raw) -> impl Future<Output = Option<Item>>;
+    /// Turns a delivery into a task of either kind, or settles it here when no batch can take it
+    /// (an undecodable message is dead-lettered). Runs to completion: it is never cancelled.
+    fn accept(&mut self, raw: Self::Raw) -> impl Future<Output = Option<Accepted>>;
     /// Whether more tasks can be had now without waiting; when not, a partial batch starts at once
     /// instead of lingering for more.
     fn has_more_now(&self) -> bool;
@@ -115,6 +117,8 @@ pub struct Worker<S: TaskSource> {
     fault: tokio::sync::watch::Receiver<Option<String>>,
     options: LoopOptions,
     batcher: Batcher,
+    /// Probe tasks waiting, each a batch of its own, started in arrival order.
+    probes: std::collections::VecDeque<ProbeItem>,
     in_flight: JoinSet<()>,
 }
 
@@ -146,6 +150,7 @@ impl<S: TaskSource> Worker<S> {
             render_thread,
             fault: fault_rx,
             batcher: Batcher::default(),
+            probes: std::collections::VecDeque::new(),
             in_flight: JoinSet::new(),
             options,
         })
@@ -161,9 +166,11 @@ impl<S: TaskSource> Worker<S> {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Stop {
         let stop = self.take_work(shutdown).await;
         self.source.stop(&stop).await;
-        for item in self.batcher.take_all() {
-            if let Err(error) = item.handle.requeue().await {
-                tracing::warn!(task_id = %item.task.task_id, %error, "giving back a waiting task failed; its source delivers it again");
+        let waiting = self.batcher.take_all().into_iter().map(Accepted::Render);
+        let probes = self.probes.drain(..).map(Accepted::Probe);
+        for item in waiting.chain(probes).collect::<Vec<_>>() {
+            if let Err(error) = item.handle().requeue().await {
+                tracing::warn!(%error, "giving back a waiting task failed; its source delivers it again");
             }
             self.ctx.metrics.in_flight.dec();
         }
@@ -186,10 +193,10 @@ impl<S: TaskSource> Worker<S> {
         tokio::pin!(shutdown);
         let mut tick = tokio::time::interval(TICK);
         loop {
-            if self.source.is_exhausted() && self.batcher.is_empty() && self.in_flight.is_empty() {
+            if self.source.is_exhausted() && self.waiting() == 0 && self.in_flight.is_empty() {
                 return Stop::Completed;
             }
-            let intake = self.batcher.len() < self.options.intake_limit;
+            let intake = self.waiting() < self.options.intake_limit;
             tokio::select! {
                 () = &mut shutdown => return Stop::Shutdown,
                 Ok(()) = self.fault.changed() => {
@@ -200,13 +207,21 @@ impl<S: TaskSource> Worker<S> {
                 }
                 received = self.source.next(), if intake => match received {
                     Received::Task(raw) => {
-                        if let Some(item) = self.source.accept(raw).await {
-                            self.ctx.metrics.in_flight.inc();
-                            self.batcher.push(item);
+                        match self.source.accept(raw).await {
+                            Some(Accepted::Render(item)) => {
+                                self.ctx.metrics.in_flight.inc();
+                                self.batcher.push(item);
+                            }
+                            Some(Accepted::Probe(item)) => {
+                                self.ctx.metrics.in_flight.inc();
+                                self.probes.push_back(item);
+                            }
+                            None => {}
                         }
                     }
                     Received::Lost => {
-                        let dropped = self.batcher.take_all().len();
+                        let dropped = self.batcher.take_all().len() + self.probes.len();
+                        self.probes.clear();
                         self.ctx.metrics.in_flight.sub(dropped as i64);
                     }
                 },
@@ -222,11 +237,23 @@ impl<S: TaskSource> Worker<S> {
         }
     }
 
-    /// Starts full batches, and partial ones that lingered long enough or that no more tasks are
-    /// coming for right now, while fewer than two are in flight.
+    /// Tasks received and not started: render tasks waiting for a batch and probe tasks.
+    fn waiting(&self) -> usize {
+        self.batcher.len() + self.probes.len()
+    }
+
+    /// Starts waiting probe tasks first (each is a whole shard, already its own batch), then full
+    /// render batches, and partial ones that lingered long enough or that no more tasks are coming
+    /// for right now, while fewer than two are in flight.
     fn dispatch(&mut self) {
-        let flush = !self.source.has_more_now() || self.batcher.len() >= self.options.intake_limit;
+        let flush = !self.source.has_more_now() || self.waiting() >= self.options.intake_limit;
         while self.in_flight.len() < MAX_BATCHES_IN_FLIGHT {
+            if let Some(item) = self.probes.pop_front() {
+                let ctx = self.ctx.clone();
+                self.in_flight
+                    .spawn(async move { process_probe(item, &ctx).await });
+                continue;
+            }
             let Some(items) =
                 self.batcher
                     .take_ready(self.options.batch, self.options.linger, flush)
@@ -278,10 +305,6 @@ impl Batcher {
 
     fn len(&self) -> usize {
         self.len
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The largest group that is full, older than `linger`, or any when `flush`; at most `batch`

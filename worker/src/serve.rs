@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::future::BoxFuture;
+use lucid_proto::Work;
 use lucid_proto::spec::SweepSpec;
 use lucid_queue::{Broker, Consumer, Delivery, Topology};
 use lucid_storage::Store;
@@ -22,7 +23,7 @@ use prometheus::Registry;
 use crate::device::DeviceChoice;
 use crate::pipeline::gpu::RenderMode;
 use crate::pipeline::metrics::{WorkerMetrics, outcome};
-use crate::pipeline::{Item, ModelResolver, SettleError, TaskHandle};
+use crate::pipeline::{Accepted, Item, ModelResolver, ProbeItem, SettleError, TaskHandle};
 use crate::runner::{ContextParts, LoopOptions, Received, Stop, TaskSource, Worker};
 
 /// Everything `serve` needs, resolved from the command line, the spec and the environment.
@@ -130,12 +131,16 @@ impl AmqpSource {
     }
 
     /// A decoded delivery, or `None` when it was undecodable and has been dead-lettered.
-    async fn decode(&self, delivery: Delivery) -> Option<Item> {
+    async fn decode(&self, delivery: Delivery) -> Option<Accepted> {
         match delivery.decode(self.config.spec.queue.max_message_bytes) {
-            Ok(task) => Some(Item {
+            Ok(Work::Render(task)) => Some(Accepted::Render(Item {
                 task,
                 handle: Box::new(AmqpHandle(delivery)),
-            }),
+            })),
+            Ok(Work::Probe(task)) => Some(Accepted::Probe(ProbeItem {
+                task,
+                handle: Box::new(AmqpHandle(delivery)),
+            })),
             Err(error) => {
                 let id = delivery
                     .message_id
@@ -157,7 +162,7 @@ impl AmqpSource {
 impl TaskSource for AmqpSource {
     type Raw = Delivery;
 
-    async fn accept(&mut self, delivery: Delivery) -> Option<Item> {
+    async fn accept(&mut self, delivery: Delivery) -> Option<Accepted> {
         self.decode(delivery).await
     }
 

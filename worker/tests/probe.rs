@@ -2,11 +2,11 @@
 //! Gabor channel's best probe image is a grating at its orientation, each colour-opponent channel's
 //! best is its colour field and its worst the opponent colour; batching changes nothing.
 
-use std::f32::consts::PI;
 use std::io::Cursor;
 
-use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+use image::{DynamicImage, ImageFormat};
 use lucid_checkpoint::ModelFile;
+use lucid_probe::stimuli::{BLUE, GREEN, RED, Stimulus, YELLOW, stimuli};
 use lucid_probe::{DecodeLimits, Example, Prepared, Preprocessing, decode, prepare};
 use lucid_worker::model::AlexNet;
 use lucid_worker::probe::{LayerExamples, batch_tensor, probe_batch};
@@ -15,65 +15,10 @@ use tch::Device;
 
 mod common;
 
-/// What a probe image shows.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Stimulus {
-    /// A full-contrast luminance grating whose wave vector points at `degrees`.
-    Grating {
-        degrees: f32,
-        wavelength: f32,
-        phase: f32,
-    },
-    /// A uniform field.
-    Field([u8; 3]),
-}
-
-const RED: [u8; 3] = [255, 0, 0];
-const GREEN: [u8; 3] = [0, 255, 0];
-const BLUE: [u8; 3] = [0, 0, 255];
-const YELLOW: [u8; 3] = [255, 255, 0];
-
-/// Gratings at eight orientations, three wavelengths and two phases, then colour fields.
-fn stimuli() -> Vec<Stimulus> {
-    let mut all = Vec::new();
-    for step in 0..8 {
-        for wavelength in [4.0, 6.0, 9.0] {
-            for phase in [0.0, PI / 2.0] {
-                all.push(Stimulus::Grating {
-                    degrees: step as f32 * 22.5,
-                    wavelength,
-                    phase,
-                });
-            }
-        }
-    }
-    all.extend([RED, GREEN, BLUE, YELLOW, [128, 128, 128]].map(Stimulus::Field));
-    all
-}
-
-/// `stimulus` as a 300 x 224 image (its centre square is 224 px, the network's side, so the
-/// wavelengths are not resampled).
-fn stimulus_image(stimulus: Stimulus) -> RgbImage {
-    RgbImage::from_fn(300, 224, |x, y| match stimulus {
-        Stimulus::Grating {
-            degrees,
-            wavelength,
-            phase,
-        } => {
-            let (s, c) = degrees.to_radians().sin_cos();
-            let t = 2.0 * PI * (c * x as f32 + s * y as f32) / wavelength + phase;
-            let level = (127.5 + 127.5 * t.cos()) as u8;
-            Rgb([level; 3])
-        }
-        Stimulus::Field(rgb) => Rgb(rgb),
-    })
-}
-
 /// `stimulus` as a PNG file, decoded and prepared as the probe pass does.
 fn probe_image(stimulus: Stimulus) -> Prepared {
-    let image = stimulus_image(stimulus);
     let mut bytes = Vec::new();
-    DynamicImage::ImageRgb8(image)
+    DynamicImage::ImageRgb8(stimulus.image())
         .write_to(&mut Cursor::new(&mut bytes), ImageFormat::Png)
         .expect("encode");
     let decoded = decode("stimulus.png", &bytes, DecodeLimits::default()).expect("decode");
@@ -211,8 +156,7 @@ fn assert_same_ranking(a: &[Example], b: &[Example], what: &str) {
 
 /// Writes `stimulus` as a 300 x 224 file of `format` at `path`.
 fn write_stimulus(path: &std::path::Path, stimulus: Stimulus, format: ImageFormat) {
-    let image = stimulus_image(stimulus);
-    DynamicImage::ImageRgb8(image)
+    DynamicImage::ImageRgb8(stimulus.image())
         .save_with_format(path, format)
         .expect("write stimulus");
 }

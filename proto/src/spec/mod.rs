@@ -38,6 +38,7 @@ mod layers;
 mod models;
 mod network;
 mod overrides;
+mod probe;
 mod queue;
 mod render;
 pub mod render_defaults;
@@ -49,6 +50,7 @@ pub use layers::LayerSelection;
 pub use models::{ModelLocation, validate_bucket};
 pub use network::{DEFAULT_NETWORK, ModelEntry, NetworkRef, TORCHSCRIPT};
 pub use overrides::{parse_override, parse_overrides};
+pub use probe::ProbeSection;
 pub use queue::{AMQP_URI_ENV, QueueSection};
 pub use render::{Objective, Param, Precision, RenderSection, RenderSettings, Transforms};
 pub use render_defaults::MAX_BATCH;
@@ -89,6 +91,10 @@ pub struct SweepSpec {
     /// The task queue topology and limits.
     #[serde(default)]
     pub queue: QueueSection,
+    /// The probe set whose dataset examples the run computes (none by default). Left out of the
+    /// manifest's copy of the spec when not given, so that runs planned before it keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeSection>,
 }
 
 impl SweepSpec {
@@ -146,6 +152,9 @@ impl SweepSpec {
         self.validate_views()?;
         self.storage.validate()?;
         self.queue.validate()?;
+        if let Some(probe) = &self.probe {
+            probe.validate()?;
+        }
         Ok(())
     }
 

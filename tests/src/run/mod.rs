@@ -40,6 +40,8 @@ pub struct SweepConfig {
     pub views: Vec<String>,
     /// `queue.prefetch` (a worker prefetches the larger of this and twice its batch).
     pub prefetch: u16,
+    /// The body of a `[probe]` section (`images = "s3://…"`, …); none written when `None`.
+    pub probe: Option<String>,
 }
 
 impl Default for SweepConfig {
@@ -54,6 +56,7 @@ impl Default for SweepConfig {
             size: 224,
             views: Vec::new(),
             prefetch: 4,
+            probe: None,
         }
     }
 }
@@ -70,6 +73,7 @@ impl SweepConfig {
             size: 224,
             views: Vec::new(),
             prefetch,
+            probe: None,
         }
     }
 }

@@ -79,5 +79,9 @@ max_message_bytes = 65536
         dead_letter_exchange = run.dead_letter_exchange,
         dead_letter_queue = run.dead_letter_queue,
         prefetch = config.prefetch,
-    )
+    ) + &config
+        .probe
+        .as_ref()
+        .map(|body| format!("\n[probe]\n{body}\n"))
+        .unwrap_or_default()
 }

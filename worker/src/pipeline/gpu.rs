@@ -44,6 +44,45 @@ pub struct GpuJob {
     pub reply: oneshot::Sender<GpuReply>,
 }
 
+/// What the render thread is sent.
+#[derive(Debug)]
+enum GpuWork {
+    Render(GpuJob),
+    Probe(ProbeJob),
+}
+
+/// A probe shard's prepared images through one model's layers, forward only.
+#[derive(Debug)]
+pub struct ProbeJob {
+    /// Local path of the model.
+    pub model: PathBuf,
+    /// How to run it.
+    pub network: NetworkChoice,
+    /// The layers, by name, in the task's order.
+    pub layers: Vec<String>,
+    /// The shard's usable images, prepared; example `image` indices count them from 0.
+    pub images: Vec<lucid_probe::Prepared>,
+    /// The side they were prepared at.
+    pub side: usize,
+    /// Examples per list.
+    pub k: usize,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Where the result goes.
+    pub reply: oneshot::Sender<Result<ProbeReply, Failure>>,
+}
+
+/// A probe shard's lists and means, per layer in the job's order.
+#[derive(Debug)]
+pub struct ProbeReply {
+    /// Per layer: its name and what it kept.
+    pub layers: Vec<lucid_probe::shard::ShardLayer>,
+    /// Seconds loading the model (0 when cached).
+    pub load_seconds: f64,
+    /// Seconds in the forward passes and reading their activations back.
+    pub forward_seconds: f64,
+}
+
 /// Which network a job's model is, as the render thread loads it.
 #[derive(Debug, Clone)]
 pub enum NetworkChoice {
@@ -105,7 +144,7 @@ pub enum RenderMode {
 /// A handle to the render thread.
 #[derive(Debug, Clone)]
 pub struct GpuHandle {
-    tx: mpsc::Sender<GpuJob>,
+    tx: mpsc::Sender<GpuWork>,
     /// Set by [`GpuHandle::stop`]: the render in progress gives up at its next update, and later
     /// jobs are not rendered.
     stop: Arc<AtomicBool>,
@@ -117,7 +156,7 @@ impl GpuHandle {
         device: Device,
         mode: RenderMode,
     ) -> std::io::Result<(Self, std::thread::JoinHandle<()>)> {
-        let (tx, mut rx) = mpsc::channel::<GpuJob>(1);
+        let (tx, mut rx) = mpsc::channel::<GpuWork>(1);
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
@@ -129,10 +168,18 @@ impl GpuHandle {
                 let mut models = Models::new();
                 let mut fits = Fits::default();
                 let stop = || stopped.load(Ordering::Relaxed);
-                while let Some(job) = rx.blocking_recv() {
-                    let reply = run_job(&mut models, &mut fits, device, mode, &job, &stop);
+                while let Some(work) = rx.blocking_recv() {
                     // the receiver may have given up (shutdown); nothing to do then
-                    let _ = job.reply.send(reply);
+                    match work {
+                        GpuWork::Render(job) => {
+                            let reply = run_job(&mut models, &mut fits, device, mode, &job, &stop);
+                            let _ = job.reply.send(reply);
+                        }
+                        GpuWork::Probe(job) => {
+                            let reply = run_probe(&mut models, device, &job);
+                            let _ = job.reply.send(reply);
+                        }
+                    }
                 }
             })?;
         Ok((Self { tx, stop }, thread))
@@ -153,13 +200,32 @@ impl GpuHandle {
         job_without_reply: impl FnOnce(oneshot::Sender<GpuReply>) -> GpuJob,
     ) -> Result<GpuReply, Failure> {
         let (reply_tx, reply_rx) = oneshot::channel();
-        self.tx
-            .send(job_without_reply(reply_tx))
-            .await
-            .map_err(|_| Failure::worker("the render thread has stopped"))?;
+        self.send(GpuWork::Render(job_without_reply(reply_tx)))
+            .await?;
         reply_rx
             .await
             .map_err(|_| Failure::worker("the render thread dropped the job"))
+    }
+
+    /// Runs a probe shard's forward passes on the render thread (between two render batches; the
+    /// thread owns every model and tensor).
+    pub async fn probe(
+        &self,
+        job_without_reply: impl FnOnce(oneshot::Sender<Result<ProbeReply, Failure>>) -> ProbeJob,
+    ) -> Result<ProbeReply, Failure> {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        self.send(GpuWork::Probe(job_without_reply(reply_tx)))
+            .await?;
+        reply_rx
+            .await
+            .map_err(|_| Failure::worker("the render thread dropped the probe job"))?
+    }
+
+    async fn send(&self, work: GpuWork) -> Result<(), Failure> {
+        self.tx
+            .send(work)
+            .await
+            .map_err(|_| Failure::worker("the render thread has stopped"))
     }
 }
 
@@ -277,6 +343,62 @@ fn run_job(
 
 /// The loaded model at `path` and the seconds its loading took (0 when it was loaded already). A
 /// model that cannot be found, read or loaded is the task's fault.
+/// A probe job on the render thread: the model from the cache, each layer checked (a wrong name or
+/// a side too small for it is the task's fault), the batches through `probe_batch`.
+fn run_probe(models: &mut Models, device: Device, job: &ProbeJob) -> Result<ProbeReply, Failure> {
+    let (model, load_seconds) = cached_model(models, &job.model, &job.network, device)?;
+    let mut indices = Vec::with_capacity(job.layers.len());
+    for layer in &job.layers {
+        let index = model
+            .layer_index(layer)
+            .map_err(|e| Failure::task(e.to_string()))?;
+        let (side, needs) = (job.side, model.min_input_side(index));
+        if side < needs {
+            return Err(Failure::task(format!(
+                "probe.side {side} is too small for layer {layer}: it needs at least {needs} px"
+            )));
+        }
+        indices.push(index);
+    }
+    let started = Instant::now();
+    let probed = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        crate::probe::probe_images(model, &indices, &job.images, job.k, job.batch, device)
+    }));
+    let layers = match probed {
+        Ok(Ok(layers)) => layers,
+        Ok(Err(error)) => return Err(probe_failure(&error)),
+        Err(panic) => {
+            return Err(Failure::transient(format!(
+                "libtorch failed while probing: {}",
+                panic_message(&panic)
+            )));
+        }
+    };
+    let layers = layers
+        .into_iter()
+        .zip(&job.layers)
+        .map(|(examples, name)| lucid_probe::shard::ShardLayer {
+            layer: name.clone(),
+            channels: examples.channels,
+            means: examples.means,
+        })
+        .collect();
+    Ok(ProbeReply {
+        layers,
+        load_seconds,
+        forward_seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A probe pass's error as a failure: a NaN activation is the model's (the task's) fault; libtorch
+/// failing to hand back activations may pass.
+fn probe_failure(error: &crate::probe::ProbeError) -> Failure {
+    match error {
+        crate::probe::ProbeError::Ranking(_) => Failure::task(error.to_string()),
+        crate::probe::ProbeError::Torch(_) => Failure::transient(error.to_string()),
+    }
+}
+
 fn cached_model<'m>(
     models: &'m mut Models,
     path: &Path,

@@ -27,6 +27,10 @@ pub mod phase {
     pub const ENCODE: &str = "encode";
     /// Storing one batch's PNGs and sidecars.
     pub const UPLOAD: &str = "upload";
+    /// Fetching, decoding and preparing one probe shard's files.
+    pub const PROBE_READ: &str = "probe_read";
+    /// One probe shard's forward passes on the device.
+    pub const PROBE_FORWARD: &str = "probe_forward";
 }
 
 /// Every metric the worker exports.
@@ -40,6 +44,9 @@ pub struct WorkerMetrics {
     pub batch_size: Histogram,
     /// `lucid_worker_images_total`.
     pub images: IntCounter,
+    /// `lucid_worker_probe_images_total`: probe images run through a model and stored in a shard's
+    /// result (an image probed for two models counts twice).
+    pub probe_images: IntCounter,
     /// `lucid_worker_in_flight`: tasks received and not yet settled.
     pub in_flight: IntGauge,
     /// `lucid_worker_last_success_timestamp_seconds`.
@@ -75,6 +82,10 @@ impl WorkerMetrics {
             ]),
         )?;
         let images = IntCounter::new("lucid_worker_images_total", "Images rendered and stored")?;
+        let probe_images = IntCounter::new(
+            "lucid_worker_probe_images_total",
+            "Probe images run through a model and stored",
+        )?;
         let in_flight = IntGauge::new(
             "lucid_worker_in_flight",
             "Tasks received and not yet settled",
@@ -95,6 +106,7 @@ impl WorkerMetrics {
         registry.register(Box::new(phase_seconds.clone()))?;
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(images.clone()))?;
+        registry.register(Box::new(probe_images.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
         registry.register(Box::new(gpu_busy_seconds.clone()))?;
@@ -108,7 +120,14 @@ impl WorkerMetrics {
         ] {
             tasks.with_label_values(&[o]);
         }
-        for p in [phase::LOAD, phase::RENDER, phase::ENCODE, phase::UPLOAD] {
+        for p in [
+            phase::LOAD,
+            phase::RENDER,
+            phase::ENCODE,
+            phase::UPLOAD,
+            phase::PROBE_READ,
+            phase::PROBE_FORWARD,
+        ] {
             phase_seconds.with_label_values(&[p]);
         }
         Ok(Self {
@@ -116,6 +135,7 @@ impl WorkerMetrics {
             phase_seconds,
             batch_size,
             images,
+            probe_images,
             in_flight,
             last_success,
             gpu_busy_seconds,

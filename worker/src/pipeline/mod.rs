@@ -11,6 +11,7 @@
 pub mod failure;
 pub mod gpu;
 pub mod metrics;
+pub mod probe;
 pub mod result;
 mod settle;
 
@@ -59,6 +60,59 @@ pub struct Item {
     pub task: TaskMessage,
     /// Its handle.
     pub handle: Box<dyn TaskHandle>,
+}
+
+/// A decoded probe task and its handle.
+pub struct ProbeItem {
+    /// The task.
+    pub task: lucid_proto::probe::ProbeTask,
+    /// Its handle.
+    pub handle: Box<dyn TaskHandle>,
+}
+
+/// A delivery turned into a task of either kind: render tasks wait to be batched, a probe task is a
+/// batch of its own.
+pub enum Accepted {
+    /// A render task.
+    Render(Item),
+    /// A probe task.
+    Probe(ProbeItem),
+}
+
+impl Accepted {
+    /// The task's handle, to give it back.
+    pub fn handle(&self) -> &dyn TaskHandle {
+        match self {
+            Accepted::Render(item) => item.handle.as_ref(),
+            Accepted::Probe(item) => item.handle.as_ref(),
+        }
+    }
+}
+
+/// What settling needs of a received task of either kind.
+pub trait Settleable: Send + Sync {
+    /// The task's id, for the log.
+    fn task_id(&self) -> &str;
+    /// How it is settled.
+    fn handle(&self) -> &dyn TaskHandle;
+}
+
+impl Settleable for Item {
+    fn task_id(&self) -> &str {
+        &self.task.task_id
+    }
+    fn handle(&self) -> &dyn TaskHandle {
+        self.handle.as_ref()
+    }
+}
+
+impl Settleable for ProbeItem {
+    fn task_id(&self) -> &str {
+        &self.task.task_id
+    }
+    fn handle(&self) -> &dyn TaskHandle {
+        self.handle.as_ref()
+    }
 }
 
 impl std::fmt::Debug for Item {
@@ -366,7 +420,7 @@ async fn upload(ctx: &BatchContext, encoded: Vec<Encoded>, seconds_per_image: f6
                     {
                         Some(sidecar) => result::store(&ctx.store, &ctx.prefix, &sidecar, pngs)
                             .await
-                            .map(|()| settle::Stored {
+                            .map(|()| settle::Stored::Image {
                                 objective_end: sidecar.objective_end,
                             })
                             .map_err(|e| Failure::storing(&e)),

@@ -15,11 +15,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use lucid_network::{Network, ReceptiveField};
-use lucid_probe::{ChannelExamples, DecodeLimits, Example, Preprocessing};
-use serde::Serialize;
+use lucid_probe::output::{
+    self, LayerReport, ModelReport, ProbeReport, ProbeSetReport, ProbeTiming,
+};
+use lucid_probe::{DecodeLimits, Preprocessing};
 
-use super::files::{Skipped, read_probe_set};
-use super::{LayerExamples, batch_tensor, probe_batch};
+use super::files::read_probe_set;
+use super::{LayerExamples, probe_images};
 use crate::device::DeviceChoice;
 use crate::render::net::RenderNet;
 
@@ -59,111 +61,6 @@ pub struct ProbeArgs {
     pub json: bool,
 }
 
-/// `probe.json`: what was probed, and how.
-#[derive(Debug, Serialize)]
-pub struct ProbeReport {
-    /// Always 1.
-    pub schema_version: u32,
-    /// The model.
-    pub model: ModelReport,
-    /// Per layer probed.
-    pub layers: Vec<LayerReport>,
-    /// The probe images.
-    pub probe_set: ProbeSetReport,
-    /// Where the time went.
-    pub timing: ProbeTiming,
-}
-
-/// How long the pass took: reading (listing, decoding, preparing) and the forward passes.
-#[derive(Debug, Serialize)]
-pub struct ProbeTiming {
-    /// Reading the probe folder: every file read, decoded and prepared once.
-    pub read_seconds: f64,
-    /// The forward passes of every layer and the example lists.
-    pub forward_seconds: f64,
-    /// Usable images per second, both together.
-    pub images_per_second: f64,
-    /// The reading's share of the time.
-    pub read_share: f64,
-}
-
-impl ProbeTiming {
-    fn of(images: usize, read_seconds: f64, forward_seconds: f64) -> Self {
-        let total = (read_seconds + forward_seconds).max(1e-9);
-        ProbeTiming {
-            read_seconds,
-            forward_seconds,
-            images_per_second: images as f64 / total,
-            read_share: read_seconds / total,
-        }
-    }
-}
-
-/// The model of a [`ProbeReport`].
-#[derive(Debug, Serialize)]
-pub struct ModelReport {
-    /// Its label (`training_seed_NN`, a file's stem, an export's folder).
-    pub label: String,
-    /// The network it was run as.
-    pub network: String,
-}
-
-/// The probe images of a [`ProbeReport`].
-#[derive(Debug, Serialize)]
-pub struct ProbeSetReport {
-    /// The usable images, relative to the probe folder; example `image` indices point here.
-    pub images: Vec<String>,
-    /// How each was prepared.
-    pub preprocessing: Preprocessing,
-    /// The files set aside.
-    pub skipped: Vec<Skipped>,
-}
-
-/// One layer of [`ProbeReport`].
-#[derive(Debug, Serialize)]
-pub struct LayerReport {
-    /// The layer.
-    pub layer: String,
-    /// Its channels.
-    pub channels: usize,
-    /// Its receptive field at the prepared side: `{size, jump, offset}` per axis, `"whole"`, or
-    /// `null` where the network's geometry is not known (a TorchScript export).
-    pub receptive_field: Option<FieldReport>,
-}
-
-/// A receptive field as recorded.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FieldReport {
-    /// Each output reads a window.
-    Local {
-        /// Rows: size, jump, offset.
-        rows: [usize; 3],
-        /// Columns: size, jump, offset.
-        cols: [usize; 3],
-    },
-    /// Each output reads the whole image.
-    Whole,
-}
-
-/// One channel of `{layer}.examples.json`.
-#[derive(Debug, Serialize)]
-struct ChannelReport<'a> {
-    channel: usize,
-    top_mean: &'a [Example],
-    bottom_mean: &'a [Example],
-    top_max: Vec<Peak>,
-}
-
-/// A top maximum with its crop.
-#[derive(Debug, Serialize)]
-struct Peak {
-    #[serde(flatten)]
-    example: Example,
-    /// `[top, left, bottom, right)` of the prepared image, or `null` without a known geometry.
-    crop: Option<[usize; 4]>,
-}
-
 /// Runs the probe pass, writes the output folder and returns its report.
 pub fn probe(args: &ProbeArgs) -> Result<ProbeReport> {
     if args.batch == 0 {
@@ -177,15 +74,8 @@ pub fn probe(args: &ProbeArgs) -> Result<ProbeReport> {
     let opened = crate::open::open_model(&args.checkpoint, &args.network, device)?;
     let net = opened.net.as_ref();
     let indices = layer_indices(net, &args.layers, args.side)?;
-    let mut layers: Vec<LayerExamples> = indices
-        .iter()
-        .map(|&i| LayerExamples::new(net, i, args.k))
-        .collect();
     let started = Instant::now();
-    for (b, chunk) in set.images.chunks(args.batch).enumerate() {
-        let batch = batch_tensor(chunk, device);
-        probe_batch(net, &batch, (b * args.batch) as u32, &mut layers)?;
-    }
+    let layers = probe_images(net, &indices, &set.images, args.k, args.batch, device)?;
     let forward_seconds = started.elapsed().as_secs_f64();
     let layers = write_layers(
         args,
@@ -195,7 +85,7 @@ pub fn probe(args: &ProbeArgs) -> Result<ProbeReport> {
         opened.geometry.as_ref(),
     )?;
     let report = ProbeReport {
-        schema_version: 1,
+        schema_version: output::REPORT_SCHEMA_VERSION,
         model: ModelReport {
             label: opened.label.clone(),
             network: args.network.clone(),
@@ -259,7 +149,7 @@ fn write_layers(
         reports.push(LayerReport {
             layer: name,
             channels: layer.channels.len(),
-            receptive_field: field.map(field_report),
+            receptive_field: field.map(Into::into),
         });
     }
     Ok(reports)
@@ -273,61 +163,10 @@ fn write_layer(
     images: usize,
     side: usize,
 ) -> Result<()> {
-    let channels: Vec<ChannelReport<'_>> = layer
-        .channels
-        .iter()
-        .enumerate()
-        .map(|(channel, examples)| channel_report(channel, examples, field, side))
-        .collect();
-    write_file(
-        &out.join(format!("{name}.examples.json")),
-        &serde_json::to_vec(&channels)?,
-    )?;
-    let shape = vec![images, layer.channels.len()];
-    let tensors = [(
-        "means".to_owned(),
-        shape,
-        crate::synthetic::f32_bytes(&layer.means),
-    )];
-    let bytes = crate::synthetic::safetensors_bytes(&tensors)?;
-    write_file(&out.join(format!("{name}.means.safetensors")), &bytes)
-}
-
-fn channel_report(
-    channel: usize,
-    examples: &ChannelExamples,
-    field: Option<ReceptiveField>,
-    side: usize,
-) -> ChannelReport<'_> {
-    let top_max = examples
-        .top_max
-        .examples()
-        .iter()
-        .map(|&example| Peak {
-            example,
-            crop: field.map(|f| {
-                let (top, left, bottom, right) =
-                    f.crop(example.y as usize, example.x as usize, side);
-                [top, left, bottom, right]
-            }),
-        })
-        .collect();
-    ChannelReport {
-        channel,
-        top_mean: examples.top_mean.examples(),
-        bottom_mean: examples.bottom_mean.examples(),
-        top_max,
-    }
-}
-
-fn field_report(field: ReceptiveField) -> FieldReport {
-    match field {
-        ReceptiveField::Local { rows, cols } => FieldReport::Local {
-            rows: [rows.size, rows.jump, rows.offset],
-            cols: [cols.size, cols.jump, cols.offset],
-        },
-        ReceptiveField::Whole => FieldReport::Whole,
-    }
+    let examples = output::examples_json(&layer.channels, field, side);
+    write_file(&out.join(format!("{name}.examples.json")), &examples)?;
+    let means = output::means_safetensors(images, layer.channels.len(), &layer.means)?;
+    write_file(&out.join(format!("{name}.means.safetensors")), &means)
 }
 
 /// Writes `bytes` to `path` through a temporary file beside it, so a reader never sees half a file.

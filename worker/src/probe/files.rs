@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use lucid_probe::{DecodeLimits, Prepared, Preprocessing, ProbeImageError, decode, prepare};
+use lucid_probe::{
+    DecodeLimits, Prepared, Preprocessing, ProbeImageError, Skipped, decode, prepare,
+};
 
 /// Why a probe folder gave nothing to probe.
 #[derive(Debug, thiserror::Error)]
@@ -33,15 +35,6 @@ pub enum ProbeSetError {
         /// The first file's reason.
         first: String,
     },
-}
-
-/// A file set aside, with why.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Skipped {
-    /// The file, relative to the probe folder.
-    pub file: String,
-    /// The reason, naming the file.
-    pub reason: String,
 }
 
 /// The usable images of a probe folder, prepared, and the files set aside.
@@ -138,6 +131,17 @@ fn read_one(
     limits: DecodeLimits,
 ) -> Result<Prepared, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("probe image {name}: cannot read: {e}"))?;
-    let image = decode(name, &bytes, limits).map_err(|e: ProbeImageError| e.to_string())?;
+    prepare_file(name, &bytes, how, limits)
+}
+
+/// A probe file's bytes decoded and prepared, or why it is set aside (naming it): the one way both
+/// `lucid-worker probe` and a distributed pass's shard turn a file into a network's input.
+pub fn prepare_file(
+    name: &str,
+    bytes: &[u8],
+    how: Preprocessing,
+    limits: DecodeLimits,
+) -> Result<Prepared, String> {
+    let image = decode(name, bytes, limits).map_err(|e: ProbeImageError| e.to_string())?;
     Ok(prepare(&image, how))
 }

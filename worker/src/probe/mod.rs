@@ -87,6 +87,29 @@ pub fn batch_tensor(images: &[Prepared], device: Device) -> Tensor {
     (batch * 2.0 - 1.0).to_device(device)
 }
 
+/// Runs `images` through `net` in batches of `batch` and returns, per layer index of `indices`, every
+/// channel's `k`-lists and the images × channels means: the probe pass of one model over one set of
+/// prepared images (`lucid-worker probe`'s whole set, or one shard of a distributed pass).
+pub fn probe_images(
+    net: &dyn RenderNet,
+    indices: &[usize],
+    images: &[Prepared],
+    k: usize,
+    batch: usize,
+    device: Device,
+) -> Result<Vec<LayerExamples>, ProbeError> {
+    let mut layers: Vec<LayerExamples> = indices
+        .iter()
+        .map(|&i| LayerExamples::new(net, i, k))
+        .collect();
+    let batch = batch.max(1);
+    for (b, chunk) in images.chunks(batch).enumerate() {
+        let tensor = batch_tensor(chunk, device);
+        probe_batch(net, &tensor, (b * batch) as u32, &mut layers)?;
+    }
+    Ok(layers)
+}
+
 /// Runs `batch` (probe images `first`, …) through `net` up to every layer in `layers` (no
 /// gradients; [`RenderNet::forward_centred_many`]) and offers each layer's spatial means and maxima
 /// to its lists.

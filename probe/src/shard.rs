@@ -309,36 +309,22 @@ mod tests {
     fn data_of_another_shape_is_refused_naming_the_tensor() {
         let layer = shard(5, 6, 3);
         let bytes = encode(&[layer], 5, 3).unwrap();
-        let widths = [("conv2".to_owned(), 7)];
-        let error = decode(
-            &bytes,
-            Expected {
-                layers: &widths,
-                images: 5,
-                k: 3,
-            },
-        )
-        .unwrap_err();
+        let read_as = |bytes: &[u8], layer: &str, width: usize| {
+            let widths = [(layer.to_owned(), width)];
+            decode(
+                bytes,
+                Expected {
+                    layers: &widths,
+                    images: 5,
+                    k: 3,
+                },
+            )
+        };
+        let error = read_as(&bytes, "conv2", 7).unwrap_err();
         assert!(error.to_string().contains("conv2/means"), "{error}");
-        let widths = [("conv3".to_owned(), 6)];
-        let error = decode(
-            &bytes,
-            Expected {
-                layers: &widths,
-                images: 5,
-                k: 3,
-            },
-        )
-        .unwrap_err();
+        let error = read_as(&bytes, "conv3", 6).unwrap_err();
         assert_eq!(error, ShardError::Missing("conv3/means".into()));
-        let error = decode(
-            &bytes[..bytes.len() / 2],
-            Expected {
-                layers: &widths,
-                images: 5,
-                k: 3,
-            },
-        );
+        let error = read_as(&bytes[..bytes.len() / 2], "conv3", 6);
         assert!(matches!(error, Err(ShardError::Format(_))), "{error:?}");
     }
 }

@@ -17,7 +17,8 @@ source scripts/lib.sh
 VENV="$CACHE_ROOT/torch-venv"
 
 venv_once "$VENV" "torch 2.11.0 + torchvision 0.26.0 (~3 GB download)" \
-  torch==2.11.0 torchvision==0.26.0 'safetensors>=0.4' 'pytest>=8' 'setuptools>=61' wheel
+  torch==2.11.0 torchvision==0.26.0 'safetensors>=0.4' 'pytest>=8' 'setuptools>=61' wheel \
+  'scikit-image>=0.24'
 "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e exporter
 
 log "exporter tests"
@@ -43,4 +44,6 @@ export PYTHONWARNINGS=ignore
 "$VENV/bin/lucid-export" export --model lucid_export.alexnet_v2:build_small \
   --weights "$OUT/alexnet_small.safetensors" --name alexnet_v2 --range=-1,1 \
   --layers conv1,conv2,conv3,conv4,conv5,fc6,fc7,fc8 --out "$OUT/alexnet_small" >/dev/null
+# scikit-image's public-domain / CC0 photographs (in its wheel; licences in probe-photos.licences.json)
+"$VENV/bin/lucid-export" probe-photos --out "$OUT/probe-photos" >/dev/null
 log "exports written to $OUT"

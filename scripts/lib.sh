@@ -26,15 +26,24 @@ apt_install() {
 }
 
 # venv_once VENV WHAT PIP_ARGUMENTS...: make the virtual environment VENV with pip's packages once.
-# Its marker file is written last, so an install cut short is started again from nothing next time.
+# Its marker file, written last, holds the arguments installed: an install cut short is started
+# again from nothing next time, and a list that grew installs what is new into the environment
+# (pip keeps what is already satisfied) instead of rebuilding it.
 venv_once() {
   local venv=$1 what=$2
   shift 2
-  [[ -f "$venv/.lucid-installed" ]] && return 0
+  local marker="$venv/.lucid-installed" want="$*"
+  if [[ -f "$marker" ]]; then
+    [[ "$(cat "$marker")" == "$want" ]] && return 0
+    log "updating $venv: $want"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
+    printf '%s' "$want" >"$marker"
+    return 0
+  fi
   log "installing $what into $venv (one time)"
   mkdir -p "$(dirname "$venv")"
   rm -rf "$venv"
   "$PY" -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "$@" >&2
-  touch "$venv/.lucid-installed"
+  printf '%s' "$want" >"$marker"
 }

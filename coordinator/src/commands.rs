@@ -250,10 +250,10 @@ pub async fn examples(args: &SpecArgs) -> Result<crate::output::ExamplesOutput> 
     let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     let store = open_store(&spec).await?;
     let prefix = key_prefix(&spec)?;
-    let models = crate::probe::merge(&spec, &run, &store, &prefix).await?;
+    let merged = crate::probe::merge(&spec, &run, &store, &prefix).await?;
     Ok(crate::output::ExamplesOutput {
         run_id: spec.run_id.to_string(),
-        models,
+        merged,
     })
 }
 

@@ -185,6 +185,25 @@ pub enum Error {
         /// The first missing shard's number.
         first: u32,
     },
+    /// A model would share its probe folder with the prepared probe images.
+    #[error(
+        "model {model} of a run with [probe] cannot be named {model:?}: probe/{model}/ holds the run's prepared probe images; rename the model"
+    )]
+    ProbeModelReserved {
+        /// The model id.
+        model: String,
+    },
+    /// A probe image that a worker decoded could not be decoded again for the gallery (the file
+    /// changed since): its examples would show another picture.
+    #[error("probe image {file} of {location} cannot be prepared for the gallery")]
+    ProbePreview {
+        /// The file, relative to the probe set.
+        file: String,
+        /// `probe.images`.
+        location: String,
+        /// The decoder's error.
+        source: lucid_probe::ProbeImageError,
+    },
     /// A stored shard's data does not match its sidecar, or cannot be merged.
     #[error("probe shard {key}")]
     ProbeShard {

@@ -285,27 +285,14 @@ pub struct SubmitOutput {
 pub struct ExamplesOutput {
     /// The run.
     pub run_id: String,
-    /// What was written per model.
-    pub models: Vec<crate::probe::MergedModel>,
+    /// What was written per model, and the prepared images the examples show.
+    #[serde(flatten)]
+    pub merged: crate::probe::Merged,
 }
 
 impl fmt::Display for ExamplesOutput {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for model in &self.models {
-            writeln!(
-                f,
-                "{}: {} images from {} shards ({} files set aside) → {}",
-                model.model,
-                model.images,
-                model.shards,
-                model.skipped.len(),
-                model.report_key
-            )?;
-            for skipped in &model.skipped {
-                writeln!(f, "  set aside {}: {}", skipped.file, skipped.reason)?;
-            }
-        }
-        Ok(())
+        self.merged.fmt(f)
     }
 }
 

@@ -10,13 +10,14 @@
 //! is total), so the merged lists equal one pass over the whole set; the means rows are concatenated
 //! in shard order.
 
+use futures::{StreamExt, TryStreamExt};
 use lucid_network::Network;
 use lucid_probe::output::{
     self, LayerReport, ModelReport, ProbeReport, ProbeSetReport, ProbeTiming,
 };
 use lucid_probe::shard::{self, Expected};
 use lucid_probe::{ChannelExamples, Preprocessing};
-use lucid_proto::keys::{ProbeOutput, ShardPart};
+use lucid_proto::keys::{PROBE_IMAGES_DIR, ProbeOutput, ShardPart};
 use lucid_proto::probe::{ProbeIndex, ProbeModel, ProbeTask, ShardSidecar, Skipped};
 use lucid_proto::spec::ProbeSection;
 use lucid_proto::{Envelope, KeyPrefix, SweepSpec};
@@ -91,6 +92,11 @@ pub async fn plan_probe(
 fn probe_models(section: &ProbeSection, run: &PlannedRun) -> Result<Vec<ProbeModel>> {
     let mut models = Vec::new();
     for (model, checkpoint) in run.plan.models.iter().zip(&run.checkpoints) {
+        if model.model_id.as_str() == PROBE_IMAGES_DIR {
+            return Err(Error::ProbeModelReserved {
+                model: model.model_id.to_string(),
+            });
+        }
         for layer in &model.layers {
             let needs = checkpoint
                 .table
@@ -204,17 +210,65 @@ pub struct MergedModel {
     pub report_key: String,
 }
 
-/// Merges every model's shards into its outputs (`probe/{model}/…`); refused, naming the first
-/// missing shard, while any shard of a model is not stored. Writing the same outputs again gives the
-/// same bytes, except `probe.json`'s timing.
+/// What [`merge`] wrote: each model's outputs and the prepared images its examples show.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, serde::Deserialize)]
+pub struct Merged {
+    /// Per model.
+    pub models: Vec<MergedModel>,
+    /// The prepared probe images (`probe/images/…`) the examples refer to.
+    pub previews: PreviewCount,
+}
+
+/// The prepared probe images the gallery shows: one per probe file that is any channel's example
+/// in any model, written once (a merge again writes only the missing ones).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+pub struct PreviewCount {
+    /// Written by this merge.
+    pub written: usize,
+    /// Stored before it.
+    pub already_stored: usize,
+}
+
+impl std::fmt::Display for Merged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for model in &self.models {
+            writeln!(
+                f,
+                "{}: {} images from {} shards ({} files set aside) → {}",
+                model.model,
+                model.images,
+                model.shards,
+                model.skipped.len(),
+                model.report_key
+            )?;
+            for skipped in &model.skipped {
+                writeln!(f, "  set aside {}: {}", skipped.file, skipped.reason)?;
+            }
+        }
+        writeln!(
+            f,
+            "prepared probe images for the gallery: {} written, {} already stored",
+            self.previews.written, self.previews.already_stored
+        )
+    }
+}
+
+/// Probe files prepared at once while writing previews: decoding is CPU work on the blocking pool,
+/// reading waits on the store.
+const PREVIEW_CONCURRENCY: usize = 16;
+
+/// Merges every model's shards into its outputs (`probe/{model}/…`), then stores the prepared
+/// picture of every probe file any example refers to (`probe/images/{file:06}.jpg`, for the
+/// gallery); refused, naming the first missing shard, while any shard of a model is not stored.
+/// Writing the same outputs again gives the same bytes, except `probe.json`'s timing.
 pub async fn merge(
     spec: &SweepSpec,
     run: &PlannedRun,
     store: &Store,
     prefix: &KeyPrefix,
-) -> Result<Vec<MergedModel>> {
+) -> Result<Merged> {
     let Some(section) = &spec.probe else {
-        return Ok(Vec::new());
+        return Ok(Merged::default());
     };
     let (_, stored) = StoredRun::list(store, &prefix.run_prefix(&spec.run_id)).await?;
     let index_key = prefix.probe_index_key(&spec.run_id);
@@ -225,6 +279,7 @@ pub async fn merge(
         })?;
     let models = probe_models(section, run)?;
     let mut merged = Vec::new();
+    let mut referenced = std::collections::BTreeSet::new();
     for ((model, checkpoint), planned) in models.iter().zip(&run.checkpoints).zip(&run.plan.models)
     {
         let widths: Vec<(String, usize)> = planned
@@ -250,12 +305,96 @@ pub async fn merge(
             spec,
             section,
         };
-        let model_merge = source
+        let (model_merge, shown) = source
             .model(model, &widths, &index, checkpoint.geometry.as_ref())
             .await?;
+        referenced.extend(shown);
         merged.push(model_merge);
     }
-    Ok(merged)
+    let previews =
+        write_previews(spec, section, store, prefix, &index, &referenced, &stored).await?;
+    Ok(Merged {
+        models: merged,
+        previews,
+    })
+}
+
+/// Stores `probe/images/{file:06}.jpg` for every file named in `referenced` that is not stored yet,
+/// [`PREVIEW_CONCURRENCY`] at a time.
+async fn write_previews(
+    spec: &SweepSpec,
+    section: &ProbeSection,
+    store: &Store,
+    prefix: &KeyPrefix,
+    index: &ProbeIndex,
+    referenced: &std::collections::BTreeSet<String>,
+    stored: &StoredRun,
+) -> Result<PreviewCount> {
+    let files: Vec<u32> = referenced
+        .iter()
+        .filter_map(|name| index.files.binary_search(name).ok())
+        .map(|i| i as u32)
+        .collect();
+    let missing: Vec<u32> = files
+        .iter()
+        .copied()
+        .filter(|f| !stored.probe_images.contains(f))
+        .collect();
+    let count = PreviewCount {
+        written: missing.len(),
+        already_stored: files.len() - missing.len(),
+    };
+    if missing.is_empty() {
+        return Ok(count);
+    }
+    let location = section.images.to_string();
+    let set = FileSet::open(&section.images, &spec.storage)
+        .await
+        .map_err(|e| Error::storage(format!("open probe set {location}"), e))?;
+    let how = Preprocessing::for_side(section.side);
+    let one = |file: u32| {
+        let (set, location) = (&set, &location);
+        let name = index.files[file as usize].clone();
+        let key = prefix.probe_image_key(&spec.run_id, file);
+        async move {
+            let bytes = set
+                .read(&name)
+                .await
+                .map_err(|e| Error::storage(format!("read probe image {name}"), e))?;
+            let jpeg = tokio::task::spawn_blocking({
+                let name = name.clone();
+                move || {
+                    lucid_probe::preview_jpeg(
+                        &name,
+                        &bytes,
+                        how,
+                        lucid_probe::DecodeLimits::default(),
+                    )
+                }
+            })
+            .await
+            .map_err(|e| Error::storage(format!("prepare probe image {name}"), e))?
+            .map_err(|source| Error::ProbePreview {
+                file: name.clone(),
+                location: location.clone(),
+                source,
+            })?;
+            store
+                .put(&key, jpeg, "image/jpeg")
+                .await
+                .map_err(|e| Error::storage(format!("put {key}"), e))
+        }
+    };
+    futures::stream::iter(missing.into_iter().map(one))
+        .buffer_unordered(PREVIEW_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    tracing::info!(
+        written = count.written,
+        already_stored = count.already_stored,
+        "wrote prepared probe images"
+    );
+    Ok(count)
 }
 
 /// Where one model's shards are read from and its outputs written to.
@@ -290,7 +429,7 @@ impl MergeSource<'_> {
         widths: &[(String, usize)],
         index: &ProbeIndex,
         geometry: Option<&Network>,
-    ) -> Result<MergedModel> {
+    ) -> Result<(MergedModel, Vec<String>)> {
         let k = self.section.k as usize;
         let mut acc = ModelMerge {
             layers: widths
@@ -309,7 +448,20 @@ impl MergeSource<'_> {
         for shard in 0..index.shard_count() {
             self.add_shard(model, shard, widths, &mut acc).await?;
         }
-        self.write(model, acc, geometry, index.shard_count()).await
+        let shown: std::collections::BTreeSet<u32> = acc
+            .layers
+            .iter()
+            .flat_map(|layer| &layer.channels)
+            .flat_map(ChannelExamples::images)
+            .collect();
+        let names = shown
+            .into_iter()
+            .filter_map(|i| acc.images.get(i as usize).cloned())
+            .collect();
+        let written = self
+            .write(model, acc, geometry, index.shard_count())
+            .await?;
+        Ok((written, names))
     }
 
     /// Reads shard `shard` and merges it into `acc`.

@@ -22,6 +22,8 @@ pub struct StoredRun {
     pub probe_index: bool,
     /// Probe shards with a sidecar (done), by model and shard.
     pub probe_shards: BTreeSet<(ModelId, u32)>,
+    /// Prepared probe images stored for the gallery, by their position in the index.
+    pub probe_images: BTreeSet<u32>,
     /// Keys that are none of the above, nor an object of the run's gallery (`gallery/…`, which the
     /// coordinator and `local` write).
     pub other: Vec<String>,
@@ -86,6 +88,9 @@ impl StoredRun {
                 }
                 None => match parse_probe_key(relative) {
                     Some(ProbeKey::Index) => stored.probe_index = true,
+                    Some(ProbeKey::Image { file }) => {
+                        stored.probe_images.insert(file);
+                    }
                     Some(ProbeKey::Shard {
                         model,
                         shard,

@@ -33,11 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--range", type=_floats, default=[0.0, 1.0], help="input value range, lo,hi")
     e.add_argument("--mean", type=_floats, help="per-channel mean (torchvision models: ImageNet's)")
     e.add_argument("--std", type=_floats, help="per-channel std (torchvision models: ImageNet's)")
+    photos = sub.add_parser("probe-photos", help="write scikit-image's CC0 / public-domain photographs")
+    photos.add_argument("--out", type=Path, required=True, help="the folder to write them into")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "probe-photos":
+        return _probe_photos(args.out)
     try:
         torch.manual_seed(args.seed)
         model = build_model(args.model)
@@ -62,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lucid-export: {e}", file=sys.stderr)
         return 2
     print(json.dumps({"out": str(args.out), "layers": [l["name"] for l in descriptor["layers"]]}))
+    return 0
+
+
+def _probe_photos(out: Path) -> int:
+    from .probe_photos import LicenceError, write
+
+    try:
+        records = write(out)
+    except LicenceError as e:
+        print(f"lucid-export: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps({"out": str(out), "files": [r["file"] for r in records]}))
     return 0
 
 

@@ -130,3 +130,31 @@ def test_the_gabor_filters_point_where_they_say():
     w = model.conv1.weight
     assert float(w[len(ORIENTATIONS):].abs().sum()) == 0.0
     assert torch.allclose(w[1, 0], gabor(45) / 3)
+
+
+def test_probe_photos_are_free_photographs_in_every_form(tmp_path):
+    from PIL import Image
+
+    from lucid_export.probe_photos import PHOTOS, licence_sentence
+
+    out = tmp_path / "photos"
+    assert main(["probe-photos", "--out", str(out)]) == 0
+    records = json.loads((tmp_path / "photos.licences.json").read_text())
+    assert [r["file"] for r in records] == list(PHOTOS.values())
+    for record in records:
+        assert licence_sentence(record["licence"]) == record["licence"], record
+        with Image.open(out / record["file"]) as image:
+            assert min(image.size) >= 200, record
+            expected = "L" if record["file"].endswith("-grey.png") else "RGB"
+            assert image.mode == expected, record
+            assert image.format == ("JPEG" if record["file"].endswith(".jpg") else "PNG")
+
+
+def test_a_photograph_without_a_free_licence_is_refused():
+    from lucid_export.probe_photos import licence_sentence
+
+    assert licence_sentence("A photo.\n\n    Notes\n    -----\n    All rights reserved.") is None
+    assert licence_sentence("Cat.  This image is in the public domain.  Taken 2012.") == (
+        "This image is in the public domain."
+    )
+    assert licence_sentence("Released under CC0 by the author.") == "Released under CC0 by the author."

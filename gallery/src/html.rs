@@ -17,6 +17,11 @@ macro_rules! w {
     }};
 }
 
+// after `w!`, which it uses
+mod examples;
+
+pub(crate) use examples::examples_page;
+
 /// Displays a string with `& < > " '` escaped, for text and attribute values alike.
 pub(crate) struct Esc<'a>(pub &'a str);
 
@@ -61,6 +66,9 @@ th{background:#1a1a1a;font-weight:600}td table{margin:0}.n{text-align:right;font
 .card:hover{background:#262626;text-decoration:none}.card b{display:block;font-size:11px;color:#aaa;font-weight:400}\
 .t{display:inline-block;vertical-align:top;background-repeat:no-repeat;margin-right:2px}.t.none{background:#30343f}\
 .preview{display:block;margin:2px 0 4px}figure{margin:0}\
+.ex{display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start}.ex figure{max-width:118px}.ex figcaption{overflow-wrap:anywhere}\
+.ex img{display:block;background:#000}.crop{position:relative;overflow:hidden;background:#000}.crop img{position:absolute;max-width:none}\
+.exrow{display:flex;flex-wrap:wrap;gap:3px;align-items:center;margin:3px 0}.exrow>a:first-child{width:64px;font-size:12px}\
 ";
 
 /// A page under construction at `key`.
@@ -279,7 +287,7 @@ pub(crate) fn layer_page(key: &str, run_id: &str, layer: &Layer) -> String {
         w!(p.out, " · <span class=\"warn\">{}</span>", Esc(&line));
     }
     p.out.push_str("</p>\n");
-    view_switch(&mut p, layer, View::Channel);
+    view_switch(&mut p, layer, Some(View::Channel));
     for (n, sprite) in layer.sprites.iter().enumerate() {
         let chans = &layer.channels[sprite.first..sprite.first + sprite.count];
         let (first, last) = (chans[0].channel, chans[chans.len() - 1].channel);
@@ -436,27 +444,36 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
     }
     p.out.push_str("</div></div>\n");
     view_figures(&mut p, model, name, c);
+    examples::channel_examples(&mut p, layer, c.channel);
     p.finish()
 }
 
-/// "view: channel · neuron · …": links between a layer's contact sheet and its view pages, the
-/// current one unlinked; nothing when the layer has only the channel view.
-fn view_switch(p: &mut Page, layer: &Layer, current: View) {
+/// "view: channel · neuron · … · dataset examples": links between a layer's contact sheet, its view
+/// pages and its examples page, the current one (`None`: the examples page) unlinked; nothing when
+/// the layer has only the channel view.
+fn view_switch(p: &mut Page, layer: &Layer, current: Option<View>) {
     let others = layer.other_views();
-    if others.is_empty() {
+    let examples = layer.examples.is_some();
+    if others.is_empty() && !examples {
         return;
     }
     let (model, name) = (layer.model.as_str(), layer.layer.as_str());
     p.out.push_str("<p class=\"views-nav\">view:");
-    for view in std::iter::once(View::Channel).chain(others) {
-        let label = Esc(&view.to_string()).to_string();
+    let views = std::iter::once(View::Channel).chain(others).map(Some);
+    let examples_entry = examples.then_some(None);
+    for view in views.chain(examples_entry) {
+        let label = match view {
+            Some(view) => Esc(&view.to_string()).to_string(),
+            None => "dataset examples".to_owned(),
+        };
         if view == current {
             w!(p.out, " <b>{label}</b>");
             continue;
         }
         let target = match view {
-            View::Channel => paths::layer_page(model, name),
-            other => paths::view_page(model, name, other),
+            Some(View::Channel) => paths::layer_page(model, name),
+            Some(other) => paths::view_page(model, name, other),
+            None => paths::examples_page(model, name),
         };
         let href = p.href(&target);
         w!(p.out, " <a href=\"{href}\">{label}</a>");
@@ -490,7 +507,7 @@ pub(crate) fn view_page(key: &str, run_id: &str, layer: &Layer, view: View) -> S
         Esc(&view.to_string()),
         plural(units.len(), "channel", "channels")
     );
-    view_switch(&mut p, layer, view);
+    view_switch(&mut p, layer, Some(view));
     p.out.push_str("<div class=\"views\">");
     for (c, v) in units {
         let href = p.href(&paths::channel_page(model, name, c.channel));

@@ -18,6 +18,8 @@
 //!                                             and every other view of it side by side
 //! gallery/{model}/{layer}/view-{view}.html     every channel of the layer in another view (the
 //!                                             layer page and these switch between the views)
+//! gallery/{model}/{layer}/examples.html        the layer's dataset examples instead of its
+//!                                             visualizations, when the run has a probe pass
 //! gallery/compare/{layer}.html                every channel of a layer, one tile per model, aligned
 //! gallery/compare/{layer}/{channel:04}.html   one channel across every model, side by side
 //! ```
@@ -26,6 +28,11 @@
 //! load nothing from elsewhere, and all text is HTML-escaped, so the gallery works opened from disk and
 //! served from a bucket. Pages are written with content type [`HTML_CONTENT_TYPE`], images with
 //! [`PNG_CONTENT_TYPE`].
+//!
+//! A run with a probe pass (issue 15) has its dataset examples beside each channel: the merged
+//! `probe/{model}/{layer}.examples.json`, resolved through `probe/{model}/probe.json` and
+//! `probe/images.json` to the prepared pictures `probe/images/{file:06}.jpg`, which the pages link
+//! to where they are (no copy). Receptive-field crops are those pictures scaled and clipped by CSS.
 //!
 //! A channel whose sidecar is missing or malformed, or whose PNG is missing or undecodable, still gets its
 //! tile and page, marked as such, and is counted in the [`GallerySummary`].
@@ -64,6 +71,7 @@
 //! # }
 //! ```
 
+mod examples;
 mod html;
 mod inventory;
 mod paths;
@@ -192,6 +200,12 @@ pub struct GallerySummary {
     pub missing_sidecars: usize,
     /// Channels whose sidecar is not a JSON object.
     pub unreadable_sidecars: usize,
+    /// Layers shown with their dataset examples.
+    #[serde(default)]
+    pub examples_layers: usize,
+    /// Layers whose examples could not be read (shown with the reason).
+    #[serde(default)]
+    pub unreadable_examples: usize,
 }
 
 /// Why a gallery could not be built. Problems with single channels are not errors: they are marked in the
@@ -326,6 +340,9 @@ pub(crate) struct Layer {
     pub channels: Vec<Channel>,
     pub sprites: Vec<Sprite>,
     pub thumb: u32,
+    /// The layer's dataset examples, when the run has a probe pass for it (dropped once its pages
+    /// are written).
+    pub examples: Option<examples::LayerExamples>,
 }
 
 impl Layer {
@@ -391,7 +408,8 @@ pub fn build(
     opts.validate()?;
     let keys = source.list_keys()?;
     let inventory = Inventory::from_keys(&keys);
-    check_collisions(&planned_keys(&inventory, opts), &keys)?;
+    let mut examples = examples::ExamplesReader::new(source, &keys);
+    check_collisions(&planned_keys(&inventory, examples.objects(), opts), &keys)?;
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
@@ -401,16 +419,17 @@ pub fn build(
     let mut built: Vec<Layer> = Vec::new();
     for (model, layers) in &inventory.models {
         for (layer, entries) in layers {
+            let layer_examples = examples.layer(model, layer)?;
             let mut built_layer = build_layer(
                 source,
                 sink,
                 opts,
                 threads,
-                model,
-                layer,
-                entries,
+                (model, layer, entries),
+                layer_examples,
                 &mut summary,
             )?;
+            built_layer.examples = None; // its pages are written
             for c in &mut built_layer.channels {
                 if let SidecarState::Ok(map) = &mut c.sidecar {
                     map.clear(); // the page is written: keep only the objectives for compare pages
@@ -523,8 +542,13 @@ fn views_of<'a>(
         .collect()
 }
 
-/// Every key [`build`] will write for `inventory`, in writing order.
-fn planned_keys(inventory: &Inventory, opts: &GalleryOptions) -> Vec<String> {
+/// Every key [`build`] will write for `inventory` (and the layers `probe` has examples of), in
+/// writing order.
+fn planned_keys(
+    inventory: &Inventory,
+    probe: &examples::ProbeObjects,
+    opts: &GalleryOptions,
+) -> Vec<String> {
     let mut keys = Vec::new();
     for (model, layers) in &inventory.models {
         for (layer, entries) in layers {
@@ -535,6 +559,9 @@ fn planned_keys(inventory: &Inventory, opts: &GalleryOptions) -> Vec<String> {
             keys.push(paths::layer_page(model, layer));
             for view in views_of(entries.iter().map(|(_, p)| &p.views)) {
                 keys.push(paths::view_page(model, layer, view));
+            }
+            if probe.has_examples(model, layer) {
+                keys.push(paths::examples_page(model, layer));
             }
             for (channel, _) in entries {
                 keys.push(paths::channel_page(model, layer, *channel));
@@ -616,16 +643,15 @@ fn compose_sheets(
     sheets
 }
 
-/// Reads, thumbnails and writes one model's layer: sprites, preview, contact sheet and channel pages.
-#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename these
+/// Reads, thumbnails and writes one model's layer: sprites, preview, contact sheet, view and
+/// examples pages and channel pages.
 fn build_layer(
     source: &dyn GallerySource,
     sink: &mut dyn GallerySink,
     opts: &GalleryOptions,
     threads: usize,
-    model: &str,
-    layer: &str,
-    entries: &[(u32, Presence)],
+    (model, layer, entries): (&str, &str, &[(u32, Presence)]),
+    examples: Option<examples::LayerExamples>,
     summary: &mut GallerySummary,
 ) -> Result<Layer, GalleryError> {
     let thumb = opts.thumb_size;
@@ -675,6 +701,7 @@ fn build_layer(
         channels,
         sprites,
         thumb,
+        examples,
     };
     let key = paths::layer_page(model, layer);
     put_page(
@@ -686,6 +713,15 @@ fn build_layer(
     for view in built.other_views() {
         let key = paths::view_page(model, layer, view);
         let page = html::view_page(&key, &opts.run_id, &built, view);
+        put_page(sink, summary, &key, page)?;
+    }
+    if let Some(shown) = &built.examples {
+        match shown {
+            examples::LayerExamples::Ok { .. } => summary.examples_layers += 1,
+            examples::LayerExamples::Unreadable(_) => summary.unreadable_examples += 1,
+        }
+        let key = paths::examples_page(model, layer);
+        let page = html::examples_page(&key, &opts.run_id, &built);
         put_page(sink, summary, &key, page)?;
     }
     for i in 0..built.channels.len() {
@@ -895,7 +931,7 @@ mod tests {
         };
         let summary = build(&source, &mut run, &opts()).unwrap();
         let inventory = Inventory::from_keys(&source.list_keys().unwrap());
-        let planned = planned_keys(&inventory, &opts());
+        let planned = planned_keys(&inventory, &examples::ProbeObjects::default(), &opts());
         let written: Vec<String> = run.written.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(written, planned);
         for (key, ct) in &run.written {

@@ -4,7 +4,7 @@
 //! relative by construction and work from `file://` as well as from a bucket path.
 
 use lucid_proto::View;
-use lucid_proto::keys::{Kind, result_file};
+use lucid_proto::keys::{Kind, PROBE_DIR, PROBE_IMAGES_DIR, PROBE_INDEX_NAME, result_file};
 
 /// The gallery's folder under the run root.
 pub(crate) const DIR: &str = lucid_proto::keys::GALLERY_DIR;
@@ -72,6 +72,38 @@ pub(crate) fn view_sidecar(model: &str, layer: &str, channel: u32, view: View) -
     )
 }
 
+/// `gallery/{model}/{layer}/examples.html`: the layer's dataset examples instead of its
+/// visualizations (beside the channel pages `{channel:04}.html` and the view pages `view-…`).
+pub(crate) fn examples_page(model: &str, layer: &str) -> String {
+    format!("{DIR}/{model}/{layer}/examples.html")
+}
+
+/// File name of a model's merged probe report in its probe folder.
+pub(crate) const PROBE_REPORT: &str = "probe.json";
+
+/// How a layer's examples file name ends (`conv1.examples.json`).
+pub(crate) const EXAMPLES_SUFFIX: &str = ".examples.json";
+
+/// `probe/images.json`: the probe set as the run listed it.
+pub(crate) fn probe_index() -> String {
+    format!("{PROBE_DIR}/{PROBE_INDEX_NAME}")
+}
+
+/// `probe/{model}/probe.json`.
+pub(crate) fn probe_report(model: &str) -> String {
+    format!("{PROBE_DIR}/{model}/{PROBE_REPORT}")
+}
+
+/// `probe/{model}/{layer}.examples.json`.
+pub(crate) fn examples(model: &str, layer: &str) -> String {
+    format!("{PROBE_DIR}/{model}/{layer}{EXAMPLES_SUFFIX}")
+}
+
+/// `probe/images/{file:06}.jpg`: file `file` of the index as the networks saw it.
+pub(crate) fn probe_picture(file: u32) -> String {
+    format!("{PROBE_DIR}/{PROBE_IMAGES_DIR}/{file:06}.jpg")
+}
+
 /// `{model}/{layer}/{channel:04}.json`: the result sidecar.
 pub(crate) fn sidecar(model: &str, layer: &str, channel: u32) -> String {
     format!("{model}/{layer}/{channel:04}.json")
@@ -126,6 +158,28 @@ mod tests {
         assert_eq!(
             relative(&compare_layer("c"), &sprite("s2", "c", 0)),
             "../s2/c-0.png"
+        );
+        assert_eq!(
+            relative(&page, &probe_picture(7)),
+            "../../../probe/images/000007.jpg"
+        );
+        assert_eq!(relative(&examples_page("s1", "conv2"), &page), "0005.html");
+        // the probe objects' keys are the ones the coordinator writes
+        let run: lucid_proto::RunId = "r".parse().unwrap();
+        let model: lucid_proto::ModelId = "s1".parse().unwrap();
+        let layer: lucid_proto::LayerName = "conv2".parse().unwrap();
+        let prefix = lucid_proto::KeyPrefix::default();
+        let under_run = |key: String| key.strip_prefix("r/").unwrap().to_owned();
+        use lucid_proto::keys::ProbeOutput;
+        assert_eq!(under_run(prefix.probe_index_key(&run)), probe_index());
+        assert_eq!(under_run(prefix.probe_image_key(&run, 7)), probe_picture(7));
+        assert_eq!(
+            under_run(prefix.probe_output_key(&run, &model, ProbeOutput::Report)),
+            probe_report("s1")
+        );
+        assert_eq!(
+            under_run(prefix.probe_output_key(&run, &model, ProbeOutput::Examples(&layer))),
+            examples("s1", "conv2")
         );
     }
 }

@@ -1,9 +1,6 @@
-//! Opens built galleries from disk in headless Chromium (Debian's `chromium`) and checks that every image
-//! decodes and nothing logs an error, through `scripts/gallery-browser-check.mjs` (Node, no packages).
-//!
-//! Chromium and Node come from `scripts/services.sh start` (`make test` runs it before `cargo test`);
-//! this test installs nothing. Without them, or with `LUCID_SKIP_BROWSER=1`, it fails under CI and is
-//! reported as skipped elsewhere (the one policy of `lucid_testkit`). Keeps a screenshot of a contact
+//! Opens built galleries from disk in headless Chromium and checks that every image decodes and
+//! nothing logs an error ([`lucid_testkit::browser`]; it fails under CI without Chromium and Node,
+//! and is reported as skipped elsewhere). Keeps a screenshot of a contact
 //! sheet in `docs/gallery-screenshot.png`: rewritten when the lead's demo renders (`out/demo/…`) are
 //! present, or when the file does not exist yet.
 
@@ -11,25 +8,13 @@ mod support;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use lucid_gallery::{FolderStore, GalleryOptions};
+use lucid_testkit::browser::Browser;
 use support::{Pattern, make_run};
 
 fn workspace() -> PathBuf {
     lucid_testkit::fixtures::workspace_root()
-}
-
-fn file_url(path: &Path) -> String {
-    let mut url = String::from("file://");
-    for b in path.to_string_lossy().bytes() {
-        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
-            url.push(char::from(b));
-        } else {
-            url.push_str(&format!("%{b:02X}"));
-        }
-    }
-    url
 }
 
 fn build(root: &Path, opts: &GalleryOptions) {
@@ -39,75 +24,14 @@ fn build(root: &Path, opts: &GalleryOptions) {
     eprintln!("built {}: {summary:?}", root.display());
 }
 
-/// The programs the check runs.
-struct Browser {
-    chromium: PathBuf,
-    node: PathBuf,
-}
-
-/// Chromium (`LUCID_CHROMIUM` or `chromium` on `PATH`) and Node, or `None` when the test cannot run
-/// (failing under CI). `LUCID_SKIP_BROWSER=1` skips the test outside CI only: under CI it fails it,
-/// since CI must run the check.
-fn browser() -> Option<Browser> {
-    if std::env::var("LUCID_SKIP_BROWSER").as_deref() == Ok("1") {
-        lucid_testkit::skip_or_fail(
-            "LUCID_SKIP_BROWSER=1 asks to skip the browser check",
-            "unset it to run the check",
-        );
-        return None;
-    }
-    let install = "install it with scripts/services.sh start tools";
-    let chromium = lucid_testkit::require_program("chromium", Some("LUCID_CHROMIUM"), install)?;
-    let node = lucid_testkit::require_program("node", None, install)?;
-    Some(Browser { chromium, node })
-}
-
-/// Runs the check script on `pages` (relative to `root/gallery`), optionally saving a screenshot of
-/// the first page; panics with the script's report unless every page passed; returns each page's
-/// report.
+/// The browser check of `pages` of the gallery of the run at `root`.
 fn check(
     browser: &Browser,
     root: &Path,
     pages: &[&str],
     screenshot: Option<&Path>,
 ) -> Vec<serde_json::Value> {
-    let script = workspace().join("scripts/gallery-browser-check.mjs");
-    let mut cmd = Command::new(&browser.node);
-    cmd.arg(&script).arg("--chromium").arg(&browser.chromium);
-    if let Some(shot) = screenshot {
-        cmd.arg("--screenshot")
-            .arg(shot)
-            .args(["--screenshot-page", "0"]);
-    }
-    for page in pages {
-        cmd.arg(file_url(&root.join("gallery").join(page)));
-    }
-    let out = cmd
-        .output()
-        .expect("run node scripts/gallery-browser-check.mjs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}{stderr}");
-    assert!(
-        out.status.success(),
-        "browser check failed ({}):\n{stdout}\n{stderr}",
-        out.status
-    );
-    // one JSON object per page, then a summary line
-    let results: Vec<serde_json::Value> = stdout
-        .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad result line {l:?}: {e}")))
-        .collect();
-    assert_eq!(results.len(), pages.len(), "{stdout}");
-    for (result, page) in results.iter().zip(pages) {
-        assert_eq!(result["ok"], true, "{page}: {result}");
-        assert!(
-            result["url"].as_str().is_some_and(|u| u.ends_with(page)),
-            "{page}: {result}"
-        );
-    }
-    results
+    browser.check(&root.join("gallery"), pages, screenshot)
 }
 
 /// Copies the lead's demo renders into `root` as a run; false if they are not there.
@@ -133,7 +57,7 @@ fn copy_demo(root: &Path) -> bool {
 
 #[test]
 fn gallery_pages_load_in_chromium() {
-    let Some(browser) = browser() else {
+    let Some(browser) = Browser::find() else {
         return;
     };
 

@@ -66,6 +66,8 @@ fn builds_a_complete_gallery() {
             unreadable_images: 1,
             missing_sidecars: 1,
             unreadable_sidecars: 1,
+            examples_layers: 0,
+            unreadable_examples: 0,
         }
     );
 

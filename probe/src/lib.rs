@@ -25,5 +25,5 @@ pub mod top_k;
 
 pub use image_file::{DecodeLimits, ProbeImageError, decode};
 pub use output::Skipped;
-pub use prepare::{Prepared, Preprocessing, prepare};
+pub use prepare::{Prepared, Preprocessing, prepare, prepared_pixels, preview_jpeg};
 pub use top_k::{ChannelExamples, Example, TopK};

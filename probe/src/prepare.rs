@@ -6,47 +6,8 @@
 
 use image::RgbImage;
 use image::imageops::{self, FilterType};
-use serde::{Deserialize, Serialize};
 
-/// How probe images were prepared, recorded in the run manifest so a result says what it was
-/// computed from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Preprocessing {
-    /// The side of the square the network saw, in pixels.
-    pub side: u32,
-    /// Always `"centre_square"`: the largest square at the image's centre.
-    pub crop: Crop,
-    /// Always `"bilinear"` (a triangle filter scaled to the reduction when shrinking).
-    pub resize: Resize,
-}
-
-/// The crop rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Crop {
-    /// The largest square at the centre (torchvision's `CenterCrop(min(h, w))`).
-    CentreSquare,
-}
-
-/// The resampling filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resize {
-    /// Bilinear.
-    Bilinear,
-}
-
-impl Preprocessing {
-    /// The one preparation lucid-sweep applies, for a network whose input side is `side`.
-    pub fn for_side(side: u32) -> Self {
-        Preprocessing {
-            side,
-            crop: Crop::CentreSquare,
-            resize: Resize::Bilinear,
-        }
-    }
-}
+pub use lucid_proto::probe::{Crop, Preprocessing, Resize};
 
 /// An image ready for the network.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,15 +20,7 @@ pub struct Prepared {
 
 /// `image` prepared as `how` says.
 pub fn prepare(image: &RgbImage, how: Preprocessing) -> Prepared {
-    let (width, height) = image.dimensions();
-    let square = width.min(height);
-    let (left, top) = ((width - square) / 2, (height - square) / 2);
-    let cropped = imageops::crop_imm(image, left, top, square, square).to_image();
-    let resized = if square == how.side {
-        cropped
-    } else {
-        imageops::resize(&cropped, how.side, how.side, FilterType::Triangle)
-    };
+    let resized = prepared_pixels(image, how);
     let plane = (how.side * how.side) as usize;
     let mut values = vec![0.0f32; 3 * plane];
     for (i, pixel) in resized.pixels().enumerate() {
@@ -79,4 +32,44 @@ pub fn prepare(image: &RgbImage, how: Preprocessing) -> Prepared {
         side: how.side,
         values,
     }
+}
+
+/// The square `how` makes of `image`, as 8-bit pixels: what [`prepare`] scales to [0, 1], and what
+/// the gallery shows as the image the network saw (its crops are in these pixels).
+pub fn prepared_pixels(image: &RgbImage, how: Preprocessing) -> RgbImage {
+    let (width, height) = image.dimensions();
+    let square = width.min(height);
+    let (left, top) = ((width - square) / 2, (height - square) / 2);
+    let cropped = imageops::crop_imm(image, left, top, square, square).to_image();
+    if square == how.side {
+        cropped
+    } else {
+        imageops::resize(&cropped, how.side, how.side, FilterType::Triangle)
+    }
+}
+
+/// JPEG quality of [`preview_jpeg`]: high enough that a receptive-field crop of a few pixels keeps
+/// its colours, a 224 px image about 20 KB.
+const PREVIEW_QUALITY: u8 = 90;
+
+/// The probe file `name` decoded and prepared as `how` says, as JPEG bytes: the picture of an
+/// example the gallery shows, pixel for pixel the square the network saw (up to JPEG's loss).
+pub fn preview_jpeg(
+    name: &str,
+    bytes: &[u8],
+    how: Preprocessing,
+    limits: crate::DecodeLimits,
+) -> Result<Vec<u8>, crate::ProbeImageError> {
+    let image = crate::decode(name, bytes, limits)?;
+    let square = prepared_pixels(&image, how);
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, PREVIEW_QUALITY)
+        .encode_image(&square)
+        // encoding an in-memory RGB image into a Vec has no failure mode but a bug
+        .map_err(|e| crate::ProbeImageError::Corrupt {
+            name: name.to_owned(),
+            format: "JPEG",
+            detail: format!("re-encoding the prepared image failed: {e}"),
+        })?;
+    Ok(out)
 }

@@ -21,7 +21,7 @@ use crate::top_k::{ChannelExamples, End, Example, TopK, TopKError};
 
 /// One layer's part of a shard's result.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ShardLayer {
+pub struct ShardLayerData {
     /// The layer's name.
     pub layer: String,
     /// Every channel's lists; image indices count the shard's usable images from 0.
@@ -66,16 +66,8 @@ const LISTS: [(&str, End); 3] = [
     ("top_max", End::Highest),
 ];
 
-fn list_of(examples: &ChannelExamples, list: usize) -> &TopK {
-    match list {
-        0 => &examples.top_mean,
-        1 => &examples.bottom_mean,
-        _ => &examples.top_max,
-    }
-}
-
 /// The `.safetensors` bytes of `layers` over a shard of `images` usable images, lists of `k`.
-pub fn encode(layers: &[ShardLayer], images: usize, k: usize) -> Result<Vec<u8>, ShardError> {
+pub fn encode(layers: &[ShardLayerData], images: usize, k: usize) -> Result<Vec<u8>, ShardError> {
     let m = k.min(images);
     let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for layer in layers {
@@ -98,7 +90,7 @@ pub fn encode(layers: &[ShardLayer], images: usize, k: usize) -> Result<Vec<u8>,
             let mut scores = Vec::with_capacity(c * m);
             let mut places = Vec::with_capacity(c * m * 3);
             for (channel, examples) in layer.channels.iter().enumerate() {
-                let kept = list_of(examples, list).examples();
+                let kept = examples.lists()[list].examples();
                 if kept.len() != m {
                     return Err(layout(
                         tensor,
@@ -166,7 +158,7 @@ pub struct Expected<'a> {
 }
 
 /// Reads a shard's data back, every tensor checked against `expected`.
-pub fn decode(bytes: &[u8], expected: Expected<'_>) -> Result<Vec<ShardLayer>, ShardError> {
+pub fn decode(bytes: &[u8], expected: Expected<'_>) -> Result<Vec<ShardLayerData>, ShardError> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| ShardError::Format(e.to_string()))?;
     let m = expected.k.min(expected.images);
     expected
@@ -194,24 +186,16 @@ pub fn decode(bytes: &[u8], expected: Expected<'_>) -> Result<Vec<ShardLayer>, S
                             source,
                         })?;
                     }
-                    *list_mut(examples, list) = kept;
+                    *examples.lists_mut()[list] = kept;
                 }
             }
-            Ok(ShardLayer {
+            Ok(ShardLayerData {
                 layer: layer.clone(),
                 channels,
                 means,
             })
         })
         .collect()
-}
-
-fn list_mut(examples: &mut ChannelExamples, list: usize) -> &mut TopK {
-    match list {
-        0 => &mut examples.top_mean,
-        1 => &mut examples.bottom_mean,
-        _ => &mut examples.top_max,
-    }
 }
 
 fn layout(tensor: String, found: String, expected: String) -> ShardError {
@@ -263,7 +247,7 @@ fn u32s(file: &SafeTensors<'_>, name: &str, shape: &[usize]) -> Result<Vec<u32>,
 mod tests {
     use super::*;
 
-    fn shard(images: usize, channels: usize, k: usize) -> ShardLayer {
+    fn shard(images: usize, channels: usize, k: usize) -> ShardLayerData {
         let mut lists = vec![ChannelExamples::new(k); channels];
         let mut means = Vec::new();
         for image in 0..images {
@@ -279,7 +263,7 @@ mod tests {
                 means.push(mean);
             }
         }
-        ShardLayer {
+        ShardLayerData {
             layer: "conv2".into(),
             channels: lists,
             means,

@@ -99,3 +99,28 @@ impl Stimulus {
         bytes
     }
 }
+
+/// A photograph-like JPEG (`width` × `height`, quality 90) for benchmarks: smooth colour gradients
+/// under fine pseudo-random texture, so its size and entropy, and so its decoding cost, are those of
+/// a dataset photograph rather than of a flat field. `seed` varies the texture.
+pub fn photo_like_jpeg(width: u32, height: u32, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let image = RgbImage::from_fn(width, height, |x, y| {
+        // xorshift64: cheap, deterministic texture
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let noise = (state % 48) as f32 - 24.0;
+        let (u, v) = (x as f32 / width as f32, y as f32 / height as f32);
+        let channel = |base: f32| (base * 255.0 + noise).clamp(0.0, 255.0) as u8;
+        Rgb([
+            channel(0.2 + 0.6 * u),
+            channel(0.3 + 0.4 * (PI * v).sin()),
+            channel(0.8 - 0.5 * u * v),
+        ])
+    });
+    let mut bytes = Vec::new();
+    // encoding an in-memory RGB image into a Vec cannot fail
+    let _ = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&image);
+    bytes
+}

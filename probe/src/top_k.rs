@@ -183,6 +183,24 @@ impl ChannelExamples {
         self.top_max.offer(Example { image, ..peak })
     }
 
+    /// The three lists in their stored order: top by mean, bottom by mean, top by maximum.
+    pub fn lists(&self) -> [&TopK; 3] {
+        [&self.top_mean, &self.bottom_mean, &self.top_max]
+    }
+
+    /// The three lists in the order of [`lists`](Self::lists), to replace.
+    pub fn lists_mut(&mut self) -> [&mut TopK; 3] {
+        [&mut self.top_mean, &mut self.bottom_mean, &mut self.top_max]
+    }
+
+    /// The images any of the three lists holds (with repeats): the pictures a page of this
+    /// channel's examples shows.
+    pub fn images(&self) -> impl Iterator<Item = u32> + '_ {
+        self.lists()
+            .into_iter()
+            .flat_map(|list| list.examples().iter().map(|e| e.image))
+    }
+
     /// The same lists with every image index moved up by `by` ([`TopK::shifted`]).
     pub fn shifted(&self, by: u32) -> Self {
         ChannelExamples {

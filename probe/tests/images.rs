@@ -239,3 +239,46 @@ fn preparing_takes_the_centre_square_at_the_network_side() {
         r#"{"side":224,"crop":"centre_square","resize":"bilinear"}"#
     );
 }
+
+#[test]
+fn a_preview_is_the_prepared_square_as_jpeg() {
+    // 500 x 375: left half red, right half blue; the centred 375 square keeps both halves
+    let photo = RgbImage::from_fn(500, 375, |x, _| {
+        if x < 250 {
+            Rgb([220, 30, 30])
+        } else {
+            Rgb([30, 30, 220])
+        }
+    });
+    let png = encode(&DynamicImage::ImageRgb8(photo.clone()), ImageFormat::Png);
+    let how = Preprocessing::for_side(64);
+    let jpeg = lucid_probe::preview_jpeg("photo.png", &png, how, DecodeLimits::default())
+        .expect("preview");
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG");
+    let shown = decode("preview.jpg", &jpeg, DecodeLimits::default()).expect("decodes");
+    assert_eq!(shown.dimensions(), (64, 64));
+    let prepared = prepare(&photo, how);
+    let plane = 64 * 64;
+    // within JPEG's loss of the values the network was given
+    let mut total = 0.0f32;
+    for (i, pixel) in shown.pixels().enumerate() {
+        for c in 0..3 {
+            let given = prepared.values[c * plane + i] * 255.0;
+            total += (f32::from(pixel.0[c]) - given).abs();
+        }
+    }
+    let mean = total / (3 * plane) as f32;
+    assert!(mean < 4.0, "mean difference {mean} levels");
+    let (x, y) = (10, 32);
+    assert!(shown.get_pixel(x, y).0[0] > 150, "left is red");
+    assert!(shown.get_pixel(63 - x, y).0[2] > 150, "right is blue");
+    // a file that is not an image is the decoder's error, naming it
+    let err =
+        lucid_probe::preview_jpeg("notes.png", b"hello", how, DecodeLimits::default()).unwrap_err();
+    assert_eq!(
+        err,
+        ProbeImageError::NotAnImage {
+            name: "notes.png".into()
+        }
+    );
+}

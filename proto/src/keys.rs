@@ -10,6 +10,8 @@
 //! {prefix}/{run}/{model}/{layer}/{channel:04}.{view}.{copy}.png  copy of a view with copies
 //!                                                           (`0007.diversity-4.2.png`; one sidecar)
 //! {prefix}/{run}/probe/images.json                         the probe set as the run listed it
+//! {prefix}/{run}/probe/images/{file:06}.jpg                 file `file` of that list as the networks
+//!                                                           saw it (prepared), for the gallery
 //! {prefix}/{run}/probe/{model}/shards/{shard:05}.safetensors  a probe shard's lists and means
 //! {prefix}/{run}/probe/{model}/shards/{shard:05}.json       its sidecar (stored last: done)
 //! {prefix}/{run}/probe/{model}/probe.json                   the merged pass of a model, and its
@@ -41,6 +43,10 @@ pub const PROBE_DIR: &str = "probe";
 
 /// File name of the probe set index inside [`PROBE_DIR`].
 pub const PROBE_INDEX_NAME: &str = "images.json";
+
+/// Folder of the prepared probe images inside [`PROBE_DIR`]; a model cannot be named this (it
+/// would share the folder), which planning a probe pass refuses.
+pub const PROBE_IMAGES_DIR: &str = "images";
 
 /// Folder of a model's shard results inside its probe folder.
 const SHARDS_DIR: &str = "shards";
@@ -81,6 +87,11 @@ impl ProbeOutput<'_> {
 pub enum ProbeKey {
     /// `probe/images.json`.
     Index,
+    /// `probe/images/{file:06}.jpg`: file `file` of the index, prepared.
+    Image {
+        /// Its position in the index's file list.
+        file: u32,
+    },
     /// A shard's object.
     Shard {
         /// The model.
@@ -105,6 +116,10 @@ pub fn parse_probe_key(relative: &str) -> Option<ProbeKey> {
         return Some(ProbeKey::Index);
     }
     let (model, rest) = rest.split_once('/')?;
+    if model == PROBE_IMAGES_DIR {
+        let file = canonical_number(rest.strip_suffix(".jpg")?, 6)?;
+        return Some(ProbeKey::Image { file });
+    }
     let model = ModelId::new(model).ok()?;
     if let Some(file) = rest
         .strip_prefix(SHARDS_DIR)
@@ -187,6 +202,14 @@ impl KeyPrefix {
     /// `{prefix}/{run}/probe/images.json`.
     pub fn probe_index_key(&self, run: &RunId) -> String {
         format!("{}/{PROBE_DIR}/{PROBE_INDEX_NAME}", self.join(run.as_str()))
+    }
+
+    /// `{prefix}/{run}/probe/images/{file:06}.jpg`.
+    pub fn probe_image_key(&self, run: &RunId, file: u32) -> String {
+        format!(
+            "{}/{PROBE_DIR}/{PROBE_IMAGES_DIR}/{file:06}.jpg",
+            self.join(run.as_str())
+        )
     }
 
     /// The key of `part` of shard `shard` of `model`'s probe pass.
@@ -524,6 +547,12 @@ mod tests {
             parse_probe_key(&relative(prefix.probe_index_key(&run))),
             Some(ProbeKey::Index)
         );
+        let image = prefix.probe_image_key(&run, 1234);
+        assert!(image.ends_with("/probe/images/001234.jpg"), "{image}");
+        assert_eq!(
+            parse_probe_key(&relative(image)),
+            Some(ProbeKey::Image { file: 1234 })
+        );
         for part in [ShardPart::Sidecar, ShardPart::Data] {
             let key = prefix.probe_shard_key(&run, &model, 12, part);
             assert!(
@@ -557,6 +586,9 @@ mod tests {
             "probe/training_seed_01/shards/00012.png",
             "probe/training_seed_01/notes.txt",
             "probe/images.json.bak",
+            "probe/images/1234.jpg",
+            "probe/images/001234.png",
+            "probe/images/probe.json",
             "training_seed_01/conv1/0000.json",
         ] {
             assert_eq!(parse_probe_key(other), None, "{other}");

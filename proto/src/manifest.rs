@@ -61,6 +61,10 @@ pub struct RunManifest {
     pub task_count: u64,
     /// Tasks per model and layer.
     pub layer_counts: Vec<ModelCounts>,
+    /// How the probe pass prepares its images (centre square, bilinear, the side), for a run with
+    /// `[probe]`: what every dataset example and activation row was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe_preprocessing: Option<crate::probe::Preprocessing>,
 }
 
 impl RunManifest {
@@ -81,6 +85,10 @@ impl RunManifest {
             checkpoints,
             task_count: plan.task_count(),
             layer_counts: plan.counts(),
+            probe_preprocessing: spec
+                .probe
+                .as_ref()
+                .map(|probe| crate::probe::Preprocessing::for_side(probe.side)),
         }
     }
 
@@ -130,6 +138,15 @@ impl RunManifest {
                 "render settings differ: stored fingerprint {}, new {}",
                 self.settings.fingerprint(),
                 new.settings.fingerprint()
+            ));
+        }
+        // a probe pass's shards are only merged with shards prepared the same way
+        if let (Some(stored), Some(now)) = (self.probe_preprocessing, new.probe_preprocessing)
+            && stored != now
+        {
+            return Some(format!(
+                "probe preprocessing differs: stored side {}, new side {}",
+                stored.side, now.side
             ));
         }
         for (model, stored) in &self.checkpoints {
@@ -262,5 +279,31 @@ mod tests {
         let mut d = a.clone();
         d.layer_counts.truncate(1);
         assert_eq!(a.conflict_with(&d), None);
+        // a probe pass records its preparation; another side under the same run is refused, a
+        // probe pass added to a run without one is not
+        let mut probed = a.clone();
+        probed.probe_preprocessing = Some(crate::probe::Preprocessing::for_side(224));
+        assert_eq!(a.conflict_with(&probed), None);
+        let json = String::from_utf8(probed.encode()).unwrap();
+        assert!(
+            json.contains(r#""probe_preprocessing": {"#)
+                && json.contains(r#""crop": "centre_square""#),
+            "{json}"
+        );
+        assert_eq!(
+            RunManifest::decode(probed.encode().as_slice()).unwrap(),
+            probed
+        );
+        let mut other = probed.clone();
+        other.probe_preprocessing = Some(crate::probe::Preprocessing::for_side(160));
+        assert_eq!(
+            probed.conflict_with(&other).unwrap(),
+            "probe preprocessing differs: stored side 224, new side 160"
+        );
+        assert!(
+            !String::from_utf8(a.encode())
+                .unwrap()
+                .contains("probe_preprocessing")
+        );
     }
 }

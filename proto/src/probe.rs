@@ -74,6 +74,46 @@ pub fn check_file_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How probe images were prepared, recorded in the run manifest so a result says what it was
+/// computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Preprocessing {
+    /// The side of the square the network saw, in pixels.
+    pub side: u32,
+    /// Always `"centre_square"`: the largest square at the image's centre.
+    pub crop: Crop,
+    /// Always `"bilinear"` (a triangle filter scaled to the reduction when shrinking).
+    pub resize: Resize,
+}
+
+/// The crop rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Crop {
+    /// The largest square at the centre (torchvision's `CenterCrop(min(h, w))`).
+    CentreSquare,
+}
+
+/// The resampling filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resize {
+    /// Bilinear.
+    Bilinear,
+}
+
+impl Preprocessing {
+    /// The one preparation lucid-sweep applies, for a network whose input side is `side`.
+    pub fn for_side(side: u32) -> Self {
+        Preprocessing {
+            side,
+            crop: Crop::CentreSquare,
+            resize: Resize::Bilinear,
+        }
+    }
+}
+
 /// One model over one shard of the probe set, forward only.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProbeTask {

@@ -47,6 +47,20 @@ pub fn exports_dir() -> Option<PathBuf> {
     }
 }
 
+/// The probe photographs `scripts/exports.sh` writes beside the exports (scikit-image's public-domain
+/// and CC0 photographs, licences in `probe-photos.licences.json`), or `None` as [`exports_dir`].
+pub fn probe_photos_dir() -> Option<PathBuf> {
+    let dir = exports_dir()?.join("probe-photos");
+    if dir.join("astronaut.jpg").is_file() {
+        return Some(dir);
+    }
+    crate::skip_or_fail(
+        "the probe photographs are missing from the exports",
+        "run scripts/exports.sh DIR again (it writes DIR/probe-photos)",
+    );
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

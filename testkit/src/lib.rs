@@ -8,7 +8,8 @@
 //! caller returns, so a developer without the services still sees which tests did not run. Set
 //! `CI=true` to see locally what CI would report.
 //!
-//! [`fuzz`] is the fuzz tests' seeded generator and byte damage, one for every decoder attacked.
+//! [`fuzz`] is the fuzz tests' seeded generator and byte damage, one for every decoder attacked;
+//! [`browser`] the gallery's check in headless Chromium, for every suite that builds a gallery.
 //!
 //! Nothing here installs or starts anything: `scripts/services.sh start all` (run by `make test`)
 //! does, before `cargo test`.
@@ -21,6 +22,7 @@
 //! # let _ = uri;
 //! ```
 
+pub mod browser;
 pub mod fixtures;
 pub mod fuzz;
 mod program;

@@ -176,4 +176,23 @@ fn two_workers_probe_every_shard_a_killed_one_loses_nothing_and_the_merge_equals
         assert_eq!(s3["probe_set"], here["probe_set"], "{model}");
         assert_eq!(s3["layers"], here["layers"], "{model}");
     }
+    // the prepared pictures the gallery shows: the same files, the same bytes
+    let local_images = out.join(format!("renders/{}/probe/images", run.run_id));
+    let mut names: Vec<String> = std::fs::read_dir(&local_images)
+        .expect("local prepared images")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let written = merged["previews"]["written"].as_u64().expect("previews");
+    assert_eq!(names.len() as u64, written, "{merged}");
+    assert!(written > 0, "{merged}");
+    for name in &names {
+        let key = format!("renders/{}/probe/images/{name}", run.run_id);
+        let s3 = services
+            .get_object(BUCKET, &key)
+            .unwrap_or_else(|| panic!("s3://{BUCKET}/{key} is not stored"));
+        let here = std::fs::read(local_images.join(name)).expect("local image");
+        assert!(s3 == here, "{name}: distributed and local differ");
+    }
 }

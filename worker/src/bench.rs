@@ -97,6 +97,21 @@ pub struct BenchArgs {
     /// Write the measured images/s per layer as a rates file for `lucid-coordinator plan --rates`.
     #[arg(long, value_name = "FILE", requires = "all_layers")]
     pub rates_out: Option<PathBuf>,
+    /// Benchmark the probe pass instead of renders: decoding on every core, the forward passes of
+    /// every layer, and a whole pass's estimate ([`crate::probe::bench`]); `--size` is the probe
+    /// side, `--batch` the images per forward pass (0: 256 on CUDA, 16 on CPU).
+    #[arg(long, conflicts_with_all = ["all_layers", "rates_out"])]
+    pub probe: bool,
+    /// The probe benchmark's files: every file below this folder (default: generated
+    /// photograph-like JPEGs).
+    #[arg(long, requires = "probe")]
+    pub probe_images: Option<PathBuf>,
+    /// Forward batches the probe benchmark times.
+    #[arg(long, default_value_t = 8)]
+    pub probe_batches: usize,
+    /// Probe images the probe benchmark's estimate is for (with `--seeds`).
+    #[arg(long, default_value_t = 50_000)]
+    pub probe_total: usize,
 }
 
 /// One layer's measurement.

@@ -217,6 +217,19 @@ impl RenderArgs {
     }
 }
 
+/// `lucid-worker demo-probe-set`: the generated stimuli ([`lucid_probe::stimuli`]) as the files of a
+/// probe set, gratings as PNG and colour fields as JPEG; returns how many were written.
+pub fn demo_probe_set(out: &Path) -> Result<usize> {
+    std::fs::create_dir_all(out).with_context(|| format!("failed to create {}", out.display()))?;
+    let all = lucid_probe::stimuli::stimuli();
+    for stimulus in &all {
+        let path = out.join(stimulus.file_name());
+        std::fs::write(&path, stimulus.encoded())
+            .with_context(|| format!("failed to write {}", path.display()))?;
+    }
+    Ok(all.len())
+}
+
 /// Writes `seeds` synthetic models as `<out>/training_seed_NN/model.safetensors`: the small demo
 /// network, or random weights at the ecoset widths.
 pub fn demo_models(out: &Path, seeds: u32, ecoset_widths: bool) -> Result<()> {

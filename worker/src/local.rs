@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use futures::future::BoxFuture;
 use lucid_coordinator::plan::{Digests, plan_run};
-use lucid_coordinator::probe::{MergedModel, plan_probe};
+use lucid_coordinator::probe::{Merged, plan_probe};
 use lucid_coordinator::progress::StoredRun;
 use lucid_coordinator::submit::{ensure_manifest, key_prefix};
 use lucid_proto::spec::{StorageKind, SweepSpec};
@@ -88,8 +88,8 @@ pub struct ProbeSummary {
     pub probed_images: u64,
     /// Probe tasks given up, with their reasons; the merge waits for them.
     pub dead_lettered: Vec<DeadProbe>,
-    /// What the merge wrote per model (empty when a shard is missing).
-    pub merged: Vec<MergedModel>,
+    /// What the merge wrote (`None` when a shard is missing).
+    pub merged: Option<Merged>,
 }
 
 /// A probe task a local run gave up.
@@ -340,11 +340,13 @@ async fn finish_probe(
 ) -> Result<ProbeSummary> {
     let complete = !rendered.interrupted && rendered.dead_probes.is_empty();
     let merged = if complete {
-        lucid_coordinator::probe::merge(spec, run, store, prefix)
-            .await
-            .context("cannot merge the probe shards")?
+        Some(
+            lucid_coordinator::probe::merge(spec, run, store, prefix)
+                .await
+                .context("cannot merge the probe shards")?,
+        )
     } else {
-        Vec::new()
+        None
     };
     Ok(ProbeSummary {
         expected: plan.expected,
@@ -382,10 +384,7 @@ async fn render(
         metrics: metrics.clone(),
         worker_id: format!("local-{}", std::process::id()),
         max_attempts: prepared.spec.queue.delivery_limit,
-        models: ModelResolver {
-            storage: prepared.spec.storage.clone(),
-            cache: prepared.cache,
-        },
+        models: ModelResolver::new(prepared.spec.storage.clone(), prepared.cache),
     };
     let options = LoopOptions {
         batch: config.batch,

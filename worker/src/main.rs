@@ -39,6 +39,12 @@ enum Command {
     /// Probe one model with a folder of images: each channel's dataset examples (top and bottom by
     /// spatial mean, top maxima with their receptive-field crops) and the images x channels means.
     Probe(Box<lucid_worker::probe::command::ProbeArgs>),
+    /// Write the generated probe stimuli (gratings at eight orientations, colour fields) into a
+    /// folder: the demo's probe set, whose known answers the demo models' examples show.
+    DemoProbeSet {
+        /// Output folder (created).
+        out: PathBuf,
+    },
     /// Write the synthetic demo models (Gabor and colour-opponent first layers) under a folder.
     DemoModels {
         /// Output folder; gets `training_seed_NN/model.safetensors`.
@@ -207,17 +213,8 @@ fn print_summary(summary: &lucid_worker::local::LocalSummary) {
             "probe: {} of {} shard tasks were stored before, {} images probed now",
             probe.already_stored, probe.expected, probe.probed_images
         );
-        for merged in &probe.merged {
-            println!(
-                "probe: {}: {} images, {} files set aside → {}",
-                merged.model,
-                merged.images,
-                merged.skipped.len(),
-                merged.report_key
-            );
-            for skipped in &merged.skipped {
-                eprintln!("set aside: {}: {}", skipped.file, skipped.reason);
-            }
+        if let Some(merged) = &probe.merged {
+            print!("{merged}");
         }
         for letter in &probe.dead_lettered {
             eprintln!("failed: {}: {}", letter.task_id, letter.reason);
@@ -380,6 +377,12 @@ fn main() -> ExitCode {
             seeds,
             ecoset_widths,
         } => cli::demo_models(out, *seeds, *ecoset_widths),
+        Command::DemoProbeSet { out } => cli::demo_probe_set(out).map(|n| {
+            println!("{n} probe images written to {}", out.display());
+        }),
+        Command::Bench(bench) if bench.probe => {
+            lucid_worker::probe::bench::bench_probe(bench).map(|_| ())
+        }
         Command::Bench(bench) => lucid_worker::bench::bench(bench).map(|_| ()),
         Command::Probe(args) => probe(args),
         Command::Serve(args) => serve(args),

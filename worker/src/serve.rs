@@ -279,10 +279,10 @@ async fn work(
         metrics: metrics.clone(),
         worker_id: config.worker_id.clone(),
         max_attempts: config.spec.queue.delivery_limit,
-        models: ModelResolver {
-            storage: config.spec.storage.clone(),
-            cache: lucid_storage::models::ModelCache::new(config.model_cache.clone()),
-        },
+        models: ModelResolver::new(
+            config.spec.storage.clone(),
+            lucid_storage::models::ModelCache::new(config.model_cache.clone()),
+        ),
     };
     let options = LoopOptions {
         batch: config.batch,

@@ -358,3 +358,46 @@ fn one_pass_up_the_chain_equals_each_layers_own_forward() {
         );
     }
 }
+
+#[test]
+fn the_probe_benchmark_reports_decoding_and_forward_rates_and_a_consistent_estimate() {
+    let model = common::fixtures().join("demo/training_seed_01");
+    let model = model.display().to_string();
+    let report = common::run_bench(
+        &["--checkpoint", &model],
+        "--probe --device cpu --size 224 --batch 4 --probe-batches 2 --seeds 10 --probe-total 50000",
+    );
+    assert_eq!(report["layers"], 8, "{report}");
+    assert_eq!(
+        (report["side"].as_u64(), report["batch"].as_u64()),
+        (Some(224), Some(4))
+    );
+    let rate = |v: &serde_json::Value| v.as_f64().filter(|r| r.is_finite() && *r > 0.0);
+    let decode = rate(&report["decode"]["images_per_second"]).expect("decode rate");
+    rate(&report["decode"]["one_thread_images_per_second"]).expect("one-thread rate");
+    let forward = rate(&report["forward"]["images_per_second"]).expect("forward rate");
+    assert!(
+        report["decode"]["mean_file_bytes"].as_f64() > Some(20_000.0),
+        "photograph-sized files: {report}"
+    );
+    let e = &report["estimate"];
+    let f = |key: &str| e[key].as_f64().expect(key);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-6 * b.max(1.0);
+    assert!(close(f("decode_seconds"), 50_000.0 / decode), "{e}");
+    assert!(close(f("forward_seconds"), 500_000.0 / forward), "{e}");
+    assert!(
+        close(
+            f("decode_once_seconds"),
+            f("decode_seconds") + f("forward_seconds")
+        ),
+        "{e}"
+    );
+    assert!(
+        close(
+            f("decode_per_seed_seconds"),
+            10.0 * f("decode_seconds") + f("forward_seconds")
+        ),
+        "{e}"
+    );
+    assert!((0.0..1.0).contains(&f("decode_share_per_seed")), "{e}");
+}

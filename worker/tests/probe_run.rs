@@ -82,7 +82,7 @@ fn a_sharded_local_probe_pass_writes_what_one_pass_over_the_folder_writes() {
         "{first}"
     );
     assert_eq!(probe["probed_images"], 14, "{first}");
-    let merged = &probe["merged"][0];
+    let merged = &probe["merged"]["models"][0];
     assert_eq!(
         (merged["images"].as_u64(), merged["shards"].as_u64()),
         (Some(14), Some(4)),
@@ -147,6 +147,7 @@ fn a_sharded_local_probe_pass_writes_what_one_pass_over_the_folder_writes() {
         "images, preparation and files set aside"
     );
     assert_eq!(a["layers"], b["layers"], "widths and receptive fields");
+    assert_previews_are_the_examples_pictures(&first, &out.join("probed/probe"));
 
     // a resume finds every shard stored and probes nothing again
     let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--no-gallery"]);
@@ -159,6 +160,18 @@ fn a_sharded_local_probe_pass_writes_what_one_pass_over_the_folder_writes() {
         ),
         (Some(4), Some(0)),
         "{again}"
+    );
+    let previews = &again["probe"]["merged"]["previews"];
+    assert_eq!(
+        (
+            previews["written"].as_u64(),
+            previews["already_stored"].as_u64()
+        ),
+        (
+            Some(0),
+            first["probe"]["merged"]["previews"]["written"].as_u64()
+        ),
+        "a merge again prepares nothing again: {again}"
     );
     assert!(
         read(&sharded.join("conv2.examples.json")) == read(&one_pass.join("conv2.examples.json"))
@@ -176,6 +189,67 @@ fn a_sharded_local_probe_pass_writes_what_one_pass_over_the_folder_writes() {
         stderr.contains("probe/images.json conflicts") && stderr.contains("holds 17 now"),
         "{stderr}"
     );
+}
+
+/// Every probe file some channel's examples name has its prepared picture under
+/// `probe/images/{file:06}.jpg` (the file's place in the index), at the probe side, and no other
+/// file has one.
+fn assert_previews_are_the_examples_pictures(summary: &serde_json::Value, probe_dir: &Path) {
+    let index: serde_json::Value =
+        serde_json::from_slice(&read(&probe_dir.join("images.json"))).expect("index");
+    let files: Vec<&str> = index["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    let report: serde_json::Value =
+        serde_json::from_slice(&read(&probe_dir.join("seed/probe.json"))).expect("probe.json");
+    let usable: Vec<&str> = report["probe_set"]["images"]
+        .as_array()
+        .expect("images")
+        .iter()
+        .filter_map(|f| f.as_str())
+        .collect();
+    let mut shown = std::collections::BTreeSet::new();
+    for layer in ["conv1", "conv2"] {
+        let examples: serde_json::Value = serde_json::from_slice(&read(
+            &probe_dir.join(format!("seed/{layer}.examples.json")),
+        ))
+        .expect("examples");
+        for channel in examples.as_array().expect("channels") {
+            for list in ["top_mean", "bottom_mean", "top_max"] {
+                for e in channel[list].as_array().expect("list") {
+                    let name = usable[e["image"].as_u64().expect("image") as usize];
+                    let file = files.iter().position(|f| *f == name).expect("in the index");
+                    shown.insert(file);
+                }
+            }
+        }
+    }
+    let stored: std::collections::BTreeSet<usize> = std::fs::read_dir(probe_dir.join("images"))
+        .expect("images folder")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".jpg").and_then(|n| n.parse().ok())
+        })
+        .collect();
+    assert_eq!(
+        stored, shown,
+        "a prepared picture for exactly the shown files"
+    );
+    assert_eq!(
+        summary["probe"]["merged"]["previews"]["written"].as_u64(),
+        Some(shown.len() as u64),
+        "{summary}"
+    );
+    for file in &shown {
+        let jpeg = read(&probe_dir.join(format!("images/{file:06}.jpg")));
+        let image = lucid_probe::decode("preview", &jpeg, lucid_probe::DecodeLimits::default())
+            .expect("a JPEG");
+        assert_eq!(image.dimensions(), (224, 224), "file {file}");
+    }
 }
 
 #[test]

@@ -76,7 +76,7 @@ pub struct ProbeJob {
 #[derive(Debug)]
 pub struct ProbeReply {
     /// Per layer: its name and what it kept.
-    pub layers: Vec<lucid_probe::shard::ShardLayer>,
+    pub layers: Vec<lucid_probe::shard::ShardLayerData>,
     /// Seconds loading the model (0 when cached).
     pub load_seconds: f64,
     /// Seconds in the forward passes and reading their activations back.
@@ -377,7 +377,7 @@ fn run_probe(models: &mut Models, device: Device, job: &ProbeJob) -> Result<Prob
     let layers = layers
         .into_iter()
         .zip(&job.layers)
-        .map(|(examples, name)| lucid_probe::shard::ShardLayer {
+        .map(|(examples, name)| lucid_probe::shard::ShardLayerData {
             layer: name.clone(),
             channels: examples.channels,
             means: examples.means,

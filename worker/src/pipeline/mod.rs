@@ -15,6 +15,7 @@ pub mod probe;
 pub mod result;
 mod settle;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -123,16 +124,48 @@ impl std::fmt::Debug for Item {
     }
 }
 
-/// Maps a task's model location to a local path, downloading S3 models into a cache.
+/// Maps a task's model location to a local path, downloading S3 models into a cache, and a probe
+/// task's probe set to its opened [`FileSet`].
 #[derive(Debug, Clone)]
 pub struct ModelResolver {
     /// Storage settings (endpoint, credentials) used for `s3://` model locations.
     pub storage: StorageSection,
     /// The model cache.
     pub cache: lucid_storage::models::ModelCache,
+    /// The probe sets opened so far, by location: one S3 client per set, not per task.
+    pub probe_sets: ProbeSets,
 }
 
+/// Opened probe sets, shared by every task of a worker.
+pub type ProbeSets = std::sync::Arc<tokio::sync::Mutex<BTreeMap<String, lucid_storage::FileSet>>>;
+
 impl ModelResolver {
+    /// A resolver of `storage`'s locations through `cache`, no probe set opened yet.
+    pub fn new(storage: StorageSection, cache: lucid_storage::models::ModelCache) -> Self {
+        ModelResolver {
+            storage,
+            cache,
+            probe_sets: ProbeSets::default(),
+        }
+    }
+
+    /// The probe set at `location`, opened on first use.
+    pub async fn probe_set(
+        &self,
+        location: &ModelLocation,
+    ) -> Result<lucid_storage::FileSet, Failure> {
+        let mut sets = self.probe_sets.lock().await;
+        let key = location.to_string();
+        if let Some(set) = sets.get(&key) {
+            return Ok(set.clone());
+        }
+        let set = lucid_storage::FileSet::open(location, &self.storage)
+            .await
+            .map_err(|e| Failure::fetching(&format!("probe set {location}"), &e))?;
+        sets.insert(key, set.clone());
+        Ok(set)
+    }
+
     /// A local path for `location`.
     pub async fn resolve(&self, location: &ModelLocation) -> Result<PathBuf, Failure> {
         self.cache

@@ -16,7 +16,7 @@ use lucid_proto::keys::ShardPart;
 use lucid_proto::probe::{
     PROBE_SHARD_SCHEMA_VERSION, ProbeTask, ShardLayer, ShardSidecar, Skipped,
 };
-use lucid_storage::{FileSet, StorageError};
+use lucid_storage::StorageError;
 
 use super::failure::Failure;
 use super::gpu::{ProbeJob, ProbeReply};
@@ -91,9 +91,7 @@ struct ReadShard {
 /// that file aside.
 async fn read_shard(ctx: &BatchContext, task: &ProbeTask) -> Result<ReadShard, Failure> {
     let started = Instant::now();
-    let set = FileSet::open(&task.probe_set, &ctx.models.storage)
-        .await
-        .map_err(|e| Failure::fetching(&format!("probe set {}", task.probe_set), &e))?;
+    let set = ctx.models.probe_set(&task.probe_set).await?;
     let how = Preprocessing::for_side(task.side);
     let fetched: Vec<(String, Result<Vec<u8>, StorageError>)> = stream::iter(task.files.clone())
         .map(|name| {

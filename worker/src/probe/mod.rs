@@ -5,8 +5,9 @@
 //!
 //! No gradients, no I/O here: the caller decodes and prepares each image once ([`lucid_probe`]) and
 //! offers the batch to every layer of the seed. [`files`] reads a probe folder, [`command`] is
-//! `lucid-worker probe`.
+//! `lucid-worker probe`, [`bench`] is `lucid-worker bench --probe`.
 
+pub mod bench;
 pub mod command;
 pub mod files;
 

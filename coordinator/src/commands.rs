@@ -257,6 +257,18 @@ pub async fn examples(args: &SpecArgs) -> Result<crate::output::ExamplesOutput> 
     })
 }
 
+/// `match`: see [`crate::matching::run_match`].
+pub async fn match_seeds(
+    args: &SpecArgs,
+    settings: &crate::matching::MatchSettings,
+) -> Result<crate::matching::MatchRunOutput> {
+    let spec = args.load()?;
+    let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
+    let store = open_store(&spec).await?;
+    let prefix = key_prefix(&spec)?;
+    crate::matching::run_match(&spec, &run, &store, &prefix, settings).await
+}
+
 /// `watch`'s settings besides the spec.
 #[derive(Debug, Clone)]
 pub struct WatchArgs {

@@ -204,6 +204,22 @@ pub enum Error {
         /// The decoder's error.
         source: lucid_probe::ProbeImageError,
     },
+    /// What the cross-seed matching reads is missing or unusable.
+    #[error("cannot match channels across seeds: {key} {reason}")]
+    MatchInput {
+        /// The object (or argument) at fault.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// A layer could not be matched.
+    #[error("matching layer {layer} across seeds")]
+    Match {
+        /// The layer.
+        layer: String,
+        /// Why.
+        source: lucid_match::MatchError,
+    },
     /// A stored shard's data does not match its sidecar, or cannot be merged.
     #[error("probe shard {key}")]
     ProbeShard {

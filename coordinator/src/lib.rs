@@ -14,6 +14,7 @@
 //! - [`progress`]: what one listing of a run's prefix says (done = sidecar stored).
 //! - [`probe`]: the probe pass — the probe set's index, the missing shards' tasks, the merge of
 //!   each model's shards into its dataset examples and means matrices.
+//! - [`matching`]: which channels recur across seeds, from the probe pass's stored means.
 //! - [`submit`]: manifest check and publishing the missing tasks.
 //! - [`status`]: done / expected, queue depths, rate and ETA.
 //! - [`verify`]: the pure output checker and its fetching wrapper.
@@ -31,6 +32,7 @@ pub mod commands;
 pub mod error;
 pub mod estimate;
 pub mod gallery;
+pub mod matching;
 pub mod metrics;
 pub mod models;
 pub mod output;

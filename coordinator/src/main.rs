@@ -112,6 +112,14 @@ enum Command {
     /// {layer}.examples.json and {layer}.means.safetensors (docs/dataset-examples.md). Refused,
     /// naming the first missing shard, until every shard of every model is stored.
     Examples(ExamplesCmd),
+    /// Match channels across the run's seeds from the probe pass's means (docs/matching.md).
+    ///
+    /// Per layer the models share: every pair of seeds correlated over the probe images, matched
+    /// one-to-one (Jonker-Volgenant), many-to-one and as mutual best buddies; each reference
+    /// channel's partner in every seed, universal and unique channels; representational
+    /// consistency. Writes {prefix}/{run}/match/layers/{layer}.json and .csv and
+    /// match/summary.json. Needs the merged probe pass (`examples`), not a new one.
+    Match(MatchCmd),
     /// Serve the run's progress and queue depths as Prometheus metrics until interrupted.
     ///
     /// Endpoints: /metrics, /healthz and /readyz (ready after the first complete refresh).
@@ -236,6 +244,27 @@ struct ExamplesCmd {
     output: OutputFlags,
 }
 
+/// The arguments of `match`.
+#[derive(Args, Debug)]
+struct MatchCmd {
+    #[command(flatten)]
+    spec: SpecFlags,
+    /// The model every other is matched against for the reference rows (default: the first).
+    #[arg(long)]
+    reference: Option<String>,
+    /// A channel whose best correlation with every other seed's channels is below this is unique.
+    #[arg(long, default_value_t = 0.3)]
+    unique_below: f32,
+    /// k of the mutual best buddies (1: mutual nearest neighbours).
+    #[arg(long, default_value_t = 1)]
+    buddies_k: usize,
+    /// Probe images the RDMs are computed over (evenly spaced; all when fewer).
+    #[arg(long, default_value_t = 1000)]
+    rdm_images: usize,
+    #[command(flatten)]
+    output: OutputFlags,
+}
+
 /// The arguments of `watch`.
 #[derive(Args, Debug)]
 struct WatchCmd {
@@ -320,6 +349,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print(&commands::gallery(&spec, &args).await?, a.output);
         }
         Command::Examples(a) => print(&commands::examples(&a.spec.args()).await?, a.output),
+        Command::Match(a) => {
+            let settings = lucid_coordinator::matching::MatchSettings {
+                reference: a.reference.clone(),
+                unique_below: a.unique_below,
+                buddies_k: a.buddies_k,
+                rdm_images: a.rdm_images,
+            };
+            print(
+                &commands::match_seeds(&a.spec.args(), &settings).await?,
+                a.output,
+            )
+        }
         Command::Watch(a) => watch(a).await?,
     }
     Ok(ExitCode::SUCCESS)

@@ -17,6 +17,7 @@
 //! | `cancel` | [`CancelOutput`]: ready tasks dropped |
 //! | `gallery` | [`GalleryOutput`]: the index key, its URL and the gallery's counts (`summary`) |
 //! | `examples` | [`ExamplesOutput`]: per model the images merged, the files set aside, the report's key |
+//! | `match` | [`MatchRunOutput`]: per layer the mean matched correlation, universal and unique channels, consistency, timing |
 //!
 //! Optional values are `null` when unknown (a queue depth without the management API, an ETA
 //! without a rate). Adding a field keeps the version; removing or renaming one bumps it.
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::estimate::{Estimate, RatesOrigin};
 use crate::gallery::GalleryReport;
+use crate::matching::MatchRunOutput;
 use crate::plan::PlanReport;
 use crate::status::StatusReport;
 use crate::submit::SubmitReport;
@@ -147,6 +149,7 @@ command_outputs! {
     Cancel(CancelOutput) = "cancel",
     Gallery(GalleryOutput) = "gallery",
     Examples(ExamplesOutput) = "examples",
+    Match(MatchRunOutput) = "match",
 }
 
 /// The output of each command, tagged by `command`.
@@ -169,6 +172,8 @@ pub enum Output {
     Gallery(GalleryOutput),
     /// `examples`.
     Examples(ExamplesOutput),
+    /// `match`.
+    Match(MatchRunOutput),
 }
 
 /// A command's result: a text report for people ([`fmt::Display`]) and a document for programs.

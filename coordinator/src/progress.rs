@@ -86,6 +86,8 @@ impl StoredRun {
                 {
                     // the gallery's own objects: expected, and not results
                 }
+                // the cross-seed matching's outputs: expected, and not results
+                None if lucid_proto::keys::is_match_key(relative) => {}
                 None => match parse_probe_key(relative) {
                     Some(ProbeKey::Index) => stored.probe_index = true,
                     Some(ProbeKey::Image { file }) => {

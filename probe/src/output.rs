@@ -194,3 +194,48 @@ pub fn means_safetensors(
 ) -> Result<Vec<u8>, ShardError> {
     crate::shard::f32_tensor_bytes(MEANS_TENSOR, vec![images, channels], means)
 }
+
+/// `{layer}.means.safetensors` read back: `[images, channels]` row-major, checked to be one
+/// float32 matrix named [`MEANS_TENSOR`] of `images` rows.
+pub fn read_means(bytes: &[u8], images: usize) -> Result<(usize, Vec<f32>), ShardError> {
+    let file = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|e| ShardError::Format(e.to_string()))?;
+    let view = file
+        .tensor(MEANS_TENSOR)
+        .map_err(|_| ShardError::Missing(MEANS_TENSOR.into()))?;
+    let shape = view.shape().to_vec();
+    let [rows, channels] = shape[..] else {
+        return Err(ShardError::Layout {
+            tensor: MEANS_TENSOR.into(),
+            found: format!("shape {shape:?}"),
+            expected: "[images, channels]".into(),
+        });
+    };
+    if rows != images {
+        return Err(ShardError::Layout {
+            tensor: MEANS_TENSOR.into(),
+            found: format!("{rows} rows"),
+            expected: format!("{images}, the model's usable probe images"),
+        });
+    }
+    let values = crate::shard::f32s(&file, MEANS_TENSOR, &[rows, channels])?;
+    Ok((channels, values))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn means_read_back_as_written_and_the_wrong_shape_is_refused() {
+        let means: Vec<f32> = (0..12).map(|v| v as f32 / 4.0).collect();
+        let bytes = means_safetensors(4, 3, &means).unwrap();
+        assert_eq!(read_means(&bytes, 4).unwrap(), (3, means));
+        let err = read_means(&bytes, 5).unwrap_err().to_string();
+        assert!(
+            err.contains("4 rows") && err.contains("expected 5"),
+            "{err}"
+        );
+        assert!(matches!(read_means(b"junk", 4), Err(ShardError::Format(_))));
+    }
+}

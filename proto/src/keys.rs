@@ -17,6 +17,9 @@
 //! {prefix}/{run}/probe/{model}/probe.json                   the merged pass of a model, and its
 //! {prefix}/{run}/probe/{model}/{layer}.examples.json        examples and
 //! {prefix}/{run}/probe/{model}/{layer}.means.safetensors    means matrix per layer
+//! {prefix}/{run}/match/summary.json                         channels matched across seeds: per
+//! {prefix}/{run}/match/layers/{layer}.json                  layer a summary, the matches and
+//! {prefix}/{run}/match/layers/{layer}.csv                   consistency, the matches as CSV
 //! ```
 //!
 //! The channel view's keys are the keys of every run before views, so those runs resume and read
@@ -43,6 +46,47 @@ pub const PROBE_DIR: &str = "probe";
 
 /// File name of the probe set index inside [`PROBE_DIR`].
 pub const PROBE_INDEX_NAME: &str = "images.json";
+
+/// Folder of the cross-seed matching's outputs inside a run's key space (docs/matching.md).
+pub const MATCH_DIR: &str = "match";
+
+/// Which output of the cross-seed matching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchOutput<'a> {
+    /// `summary.json`: every layer's curve point and consistency.
+    Summary,
+    /// `layers/{layer}.json`: the layer's matches, reference rows, consistency.
+    Layer(&'a LayerName),
+    /// `layers/{layer}.csv`: the layer's matches as CSV.
+    LayerCsv(&'a LayerName),
+}
+
+impl MatchOutput<'_> {
+    /// The key inside [`MATCH_DIR`].
+    pub fn relative(self) -> String {
+        match self {
+            MatchOutput::Summary => "summary.json".into(),
+            MatchOutput::Layer(layer) => format!("layers/{layer}.json"),
+            MatchOutput::LayerCsv(layer) => format!("layers/{layer}.csv"),
+        }
+    }
+}
+
+/// Whether `relative` (a key relative to the run prefix) is an output of the cross-seed matching.
+pub fn is_match_key(relative: &str) -> bool {
+    let Some(rest) = relative
+        .strip_prefix(MATCH_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return false;
+    };
+    if rest == "summary.json" {
+        return true;
+    }
+    rest.strip_prefix("layers/")
+        .and_then(|f| f.strip_suffix(".json").or_else(|| f.strip_suffix(".csv")))
+        .is_some_and(|layer| LayerName::new(layer).is_ok())
+}
 
 /// Folder of the prepared probe images inside [`PROBE_DIR`]; a model cannot be named this (it
 /// would share the folder), which planning a probe pass refuses.
@@ -202,6 +246,15 @@ impl KeyPrefix {
     /// `{prefix}/{run}/probe/images.json`.
     pub fn probe_index_key(&self, run: &RunId) -> String {
         format!("{}/{PROBE_DIR}/{PROBE_INDEX_NAME}", self.join(run.as_str()))
+    }
+
+    /// The key of an output of the cross-seed matching.
+    pub fn match_key(&self, run: &RunId, output: MatchOutput<'_>) -> String {
+        format!(
+            "{}/{MATCH_DIR}/{}",
+            self.join(run.as_str()),
+            output.relative()
+        )
     }
 
     /// `{prefix}/{run}/probe/images/{file:06}.jpg`.
@@ -593,6 +646,17 @@ mod tests {
         ] {
             assert_eq!(parse_probe_key(other), None, "{other}");
         }
+        // the matching's outputs are recognised, and never read as results
+        for output in [
+            MatchOutput::Summary,
+            MatchOutput::Layer(&layer),
+            MatchOutput::LayerCsv(&layer),
+        ] {
+            let key = relative(prefix.match_key(&run, output));
+            assert!(is_match_key(&key), "{key}");
+            assert_eq!(parse_key(&key), None, "{key}");
+        }
+        assert!(!is_match_key("match/layers/x/y.json") && !is_match_key("match/other.json"));
         // a probe output never reads as a result of a model called `probe`
         let examples =
             relative(prefix.probe_output_key(&run, &model, ProbeOutput::Examples(&layer)));

@@ -90,6 +90,8 @@ pub struct ProbeSummary {
     pub dead_lettered: Vec<DeadProbe>,
     /// What the merge wrote (`None` when a shard is missing).
     pub merged: Option<Merged>,
+    /// The channels matched across seeds (docs/matching.md), after a merge of two or more models.
+    pub matched: Option<lucid_coordinator::matching::MatchRunOutput>,
 }
 
 /// A probe task a local run gave up.
@@ -348,12 +350,23 @@ async fn finish_probe(
     } else {
         None
     };
+    let matched = if merged.is_some() && run.plan.models.len() >= 2 {
+        let settings = lucid_coordinator::matching::MatchSettings::default();
+        Some(
+            lucid_coordinator::matching::run_match(spec, run, store, prefix, &settings)
+                .await
+                .context("cannot match the channels across seeds")?,
+        )
+    } else {
+        None
+    };
     Ok(ProbeSummary {
         expected: plan.expected,
         already_stored: plan.expected - plan.missing.len() as u64,
         probed_images: rendered.probed_images,
         dead_lettered: rendered.dead_probes.clone(),
         merged,
+        matched,
     })
 }
 

@@ -216,6 +216,9 @@ fn print_summary(summary: &lucid_worker::local::LocalSummary) {
         if let Some(merged) = &probe.merged {
             print!("{merged}");
         }
+        if let Some(matched) = &probe.matched {
+            print!("match: {matched}");
+        }
         for letter in &probe.dead_lettered {
             eprintln!("failed: {}: {}", letter.task_id, letter.reason);
         }

@@ -283,6 +283,82 @@ pub fn orientation_difference(a: f64, b: f64) -> f64 {
     d.min(180.0 - d)
 }
 
+/// Writes at `dst` a copy of the `alexnet_v2` at `src` whose every layer's output channels are
+/// permuted (and the next layer's input channels with them), its weights perturbed by uniform noise
+/// of `noise` times each tensor's largest magnitude: the same network up to the order of its
+/// channels, the ground truth of matching channels across seeds (issue 16). Returns per layer the
+/// permutation: `permutations[layer][old] = new`.
+pub fn write_permuted_copy(
+    src: &Path,
+    dst: &Path,
+    seed: u64,
+    noise: f32,
+) -> std::io::Result<Vec<Vec<usize>>> {
+    let bytes = std::fs::read(src)?;
+    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(std::io::Error::other)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut permutations: Vec<Vec<usize>> = Vec::new();
+    let mut tensors = Vec::new();
+    let mut previous: Vec<usize> = (0..3).collect(); // the image's channels stay in place
+    for name in LAYER_NAMES {
+        let read = |part: &str| -> std::io::Result<(Vec<usize>, Vec<f32>)> {
+            let view = file
+                .tensor(&format!("alexnet_v2/{name}/{part}"))
+                .map_err(std::io::Error::other)?;
+            let values = view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Ok((view.shape().to_vec(), values))
+        };
+        let (shape, w) = read("weights")?;
+        let (_, b) = read("biases")?;
+        let [kh, kw, inputs, outputs] = shape[..] else {
+            return Err(std::io::Error::other(format!(
+                "{name}: weights are not 4-d"
+            )));
+        };
+        let mut perm: Vec<usize> = (0..outputs).collect();
+        for i in (1..outputs).rev() {
+            perm.swap(i, rng.random_range(0..=i));
+        }
+        let mut new_w = vec![0.0f32; w.len()];
+        for tap in 0..kh * kw {
+            for (c, &c_to) in previous.iter().enumerate().take(inputs) {
+                for (o, &o_to) in perm.iter().enumerate() {
+                    let from = (tap * inputs + c) * outputs + o;
+                    new_w[(tap * inputs + c_to) * outputs + o_to] = w[from];
+                }
+            }
+        }
+        let mut new_b = vec![0.0f32; b.len()];
+        for (o, &o_to) in perm.iter().enumerate() {
+            new_b[o_to] = b[o];
+        }
+        for values in [&mut new_w, &mut new_b] {
+            let scale = values.iter().fold(0.0f32, |m, v| m.max(v.abs())) * noise;
+            for v in values.iter_mut() {
+                *v += scale * rng.random_range(-1.0f32..1.0);
+            }
+        }
+        tensors.push((
+            format!("alexnet_v2/{name}/weights"),
+            shape.clone(),
+            f32_bytes(&new_w),
+        ));
+        tensors.push((
+            format!("alexnet_v2/{name}/biases"),
+            vec![outputs],
+            f32_bytes(&new_b),
+        ));
+        previous = perm.clone();
+        permutations.push(perm);
+    }
+    write_safetensors(dst, &tensors)?;
+    Ok(permutations)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -90,6 +90,25 @@ pub(crate) enum LayerExamples {
 }
 
 impl LayerExamples {
+    /// The channels the examples list.
+    pub(crate) fn listed(&self) -> Vec<u32> {
+        match self {
+            LayerExamples::Ok { channels, .. } => channels.keys().copied().collect(),
+            LayerExamples::Unreadable(_) => Vec::new(),
+        }
+    }
+
+    /// The stored picture of channel `channel`'s best example by mean, if any.
+    pub(crate) fn top_picture(&self, channel: u32) -> Option<Picture> {
+        let (record, pictures) = self.channel(channel)?;
+        let best = record.top_mean.first()?;
+        pictures
+            .pictures
+            .get(best.image as usize)
+            .filter(|p| p.key.is_some())
+            .cloned()
+    }
+
     /// Channel `channel`'s record and the pictures it refers to, if the layer's examples are read
     /// and list it.
     pub(crate) fn channel(&self, channel: u32) -> Option<(&ChannelRecord, &ModelPictures)> {

@@ -17,10 +17,12 @@ macro_rules! w {
     }};
 }
 
-// after `w!`, which it uses
+// after `w!`, which they use
 mod examples;
+mod matches;
 
 pub(crate) use examples::examples_page;
+pub(crate) use matches::{match_index_page, match_layer_page};
 
 /// Displays a string with `& < > " '` escaped, for text and attribute values alike.
 pub(crate) struct Esc<'a>(pub &'a str);
@@ -186,7 +188,13 @@ fn fmt_objective(c: &Channel) -> String {
 }
 
 /// `gallery/index.html`: models × layers.
-pub(crate) fn index_page(key: &str, run_id: &str, inv: &Inventory, built: &[Layer]) -> String {
+pub(crate) fn index_page(
+    key: &str,
+    run_id: &str,
+    inv: &Inventory,
+    built: &[Layer],
+    matched: &[String],
+) -> String {
     let mut p = Page::new(key, &format!("lucid gallery · run {run_id}"), &[]);
     let by_key: BTreeMap<(&str, &str), &Layer> = built
         .iter()
@@ -213,16 +221,29 @@ pub(crate) fn index_page(key: &str, run_id: &str, inv: &Inventory, built: &[Laye
         );
     }
     p.out.push_str("</p>\n");
+    if !matched.is_empty() {
+        let href = p.href(&paths::match_index());
+        w!(
+            p.out,
+            "<p><a href=\"{href}\">channels matched across seeds</a>: which features recur in every seed</p>\n"
+        );
+    }
     if inv.models.is_empty() {
         p.out.push_str("<p>No rendered channels yet.</p>\n");
         return p.finish();
     }
     p.out.push_str("<table><tr><th>model</th>");
     for layer in &inv.layer_names {
-        let href = p.href(&paths::compare_layer(layer));
+        // a run matched across seeds shows partners, not channel k of every model
+        let (target, label) = if matched.contains(layer) {
+            (paths::match_page(layer), "matched across seeds")
+        } else {
+            (paths::compare_layer(layer), "compare models")
+        };
+        let href = p.href(&target);
         w!(
             p.out,
-            "<th>{}<br><a class=\"small\" href=\"{href}\">compare models</a></th>",
+            "<th>{}<br><a class=\"small\" href=\"{href}\">{label}</a></th>",
             Esc(layer)
         );
     }
@@ -266,6 +287,16 @@ pub(crate) fn index_page(key: &str, run_id: &str, inv: &Inventory, built: &[Laye
     p.finish()
 }
 
+/// Where a layer's page links for the layer across models: the matching page of a run matched
+/// across seeds (channel k of two seeds is unrelated), else the index-aligned comparison.
+fn across(layer: &Layer) -> (String, &'static str) {
+    if layer.matched {
+        (paths::match_page(&layer.layer), "matched across seeds")
+    } else {
+        (paths::compare_layer(&layer.layer), "compare across models")
+    }
+}
+
 /// `gallery/{model}/{layer}.html`: the contact sheet.
 pub(crate) fn layer_page(key: &str, run_id: &str, layer: &Layer) -> String {
     let (model, name) = (layer.model.as_str(), layer.layer.as_str());
@@ -274,10 +305,11 @@ pub(crate) fn layer_page(key: &str, run_id: &str, layer: &Layer) -> String {
         &format!("{model} / {name} · run {run_id}"),
         &[run_crumb(run_id)],
     );
-    let compare = p.href(&paths::compare_layer(name));
+    let (target, label) = across(layer);
+    let compare = p.href(&target);
     w!(
         p.out,
-        "<h1>{} / {}</h1>\n<p class=\"muted\">{} · <a href=\"{compare}\">compare across models</a>",
+        "<h1>{} / {}</h1>\n<p class=\"muted\">{} · <a href=\"{compare}\">{label}</a>",
         Esc(model),
         Esc(name),
         plural(layer.channels.len(), "channel", "channels")
@@ -584,11 +616,16 @@ fn channel_nav(p: &mut Page, layer: &Layer, i: usize) {
             prev.channel
         );
     }
-    let compare = p.href(&paths::compare_channel(name, c.channel));
-    w!(
-        p.out,
-        "<a href=\"{compare}\">this channel across models</a>"
-    );
+    let (target, label) = if layer.matched {
+        (paths::match_page(name), "its partners in every seed")
+    } else {
+        (
+            paths::compare_channel(name, c.channel),
+            "this channel across models",
+        )
+    };
+    let compare = p.href(&target);
+    w!(p.out, "<a href=\"{compare}\">{label}</a>");
     if let Some(next) = layer.channels.get(i + 1) {
         let href = p.href(&paths::channel_page(model, name, next.channel));
         w!(

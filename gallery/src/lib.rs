@@ -20,6 +20,10 @@
 //!                                             layer page and these switch between the views)
 //! gallery/{model}/{layer}/examples.html        the layer's dataset examples instead of its
 //!                                             visualizations, when the run has a probe pass
+//! gallery/match/index.html                    channels matched across seeds: the curve over depth
+//! gallery/match/{layer}.html                  each reference channel with its partner in every seed
+//! gallery/match/{name}.svg                    the plots (plotters): depth, {layer}-consistency,
+//!                                             {layer}-histogram
 //! gallery/compare/{layer}.html                every channel of a layer, one tile per model, aligned
 //! gallery/compare/{layer}/{channel:04}.html   one channel across every model, side by side
 //! ```
@@ -74,11 +78,13 @@
 mod examples;
 mod html;
 mod inventory;
+mod matches;
 mod paths;
+mod plots;
 mod store;
 mod thumbs;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -92,6 +98,8 @@ pub use crate::thumbs::encode_png;
 pub const HTML_CONTENT_TYPE: &str = "text/html; charset=utf-8";
 /// Content type of every image the gallery writes.
 pub const PNG_CONTENT_TYPE: &str = "image/png";
+/// Content type of the matching pages' plots.
+pub const SVG_CONTENT_TYPE: &str = "image/svg+xml";
 
 /// Thumbnails in a layer's preview on the index page.
 const PREVIEW_THUMBS: usize = 8;
@@ -206,6 +214,9 @@ pub struct GallerySummary {
     /// Layers whose examples could not be read (shown with the reason).
     #[serde(default)]
     pub unreadable_examples: usize,
+    /// Layers with a page of channels matched across seeds.
+    #[serde(default)]
+    pub match_layers: usize,
 }
 
 /// Why a gallery could not be built. Problems with single channels are not errors: they are marked in the
@@ -343,6 +354,11 @@ pub(crate) struct Layer {
     /// The layer's dataset examples, when the run has a probe pass for it (dropped once its pages
     /// are written).
     pub examples: Option<examples::LayerExamples>,
+    /// Each channel's best example by mean (picture key, file name), kept for the matching pages.
+    pub top_pictures: BTreeMap<u32, (String, String)>,
+    /// Whether the run has this layer matched across seeds (its pages link there instead of the
+    /// index-aligned comparison).
+    pub matched: bool,
 }
 
 impl Layer {
@@ -409,7 +425,11 @@ pub fn build(
     let keys = source.list_keys()?;
     let inventory = Inventory::from_keys(&keys);
     let mut examples = examples::ExamplesReader::new(source, &keys);
-    check_collisions(&planned_keys(&inventory, examples.objects(), opts), &keys)?;
+    let matched = matches::matched_layers(&keys);
+    check_collisions(
+        &planned_keys(&inventory, examples.objects(), &matched, opts),
+        &keys,
+    )?;
     let threads = match opts.threads {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
         n => n,
@@ -426,9 +446,10 @@ pub fn build(
                 opts,
                 threads,
                 (model, layer, entries),
-                layer_examples,
+                (layer_examples, matched.contains(layer)),
                 &mut summary,
             )?;
+            built_layer.top_pictures = top_pictures(&built_layer);
             built_layer.examples = None; // its pages are written
             for c in &mut built_layer.channels {
                 if let SidecarState::Ok(map) = &mut c.sidecar {
@@ -439,15 +460,102 @@ pub fn build(
         }
     }
 
-    for layer in &inventory.layer_names {
+    // a run matched across seeds gets its matching pages instead of the index-aligned comparison
+    // (channel k of one seed has nothing to do with channel k of another)
+    for layer in inventory
+        .layer_names
+        .iter()
+        .filter(|l| !matched.contains(l))
+    {
         build_compare_pages(sink, opts, &inventory, &built, layer, &mut summary)?;
+    }
+    if !matched.is_empty() {
+        build_match_pages(source, sink, opts, &matched, &built, &mut summary)?;
     }
 
     let key = paths::index();
-    let page = html::index_page(&key, &opts.run_id, &inventory, &built);
+    let page = html::index_page(&key, &opts.run_id, &inventory, &built, &matched);
     put_page(sink, &mut summary, &key, page)?;
     sink.flush()?;
     Ok(summary)
+}
+
+/// Each channel's best example by mean (rendered or not), as the matching pages show it.
+fn top_pictures(layer: &Layer) -> BTreeMap<u32, (String, String)> {
+    let Some(examples) = &layer.examples else {
+        return BTreeMap::new();
+    };
+    examples
+        .listed()
+        .into_iter()
+        .filter_map(|channel| {
+            let picture = examples.top_picture(channel)?;
+            Some((channel, (picture.key?, picture.name)))
+        })
+        .collect()
+}
+
+/// The matching pages: a page and two plots per matched layer, the index with the curve over
+/// depth. A layer whose matching cannot be read is named on the index.
+fn build_match_pages(
+    source: &dyn GallerySource,
+    sink: &mut dyn GallerySink,
+    opts: &GalleryOptions,
+    matched: &[String],
+    built: &[Layer],
+    summary: &mut GallerySummary,
+) -> Result<(), GalleryError> {
+    let mut lines = Vec::new();
+    let mut curve = Vec::new();
+    for layer in matched {
+        let m = match matches::read_layer(source, layer)? {
+            Ok(m) => m,
+            Err(reason) => {
+                lines.push((layer.clone(), Err(reason)));
+                continue;
+            }
+        };
+        let key = paths::match_page(layer);
+        put_page(
+            sink,
+            summary,
+            &key,
+            html::match_layer_page(&key, &opts.run_id, &m, built),
+        )?;
+        let heat = plots::consistency_heatmap(layer, &m.models, &m.consistency.r);
+        put_plot(sink, &format!("{layer}-consistency"), heat)?;
+        let values = matches::best_match_correlations(&m);
+        put_plot(
+            sink,
+            &format!("{layer}-histogram"),
+            plots::correlation_histogram(layer, &values),
+        )?;
+        lines.push((layer.clone(), Ok(matches::MatchLine::of(&m))));
+        let pairs = m.pairs.iter().map(|p| p.mean_assigned).collect();
+        curve.push((layer.clone(), m.mean_matched_correlation, pairs));
+        summary.match_layers += 1;
+    }
+    put_plot(sink, "depth", plots::depth_curve(&curve))?;
+    let key = paths::match_index();
+    put_page(
+        sink,
+        summary,
+        &key,
+        html::match_index_page(&key, &opts.run_id, &lines),
+    )
+}
+
+fn put_plot(
+    sink: &mut dyn GallerySink,
+    name: &str,
+    svg: Result<String, String>,
+) -> Result<(), GalleryError> {
+    let key = paths::match_plot(name);
+    let svg = svg.map_err(|message| GalleryError::Encode {
+        key: key.clone(),
+        message,
+    })?;
+    sink.write(&key, svg.into_bytes(), SVG_CONTENT_TYPE)
 }
 
 /// The cross-model pages of `layer`: its contact sheet across models and a page per channel number
@@ -547,6 +655,7 @@ fn views_of<'a>(
 fn planned_keys(
     inventory: &Inventory,
     probe: &examples::ProbeObjects,
+    matched: &[String],
     opts: &GalleryOptions,
 ) -> Vec<String> {
     let mut keys = Vec::new();
@@ -568,7 +677,11 @@ fn planned_keys(
             }
         }
     }
-    for layer in &inventory.layer_names {
+    for layer in inventory
+        .layer_names
+        .iter()
+        .filter(|l| !matched.contains(l))
+    {
         keys.push(paths::compare_layer(layer));
         let numbers: BTreeSet<u32> = inventory
             .models
@@ -579,6 +692,15 @@ fn planned_keys(
         for channel in numbers {
             keys.push(paths::compare_channel(layer, channel));
         }
+    }
+    for layer in matched {
+        keys.push(paths::match_page(layer));
+        keys.push(paths::match_plot(&format!("{layer}-consistency")));
+        keys.push(paths::match_plot(&format!("{layer}-histogram")));
+    }
+    if !matched.is_empty() {
+        keys.push(paths::match_plot("depth"));
+        keys.push(paths::match_index());
     }
     keys.push(paths::index());
     keys
@@ -651,7 +773,7 @@ fn build_layer(
     opts: &GalleryOptions,
     threads: usize,
     (model, layer, entries): (&str, &str, &[(u32, Presence)]),
-    examples: Option<examples::LayerExamples>,
+    (examples, matched): (Option<examples::LayerExamples>, bool),
     summary: &mut GallerySummary,
 ) -> Result<Layer, GalleryError> {
     let thumb = opts.thumb_size;
@@ -702,6 +824,8 @@ fn build_layer(
         sprites,
         thumb,
         examples,
+        top_pictures: BTreeMap::new(),
+        matched,
     };
     let key = paths::layer_page(model, layer);
     put_page(
@@ -931,7 +1055,7 @@ mod tests {
         };
         let summary = build(&source, &mut run, &opts()).unwrap();
         let inventory = Inventory::from_keys(&source.list_keys().unwrap());
-        let planned = planned_keys(&inventory, &examples::ProbeObjects::default(), &opts());
+        let planned = planned_keys(&inventory, &examples::ProbeObjects::default(), &[], &opts());
         let written: Vec<String> = run.written.iter().map(|(k, _)| k.clone()).collect();
         assert_eq!(written, planned);
         for (key, ct) in &run.written {
@@ -953,6 +1077,70 @@ mod tests {
             summary.pages,
             written.iter().filter(|k| k.ends_with(".html")).count()
         );
+    }
+
+    #[test]
+    fn a_matched_layer_gets_its_matching_pages_instead_of_the_comparison() {
+        let mut run = Memory::default();
+        let png = thumbs::encode_png(2, 2, &[200; 12]).unwrap();
+        for model in ["s1", "s2"] {
+            for layer in ["c1", "c2"] {
+                for ch in 0..3 {
+                    run.objects
+                        .insert(paths::image(model, layer, ch), png.clone());
+                    run.objects
+                        .insert(paths::sidecar(model, layer, ch), b"{}".to_vec());
+                }
+            }
+        }
+        let means = ndarray::Array2::from_shape_fn((6, 3), |(i, c)| ((i * 3 + c * 5) % 7) as f32);
+        let seeds = [
+            lucid_match::SeedMeans {
+                model: "s1",
+                means: means.view(),
+            },
+            lucid_match::SeedMeans {
+                model: "s2",
+                means: means.view(),
+            },
+        ];
+        let m = lucid_match::match_layer("c1", &seeds, lucid_match::MatchOptions::recommended())
+            .unwrap();
+        run.objects.insert(
+            paths::match_layer_json("c1"),
+            serde_json::to_vec(&m).unwrap(),
+        );
+        let source = Memory {
+            objects: run.objects.clone(),
+            written: vec![],
+        };
+        let summary = build(&source, &mut run, &opts()).unwrap();
+        assert_eq!(summary.match_layers, 1);
+        let keys = source.list_keys().unwrap();
+        let planned = planned_keys(
+            &Inventory::from_keys(&keys),
+            &examples::ProbeObjects::default(),
+            &matches::matched_layers(&keys),
+            &opts(),
+        );
+        let written: Vec<String> = run.written.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(written, planned);
+        for key in [
+            "gallery/match/index.html",
+            "gallery/match/c1.html",
+            "gallery/match/c1-consistency.svg",
+            "gallery/match/depth.svg",
+            "gallery/compare/c2.html",
+        ] {
+            assert!(written.iter().any(|k| k == key), "{key}");
+        }
+        assert!(!written.iter().any(|k| k.starts_with("gallery/compare/c1")));
+        let svg = run
+            .written
+            .iter()
+            .find(|(k, _)| k.ends_with(".svg"))
+            .map(|(_, ct)| ct.clone());
+        assert_eq!(svg.as_deref(), Some(SVG_CONTENT_TYPE));
     }
 
     #[test]

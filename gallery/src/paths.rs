@@ -4,7 +4,9 @@
 //! relative by construction and work from `file://` as well as from a bucket path.
 
 use lucid_proto::View;
-use lucid_proto::keys::{Kind, PROBE_DIR, PROBE_IMAGES_DIR, PROBE_INDEX_NAME, result_file};
+use lucid_proto::keys::{
+    Kind, MATCH_DIR, PROBE_DIR, PROBE_IMAGES_DIR, PROBE_INDEX_NAME, result_file,
+};
 
 /// The gallery's folder under the run root.
 pub(crate) const DIR: &str = lucid_proto::keys::GALLERY_DIR;
@@ -76,6 +78,36 @@ pub(crate) fn view_sidecar(model: &str, layer: &str, channel: u32, view: View) -
 /// visualizations (beside the channel pages `{channel:04}.html` and the view pages `view-…`).
 pub(crate) fn examples_page(model: &str, layer: &str) -> String {
     format!("{DIR}/{model}/{layer}/examples.html")
+}
+
+/// `gallery/match/index.html`: the cross-seed matching of every layer.
+pub(crate) fn match_index() -> String {
+    format!("{DIR}/{MATCH_DIR}/index.html")
+}
+
+/// `gallery/match/{layer}.html`: a layer's reference channels with their partners in every seed.
+pub(crate) fn match_page(layer: &str) -> String {
+    format!("{DIR}/{MATCH_DIR}/{layer}.html")
+}
+
+/// `gallery/match/{name}.svg`: a plot of the matching pages (`depth`, `{layer}-consistency`, …).
+pub(crate) fn match_plot(name: &str) -> String {
+    format!("{DIR}/{MATCH_DIR}/{name}.svg")
+}
+
+/// `match/layers/`: where the coordinator stores each layer's matching.
+pub(crate) fn match_layers_prefix() -> String {
+    format!("{MATCH_DIR}/layers/")
+}
+
+/// `match/layers/{layer}.json`.
+pub(crate) fn match_layer_json(layer: &str) -> String {
+    format!("{MATCH_DIR}/layers/{layer}.json")
+}
+
+/// `match/layers/{layer}.csv`.
+pub(crate) fn match_layer_csv(layer: &str) -> String {
+    format!("{MATCH_DIR}/layers/{layer}.csv")
 }
 
 /// File name of a model's merged probe report in its probe folder.
@@ -180,6 +212,15 @@ mod tests {
         assert_eq!(
             under_run(prefix.probe_output_key(&run, &model, ProbeOutput::Examples(&layer))),
             examples("s1", "conv2")
+        );
+        use lucid_proto::keys::MatchOutput;
+        assert_eq!(
+            under_run(prefix.match_key(&run, MatchOutput::Layer(&layer))),
+            match_layer_json("conv2")
+        );
+        assert_eq!(
+            under_run(prefix.match_key(&run, MatchOutput::LayerCsv(&layer))),
+            match_layer_csv("conv2")
         );
     }
 }

@@ -68,6 +68,7 @@ fn builds_a_complete_gallery() {
             unreadable_sidecars: 1,
             examples_layers: 0,
             unreadable_examples: 0,
+            match_layers: 0,
         }
     );
 

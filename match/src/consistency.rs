@@ -51,21 +51,7 @@ pub struct Agreement {
 
 /// The agreement of two RDMs' upper triangles (of the same images); r = 0 when either is constant.
 pub fn agreement(a: &[f32], b: &[f32]) -> Agreement {
-    let n = a.len().min(b.len()) as f64;
-    let mean = |v: &[f32]| v.iter().map(|&x| f64::from(x)).sum::<f64>() / n.max(1.0);
-    let (ma, mb) = (mean(a), mean(b));
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (&x, &y) in a.iter().zip(b) {
-        let (dx, dy) = (f64::from(x) - ma, f64::from(y) - mb);
-        sab += dx * dy;
-        saa += dx * dx;
-        sbb += dy * dy;
-    }
-    let r = if saa > 0.0 && sbb > 0.0 {
-        (sab / (saa * sbb).sqrt()).clamp(-1.0, 1.0)
-    } else {
-        0.0
-    };
+    let r = crate::correlation::pearson(a, b);
     Agreement {
         r,
         shared_variance: r * r,

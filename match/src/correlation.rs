@@ -73,6 +73,26 @@ impl Standardized {
     }
 }
 
+/// Pearson's r of `x` and `y` written out in f64, 0 when either is constant: the direct form the
+/// matrix product is tested against, and the RDMs' agreement.
+pub(crate) fn pearson(x: &[f32], y: &[f32]) -> f64 {
+    let n = x.len().min(y.len()) as f64;
+    let mean = |v: &[f32]| v.iter().map(|&a| f64::from(a)).sum::<f64>() / n.max(1.0);
+    let (mx, my) = (mean(x), mean(y));
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (&a, &b) in x.iter().zip(y) {
+        let (dx, dy) = (f64::from(a) - mx, f64::from(b) - my);
+        sxy += dx * dy;
+        sxx += dx * dx;
+        syy += dy * dy;
+    }
+    if sxx > 0.0 && syy > 0.0 {
+        (sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
 /// `[a's channels, b's channels]`: the Pearson correlation of every pair over the probe images,
 /// 0 for a constant channel. Both must be over the same images.
 pub fn correlation(a: &Standardized, b: &Standardized) -> Result<Array2<f32>, MatchError> {
@@ -92,21 +112,6 @@ pub fn correlation(a: &Standardized, b: &Standardized) -> Result<Array2<f32>, Ma
 mod tests {
     use super::*;
 
-    /// Pearson's r written out, in f64.
-    fn direct(x: &[f32], y: &[f32]) -> f64 {
-        let n = x.len() as f64;
-        let mx = x.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let my = y.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
-        let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
-        for (&a, &b) in x.iter().zip(y) {
-            let (dx, dy) = (f64::from(a) - mx, f64::from(b) - my);
-            sxy += dx * dy;
-            sxx += dx * dx;
-            syy += dy * dy;
-        }
-        sxy / (sxx * syy).sqrt()
-    }
-
     fn pseudo_random(n: usize, c: usize, seed: u64) -> Array2<f32> {
         let mut state = seed | 1;
         Array2::from_shape_fn((n, c), |_| {
@@ -124,7 +129,7 @@ mod tests {
         assert_eq!(r.dim(), (6, 4));
         for i in 0..6 {
             for j in 0..4 {
-                let want = direct(&a.column(i).to_vec(), &b.column(j).to_vec());
+                let want = pearson(&a.column(i).to_vec(), &b.column(j).to_vec());
                 assert!((f64::from(r[[i, j]]) - want).abs() < 1e-5, "{i} {j}");
             }
         }

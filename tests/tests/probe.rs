@@ -118,6 +118,17 @@ fn two_workers_probe_every_shard_a_killed_one_loses_nothing_and_the_merge_equals
         probed_now >= (2 * usable) as f64 - before_kill,
         "the survivors probe every shard the victim did not store: {probed_now} + {before_kill}"
     );
+    // the channels matched across the two seeds, from the stored means; verify accepts them
+    let matched = json_document(
+        run.coordinator("match", &["--json"])
+            .expect_success("match"),
+    );
+    assert_eq!(matched["command"], "match", "{matched}");
+    assert_eq!(
+        matched["layers"].as_array().map(Vec::len),
+        Some(2),
+        "{matched}"
+    );
     run.wait_verified(Duration::from_secs(120));
 
     // a resubmit finds every shard stored
@@ -175,6 +186,22 @@ fn two_workers_probe_every_shard_a_killed_one_loses_nothing_and_the_merge_equals
         );
         assert_eq!(s3["probe_set"], here["probe_set"], "{model}");
         assert_eq!(s3["layers"], here["layers"], "{model}");
+    }
+    // the matching `local` did at its end equals the coordinator's from S3 (but for timing)
+    for layer in ["conv2", "fc6"] {
+        let key = format!("renders/{}/match/layers/{layer}.json", run.run_id);
+        let s3 = services
+            .get_object(BUCKET, &key)
+            .unwrap_or_else(|| panic!("s3://{BUCKET}/{key} is not stored"));
+        let here =
+            std::fs::read(out.join(format!("renders/{}/match/layers/{layer}.json", run.run_id)))
+                .expect("local matching");
+        let without_timing = |bytes: &[u8]| {
+            let mut v: serde_json::Value = serde_json::from_slice(bytes).expect("json");
+            v["timing"] = serde_json::Value::Null;
+            v
+        };
+        assert_eq!(without_timing(&s3), without_timing(&here), "{layer}");
     }
     // the prepared pictures the gallery shows: the same files, the same bytes
     let local_images = out.join(format!("renders/{}/probe/images", run.run_id));

@@ -49,7 +49,7 @@ fn a_permuted_copy_is_matched_to_its_original_at_every_layer_and_an_unrelated_se
     let out = dir.path().join("out");
     let spec = dir.path().join("spec.toml");
     let mut text =
-        format!("run_id = \"seeds\"\nlayers = {LAYERS:?}\nchannels = \"0\"\n\n[models]\n");
+        format!("run_id = \"seeds\"\nlayers = {LAYERS:?}\nchannels = \"all\"\n\n[models]\n");
     for n in 1..=3 {
         let folder = seed(n).parent().expect("folder").display().to_string();
         text.push_str(&format!("training_seed_{n:02} = {folder:?}\n"));
@@ -62,15 +62,7 @@ fn a_permuted_copy_is_matched_to_its_original_at_every_layer_and_an_unrelated_se
     ));
     std::fs::write(&spec, text).expect("spec");
     let spec = spec.display().to_string();
-    let (ok, stdout, stderr) = run_worker(&[
-        "local",
-        "--spec",
-        &spec,
-        "--json",
-        "--no-gallery",
-        "--device",
-        "cpu",
-    ]);
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json", "--device", "cpu"]);
     assert!(ok, "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary");
     let matched = &summary["probe"]["matched"];
@@ -136,4 +128,62 @@ fn a_permuted_copy_is_matched_to_its_original_at_every_layer_and_an_unrelated_se
     assert_eq!(fc8["reference"], "training_seed_02");
     let csv = std::fs::read_to_string(run.join("match/layers/conv3.csv")).expect("csv");
     assert!(csv.starts_with("method,a_model,a_channel,b_model,b_channel,correlation\n"));
+    let index = summary["gallery"]
+        .as_str()
+        .expect("local built the gallery");
+    check_gallery(Path::new(index).parent().expect("gallery folder"));
+}
+
+/// The matching pages of the gallery `local` built: one row per reference channel with a partner
+/// (tile and top example) in each of the three seeds, the plots, and every page loading in
+/// headless Chromium. Keeps a screenshot in `docs/matching-screenshot.png` (written when missing).
+fn check_gallery(gallery: &Path) {
+    let page = std::fs::read_to_string(gallery.join("match/conv2.html")).unwrap_or_else(|e| {
+        let listing: Vec<_> = std::fs::read_dir(gallery)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        panic!("match page: {e}; the gallery holds {listing:?}")
+    });
+    assert_eq!(
+        page.matches("<tr><td>").count(),
+        16,
+        "a row per conv2 channel"
+    );
+    assert!(page.contains("conv2-consistency.svg") && page.contains("conv2-histogram.svg"));
+    assert!(
+        page.contains("../probe/images/") || page.contains("../../probe/images/"),
+        "top examples"
+    );
+    let index = std::fs::read_to_string(gallery.join("index.html")).expect("index");
+    assert!(
+        index.contains("href=\"match/index.html\""),
+        "the index links the matching"
+    );
+    assert!(
+        !gallery.join("compare/conv2.html").exists(),
+        "no index-aligned comparison"
+    );
+    let Some(browser) = lucid_testkit::browser::Browser::find() else {
+        return;
+    };
+    let shot = gallery.join("../shot.png");
+    let reports = browser.check(
+        gallery,
+        &[
+            "match/conv2.html",
+            "match/index.html",
+            "training_seed_01/conv2/0003.html",
+        ],
+        Some(&shot),
+    );
+    // 16 rows x 3 seeds of (tile + example) images and backgrounds, the two plots
+    assert!(
+        reports[0]["images"].as_u64() >= Some(2 + 16 * 3),
+        "{}",
+        reports[0]
+    );
+    let docs = lucid_testkit::fixtures::workspace_root().join("docs/matching-screenshot.png");
+    if !docs.exists() {
+        std::fs::copy(&shot, &docs).expect("keep the screenshot");
+    }
 }

@@ -319,7 +319,7 @@ pub(crate) fn layer_page(key: &str, run_id: &str, layer: &Layer) -> String {
         w!(p.out, " · <span class=\"warn\">{}</span>", Esc(&line));
     }
     p.out.push_str("</p>\n");
-    view_switch(&mut p, layer, Some(View::Channel));
+    view_switch(&mut p, layer, Some(layer.lead));
     for (n, sprite) in layer.sprites.iter().enumerate() {
         let chans = &layer.channels[sprite.first..sprite.first + sprite.count];
         let (first, last) = (chans[0].channel, chans[chans.len() - 1].channel);
@@ -459,15 +459,19 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
         w!(p.out, "<p class=\"bad\">{}</p>\n", Esc(&s));
     }
     p.out.push_str("<div class=\"channel\"><figure>");
-    let png = paths::image(model, name, c.channel);
+    let png = layer.lead_image(c.channel);
     channel_figure_image(&mut p, model, name, c, &png);
-    w!(p.out, "<figcaption>objective {}", Esc(&fmt_objective(c)));
+    p.out.push_str("<figcaption>");
+    if layer.lead != View::Channel {
+        w!(p.out, "{} · ", Esc(&layer.lead.to_string()));
+    }
+    w!(p.out, "objective {}", Esc(&fmt_objective(c)));
     if !matches!(c.image, ImageState::Missing) {
         let href = p.href(&png);
         w!(p.out, " · <a href=\"{href}\">png</a>");
     }
     if !matches!(c.sidecar, SidecarState::Missing) {
-        let href = p.href(&paths::sidecar(model, name, c.channel));
+        let href = p.href(&layer.lead_sidecar(c.channel));
         w!(p.out, " · <a href=\"{href}\">json</a>");
     }
     p.out.push_str("</figcaption></figure><div>");
@@ -482,7 +486,7 @@ pub(crate) fn channel_page(key: &str, run_id: &str, layer: &Layer, i: usize) -> 
 
 /// "view: channel · neuron · … · dataset examples": links between a layer's contact sheet, its view
 /// pages and its examples page, the current one (`None`: the examples page) unlinked; nothing when
-/// the layer has only the channel view.
+/// the layer has only its lead view.
 fn view_switch(p: &mut Page, layer: &Layer, current: Option<View>) {
     let others = layer.other_views();
     let examples = layer.examples.is_some();
@@ -491,7 +495,7 @@ fn view_switch(p: &mut Page, layer: &Layer, current: Option<View>) {
     }
     let (model, name) = (layer.model.as_str(), layer.layer.as_str());
     p.out.push_str("<p class=\"views-nav\">view:");
-    let views = std::iter::once(View::Channel).chain(others).map(Some);
+    let views = std::iter::once(layer.lead).chain(others).map(Some);
     let examples_entry = examples.then_some(None);
     for view in views.chain(examples_entry) {
         let label = match view {
@@ -503,7 +507,7 @@ fn view_switch(p: &mut Page, layer: &Layer, current: Option<View>) {
             continue;
         }
         let target = match view {
-            Some(View::Channel) => paths::layer_page(model, name),
+            Some(lead) if lead == layer.lead => paths::layer_page(model, name),
             Some(other) => paths::view_page(model, name, other),
             None => paths::examples_page(model, name),
         };
@@ -755,13 +759,14 @@ pub(crate) fn compare_layer_page(
 
 /// One model's figure of a channel on its across-models page: the image linked to the model's own
 /// channel page, its objective and what is wrong with it.
-fn compare_figure(p: &mut Page, model: &str, name: &str, c: &Channel) {
+fn compare_figure(p: &mut Page, layer: &Layer, c: &Channel) {
+    let (model, name) = (layer.model.as_str(), layer.layer.as_str());
     let channel = c.channel;
     let page = p.href(&paths::channel_page(model, name, channel));
     match &c.image {
         ImageState::Ok { width, height } => {
             let (w, h) = display_size(*width, *height, 224, 224);
-            let src = p.href(&paths::image(model, name, channel));
+            let src = p.href(&layer.lead_image(channel));
             w!(
                 p.out,
                 "<a href=\"{page}\"><img src=\"{src}\" width=\"{w}\" height=\"{h}\" alt=\"{} {} channel {channel:04}\"></a>",
@@ -825,8 +830,14 @@ pub(crate) fn compare_channel_page(
     );
     for &(model, layer) in per_model {
         p.out.push_str("<figure>");
-        match layer.and_then(|l| l.channels.iter().find(|c| c.channel == channel)) {
-            Some(c) => compare_figure(&mut p, model, name, c),
+        let shown = layer.and_then(|l| {
+            l.channels
+                .iter()
+                .find(|c| c.channel == channel)
+                .map(|c| (l, c))
+        });
+        match shown {
+            Some((l, c)) => compare_figure(&mut p, l, c),
             None => w!(
                 p.out,
                 "<div class=\"ph\" style=\"width:224px;height:224px\">not rendered</div>\

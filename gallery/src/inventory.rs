@@ -7,15 +7,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use lucid_proto::View;
 use lucid_proto::keys::{Kind, StoredKey, parse_key};
 
-/// Which of a channel's objects the listing holds: the channel view's, and those of its other views.
+/// Which of a channel's objects the listing holds: its layer's lead view's, and those of its other
+/// views.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Presence {
+    /// The lead view's image (copy 0 of a view with copies).
     pub png: bool,
+    /// The lead view's sidecar.
     pub sidecar: bool,
+    /// The other views, in view order.
     pub views: Vec<ViewObjects>,
 }
 
-/// The stored objects of one other view (issue 17) of a channel.
+/// The stored objects of one view (issue 17) of a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ViewObjects {
     pub view: View,
@@ -25,7 +29,17 @@ pub(crate) struct ViewObjects {
 }
 
 /// One layer's channels, in numeric order, with what exists of each.
-pub(crate) type LayerChannels = Vec<(u32, Presence)>;
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LayerChannels {
+    /// The view the layer's contact sheet and channel pages lead with: the channel view when any
+    /// channel of the layer has it (a channel still missing it shows as missing there), otherwise
+    /// the first view stored, so that a run of other views only (`views = ["neuron"]`) has pages.
+    pub lead: View,
+    pub channels: Vec<(u32, Presence)>,
+}
+
+/// Every view's objects of each channel of one layer, as the listing holds them.
+type LayerObjects = BTreeMap<u32, BTreeMap<View, ViewObjects>>;
 
 /// Channels by model and layer; models and layers in natural order (`s2` before `s10`), channels in
 /// numeric order.
@@ -37,13 +51,11 @@ pub(crate) struct Inventory {
 }
 
 impl Inventory {
-    /// Groups the channel objects among `keys` (relative to the run root). Only keys of exactly
-    /// `{model}/{layer}/{channel:04}.{png|json}` with valid identifiers count; everything else (the
-    /// manifest, an earlier gallery, foreign objects) is ignored.
+    /// Groups the result objects among `keys` (relative to the run root). Only keys of exactly
+    /// `{model}/{layer}/{channel:04}[.{view}[.{copy}]].{png|json}` with valid identifiers count;
+    /// everything else (the manifest, an earlier gallery, foreign objects) is ignored.
     pub(crate) fn from_keys(keys: &[String]) -> Self {
-        let mut tree: BTreeMap<String, BTreeMap<String, BTreeMap<u32, Presence>>> = BTreeMap::new();
-        let mut others: BTreeMap<(String, String, u32), BTreeMap<View, ViewObjects>> =
-            BTreeMap::new();
+        let mut objects: BTreeMap<(String, String), LayerObjects> = BTreeMap::new();
         for key in keys {
             if key.split('/').count() != 3 {
                 continue;
@@ -51,51 +63,37 @@ impl Inventory {
             let Some(StoredKey { id, kind, copy }) = parse_key(key) else {
                 continue;
             };
-            if id.view != View::Channel {
-                let unit = (id.model.to_string(), id.layer.to_string(), id.channel);
-                let objects = others
-                    .entry(unit)
-                    .or_default()
-                    .entry(id.view)
-                    .or_insert_with(|| ViewObjects {
-                        view: id.view,
-                        copies: Vec::new(),
-                        sidecar: false,
-                    });
-                match kind {
-                    Kind::Png => objects.copies.push(copy),
-                    Kind::Sidecar => objects.sidecar = true,
-                }
-                continue;
-            }
-            let (model, layer, channel) = (id.model, id.layer, id.channel);
-            let presence = tree
-                .entry(model.as_str().to_owned())
+            let layer = (id.model.to_string(), id.layer.to_string());
+            let stored = objects
+                .entry(layer)
                 .or_default()
-                .entry(layer.as_str().to_owned())
+                .entry(id.channel)
                 .or_default()
-                .entry(channel)
-                .or_default();
+                .entry(id.view)
+                .or_insert_with(|| ViewObjects {
+                    view: id.view,
+                    copies: Vec::new(),
+                    sidecar: false,
+                });
             match kind {
-                Kind::Png => presence.png = true,
-                Kind::Sidecar => presence.sidecar = true,
+                Kind::Png => stored.copies.push(copy),
+                Kind::Sidecar => stored.sidecar = true,
             }
         }
-        attach_views(&mut tree, others);
+        let mut tree: BTreeMap<String, Vec<(String, LayerChannels)>> = BTreeMap::new();
+        for ((model, layer), channels) in objects {
+            tree.entry(model).or_default().push((layer, led(channels)));
+        }
         let mut layer_names: Vec<String> = tree
             .values()
-            .flat_map(|layers| layers.keys().cloned())
+            .flat_map(|layers| layers.iter().map(|(layer, _)| layer.clone()))
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
         layer_names.sort_by(|a, b| natural_cmp(a, b));
         let mut models: Vec<_> = tree
             .into_iter()
-            .map(|(model, layers)| {
-                let mut layers: Vec<_> = layers
-                    .into_iter()
-                    .map(|(layer, channels)| (layer, channels.into_iter().collect()))
-                    .collect();
+            .map(|(model, mut layers)| {
                 layers.sort_by(|(a, _), (b, _)| natural_cmp(a, b));
                 (model, layers)
             })
@@ -108,27 +106,34 @@ impl Inventory {
     }
 }
 
-/// Puts each channel's other views beside it, to be shown on its page; a unit without a channel
-/// view is not shown yet.
-fn attach_views(
-    tree: &mut BTreeMap<String, BTreeMap<String, BTreeMap<u32, Presence>>>,
-    others: BTreeMap<(String, String, u32), BTreeMap<View, ViewObjects>>,
-) {
-    for ((model, layer, channel), views) in others {
-        if let Some(presence) = tree
-            .get_mut(&model)
-            .and_then(|layers| layers.get_mut(&layer))
-            .and_then(|channels| channels.get_mut(&channel))
-        {
-            presence.views = views
-                .into_values()
-                .map(|mut v| {
-                    v.copies.sort_unstable();
-                    v
-                })
-                .collect();
-        }
-    }
+/// A layer's channels around its lead view (the first view any channel has: [`View::Channel`]
+/// sorts first).
+fn led(channels: LayerObjects) -> LayerChannels {
+    let lead = channels
+        .values()
+        .flat_map(|views| views.keys())
+        .min()
+        .copied()
+        .unwrap_or_default();
+    let channels = channels
+        .into_iter()
+        .map(|(channel, mut views)| {
+            let led = views.remove(&lead);
+            let presence = Presence {
+                png: led.as_ref().is_some_and(|v| v.copies.contains(&0)),
+                sidecar: led.is_some_and(|v| v.sidecar),
+                views: views
+                    .into_values()
+                    .map(|mut v| {
+                        v.copies.sort_unstable();
+                        v
+                    })
+                    .collect(),
+            };
+            (channel, presence)
+        })
+        .collect();
+    LayerChannels { lead, channels }
 }
 
 /// Orders strings with runs of ASCII digits compared by value: `conv2` < `conv10`, `s_02` < `s_3`.
@@ -204,8 +209,13 @@ mod tests {
             "s2/conv1/0001.neuron.json",
             "s2/conv1/0001.diversity-2.1.png",
             "s2/conv1/0001.diversity-2.0.png",
-            // a view of a unit without its channel view is not shown yet
+            // a unit without its channel view, in a layer that has it: missing there, its view kept
             "s2/conv1/0009.neuron.png",
+            // a layer of other views only leads with the first of them
+            "s2/conv3/0004.neuron.png",
+            "s2/conv3/0004.neuron.json",
+            "s2/conv3/0004.diversity-2.0.png",
+            "s2/conv3/0005.diversity-2.0.png",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -214,21 +224,35 @@ mod tests {
         let models: Vec<&str> = inv.models.iter().map(|(s, _)| s.as_str()).collect();
         assert_eq!(models, ["s2", "s10"]);
         let layers: Vec<&str> = inv.models[0].1.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(layers, ["conv1", "conv2", "conv10"]);
-        assert_eq!(inv.layer_names, ["conv1", "conv2", "conv10"]);
+        assert_eq!(layers, ["conv1", "conv2", "conv3", "conv10"]);
+        assert_eq!(inv.layer_names, ["conv1", "conv2", "conv3", "conv10"]);
+        let neuron = |sidecar| ViewObjects {
+            view: View::Neuron,
+            copies: vec![0],
+            sidecar,
+        };
+        let conv1 = &inv.models[0].1[0].1;
+        assert_eq!(conv1.lead, View::Channel);
         assert_eq!(
-            inv.models[0].1[0].1,
-            vec![(
+            conv1.channels[1],
+            (
+                9,
+                Presence {
+                    png: false,
+                    sidecar: false,
+                    views: vec![neuron(false)],
+                }
+            )
+        );
+        assert_eq!(
+            conv1.channels[..1],
+            [(
                 1,
                 Presence {
                     png: true,
                     sidecar: true,
                     views: vec![
-                        ViewObjects {
-                            view: View::Neuron,
-                            copies: vec![0],
-                            sidecar: true,
-                        },
+                        neuron(true),
                         ViewObjects {
                             view: View::Diversity { copies: 2 },
                             copies: vec![0, 1],
@@ -238,16 +262,47 @@ mod tests {
                 }
             )]
         );
+        let conv3 = &inv.models[0].1[2].1;
+        assert_eq!(conv3.lead, View::Neuron);
+        let diversity = ViewObjects {
+            view: View::Diversity { copies: 2 },
+            copies: vec![0],
+            sidecar: false,
+        };
         assert_eq!(
-            inv.models[0].1[2].1,
-            vec![(
-                0,
-                Presence {
-                    png: false,
-                    sidecar: true,
-                    views: Vec::new(),
-                }
-            )]
+            conv3.channels,
+            [
+                (
+                    4,
+                    Presence {
+                        png: true,
+                        sidecar: true,
+                        views: vec![diversity.clone()],
+                    }
+                ),
+                (
+                    5,
+                    Presence {
+                        png: false,
+                        sidecar: false,
+                        views: vec![diversity],
+                    }
+                )
+            ]
+        );
+        assert_eq!(
+            inv.models[0].1[3].1,
+            LayerChannels {
+                lead: View::Channel,
+                channels: vec![(
+                    0,
+                    Presence {
+                        png: false,
+                        sidecar: true,
+                        views: Vec::new(),
+                    }
+                )]
+            }
         );
     }
 }

@@ -90,7 +90,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-use crate::inventory::{Inventory, Presence};
+use crate::inventory::{Inventory, LayerChannels, Presence};
 pub use crate::store::FolderStore;
 pub use crate::thumbs::encode_png;
 
@@ -348,6 +348,8 @@ pub(crate) struct Sprite {
 pub(crate) struct Layer {
     pub model: String,
     pub layer: String,
+    /// The view the contact sheet and each channel's leading figure show ([`LayerChannels::lead`]).
+    pub lead: lucid_proto::View,
     pub channels: Vec<Channel>,
     pub sprites: Vec<Sprite>,
     pub thumb: u32,
@@ -362,7 +364,17 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
-    /// The other views (beside the channel view) that any of the layer's channels has.
+    /// The key of `channel`'s image in the lead view.
+    pub(crate) fn lead_image(&self, channel: u32) -> String {
+        paths::view_image(&self.model, &self.layer, channel, self.lead, 0)
+    }
+
+    /// The key of `channel`'s sidecar in the lead view.
+    pub(crate) fn lead_sidecar(&self, channel: u32) -> String {
+        paths::view_sidecar(&self.model, &self.layer, channel, self.lead)
+    }
+
+    /// The other views (beside the lead view) that any of the layer's channels has.
     pub(crate) fn other_views(&self) -> Vec<lucid_proto::View> {
         views_of(self.channels.iter().map(|c| &c.views))
     }
@@ -661,6 +673,7 @@ fn planned_keys(
     let mut keys = Vec::new();
     for (model, layers) in &inventory.models {
         for (layer, entries) in layers {
+            let entries = &entries.channels;
             for n in 0..sprite_layout(entries.len(), opts).len() {
                 keys.push(paths::sprite(model, layer, n));
             }
@@ -687,7 +700,7 @@ fn planned_keys(
             .models
             .iter()
             .flat_map(|(_, layers)| layers.iter().filter(|(l, _)| l == layer))
-            .flat_map(|(_, entries)| entries.iter().map(|(c, _)| *c))
+            .flat_map(|(_, entries)| entries.channels.iter().map(|(c, _)| *c))
             .collect();
         for channel in numbers {
             keys.push(paths::compare_channel(layer, channel));
@@ -772,13 +785,16 @@ fn build_layer(
     sink: &mut dyn GallerySink,
     opts: &GalleryOptions,
     threads: usize,
-    (model, layer, entries): (&str, &str, &[(u32, Presence)]),
+    (model, layer, entries): (&str, &str, &LayerChannels),
     (examples, matched): (Option<examples::LayerExamples>, bool),
     summary: &mut GallerySummary,
 ) -> Result<Layer, GalleryError> {
     let thumb = opts.thumb_size;
+    let lead = entries.lead;
+    let entries = entries.channels.as_slice();
     let loaded = parallel_map(entries, threads, |(channel, presence)| {
-        load_channel(source, model, layer, *channel, presence, thumb)
+        let unit = (model, layer, *channel, lead);
+        load_channel(source, unit, presence, thumb)
     })?;
     let sprites = sprite_layout(entries.len(), opts);
     let max = opts.sprite_max_thumbs as usize;
@@ -820,6 +836,7 @@ fn build_layer(
     let built = Layer {
         model: model.to_owned(),
         layer: layer.to_owned(),
+        lead,
         channels,
         sprites,
         thumb,
@@ -881,17 +898,16 @@ fn paste_cell(
     thumbs::paste(rgb, width, cell, thumb, thumb, col * thumb, row * thumb);
 }
 
-/// Reads and decodes one channel: its state and, if the PNG decoded, its thumbnail.
+/// Reads and decodes one channel (model, layer, channel, lead view): its state in the lead view and,
+/// if the PNG decoded, its thumbnail.
 fn load_channel(
     source: &dyn GallerySource,
-    model: &str,
-    layer: &str,
-    channel: u32,
+    (model, layer, channel, lead): (&str, &str, u32, lucid_proto::View),
     presence: &Presence,
     thumb: u32,
 ) -> Result<(Channel, Option<Vec<u8>>), GalleryError> {
     let (image, pixels) = if presence.png {
-        let bytes = source.read(&paths::image(model, layer, channel))?;
+        let bytes = source.read(&paths::view_image(model, layer, channel, lead, 0))?;
         match thumbs::decode_png(&bytes) {
             Ok(img) => (
                 ImageState::Ok {
@@ -906,7 +922,7 @@ fn load_channel(
         (ImageState::Missing, None)
     };
     let sidecar = if presence.sidecar {
-        let bytes = source.read(&paths::sidecar(model, layer, channel))?;
+        let bytes = source.read(&paths::view_sidecar(model, layer, channel, lead))?;
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(Value::Object(map)) => SidecarState::Ok(map),
             Ok(_) => SidecarState::Unreadable("not a JSON object".into()),
@@ -998,6 +1014,8 @@ mod tests {
     struct Memory {
         objects: BTreeMap<String, Vec<u8>>,
         written: Vec<(String, String)>,
+        /// What was written, by key.
+        output: BTreeMap<String, Vec<u8>>,
     }
 
     impl GallerySource for Memory {
@@ -1016,8 +1034,9 @@ mod tests {
     }
 
     impl GallerySink for Memory {
-        fn write(&mut self, key: &str, _: Vec<u8>, ct: &str) -> Result<(), GalleryError> {
+        fn write(&mut self, key: &str, bytes: Vec<u8>, ct: &str) -> Result<(), GalleryError> {
             self.written.push((key.into(), ct.into()));
+            self.output.insert(key.into(), bytes);
             Ok(())
         }
     }
@@ -1051,7 +1070,7 @@ mod tests {
         run.objects.insert("run.json".into(), b"{}".to_vec());
         let source = Memory {
             objects: run.objects.clone(),
-            written: vec![],
+            ..Memory::default()
         };
         let summary = build(&source, &mut run, &opts()).unwrap();
         let inventory = Inventory::from_keys(&source.list_keys().unwrap());
@@ -1076,6 +1095,53 @@ mod tests {
         assert_eq!(
             summary.pages,
             written.iter().filter(|k| k.ends_with(".html")).count()
+        );
+    }
+
+    #[test]
+    fn a_run_without_the_channel_view_leads_with_its_first_view() {
+        use lucid_proto::View;
+        let png = thumbs::encode_png(2, 2, &[200; 12]).unwrap();
+        let mut objects = BTreeMap::new();
+        for ch in 0..3 {
+            objects.insert(
+                paths::view_image("s1", "c1", ch, View::Neuron, 0),
+                png.clone(),
+            );
+            objects.insert(
+                paths::view_sidecar("s1", "c1", ch, View::Neuron),
+                br#"{"objective_start": 1, "objective_end": 2.5}"#.to_vec(),
+            );
+            let diversity = View::Diversity { copies: 2 };
+            for copy in 0..2 {
+                let key = paths::view_image("s1", "c1", ch, diversity, copy);
+                objects.insert(key, png.clone());
+            }
+        }
+        let source = Memory {
+            objects,
+            ..Memory::default()
+        };
+        let mut out = Memory::default();
+        let summary = build(&source, &mut out, &opts()).unwrap();
+        assert_eq!((summary.channels, summary.images), (3, 3), "{summary:?}");
+        assert_eq!(summary.missing_images + summary.missing_sidecars, 0);
+        let page = |key: String| String::from_utf8(out.output[&key].clone()).unwrap();
+        let channel = page(paths::channel_page("s1", "c1", 1));
+        for shown in [
+            "0001.neuron.png",
+            "0001.neuron.json",
+            "0001.diversity-2.1.png",
+        ] {
+            assert!(channel.contains(shown), "the channel page shows {shown}");
+        }
+        assert!(!channel.contains("0001.png"), "no channel view is named");
+        let layer = page(paths::layer_page("s1", "c1"));
+        assert!(layer.contains("view: <b>neuron</b>"), "{layer}");
+        assert!(layer.contains("view-diversity-2.html"), "{layer}");
+        assert!(
+            !out.output
+                .contains_key(&paths::view_page("s1", "c1", View::Neuron))
         );
     }
 
@@ -1112,7 +1178,7 @@ mod tests {
         );
         let source = Memory {
             objects: run.objects.clone(),
-            written: vec![],
+            ..Memory::default()
         };
         let summary = build(&source, &mut run, &opts()).unwrap();
         assert_eq!(summary.match_layers, 1);
@@ -1151,7 +1217,7 @@ mod tests {
         run.objects.insert(paths::image("compare", "c1", 0), png);
         let source = Memory {
             objects: run.objects.clone(),
-            written: vec![],
+            ..Memory::default()
         };
         let err = build(&source, &mut run, &opts()).unwrap_err();
         assert!(matches!(err, GalleryError::Collision { .. }), "{err}");

@@ -53,7 +53,9 @@ pub(crate) fn compare_channel(layer: &str, channel: u32) -> String {
     format!("{DIR}/compare/{layer}/{channel:04}.html")
 }
 
-/// `{model}/{layer}/{channel:04}.png`: the rendered image, as the workers store it.
+/// `{model}/{layer}/{channel:04}.png`: the channel view's image, as the workers store it (pages
+/// name images through their layer's lead view, [`crate::Layer::lead_image`]).
+#[cfg(test)]
 pub(crate) fn image(model: &str, layer: &str, channel: u32) -> String {
     format!("{model}/{layer}/{channel:04}.png")
 }
@@ -136,7 +138,8 @@ pub(crate) fn probe_picture(file: u32) -> String {
     format!("{PROBE_DIR}/{PROBE_IMAGES_DIR}/{file:06}.jpg")
 }
 
-/// `{model}/{layer}/{channel:04}.json`: the result sidecar.
+/// `{model}/{layer}/{channel:04}.json`: the channel view's sidecar.
+#[cfg(test)]
 pub(crate) fn sidecar(model: &str, layer: &str, channel: u32) -> String {
     format!("{model}/{layer}/{channel:04}.json")
 }

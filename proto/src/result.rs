@@ -27,7 +27,8 @@ pub struct RenderOutcome {
     pub objective_start: f64,
     /// Objective value after the last step.
     pub objective_end: f64,
-    /// Wall time of this image's share of its batch, in seconds.
+    /// Wall time of this result's share of its batch, in seconds: every image of it (each copy
+    /// of a view with copies).
     pub render_seconds: f64,
     /// SHA-256 of the PNG bytes, 64 lowercase hex digits.
     pub png_sha256: String,
@@ -92,7 +93,8 @@ pub struct ResultSidecar {
     pub steps: u32,
     /// Image side in pixels.
     pub size: u32,
-    /// Wall time of this image's share of its batch, in seconds.
+    /// Wall time of this result's share of its batch, in seconds: every image of it (each copy
+    /// of a view with copies).
     pub render_seconds: f64,
     /// Worker instance id.
     pub worker_id: String,

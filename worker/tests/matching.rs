@@ -98,7 +98,21 @@ fn a_permuted_copy_is_matched_to_its_original_at_every_layer_and_an_unrelated_se
         }
         let copy = pair(0)["mean_assigned"].as_f64().expect("mean");
         let unrelated = pair(1)["mean_assigned"].as_f64().expect("mean");
-        report.push(format!("{layer}: copy {copy:.3}, unrelated {unrelated:.3}"));
+        let spread = |i: usize| {
+            let mut r: Vec<f64> = pair(i)["assignment"]
+                .as_array()
+                .expect("assignment")
+                .iter()
+                .filter_map(|p| p["correlation"].as_f64())
+                .collect();
+            r.sort_by(f64::total_cmp);
+            (r[0], r[r.len() / 2], r[r.len() - 1])
+        };
+        let ((c0, c1, c2), (u0, u1, u2)) = (spread(0), spread(1));
+        report.push(format!(
+            "{layer}: copy mean {copy:.3} (min {c0:.3} median {c1:.3} max {c2:.3}), \
+             unrelated mean {unrelated:.3} (min {u0:.3} median {u1:.3} max {u2:.3})"
+        ));
         assert!(copy > 0.95, "{layer}: {copy}");
         assert!(
             unrelated < copy - 0.05,
@@ -107,7 +121,7 @@ fn a_permuted_copy_is_matched_to_its_original_at_every_layer_and_an_unrelated_se
         let r = &m["consistency"]["r"];
         assert!(r[0][1].as_f64() > r[0][2].as_f64(), "{layer}: {r}");
     }
-    eprintln!("mean matched correlation per layer: {}", report.join("; "));
+    eprintln!("matched correlation per layer:\n{}", report.join("\n"));
 
     // the same again from the stored means alone (`lucid-coordinator match`), another reference
     let args = lucid_coordinator::commands::SpecArgs {

@@ -36,14 +36,16 @@ pub fn provenance(worker_id: &str, code_version: &str) -> Provenance {
 }
 
 /// The sidecar of `task`'s images (one per copy of its view, in copy order), whose encoded PNGs are
-/// `pngs`; `None` without an image, which no sidecar may record.
+/// `pngs`; `None` without an image, which no sidecar may record. Its `render_seconds` is the task's
+/// share of the batch: `seconds_per_image` for each of its images (every copy of a diversity view).
 pub fn sidecar(
     task: &TaskMessage,
     images: &[RenderedImage],
     pngs: &[Vec<u8>],
-    render_seconds: f64,
+    seconds_per_image: f64,
     provenance: Provenance,
 ) -> Option<ResultSidecar> {
+    let render_seconds = seconds_per_image * images.len() as f64;
     let mut copies = images.iter().zip(pngs).map(|(image, png)| CopyOutcome {
         objective_start: image.objective_start,
         objective_end: image.objective_end,
@@ -112,4 +114,45 @@ pub fn rfc3339_now() -> String {
         (rem % 3600) / 60,
         rem % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lucid_proto::spec::{ModelLocation, RenderSection};
+
+    fn image(copy: usize) -> RenderedImage {
+        RenderedImage {
+            channel: 3,
+            copy,
+            size: 1,
+            rgb: vec![0; 3],
+            objective_start: 0.5,
+            objective_end: 2.0 + copy as f64,
+        }
+    }
+
+    #[test]
+    fn a_sidecar_records_its_tasks_share_of_the_batch_with_every_copy() {
+        let task = TaskMessage::new(
+            "run".parse().expect("run id"),
+            "s1".parse().expect("model id"),
+            "conv2".parse().expect("layer"),
+            3,
+            RenderSection::default().settings(),
+            ModelLocation::parse("/data/s1").expect("location"),
+        );
+        let images: Vec<RenderedImage> = (0..3).map(image).collect();
+        let pngs = vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()];
+        let who = || provenance("w", CODE_VERSION);
+        let three = sidecar(&task, &images, &pngs, 0.25, who()).expect("a sidecar");
+        assert_eq!(three.render_seconds, 0.75, "three images at 0.25 s each");
+        assert_eq!(three.further_copies.len(), 2);
+        let one = sidecar(&task, &images[..1], &pngs[..1], 0.25, who()).expect("a sidecar");
+        assert_eq!(one.render_seconds, 0.25);
+        assert!(
+            sidecar(&task, &[], &[], 0.25, who()).is_none(),
+            "no image, no sidecar"
+        );
+    }
 }

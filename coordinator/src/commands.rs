@@ -176,7 +176,8 @@ pub async fn verify(args: &SpecArgs, options: &VerifyOptions) -> Result<VerifyRe
     let run = plan_run(&spec, &model_cache()?, Digests::Skip).await?;
     let store = open_store(&spec).await?;
     let (mut report, stored_dead) =
-        crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?).await?;
+        crate::verify::fetch_and_check(&store, &run.plan, &key_prefix(&spec)?, spec.probe.as_ref())
+            .await?;
     let mut dead_depth = None;
     let mut truncated = None;
     let mut dead = stored_dead;

@@ -377,6 +377,9 @@ pub struct VerifyOutput {
     pub violations: Vec<ViolationOutput>,
     /// The run's dead letters, when the dead-letter queue was read (`null` otherwise).
     pub dead_letters: Option<Vec<DeadLetterOutput>>,
+    /// How far the probe pass is, for a spec with `[probe]` (`null` otherwise).
+    #[serde(default)]
+    pub probe: Option<crate::verify::ProbeProgress>,
 }
 
 /// One broken rule: its `kind` and fields ([`Violation`]) and the sentence the text report prints.
@@ -580,6 +583,7 @@ impl Report for VerifyReport {
                     })
                     .collect()
             }),
+            probe: self.probe,
         })
     }
 }

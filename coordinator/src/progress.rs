@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use lucid_proto::keys::{ProbeKey, ShardPart, parse_probe_key};
+use lucid_proto::keys::{ProbeKey, ProbeOutput, ShardPart, parse_probe_key};
 use lucid_proto::{Kind, LayerName, ModelId, Plan, ResultId, StoredKey, parse_key};
 
 /// A run's listing, sorted into channel objects and the rest.
@@ -22,6 +22,8 @@ pub struct StoredRun {
     pub probe_index: bool,
     /// Probe shards with a sidecar (done), by model and shard.
     pub probe_shards: BTreeSet<(ModelId, u32)>,
+    /// Models whose merged probe report (`probe/{model}/probe.json`, written last) is stored.
+    pub probe_reports: BTreeSet<ModelId>,
     /// Prepared probe images stored for the gallery, by their position in the index.
     pub probe_images: BTreeSet<u32>,
     /// Keys that are none of the above, nor an object of the run's gallery (`gallery/…`, which the
@@ -99,6 +101,12 @@ impl StoredRun {
                         part: ShardPart::Sidecar,
                     }) => {
                         stored.probe_shards.insert((model, shard));
+                    }
+                    Some(ProbeKey::Output { model })
+                        if relative.rsplit('/').next()
+                            == Some(ProbeOutput::Report.file_name().as_str()) =>
+                    {
+                        stored.probe_reports.insert(model);
                     }
                     // a shard's data, a merged output: the probe pass's own objects
                     Some(_) => {}

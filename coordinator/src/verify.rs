@@ -8,13 +8,16 @@
 //! under the run except `run.json`, the gallery (`gallery/…`) and a `local` run's
 //! `dead-letters.json` (whose tasks count as dead letters, as the queue's do); each sidecar decodes and names its own run, model, layer, channel
 //! and task id, with the plan's settings; each PNG starts with the PNG signature and an `IHDR` of
-//! `size × size`, and hashes to the sidecar's digest of its copy.
+//! `size × size`, and hashes to the sidecar's digest of its copy. For a spec with `[probe]`
+//! ([`check_probe`]): the probe set index is stored, every model has every shard of it (a sidecar,
+//! stored after its data), and a model with every shard has its merged `probe.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use futures::StreamExt;
-use lucid_proto::{DeadLetterReport, KeyPrefix, Plan, ResultSidecar};
+use lucid_proto::probe::{ProbeIndex, probe_task_id};
+use lucid_proto::{DeadLetterReport, KeyPrefix, ModelId, Plan, ResultSidecar, RunId};
 use lucid_storage::Store;
 use sha2::{Digest, Sha256};
 
@@ -167,6 +170,24 @@ pub enum Violation {
         /// How many were read.
         limit: usize,
     },
+    /// The run's spec has `[probe]` but the probe set index is not stored (nothing was submitted).
+    MissingProbeIndex {
+        /// The expected key.
+        key: String,
+    },
+    /// A shard of the probe set has no stored result for a model.
+    MissingProbeShard {
+        /// The probe task's id.
+        task: String,
+    },
+    /// Every shard of a model is stored but its merged pass is not (`examples` was not run, or
+    /// stopped).
+    UnmergedProbe {
+        /// The model.
+        model: String,
+        /// The merged report's expected key.
+        key: String,
+    },
     /// A metric disagrees with what is stored or queued.
     MetricDisagrees {
         /// The series, as `name{labels}`.
@@ -233,6 +254,19 @@ impl fmt::Display for Violation {
                 f,
                 "the dead-letter queue holds more than the {limit} messages read; not all were checked"
             ),
+            Violation::MissingProbeIndex { key } => {
+                write!(
+                    f,
+                    "missing probe set index {key} (the probe pass was never submitted)"
+                )
+            }
+            Violation::MissingProbeShard { task } => {
+                write!(f, "missing probe shard of task {task}")
+            }
+            Violation::UnmergedProbe { model, key } => write!(
+                f,
+                "every probe shard of model {model} is stored but not merged: no {key} (run `lucid-coordinator examples`)"
+            ),
             Violation::MetricDisagrees {
                 series,
                 expected,
@@ -262,6 +296,21 @@ pub struct VerifyReport {
     pub violations: Vec<Violation>,
     /// The run's dead letters, when the dead-letter queue was read ([`check_dead_letters`]).
     pub dead_letters: Option<Vec<RunDeadLetter>>,
+    /// How far the probe pass is, for a spec with `[probe]` ([`check_probe`]).
+    pub probe: Option<ProbeProgress>,
+}
+
+/// How far a run's probe pass is, as [`check_probe`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct ProbeProgress {
+    /// Probe tasks of the stored index: models × shards (0 without an index).
+    pub expected_shards: u64,
+    /// Of those, the shards stored.
+    pub stored_shards: u64,
+    /// Models probed.
+    pub models: u64,
+    /// Of those, the models whose merged pass is stored.
+    pub merged_models: u64,
 }
 
 impl VerifyReport {
@@ -281,6 +330,13 @@ impl fmt::Display for VerifyReport {
             self.listed,
             self.violations.len()
         )?;
+        if let Some(p) = &self.probe {
+            writeln!(
+                f,
+                "probe pass: {} of {} shards stored, {} of {} models merged",
+                p.stored_shards, p.expected_shards, p.merged_models, p.models
+            )?;
+        }
         if let Some(dead) = &self.dead_letters {
             writeln!(f, "{} dead letters of this run", dead.len())?;
             for d in dead {
@@ -324,7 +380,54 @@ pub fn check(plan: &Plan, prefix: &KeyPrefix, keys: &[String], fetched: &Fetched
         listed: keys.len() as u64,
         violations,
         dead_letters: None,
+        probe: None,
     }
+}
+
+/// Checks the probe pass of `models` in `stored` (a listing of run `run`) against `index`, the
+/// stored probe set index (`None`: not stored): every model has every shard, a model with every
+/// shard has its merged report. Records the progress in the report. Pure.
+pub fn check_probe(
+    (run, models): (&RunId, &[ModelId]),
+    prefix: &KeyPrefix,
+    stored: &StoredRun,
+    index: Option<&ProbeIndex>,
+    report: &mut VerifyReport,
+) {
+    let mut progress = ProbeProgress {
+        models: models.len() as u64,
+        ..ProbeProgress::default()
+    };
+    let Some(index) = index else {
+        report.violations.push(Violation::MissingProbeIndex {
+            key: prefix.probe_index_key(run),
+        });
+        report.probe = Some(progress);
+        return;
+    };
+    let shards = index.shard_count();
+    for model in models {
+        let missing: Vec<u32> = (0..shards)
+            .filter(|s| !stored.probe_shards.contains(&(model.clone(), *s)))
+            .collect();
+        progress.expected_shards += u64::from(shards);
+        progress.stored_shards += u64::from(shards) - missing.len() as u64;
+        for shard in &missing {
+            report.violations.push(Violation::MissingProbeShard {
+                task: probe_task_id(run, model, *shard),
+            });
+        }
+        if stored.probe_reports.contains(model) {
+            progress.merged_models += 1;
+        } else if missing.is_empty() {
+            let key = prefix.probe_output_key(run, model, lucid_proto::keys::ProbeOutput::Report);
+            report.violations.push(Violation::UnmergedProbe {
+                model: model.to_string(),
+                key,
+            });
+        }
+    }
+    report.probe = Some(progress);
 }
 
 /// The violations of one planned task: its PNGs (one per copy) and sidecar present, the sidecar
@@ -601,6 +704,7 @@ pub async fn fetch_and_check(
     store: &Store,
     plan: &Plan,
     prefix: &KeyPrefix,
+    probe: Option<&lucid_proto::spec::ProbeSection>,
 ) -> Result<(VerifyReport, Option<Vec<RunDeadLetter>>)> {
     let run_prefix = prefix.run_prefix(&plan.run_id);
     let (keys, stored) = StoredRun::list(store, &run_prefix).await?;
@@ -629,13 +733,38 @@ pub async fn fetch_and_check(
             Err(error) => return Err(Error::storage(format!("get {key}"), error)),
         }
     }
-    let report = check(plan, prefix, &keys, &fetched);
+    let mut report = check(plan, prefix, &keys, &fetched);
+    if probe.is_some() {
+        let index = read_probe_index(store, prefix, &plan.run_id, &stored).await?;
+        let models: Vec<ModelId> = plan.models.iter().map(|m| m.model_id.clone()).collect();
+        let run = (&plan.run_id, models.as_slice());
+        check_probe(run, prefix, &stored, index.as_ref(), &mut report);
+    }
     let local_dead = if stored.dead_letters {
         Some(read_local_dead_letters(store, prefix, &plan.run_id).await?)
     } else {
         None
     };
     Ok((report, local_dead))
+}
+
+/// The run's stored probe set index, when the listing has one.
+async fn read_probe_index(
+    store: &Store,
+    prefix: &KeyPrefix,
+    run: &RunId,
+    stored: &StoredRun,
+) -> Result<Option<ProbeIndex>> {
+    if !stored.probe_index {
+        return Ok(None);
+    }
+    let key = prefix.probe_index_key(run);
+    let bytes = crate::progress::get_listed(store, &key).await?;
+    let index = ProbeIndex::decode(&bytes).map_err(|e| Error::Decode {
+        key: key.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(index))
 }
 
 /// The dead letters of a run without a broker (`lucid-worker local`, `render`), from its stored
@@ -652,11 +781,10 @@ async fn read_local_dead_letters(
         reason: e.to_string(),
     })?;
     Ok(report
-        .dead_letters
-        .into_iter()
-        .map(|d| RunDeadLetter {
-            id: d.task_id,
-            reason: d.reason,
+        .reasons()
+        .map(|(id, reason)| RunDeadLetter {
+            id: id.to_owned(),
+            reason: reason.to_owned(),
         })
         .collect())
 }
@@ -688,6 +816,7 @@ mod tests {
                 id: "r1/s1/conv1/0002".into(),
                 reason: "test gave up".into(),
             }]),
+            probe: None,
         };
         assert_eq!(
             report.to_string(),
@@ -699,5 +828,84 @@ mod tests {
         report.violations.clear();
         report.dead_letters = None;
         assert!(report.to_string().ends_with("0 violations\nok\n"));
+    }
+
+    /// Seven files in shards of three (shards 0, 1, 2); s1 has shards 0 and 2, s2 all three and its
+    /// merged report, s3 all three without one.
+    #[test]
+    fn probe_check_names_each_missing_shard_and_each_unmerged_model() {
+        let prefix = KeyPrefix::parse("p").unwrap();
+        let run: RunId = "r1".parse().unwrap();
+        let models: Vec<ModelId> = ["s1", "s2", "s3"].map(|m| m.parse().unwrap()).to_vec();
+        let index = ProbeIndex {
+            schema_version: lucid_proto::probe::PROBE_INDEX_SCHEMA_VERSION,
+            probe_set: lucid_proto::ModelLocation::parse("/data/set").unwrap(),
+            shard: 3,
+            files: (0..7).map(|i| format!("{i}.png")).collect(),
+            skipped: Vec::new(),
+        };
+        let shard = |m: &str, s: u32| {
+            let model: ModelId = m.parse().unwrap();
+            prefix.probe_shard_key(&run, &model, s, lucid_proto::keys::ShardPart::Sidecar)
+        };
+        let s2: ModelId = "s2".parse().unwrap();
+        let mut keys = vec![
+            prefix.probe_index_key(&run),
+            shard("s1", 0),
+            shard("s1", 2),
+            prefix.probe_output_key(&run, &s2, lucid_proto::keys::ProbeOutput::Report),
+        ];
+        keys.extend((0..3).flat_map(|s| [shard("s2", s), shard("s3", s)]));
+        let stored = StoredRun::classify(&prefix.run_prefix(&run), &keys);
+        let mut report = VerifyReport {
+            run_id: run.to_string(),
+            expected: 0,
+            complete: 0,
+            listed: keys.len() as u64,
+            violations: Vec::new(),
+            dead_letters: None,
+            probe: None,
+        };
+        check_probe((&run, &models), &prefix, &stored, Some(&index), &mut report);
+        assert_eq!(
+            report.violations,
+            vec![
+                Violation::MissingProbeShard {
+                    task: "r1/probe/s1/00001".into()
+                },
+                Violation::UnmergedProbe {
+                    model: "s3".into(),
+                    key: "p/r1/probe/s3/probe.json".into()
+                },
+            ]
+        );
+        let progress = report.probe.expect("progress");
+        assert_eq!((progress.stored_shards, progress.expected_shards), (8, 9));
+        assert_eq!((progress.merged_models, progress.models), (1, 3));
+        assert!(
+            report
+                .to_string()
+                .contains("probe pass: 8 of 9 shards stored, 1 of 3 models merged"),
+            "{report}"
+        );
+
+        let mut report = VerifyReport {
+            violations: Vec::new(),
+            probe: None,
+            ..report
+        };
+        check_probe(
+            (&run, &models),
+            &prefix,
+            &StoredRun::default(),
+            None,
+            &mut report,
+        );
+        assert_eq!(
+            report.violations,
+            vec![Violation::MissingProbeIndex {
+                key: "p/r1/probe/images.json".into()
+            }]
+        );
     }
 }

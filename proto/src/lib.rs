@@ -47,7 +47,7 @@ pub mod view;
 pub mod work;
 
 pub use channels::ChannelSelection;
-pub use dead_letters::{DeadLetterReport, DeadTask};
+pub use dead_letters::{DeadLetterReport, DeadProbeTask, DeadTask};
 pub use ids::{IdError, LayerName, ModelId, RunId};
 pub use keys::{KeyPrefix, Kind, ResultId, StoredKey, parse_key};
 pub use manifest::{CheckpointRef, RunManifest};

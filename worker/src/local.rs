@@ -20,7 +20,7 @@ use lucid_coordinator::probe::{Merged, plan_probe};
 use lucid_coordinator::progress::StoredRun;
 use lucid_coordinator::submit::{ensure_manifest, key_prefix};
 use lucid_proto::spec::{StorageKind, SweepSpec};
-use lucid_proto::{DeadLetterReport, DeadTask, KeyPrefix, TaskMessage, Work};
+use lucid_proto::{DeadLetterReport, DeadProbeTask, DeadTask, KeyPrefix, TaskMessage, Work};
 use lucid_storage::Store;
 use lucid_storage::models::ModelCache;
 use prometheus::Registry;
@@ -86,23 +86,13 @@ pub struct ProbeSummary {
     pub already_stored: u64,
     /// Probe images run through a model now (an image counts once per model).
     pub probed_images: u64,
-    /// Probe tasks given up, with their reasons; the merge waits for them.
-    pub dead_lettered: Vec<DeadProbe>,
+    /// Probe tasks given up, with their reasons (also in `dead-letters.json`); the merge waits for
+    /// them.
+    pub dead_lettered: Vec<DeadProbeTask>,
     /// What the merge wrote (`None` when a shard is missing).
     pub merged: Option<Merged>,
     /// The channels matched across seeds (docs/matching.md), after a merge of two or more models.
     pub matched: Option<lucid_coordinator::matching::MatchRunOutput>,
-}
-
-/// A probe task a local run gave up.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadProbe {
-    /// The task's id (`{run}/probe/{model}/{shard}`).
-    pub task_id: String,
-    /// Why.
-    pub reason: String,
-    /// Deliveries it had.
-    pub attempts: u32,
 }
 
 /// The in-process queue: tasks waiting with their earlier delivery counts. Handles put requeued
@@ -118,7 +108,7 @@ struct LocalSource {
 #[derive(Debug, Default)]
 struct DeadLists {
     renders: Vec<DeadTask>,
-    probes: Vec<DeadProbe>,
+    probes: Vec<DeadProbeTask>,
 }
 
 impl LocalSource {
@@ -218,8 +208,10 @@ impl TaskHandle for LocalHandle {
                     reason: reason.to_string(),
                     attempts,
                 }),
-                Work::Probe(task) => dead.probes.push(DeadProbe {
+                Work::Probe(task) => dead.probes.push(DeadProbeTask {
                     task_id: task.task_id.clone(),
+                    model_id: task.model_id.clone(),
+                    shard: task.shard,
                     reason: reason.to_string(),
                     attempts,
                 }),
@@ -304,7 +296,7 @@ pub async fn run(config: LocalConfig, shutdown: impl Future<Output = ()>) -> Res
     let probe_plan = prepared.probe.clone();
     let rendered = render(&config, prepared, device, shutdown).await?;
     let dead_letters_file =
-        write_dead_letters(&store, &prefix, &spec, &config.out, &rendered.dead).await?;
+        write_dead_letters(&store, &prefix, &spec, &config.out, &rendered).await?;
     let probe = match probe_plan {
         Some(plan) => Some(finish_probe(&spec, &run, &store, &prefix, plan, &rendered).await?),
         None => None,
@@ -375,7 +367,7 @@ struct Rendered {
     images: usize,
     dead: Vec<DeadTask>,
     probed_images: u64,
-    dead_probes: Vec<DeadProbe>,
+    dead_probes: Vec<DeadProbeTask>,
     interrupted: bool,
     seconds: f64,
     busy_seconds: f64,
@@ -461,20 +453,24 @@ fn busy_share(busy_seconds: f64, seconds: f64) -> f64 {
     }
 }
 
-/// Writes `{run}/dead-letters.json` when any task was given up (and removes nothing otherwise: a
-/// resumed run that fails nothing leaves the earlier report as it was).
+/// Writes `{run}/dead-letters.json` when any render or probe task was given up (and removes nothing
+/// otherwise: a resumed run that fails nothing leaves the earlier report as it was).
 async fn write_dead_letters(
     store: &Store,
     prefix: &KeyPrefix,
     spec: &SweepSpec,
     out: &Path,
-    dead: &[DeadTask],
+    rendered: &Rendered,
 ) -> Result<Option<PathBuf>> {
-    if dead.is_empty() {
+    if rendered.dead.is_empty() && rendered.dead_probes.is_empty() {
         return Ok(None);
     }
     let key = prefix.dead_letters_key(&spec.run_id);
-    let report = DeadLetterReport::new(spec.run_id.clone(), dead.to_vec());
+    let report = DeadLetterReport::new(
+        spec.run_id.clone(),
+        rendered.dead.clone(),
+        rendered.dead_probes.clone(),
+    );
     store
         .put(&key, report.encode(), "application/json")
         .await

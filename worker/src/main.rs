@@ -167,22 +167,28 @@ fn run_local(config: lucid_worker::local::LocalConfig, json: bool) -> anyhow::Re
         anyhow::bail!("interrupted; run the same command again to resume");
     }
     if let Some(file) = &summary.dead_letters_file {
+        let mut failed = Vec::new();
+        if !summary.dead_lettered.is_empty() {
+            let (dead, expected) = (summary.dead_lettered.len(), summary.expected);
+            failed.push(format!("{dead} of {expected} task(s)"));
+        }
+        let dead_probes = summary
+            .probe
+            .as_ref()
+            .filter(|p| !p.dead_lettered.is_empty());
+        if let Some(probe) = dead_probes {
+            let (dead, expected) = (probe.dead_lettered.len(), probe.expected);
+            failed.push(format!("{dead} of {expected} probe shard task(s)"));
+        }
+        let unmerged = if dead_probes.is_some() {
+            ", so no examples were merged"
+        } else {
+            ""
+        };
         anyhow::bail!(
-            "{} of {} task(s) failed; their reasons are in {}",
-            summary.dead_lettered.len(),
-            summary.expected,
+            "{} failed{unmerged}; their reasons are in {}; run the same command again to retry them",
+            failed.join(" and "),
             file.display()
-        );
-    }
-    if let Some(probe) = summary
-        .probe
-        .as_ref()
-        .filter(|p| !p.dead_lettered.is_empty())
-    {
-        anyhow::bail!(
-            "{} of {} probe shard task(s) failed, so no examples were merged; run the same command again to retry them",
-            probe.dead_lettered.len(),
-            probe.expected
         );
     }
     Ok(())

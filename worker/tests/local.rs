@@ -1,5 +1,6 @@
-//! `lucid-worker local` end to end on the embedded default: dead letters are recorded, the good tasks
-//! stored, the gallery built, and the exit says how many failed; a resume checks the manifest.
+//! `lucid-worker local` end to end on the embedded default: dead letters (render and probe tasks) are
+//! recorded, the good tasks stored, the gallery built, and the exit says how many failed; a resume
+//! checks the manifest.
 
 mod common;
 
@@ -59,12 +60,27 @@ fn local_with_a_truncated_checkpoint_records_every_dead_letter_builds_the_galler
         &out,
         4,
     );
+    // and a probe pass of three images in shards of two: the bad seed's two probe tasks die too
+    let probe = dir.path().join("probe");
+    std::fs::create_dir_all(&probe).expect("mkdir");
+    for stimulus in lucid_probe::stimuli::stimuli().into_iter().take(3) {
+        std::fs::write(probe.join(stimulus.file_name()), stimulus.encoded()).expect("write");
+    }
+    let section = format!(
+        "\n[probe]\nimages = {:?}\nshard = 2\nbatch = 1\n",
+        probe.display().to_string()
+    );
+    let mut text = std::fs::read_to_string(&spec).expect("read spec");
+    text.push_str(&section);
+    std::fs::write(&spec, text).expect("write spec");
 
     let (ok, stdout, stderr) = run_worker(&["local", "--spec", &spec, "--json"]);
     assert!(!ok, "a run with dead letters must exit non-zero: {stderr}");
     assert!(
-        stderr.contains("4 of 8 task(s) failed"),
-        "the error says how many failed: {stderr}"
+        stderr.contains(
+            "4 of 8 task(s) and 2 of 4 probe shard task(s) failed, so no examples were merged"
+        ),
+        "the error says how many of each failed: {stderr}"
     );
     let summary: serde_json::Value = serde_json::from_str(&stdout).expect("summary JSON");
     assert_eq!(summary["expected"], 8, "{summary}");
@@ -103,6 +119,33 @@ fn local_with_a_truncated_checkpoint_records_every_dead_letter_builds_the_galler
     channels.sort_unstable();
     assert_eq!(channels, vec![0, 1, 2, 3], "every dead task is listed once");
     assert_eq!(summary["dead_lettered"].as_array().map(Vec::len), Some(4));
+    let mut shards: Vec<u32> = report
+        .probe_dead_letters
+        .iter()
+        .map(|d| {
+            let expected_id = format!("deadletters/probe/training_seed_02/{:05}", d.shard);
+            assert_eq!(d.task_id, expected_id, "{d:?}");
+            assert_eq!(d.model_id.as_str(), "training_seed_02", "{d:?}");
+            assert!(d.reason.contains("training_seed_02"), "{}", d.reason);
+            d.shard
+        })
+        .collect();
+    shards.sort_unstable();
+    assert_eq!(shards, vec![0, 1], "both shards of the bad seed, once each");
+    let probe = &summary["probe"];
+    assert_eq!(
+        probe["dead_lettered"].as_array().map(Vec::len),
+        Some(2),
+        "{probe}"
+    );
+    assert!(
+        probe["merged"].is_null(),
+        "nothing merged while a shard is missing: {probe}"
+    );
+    for shard in 0..2 {
+        let done = run.join(format!("probe/training_seed_01/shards/{shard:05}.json"));
+        assert!(done.is_file(), "the good seed's shard {shard} is stored");
+    }
 
     let index = run.join("gallery/index.html");
     assert!(index.is_file(), "the gallery is built despite the failures");

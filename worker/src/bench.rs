@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// Apply the transforms step by step instead of as one composed affine sample.
     #[arg(long)]
     pub unfused_transforms: bool,
+    /// Make each Adam update the direct form's seven elementwise passes instead of libtorch's fused
+    /// kernel.
+    #[arg(long)]
+    pub unfused_adam: bool,
     /// Keep activations NCHW on CUDA instead of channels-last.
     #[arg(long)]
     pub no_channels_last: bool,
@@ -294,7 +298,10 @@ fn bench_settings(args: &BenchArgs) -> Settings {
         diversity_weight: args.diversity_weight,
         ..RenderSettings::default()
     };
-    engine_settings(&task, args.view)
+    Settings {
+        fused_adam: !args.unfused_adam,
+        ..engine_settings(&task, args.view)
+    }
 }
 
 /// Runs the benchmark, prints the table (or the JSON report) and writes the rates file if asked.

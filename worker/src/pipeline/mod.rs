@@ -248,6 +248,7 @@ pub fn engine_settings(s: &RenderSettings, view: View) -> Settings {
             _ => None,
         },
         fused_transforms: s.fused_transforms,
+        fused_adam: true,
         precision: s.precision,
     }
 }

@@ -102,8 +102,10 @@ pub struct ImageParam {
     kind: ParamKind,
     size: i64,
     decorrelate: bool,
-    /// `[1, 1, h, wf]` spectrum scale divided by 8 (FFT only): lucid's `/4` after the inverse FFT
-    /// and the `/2` of `tanh(t/2)`, both exact powers of two.
+    /// `[1, 1, h, wf]` spectrum scale divided by `8·h·w'` (FFT only): lucid's `/4` after the inverse
+    /// FFT, the `/2` of `tanh(t/2)` and the inverse transform's own `1/(h·w')` (`w'` the even width
+    /// it runs at), so that the transform runs unnormalised and no scaling pass follows it, forward
+    /// or backward.
     scale: Option<Tensor>,
     /// `[3, 3, 1, 1]` colour matrix as a 1x1 convolution.
     color: Tensor,
@@ -116,11 +118,15 @@ impl ImageParam {
     /// Prepares the constants of a parameterisation of `size` x `size` images on `device`.
     pub fn new(kind: ParamKind, size: usize, decorrelate: bool, device: Device) -> Self {
         let scale = (kind == ParamKind::Fft).then(|| {
-            let eighth: Vec<f32> = spectrum_scale(size, size, 1.0)
+            // the transform's own 1/(h·w) is over the even width it runs at (one column more than
+            // an odd side, cropped after)
+            let full_w = 2 * (spectrum_width(size) - 1);
+            let folded = 8.0 * (size * full_w) as f64;
+            let scale: Vec<f32> = spectrum_scale(size, size, 1.0)
                 .into_iter()
-                .map(|s| s / 8.0)
+                .map(|s| (f64::from(s) / folded) as f32)
                 .collect();
-            Tensor::from_slice(&eighth)
+            Tensor::from_slice(&scale)
                 .view([1, 1, size as i64, spectrum_width(size) as i64])
                 .to_device(device)
         });
@@ -160,11 +166,12 @@ impl ImageParam {
             (ParamKind::Fft, Some(scale)) => {
                 let wf = v.size()[3];
                 let spectrum = v.view_as_complex() * scale;
-                // TF's irfft2d normalises by 1/(h·w) ("backward"); the stored width may be one column
-                // longer than needed for odd sizes, so transform to the even width and crop.
+                // TF's irfft2d normalises by 1/(h·w), which the scale holds: "forward" leaves the
+                // inverse unscaled. The stored width may be one column longer than needed for odd
+                // sizes, so transform to the even width and crop.
                 let full_w = 2 * (wf - 1);
                 let img =
-                    spectrum.fft_irfft2(Some([self.size, full_w].as_slice()), [-2, -1], "backward");
+                    spectrum.fft_irfft2(Some([self.size, full_w].as_slice()), [-2, -1], "forward");
                 if full_w == self.size {
                     img
                 } else {
@@ -263,7 +270,7 @@ mod tests {
     }
 
     #[test]
-    fn inverse_fft_uses_backward_normalisation() {
+    fn a_dc_coefficient_gives_lucids_constant_image() {
         // A single DC coefficient c gives a constant image c·scale_dc/(h·w)/4 before colour.
         let _guard = tch::no_grad_guard();
         let size = 8usize;
@@ -301,6 +308,54 @@ mod tests {
             .max()
             .double_value(&[]);
         assert!(err < 2e-6, "centred images differ by {err}");
+    }
+
+    /// Lucid's direct form: `complex(re, im)·scale`, `irfft2d` normalised by `1/(h·w)`, `/4`,
+    /// colour, sigmoid; for any side (an odd one crops the transform of the next even width).
+    fn lucid_images(v: &Tensor, size: usize) -> Tensor {
+        let (h, wf) = (size as i64, spectrum_width(size) as i64);
+        let scale = Tensor::from_slice(&spectrum_scale(size, size, 1.0)).view([1, 1, h, wf]);
+        let spectrum = Tensor::complex(&(v.select(4, 0) * &scale), &(v.select(4, 1) * &scale));
+        let full_w = 2 * (wf - 1);
+        let t = spectrum.fft_irfft2(Some([h, full_w].as_slice()), [-2, -1], "backward") / 4.0;
+        let t = t.narrow(3, 0, h);
+        let c: Vec<f32> = color_matrix().iter().flatten().copied().collect();
+        let color = Tensor::from_slice(&c).view([3, 3, 1, 1]);
+        t.conv2d(&color, None::<&Tensor>, [1, 1], [0, 0], [1, 1], 1)
+            .sigmoid()
+    }
+
+    #[test]
+    fn folded_normalisation_gives_lucids_images_and_gradients() {
+        for size in [24usize, 23] {
+            tch::manual_seed(size as i64);
+            let shape = [2, 3, size as i64, spectrum_width(size) as i64, 2];
+            let v =
+                (Tensor::randn(shape, (Kind::Float, Device::Cpu)) * 0.05).set_requires_grad(true);
+            let weights =
+                Tensor::randn([2, 3, size as i64, size as i64], (Kind::Float, Device::Cpu));
+            let p = ImageParam::new(ParamKind::Fft, size, true, Device::Cpu);
+            let ours = p.images(&v);
+            let direct = lucid_images(&v, size);
+            let err = (&ours - &direct).abs().max().double_value(&[]);
+            assert!(err < 1e-6, "{size} px: images differ from lucid's by {err}");
+            let grad_of = |images: &Tensor| {
+                let g = Tensor::run_backward(
+                    &[(images * &weights).sum(Kind::Float)],
+                    &[&v],
+                    false,
+                    false,
+                );
+                g.into_iter().next().expect("one gradient")
+            };
+            let (g_ours, g_direct) = (grad_of(&ours), grad_of(&direct));
+            let scale = g_direct.abs().max().double_value(&[]);
+            let err = (&g_ours - &g_direct).abs().max().double_value(&[]);
+            assert!(
+                scale > 0.0 && err < 1e-5 * scale,
+                "{size} px: gradients differ by {err} (of {scale})"
+            );
+        }
     }
 
     #[test]

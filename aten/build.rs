@@ -4,6 +4,8 @@
 //! `DEP_TCH_LIBTORCH_LIB`); the headers sit beside it in `../include`, both in the libtorch zip and in
 //! the PyTorch wheel. The C++ ABI flag must match libtorch's: torch-sys takes it from
 //! `LIBTORCH_CXX11_ABI` (default 1, what every libtorch 2.x build uses), and so does this script.
+//! The crate's own test binaries get an rpath to that folder, as the worker's binaries do
+//! (`worker/build.rs`), so they run without `LD_LIBRARY_PATH`.
 
 use std::path::PathBuf;
 
@@ -25,6 +27,7 @@ fn main() {
             lib.display()
         );
     }
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
     cc::Build::new()
         .cpp(true)

@@ -59,8 +59,10 @@ pub async fn plan_probe(
     let (index, wrote_index) =
         ensure_index(spec, section, store, prefix, stored.probe_index).await?;
     let mut missing = Vec::new();
-    for model in &models {
-        for (shard, files) in index.shards() {
+    // shard by shard, every model's task of a shard together: a worker receiving them together
+    // reads the shard once for all of them
+    for (shard, files) in index.shards() {
+        for model in &models {
             if stored
                 .probe_shards
                 .contains(&(model.model_id.clone(), shard))

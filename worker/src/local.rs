@@ -86,6 +86,9 @@ pub struct ProbeSummary {
     pub already_stored: u64,
     /// Probe images run through a model now (an image counts once per model).
     pub probed_images: u64,
+    /// Probe files fetched and decoded now: once per shard for all the models probing it together,
+    /// so fewer than `probed_images` when several models share the reads.
+    pub files_read: u64,
     /// Probe tasks given up, with their reasons (also in `dead-letters.json`); the merge waits for
     /// them.
     pub dead_lettered: Vec<DeadProbeTask>,
@@ -356,6 +359,7 @@ async fn finish_probe(
         expected: plan.expected,
         already_stored: plan.expected - plan.missing.len() as u64,
         probed_images: rendered.probed_images,
+        files_read: rendered.probe_files_read,
         dead_lettered: rendered.dead_probes.clone(),
         merged,
         matched,
@@ -367,6 +371,7 @@ struct Rendered {
     images: usize,
     dead: Vec<DeadTask>,
     probed_images: u64,
+    probe_files_read: u64,
     dead_probes: Vec<DeadProbeTask>,
     interrupted: bool,
     seconds: f64,
@@ -435,6 +440,7 @@ async fn render(
         images: metrics.images.get() as usize,
         dead: dead.renders,
         probed_images: metrics.probe_images.get(),
+        probe_files_read: metrics.probe_files_read.get(),
         dead_probes: dead.probes,
         interrupted,
         seconds,

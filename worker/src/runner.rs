@@ -1,6 +1,7 @@
 //! The one worker loop, shared by `serve` and `local`: it takes tasks from a [`TaskSource`] (the AMQP
 //! consumer or the in-process queue), groups them into batches of one (run, model id and location, layer,
-//! settings), keeps at most two batches in flight (one on the render thread, one encoding and
+//! settings) and probe tasks into groups of one shard (every model probing it, so that the shard is
+//! read once), keeps at most two batches in flight (one on the render thread, one encoding and
 //! uploading, so the device does not wait for storage), watches for a fault of this worker's own
 //! machine, and on shutdown stops taking work, gives back what was not started, finishes the batches
 //! in flight within the drain deadline and waits for the render thread. Both modes batch, drain and
@@ -15,7 +16,7 @@ use tokio::task::JoinSet;
 
 use crate::pipeline::gpu::{GpuHandle, RenderMode};
 use crate::pipeline::metrics::WorkerMetrics;
-use crate::pipeline::probe::process_probe;
+use crate::pipeline::probe::process_probes;
 use crate::pipeline::{
     Accepted, BatchContext, Item, ModelResolver, ProbeItem, WorkerFault, code_version,
     process_batch,
@@ -116,9 +117,9 @@ pub struct Worker<S: TaskSource> {
     render_thread: std::thread::JoinHandle<()>,
     fault: tokio::sync::watch::Receiver<Option<String>>,
     options: LoopOptions,
-    batcher: Batcher,
-    /// Probe tasks waiting, each a batch of its own, started in arrival order.
-    probes: std::collections::VecDeque<ProbeItem>,
+    batcher: Batcher<Item>,
+    /// Probe tasks waiting, grouped by shard.
+    probes: Batcher<ProbeItem>,
     in_flight: JoinSet<()>,
 }
 
@@ -150,7 +151,7 @@ impl<S: TaskSource> Worker<S> {
             render_thread,
             fault: fault_rx,
             batcher: Batcher::default(),
-            probes: std::collections::VecDeque::new(),
+            probes: Batcher::default(),
             in_flight: JoinSet::new(),
             options,
         })
@@ -167,7 +168,7 @@ impl<S: TaskSource> Worker<S> {
         let stop = self.take_work(shutdown).await;
         self.source.stop(&stop).await;
         let waiting = self.batcher.take_all().into_iter().map(Accepted::Render);
-        let probes = self.probes.drain(..).map(Accepted::Probe);
+        let probes = self.probes.take_all().into_iter().map(Accepted::Probe);
         for item in waiting.chain(probes).collect::<Vec<_>>() {
             if let Err(error) = item.handle().requeue().await {
                 tracing::warn!(%error, "giving back a waiting task failed; its source delivers it again");
@@ -210,18 +211,17 @@ impl<S: TaskSource> Worker<S> {
                         match self.source.accept(raw).await {
                             Some(Accepted::Render(item)) => {
                                 self.ctx.metrics.in_flight.inc();
-                                self.batcher.push(item);
+                                self.batcher.push(render_key(&item), item);
                             }
                             Some(Accepted::Probe(item)) => {
                                 self.ctx.metrics.in_flight.inc();
-                                self.probes.push_back(item);
+                                self.probes.push(shard_key(&item), item);
                             }
                             None => {}
                         }
                     }
                     Received::Lost => {
-                        let dropped = self.batcher.take_all().len() + self.probes.len();
-                        self.probes.clear();
+                        let dropped = self.batcher.take_all().len() + self.probes.take_all().len();
                         self.ctx.metrics.in_flight.sub(dropped as i64);
                     }
                 },
@@ -242,16 +242,20 @@ impl<S: TaskSource> Worker<S> {
         self.batcher.len() + self.probes.len()
     }
 
-    /// Starts waiting probe tasks first (each is a whole shard, already its own batch), then full
-    /// render batches, and partial ones that lingered long enough or that no more tasks are coming
-    /// for right now, while fewer than two are in flight.
+    /// Starts shard groups of probe tasks first (a group grows while its shard's tasks for other
+    /// models keep arriving), then full render batches, and partial ones that lingered long enough
+    /// or that no more tasks are coming for right now, while fewer than two are in flight.
     fn dispatch(&mut self) {
         let flush = !self.source.has_more_now() || self.waiting() >= self.options.intake_limit;
         while self.in_flight.len() < MAX_BATCHES_IN_FLIGHT {
-            if let Some(item) = self.probes.pop_front() {
+            let whole_shard = self.options.intake_limit;
+            if let Some(items) = self
+                .probes
+                .take_ready(whole_shard, self.options.linger, flush)
+            {
                 let ctx = self.ctx.clone();
                 self.in_flight
-                    .spawn(async move { process_probe(item, &ctx).await });
+                    .spawn(async move { process_probes(items, &ctx).await });
                 continue;
             }
             let Some(items) =
@@ -267,31 +271,61 @@ impl<S: TaskSource> Worker<S> {
     }
 }
 
-/// Tasks waiting for a batch, grouped by what a batch must share.
-#[derive(Default)]
-struct Batcher {
-    groups: HashMap<String, Group>,
+/// What a render batch must share: run, model id and location, layer, settings and view (the
+/// diversity view shares the channel view's settings, so the view is part of the key).
+fn render_key(item: &Item) -> String {
+    let task = &item.task;
+    format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        task.run_id,
+        task.model_id,
+        task.layer,
+        task.model_location,
+        task.settings.fingerprint(),
+        task.view
+    )
+}
+
+/// What the probe tasks of one read share, whatever the model: the run's shard of the probe set,
+/// its very files (hashed: tasks of one run's index agree, and a task that does not is read on its
+/// own) and the side they are prepared at.
+fn shard_key(item: &ProbeItem) -> String {
+    use std::hash::{Hash, Hasher};
+    let task = &item.task;
+    let mut files = std::collections::hash_map::DefaultHasher::new();
+    task.files.hash(&mut files);
+    format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{:016x}",
+        task.run_id,
+        task.probe_set,
+        task.shard,
+        task.side,
+        files.finish()
+    )
+}
+
+/// Tasks waiting, grouped by a key of what one batch of them must share.
+struct Batcher<T> {
+    groups: HashMap<String, Group<T>>,
     len: usize,
 }
 
-struct Group {
-    since: Instant,
-    items: Vec<Item>,
+impl<T> Default for Batcher<T> {
+    fn default() -> Self {
+        Self {
+            groups: HashMap::new(),
+            len: 0,
+        }
+    }
 }
 
-impl Batcher {
-    fn push(&mut self, item: Item) {
-        let task = &item.task;
-        // one batch renders one view: the diversity view shares the channel view's settings
-        let key = format!(
-            "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-            task.run_id,
-            task.model_id,
-            task.layer,
-            task.model_location,
-            task.settings.fingerprint(),
-            task.view
-        );
+struct Group<T> {
+    since: Instant,
+    items: Vec<T>,
+}
+
+impl<T> Batcher<T> {
+    fn push(&mut self, key: String, item: T) {
         self.groups
             .entry(key)
             .or_insert_with(|| Group {
@@ -309,7 +343,7 @@ impl Batcher {
 
     /// The largest group that is full, older than `linger`, or any when `flush`; at most `batch`
     /// of its items.
-    fn take_ready(&mut self, batch: usize, linger: Duration, flush: bool) -> Option<Vec<Item>> {
+    fn take_ready(&mut self, batch: usize, linger: Duration, flush: bool) -> Option<Vec<T>> {
         let batch = batch.max(1);
         let key = self
             .groups
@@ -319,7 +353,7 @@ impl Batcher {
             .map(|(k, _)| k.clone())?;
         let group = self.groups.get_mut(&key)?;
         let take = group.items.len().min(batch);
-        let items: Vec<Item> = group.items.drain(..take).collect();
+        let items: Vec<T> = group.items.drain(..take).collect();
         if group.items.is_empty() {
             self.groups.remove(&key);
         } else {
@@ -329,7 +363,7 @@ impl Batcher {
         Some(items)
     }
 
-    fn take_all(&mut self) -> Vec<Item> {
+    fn take_all(&mut self) -> Vec<T> {
         self.len = 0;
         self.groups.drain().flat_map(|(_, g)| g.items).collect()
     }
@@ -367,5 +401,36 @@ async fn join_render_thread(render_thread: std::thread::JoinHandle<()>) {
             seconds = RENDER_THREAD_EXIT.as_secs(),
             "the render thread did not stop in time"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_group_waits_for_its_siblings_until_flushed_and_the_largest_goes_first() {
+        let mut b: Batcher<u32> = Batcher::default();
+        let hour = Duration::from_secs(3600);
+        b.push("shard 0".into(), 1);
+        assert_eq!(
+            b.take_ready(8, hour, false),
+            None,
+            "not full, not old, not flushed"
+        );
+        b.push("shard 1".into(), 10);
+        b.push("shard 0".into(), 2);
+        b.push("shard 1".into(), 11);
+        b.push("shard 1".into(), 12);
+        assert_eq!(b.len(), 5);
+        assert_eq!(b.take_ready(8, hour, true), Some(vec![10, 11, 12]));
+        assert_eq!(b.take_ready(2, hour, false), Some(vec![1, 2]), "full at 2");
+        assert_eq!(b.len(), 0);
+        b.push("shard 2".into(), 20);
+        assert_eq!(
+            b.take_ready(8, Duration::ZERO, false),
+            Some(vec![20]),
+            "lingered"
+        );
     }
 }

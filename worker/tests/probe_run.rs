@@ -271,3 +271,61 @@ fn an_empty_probe_set_is_refused_before_anything_is_written() {
         "nothing written: no manifest, no index, no render"
     );
 }
+
+#[test]
+fn two_models_read_each_shard_once_and_write_what_each_models_own_pass_writes() {
+    let fx = Fixture::new();
+    let other = fx.dir.path().join("other").join("model.safetensors");
+    std::fs::create_dir_all(other.parent().expect("folder")).expect("mkdir");
+    synthetic::write_model(&other, &synthetic::demo_filters(), 8).expect("write model");
+    let out = fx.dir.path().join("out");
+    let folder = |p: &Path| p.parent().expect("folder").display().to_string();
+    let spec = format!(
+        "run_id = \"pair\"\nlayers = [\"conv1\", \"conv2\"]\nchannels = \"0\"\n\n[models]\n\
+         seed = {:?}\nother = {:?}\n\n[render]\nsteps = 2\nsize = 64\n\n[storage]\nkind = \"local\"\n\
+         local_dir = {:?}\n\n[probe]\nimages = {:?}\nk = 3\nshard = 5\nbatch = 1\n",
+        folder(&fx.model),
+        folder(&other),
+        out.display().to_string(),
+        fx.images.display().to_string(),
+    );
+    let path = fx.dir.path().join("pair.toml");
+    std::fs::write(&path, spec).expect("write spec");
+    let path = path.display().to_string();
+    let (ok, stdout, stderr) = run_worker(&["local", "--spec", &path, "--json", "--no-gallery"]);
+    assert!(ok, "{stderr}");
+    let probe = summary(&stdout)["probe"].clone();
+    // 16 files (2 of them bad) in 4 shards, 2 models: 8 tasks, 28 images probed, 16 files read
+    assert_eq!(probe["expected"], 8, "{probe}");
+    assert_eq!(probe["probed_images"], 28, "{probe}");
+    assert_eq!(
+        probe["files_read"], 16,
+        "each shard read once for both models: {probe}"
+    );
+
+    // the other model's examples and means are what its own pass over the folder writes
+    let own = fx.dir.path().join("own");
+    let paths = [&other, &fx.images, &own].map(|p| p.display().to_string());
+    let (ok, _, stderr) = run_worker(&[
+        "probe",
+        "--checkpoint",
+        &paths[0],
+        "--images",
+        &paths[1],
+        "--out",
+        &paths[2],
+        "--layers",
+        "conv1,conv2",
+        "--k",
+        "3",
+        "--batch",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(ok, "{stderr}");
+    for file in ["conv2.examples.json", "conv2.means.safetensors"] {
+        let shared = read(&out.join("pair/probe/other").join(file));
+        assert!(shared == read(&own.join(file)), "{file} differs");
+    }
+}

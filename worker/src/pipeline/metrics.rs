@@ -47,6 +47,9 @@ pub struct WorkerMetrics {
     /// `lucid_worker_probe_images_total`: probe images run through a model and stored in a shard's
     /// result (an image probed for two models counts twice).
     pub probe_images: IntCounter,
+    /// `lucid_worker_probe_files_read_total`: probe files fetched and decoded (a shard read once for
+    /// the models probing it together counts once).
+    pub probe_files_read: IntCounter,
     /// `lucid_worker_in_flight`: tasks received and not yet settled.
     pub in_flight: IntGauge,
     /// `lucid_worker_last_success_timestamp_seconds`.
@@ -86,6 +89,10 @@ impl WorkerMetrics {
             "lucid_worker_probe_images_total",
             "Probe images run through a model and stored",
         )?;
+        let probe_files_read = IntCounter::new(
+            "lucid_worker_probe_files_read_total",
+            "Probe files fetched and decoded, once per shard read",
+        )?;
         let in_flight = IntGauge::new(
             "lucid_worker_in_flight",
             "Tasks received and not yet settled",
@@ -107,6 +114,7 @@ impl WorkerMetrics {
         registry.register(Box::new(batch_size.clone()))?;
         registry.register(Box::new(images.clone()))?;
         registry.register(Box::new(probe_images.clone()))?;
+        registry.register(Box::new(probe_files_read.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
         registry.register(Box::new(last_success.clone()))?;
         registry.register(Box::new(gpu_busy_seconds.clone()))?;
@@ -136,6 +144,7 @@ impl WorkerMetrics {
             batch_size,
             images,
             probe_images,
+            probe_files_read,
             in_flight,
             last_success,
             gpu_busy_seconds,

@@ -71,8 +71,8 @@ pub struct ProbeItem {
     pub handle: Box<dyn TaskHandle>,
 }
 
-/// A delivery turned into a task of either kind: render tasks wait to be batched, a probe task is a
-/// batch of its own.
+/// A delivery turned into a task of either kind: render tasks wait to be batched by layer, probe
+/// tasks to be grouped by shard.
 pub enum Accepted {
     /// A render task.
     Render(Item),

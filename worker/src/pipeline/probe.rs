@@ -1,12 +1,14 @@
-//! A probe task from delivery to acknowledgement: one model over one shard of the probe set,
+//! Probe tasks from delivery to acknowledgement: each is one model over one shard of the probe set,
 //! forward only (issue 15, docs/dataset-examples.md). The same for `serve` and `local`, and settled
 //! like a render task (`settle`): acknowledged only once the shard's data and then its sidecar are
 //! stored; a stored sidecar makes a redelivery a no-op.
 //!
-//! Each file is fetched from the probe set (a folder or an S3 prefix), decoded and prepared once on
-//! the blocking pool, and its image serves every layer of the task in one forward pass per batch on
-//! the render thread. A file that is gone, unreadable or not a usable image is set aside with its
-//! reason in the sidecar; only a transient storage failure fails the task (it is requeued).
+//! The runner hands over the tasks of one shard together (every model's that arrived with it), and
+//! the shard is read once for all of them: each file is fetched from the probe set (a folder or an
+//! S3 prefix), decoded and prepared once on the blocking pool, and its image serves every layer of
+//! every model in one forward pass per batch and model on the render thread. A file that is gone,
+//! unreadable or not a usable image is set aside with its reason in each model's sidecar; only a
+//! transient storage failure fails the tasks (they are requeued).
 
 use std::time::Instant;
 
@@ -27,33 +29,59 @@ use super::{BatchContext, ProbeItem, result};
 /// Probe files fetched at once per task.
 const FETCH_CONCURRENCY: usize = 16;
 
-/// Probes, stores and settles one probe task.
-pub async fn process_probe(item: ProbeItem, ctx: &BatchContext) {
-    if item.handle.is_stale() {
-        tracing::info!(task_id = %item.task.task_id, "skipping a delivery of a lost connection; the broker delivers it again");
-        ctx.metrics.in_flight.dec();
-        return;
+/// Probes, stores and settles the probe tasks of one shard (one per model), reading the shard once.
+pub async fn process_probes(items: Vec<ProbeItem>, ctx: &BatchContext) {
+    let mut todo = Vec::with_capacity(items.len());
+    for item in items {
+        if item.handle.is_stale() {
+            tracing::info!(task_id = %item.task.task_id, "skipping a delivery of a lost connection; the broker delivers it again");
+            ctx.metrics.in_flight.dec();
+            continue;
+        }
+        let task = &item.task;
+        let sidecar_key = ctx.prefix.probe_shard_key(
+            &task.run_id,
+            &task.model_id,
+            task.shard,
+            ShardPart::Sidecar,
+        );
+        if ctx.store.exists(&sidecar_key).await.unwrap_or(false) {
+            settle::skipped_existing(ctx, &item).await;
+            continue;
+        }
+        todo.push(item);
     }
-    let task = &item.task;
-    let sidecar_key =
-        ctx.prefix
-            .probe_shard_key(&task.run_id, &task.model_id, task.shard, ShardPart::Sidecar);
-    if ctx.store.exists(&sidecar_key).await.unwrap_or(false) {
-        settle::skipped_existing(ctx, &item).await;
+    let Some(first) = todo.first() else {
         return;
+    };
+    let read = match read_shard(ctx, &first.task).await {
+        Ok(read) => read,
+        Err(failure) => {
+            for item in &todo {
+                settle(ctx, item, Err(failure.clone())).await;
+            }
+            return;
+        }
+    };
+    ctx.metrics.time(phase::PROBE_READ, read.seconds);
+    let files = read.names.len() + read.skipped.len();
+    ctx.metrics.probe_files_read.inc_by(files as u64);
+    for item in &todo {
+        let outcome = probe_model(ctx, &item.task, &read).await;
+        settle(ctx, item, outcome).await;
     }
-    let outcome = probe_shard(ctx, task).await;
-    settle(ctx, &item, outcome).await;
 }
 
-/// The shard's files read, run and stored.
-async fn probe_shard(ctx: &BatchContext, task: &ProbeTask) -> Result<Stored, Failure> {
+/// One model's pass over a shard already read, stored.
+async fn probe_model(
+    ctx: &BatchContext,
+    task: &ProbeTask,
+    read: &ReadShard,
+) -> Result<Stored, Failure> {
     let started = Instant::now();
     let model = ctx.models.resolve(&task.model_location).await?;
     let network = ctx.models.network(&task.network).await?;
     let download_seconds = started.elapsed().as_secs_f64();
-    let read = read_shard(ctx, task).await?;
-    ctx.metrics.time(phase::PROBE_READ, read.seconds);
     let images = read.images.len();
     let reply = ctx
         .gpu
@@ -61,7 +89,7 @@ async fn probe_shard(ctx: &BatchContext, task: &ProbeTask) -> Result<Stored, Fai
             model,
             network,
             layers: task.layers.iter().map(ToString::to_string).collect(),
-            images: read.images,
+            images: read.images.clone(),
             side: task.side as usize,
             k: task.k as usize,
             batch: task.batch as usize,
@@ -73,7 +101,7 @@ async fn probe_shard(ctx: &BatchContext, task: &ProbeTask) -> Result<Stored, Fai
     ctx.metrics
         .time(phase::PROBE_FORWARD, reply.forward_seconds);
     ctx.metrics.gpu_busy_seconds.inc_by(reply.forward_seconds);
-    let sidecar = shard_sidecar(ctx, task, &read.names, read.skipped, read.seconds, &reply);
+    let sidecar = shard_sidecar(ctx, task, read, &reply);
     store_shard(ctx, task, reply, &sidecar).await?;
     Ok(Stored::Shard { images })
 }
@@ -149,12 +177,12 @@ async fn read_shard(ctx: &BatchContext, task: &ProbeTask) -> Result<ReadShard, F
     Ok(read)
 }
 
+/// The sidecar of `task`'s shard: the read's files and set-aside files and its seconds (shared by
+/// every model the read served), the task's forward pass.
 fn shard_sidecar(
     ctx: &BatchContext,
     task: &ProbeTask,
-    names: &[String],
-    skipped: Vec<Skipped>,
-    read_seconds: f64,
+    read: &ReadShard,
     reply: &ProbeReply,
 ) -> ShardSidecar {
     ShardSidecar {
@@ -163,8 +191,8 @@ fn shard_sidecar(
         run_id: task.run_id.clone(),
         model_id: task.model_id.clone(),
         shard: task.shard,
-        images: names.to_vec(),
-        skipped,
+        images: read.names.clone(),
+        skipped: read.skipped.clone(),
         layers: task
             .layers
             .iter()
@@ -176,7 +204,7 @@ fn shard_sidecar(
             .collect(),
         k: task.k,
         side: task.side,
-        read_seconds,
+        read_seconds: read.seconds,
         forward_seconds: reply.forward_seconds,
         provenance: result::provenance(&ctx.worker_id, &ctx.code_version),
     }

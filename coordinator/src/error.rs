@@ -204,6 +204,14 @@ pub enum Error {
         /// The decoder's error.
         source: lucid_probe::ProbeImageError,
     },
+    /// Work handed to the blocking pool did not come back (cancelled at shutdown, or it panicked).
+    #[error("{what}: the blocking task did not finish: {source}")]
+    BlockingTask {
+        /// What it was doing.
+        what: String,
+        /// Why it did not finish.
+        source: tokio::task::JoinError,
+    },
     /// What the cross-seed matching reads is missing or unusable.
     #[error("cannot match channels across seeds: {key} {reason}")]
     MatchInput {

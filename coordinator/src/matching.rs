@@ -296,7 +296,10 @@ async fn match_one(
         })
     })
     .await
-    .map_err(|e| Error::storage("match a layer (the blocking task failed)", e))?
+    .map_err(|source| Error::BlockingTask {
+        what: format!("matching layer {layer}"),
+        source,
+    })?
 }
 
 /// The body of `key`; a missing one names the command that makes it.

@@ -375,7 +375,10 @@ async fn write_previews(
                 }
             })
             .await
-            .map_err(|e| Error::storage(format!("prepare probe image {name}"), e))?
+            .map_err(|source| Error::BlockingTask {
+                what: format!("preparing probe image {name} for the gallery"),
+                source,
+            })?
             .map_err(|source| Error::ProbePreview {
                 file: name.clone(),
                 location: location.clone(),

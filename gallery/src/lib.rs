@@ -438,8 +438,13 @@ pub fn build(
     let inventory = Inventory::from_keys(&keys);
     let mut examples = examples::ExamplesReader::new(source, &keys);
     let matched = matches::matched_layers(&keys);
+    let match_reads = matches::read_layers(source, &matched)?;
+    let match_pages: Vec<(String, usize)> = match_reads
+        .iter()
+        .map(|(layer, read)| (layer.clone(), matches::page_count(read)))
+        .collect();
     check_collisions(
-        &planned_keys(&inventory, examples.objects(), &matched, opts),
+        &planned_keys(&inventory, examples.objects(), &match_pages, opts),
         &keys,
     )?;
     let threads = match opts.threads {
@@ -482,7 +487,7 @@ pub fn build(
         build_compare_pages(sink, opts, &inventory, &built, layer, &mut summary)?;
     }
     if !matched.is_empty() {
-        build_match_pages(source, sink, opts, &matched, &built, &mut summary)?;
+        build_match_pages(sink, opts, match_reads, &built, &mut summary)?;
     }
 
     let key = paths::index();
@@ -510,30 +515,29 @@ fn top_pictures(layer: &Layer) -> BTreeMap<u32, (String, String)> {
 /// The matching pages: a page and two plots per matched layer, the index with the curve over
 /// depth. A layer whose matching cannot be read is named on the index.
 fn build_match_pages(
-    source: &dyn GallerySource,
     sink: &mut dyn GallerySink,
     opts: &GalleryOptions,
-    matched: &[String],
+    reads: Vec<matches::LayerRead>,
     built: &[Layer],
     summary: &mut GallerySummary,
 ) -> Result<(), GalleryError> {
     let mut lines = Vec::new();
     let mut curve = Vec::new();
-    for layer in matched {
-        let m = match matches::read_layer(source, layer)? {
+    for (layer, read) in reads {
+        let pages = matches::page_count(&read);
+        let m = match read {
             Ok(m) => m,
             Err(reason) => {
-                lines.push((layer.clone(), Err(reason)));
+                lines.push((layer, Err(reason)));
                 continue;
             }
         };
-        let key = paths::match_page(layer);
-        put_page(
-            sink,
-            summary,
-            &key,
-            html::match_layer_page(&key, &opts.run_id, &m, built),
-        )?;
+        let layer = &layer;
+        for page in 1..=pages {
+            let key = paths::match_page_n(layer, page);
+            let html = html::match_layer_page(&key, &opts.run_id, &m, built, (page, pages));
+            put_page(sink, summary, &key, html)?;
+        }
         let heat = plots::consistency_heatmap(layer, &m.models, &m.consistency.r);
         put_plot(sink, &format!("{layer}-consistency"), heat)?;
         let values = matches::best_match_correlations(&m);
@@ -667,7 +671,7 @@ fn views_of<'a>(
 fn planned_keys(
     inventory: &Inventory,
     probe: &examples::ProbeObjects,
-    matched: &[String],
+    match_pages: &[(String, usize)],
     opts: &GalleryOptions,
 ) -> Vec<String> {
     let mut keys = Vec::new();
@@ -693,7 +697,7 @@ fn planned_keys(
     for layer in inventory
         .layer_names
         .iter()
-        .filter(|l| !matched.contains(l))
+        .filter(|l| !match_pages.iter().any(|(m, _)| m == *l))
     {
         keys.push(paths::compare_layer(layer));
         let numbers: BTreeSet<u32> = inventory
@@ -706,12 +710,12 @@ fn planned_keys(
             keys.push(paths::compare_channel(layer, channel));
         }
     }
-    for layer in matched {
-        keys.push(paths::match_page(layer));
+    for (layer, pages) in match_pages {
+        keys.extend((1..=*pages).map(|page| paths::match_page_n(layer, page)));
         keys.push(paths::match_plot(&format!("{layer}-consistency")));
         keys.push(paths::match_plot(&format!("{layer}-histogram")));
     }
-    if !matched.is_empty() {
+    if !match_pages.is_empty() {
         keys.push(paths::match_plot("depth"));
         keys.push(paths::match_index());
     }
@@ -1145,8 +1149,9 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_matched_layer_gets_its_matching_pages_instead_of_the_comparison() {
+    /// Two seeds with three rendered channels of layers c1 and c2, and c1 matched over `width`
+    /// channels.
+    fn matched_run(width: usize) -> Memory {
         let mut run = Memory::default();
         let png = thumbs::encode_png(2, 2, &[200; 12]).unwrap();
         for model in ["s1", "s2"] {
@@ -1159,7 +1164,8 @@ mod tests {
                 }
             }
         }
-        let means = ndarray::Array2::from_shape_fn((6, 3), |(i, c)| ((i * 3 + c * 5) % 7) as f32);
+        let means =
+            ndarray::Array2::from_shape_fn((6, width), |(i, c)| ((i * 3 + c * 5) % 7) as f32);
         let seeds = [
             lucid_match::SeedMeans {
                 model: "s1",
@@ -1176,6 +1182,12 @@ mod tests {
             paths::match_layer_json("c1"),
             serde_json::to_vec(&m).unwrap(),
         );
+        run
+    }
+
+    #[test]
+    fn a_matched_layer_gets_its_matching_pages_instead_of_the_comparison() {
+        let mut run = matched_run(3);
         let source = Memory {
             objects: run.objects.clone(),
             ..Memory::default()
@@ -1186,7 +1198,7 @@ mod tests {
         let planned = planned_keys(
             &Inventory::from_keys(&keys),
             &examples::ProbeObjects::default(),
-            &matches::matched_layers(&keys),
+            &[("c1".to_owned(), 1)],
             &opts(),
         );
         let written: Vec<String> = run.written.iter().map(|(k, _)| k.clone()).collect();
@@ -1207,6 +1219,48 @@ mod tests {
             .find(|(k, _)| k.ends_with(".svg"))
             .map(|(_, ct)| ct.clone());
         assert_eq!(svg.as_deref(), Some(SVG_CONTENT_TYPE));
+    }
+
+    #[test]
+    fn a_wide_matched_layer_is_paged_and_every_page_is_planned() {
+        let width = 2 * matches::ROWS_PER_PAGE + 88;
+        let mut run = matched_run(width);
+        let source = Memory {
+            objects: run.objects.clone(),
+            ..Memory::default()
+        };
+        build(&source, &mut run, &opts()).unwrap();
+        let keys = source.list_keys().unwrap();
+        let planned = planned_keys(
+            &Inventory::from_keys(&keys),
+            &examples::ProbeObjects::default(),
+            &[("c1".to_owned(), 3)],
+            &opts(),
+        );
+        let written: Vec<String> = run.written.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(written, planned);
+        let page = |n: usize| String::from_utf8(run.output[&paths::match_page_n("c1", n)].clone());
+        let pages: Vec<String> = (1..=3).map(|n| page(n).unwrap()).collect();
+        assert_eq!(paths::match_page_n("c1", 2), "gallery/match/c1/page-2.html");
+        let rows = |html: &str| html.matches("<tr><td>").count();
+        assert_eq!(
+            pages.iter().map(|p| rows(p)).collect::<Vec<_>>(),
+            [matches::ROWS_PER_PAGE, matches::ROWS_PER_PAGE, 88],
+            "rows per page"
+        );
+        assert!(
+            pages[0].contains("page <b>1</b> of 3"),
+            "{}",
+            &pages[0][..400]
+        );
+        assert!(
+            pages[0].contains("c1/page-3.html"),
+            "the first page links the last"
+        );
+        assert!(
+            pages[2].contains("../c1.html"),
+            "the last page links the first"
+        );
     }
 
     #[test]

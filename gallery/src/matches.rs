@@ -1,5 +1,6 @@
 //! The cross-seed matching of a run (issue 16, docs/matching.md) as the pages show it: which layers
-//! have `match/layers/{layer}.json`, read once each when its page is written.
+//! have `match/layers/{layer}.json`, each read once before the build writes anything (its page
+//! count is planned with the other keys).
 //!
 //! A layer whose matching cannot be read is shown with the reason on the matching index; it never
 //! fails the build.
@@ -56,6 +57,32 @@ pub(crate) fn read_layer(
     let key = paths::match_layer_json(layer);
     let bytes = source.read(&key)?;
     Ok(serde_json::from_slice(&bytes).map_err(|e| format!("{key}: {e}")))
+}
+
+/// Reference rows per matching page: a 4,096-channel layer of ten seeds is 16 pages of 256 rows
+/// (each row a tile and an example per seed), not one page of 80,000 pictures.
+pub(crate) const ROWS_PER_PAGE: usize = 256;
+
+/// A matched layer as read: its matching, or why it could not be read.
+pub(crate) type LayerRead = (String, Result<LayerMatch, String>);
+
+/// Every layer of `matched` read once, before anything is written.
+pub(crate) fn read_layers(
+    source: &dyn GallerySource,
+    matched: &[String],
+) -> Result<Vec<LayerRead>, GalleryError> {
+    matched
+        .iter()
+        .map(|layer| Ok((layer.clone(), read_layer(source, layer)?)))
+        .collect()
+}
+
+/// The pages a layer's matching takes (one for an unreadable one, whose page is not written).
+pub(crate) fn page_count(read: &Result<LayerMatch, String>) -> usize {
+    match read {
+        Ok(m) => m.reference_rows.len().div_ceil(ROWS_PER_PAGE).max(1),
+        Err(_) => 1,
+    }
 }
 
 /// The best-match correlation of every channel of every seed with every other seed (both ways of

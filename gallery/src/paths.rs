@@ -87,9 +87,21 @@ pub(crate) fn match_index() -> String {
     format!("{DIR}/{MATCH_DIR}/index.html")
 }
 
-/// `gallery/match/{layer}.html`: a layer's reference channels with their partners in every seed.
+/// `gallery/match/{layer}.html`: a layer's reference channels with their partners in every seed
+/// (its first page).
 pub(crate) fn match_page(layer: &str) -> String {
     format!("{DIR}/{MATCH_DIR}/{layer}.html")
+}
+
+/// Page `page` (1-based) of a layer's matching: the first is [`match_page`], the others
+/// `gallery/match/{layer}/page-{page}.html` (in a folder of their own, so no layer's name can
+/// collide with another layer's page).
+pub(crate) fn match_page_n(layer: &str, page: usize) -> String {
+    if page <= 1 {
+        match_page(layer)
+    } else {
+        format!("{DIR}/{MATCH_DIR}/{layer}/page-{page}.html")
+    }
 }
 
 /// `gallery/match/{name}.svg`: a plot of the matching pages (`depth`, `{layer}-consistency`, …).

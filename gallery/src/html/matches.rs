@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use lucid_match::LayerMatch;
 
 use super::{Esc, Page, plural, run_crumb};
-use crate::matches::MatchLine;
+use crate::matches::{MatchLine, ROWS_PER_PAGE};
 use crate::{Channel, Layer, paths};
 
 /// `gallery/match/index.html`: the curve over depth and a line per matched layer (or why it could
@@ -63,8 +63,16 @@ pub(crate) fn match_index_page(
     p.finish()
 }
 
-/// `gallery/match/{layer}.html`.
-pub(crate) fn match_layer_page(key: &str, run_id: &str, m: &LayerMatch, built: &[Layer]) -> String {
+/// Page `page` of `pages` of a layer's matching ([`paths::match_page_n`]): the header and plots,
+/// that page's [`ROWS_PER_PAGE`] reference rows, links to the other pages, and on the last page the
+/// shelf of unique channels.
+pub(crate) fn match_layer_page(
+    key: &str,
+    run_id: &str,
+    m: &LayerMatch,
+    built: &[Layer],
+    (page, pages): (usize, usize),
+) -> String {
     let layer = m.layer.as_str();
     let mut p = Page::new(
         key,
@@ -90,12 +98,17 @@ pub(crate) fn match_layer_page(key: &str, run_id: &str, m: &LayerMatch, built: &
                 .collect()
         })
         .collect();
-    p.out.push_str("<h2>Reference channels and their partners</h2>\n<table class=\"match\"><tr><th>reference</th>");
+    p.out
+        .push_str("<h2>Reference channels and their partners</h2>\n");
+    page_links(&mut p, layer, (page, pages), m.reference_rows.len());
+    p.out
+        .push_str("<table class=\"match\"><tr><th>reference</th>");
     for model in &m.models {
         w!(p.out, "<th>{}</th>", Esc(model));
     }
     p.out.push_str("</tr>\n");
-    for row in &m.reference_rows {
+    let shown = m.reference_rows.iter().skip((page - 1) * ROWS_PER_PAGE);
+    for row in shown.take(ROWS_PER_PAGE) {
         w!(
             p.out,
             "<tr><td>{:04}{}<br><span class=\"small muted\">mean r {:.3}</span></td>",
@@ -125,8 +138,32 @@ pub(crate) fn match_layer_page(key: &str, run_id: &str, m: &LayerMatch, built: &
         p.out.push_str("</tr>\n");
     }
     p.out.push_str("</table>\n");
-    unique_shelf(&mut p, m, &lookup, &per_model);
+    if page == pages {
+        unique_shelf(&mut p, m, &lookup, &per_model);
+    }
     p.finish()
+}
+
+/// "rows 257–512 of 4096 · page 2 of 16: 1 2 … 16", nothing for a layer of one page.
+fn page_links(p: &mut Page, layer: &str, (page, pages): (usize, usize), rows: usize) {
+    if pages <= 1 {
+        return;
+    }
+    let first = (page - 1) * ROWS_PER_PAGE + 1;
+    let last = (page * ROWS_PER_PAGE).min(rows);
+    w!(
+        p.out,
+        "<p class=\"pn\">rows {first}–{last} of {rows} · page <b>{page}</b> of {pages}:"
+    );
+    for n in 1..=pages {
+        if n == page {
+            w!(p.out, " <b>{n}</b>");
+        } else {
+            let href = p.href(&paths::match_page_n(layer, n));
+            w!(p.out, " <a href=\"{href}\">{n}</a>");
+        }
+    }
+    p.out.push_str("</p>\n");
 }
 
 fn header(p: &mut Page, m: &LayerMatch) {

@@ -140,12 +140,13 @@ fn probe_files(args: &BenchArgs) -> Result<(Vec<File>, String)> {
             "generated 500 x 375 photograph-like JPEGs (quality 90)".into(),
         ));
     };
-    let paths = list_files(folder)?;
-    let files = paths
-        .iter()
-        .map(|path| {
-            let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            Ok((path.display().to_string(), bytes))
+    let names = list_files(folder)?;
+    let files = names
+        .into_iter()
+        .map(|name| {
+            let path = folder.join(&name);
+            let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            Ok((name, bytes))
         })
         .collect::<Result<Vec<_>>>()?;
     if files.is_empty() {

@@ -1,23 +1,28 @@
-//! A probe folder read as the probe pass needs it: every file below it, in one stable order (by
-//! path), each decoded and prepared once; a file that is not a usable image is set aside with its
-//! reason, never silently dropped, and never stops the pass.
+//! A probe folder read as the probe pass needs it: every file below it, listed as the distributed
+//! pass lists a probe set (`lucid_storage::FileSet`: names relative to the folder, hidden files and
+//! folders left out, in byte order, so one pass and a sharded one index the files alike), each
+//! decoded and prepared once; a file that is not a usable image is set aside with its reason, never
+//! silently dropped, and never stops the pass.
 
 use std::path::{Path, PathBuf};
 
 use lucid_probe::{
     DecodeLimits, Prepared, Preprocessing, ProbeImageError, Skipped, decode, prepare,
 };
+use lucid_proto::ModelLocation;
+use lucid_proto::spec::StorageSection;
+use lucid_storage::FileSet;
 
 /// Why a probe folder gave nothing to probe.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeSetError {
     /// The folder could not be listed.
-    #[error("cannot list probe images in {}: {source}", path.display())]
+    #[error("cannot list probe images in {}: {reason}", path.display())]
     Unlistable {
-        /// The folder or sub-folder.
+        /// The folder.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        reason: String,
     },
     /// The folder holds no files.
     #[error("no probe images in {}: the folder is empty", path.display())]
@@ -48,37 +53,30 @@ pub struct ProbeSet {
     pub skipped: Vec<Skipped>,
 }
 
-/// Every file below `root` (hidden files and folders left out), sorted by path.
-pub fn list_files(root: &Path) -> Result<Vec<PathBuf>, ProbeSetError> {
-    let mut files = Vec::new();
-    let mut folders = vec![root.to_path_buf()];
-    while let Some(folder) = folders.pop() {
-        let unlistable = |source| ProbeSetError::Unlistable {
-            path: folder.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&folder).map_err(unlistable)? {
-            let path = entry.map_err(unlistable)?.path();
-            let hidden = path
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if hidden {
-                continue;
-            }
-            if path.is_dir() {
-                folders.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    if files.is_empty() {
+/// Every file below `root` as the distributed pass lists a probe set: names relative to `root`,
+/// hidden files and folders left out, in byte order (`FileSet::list` over the folder).
+pub fn list_files(root: &Path) -> Result<Vec<String>, ProbeSetError> {
+    let unlistable = |reason: String| ProbeSetError::Unlistable {
+        path: root.to_path_buf(),
+        reason,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| unlistable(format!("cannot start the listing runtime: {e}")))?;
+    let location = ModelLocation::Local(root.to_path_buf());
+    let names = runtime
+        .block_on(async {
+            let set = FileSet::open(&location, &StorageSection::default()).await?;
+            set.list().await
+        })
+        .map_err(|e| unlistable(e.to_string()))?;
+    if names.is_empty() {
         return Err(ProbeSetError::Empty {
             path: root.to_path_buf(),
         });
     }
-    files.sort();
-    Ok(files)
+    Ok(names)
 }
 
 /// The probe folder `root` read, decoded and prepared as `how` says.
@@ -93,13 +91,8 @@ pub fn read_probe_set(
         images: Vec::new(),
         skipped: Vec::new(),
     };
-    for path in &files {
-        let name = path
-            .strip_prefix(root)
-            .unwrap_or(path)
-            .to_string_lossy()
-            .into_owned();
-        match read_one(path, &name, how, limits) {
+    for name in files.iter().cloned() {
+        match read_one(&root.join(&name), &name, how, limits) {
             Ok(prepared) => {
                 set.names.push(name);
                 set.images.push(prepared);
@@ -144,4 +137,29 @@ pub fn prepare_file(
 ) -> Result<Prepared, String> {
     let image = decode(name, bytes, limits).map_err(|e: ProbeImageError| e.to_string())?;
     Ok(prepare(&image, how))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_is_listed_in_the_byte_order_the_distributed_pass_lists_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for name in ["a/c.png", "a-b.png", ".hidden/x.png", "a/.y.png", "b.png"] {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().expect("folder")).expect("mkdir");
+            std::fs::write(&path, b"x").expect("write");
+        }
+        // by path component "a/c.png" would come before "a-b.png"; by bytes '-' < '/'
+        assert_eq!(
+            list_files(dir.path()).expect("listed"),
+            ["a-b.png", "a/c.png", "b.png"]
+        );
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(matches!(
+            list_files(empty.path()),
+            Err(ProbeSetError::Empty { .. })
+        ));
+    }
 }

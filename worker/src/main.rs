@@ -216,8 +216,8 @@ fn print_summary(summary: &lucid_worker::local::LocalSummary) {
     }
     if let Some(probe) = &summary.probe {
         println!(
-            "probe: {} of {} shard tasks were stored before, {} images probed now",
-            probe.already_stored, probe.expected, probe.probed_images
+            "probe: {} of {} shard tasks were stored before, {} images probed now ({} files read)",
+            probe.already_stored, probe.expected, probe.probed_images, probe.files_read
         );
         if let Some(merged) = &probe.merged {
             print!("{merged}");

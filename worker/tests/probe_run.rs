@@ -62,6 +62,30 @@ fn summary(stdout: &str) -> serde_json::Value {
     serde_json::from_str(stdout).expect("summary JSON")
 }
 
+/// `lucid-worker probe` of `model` over the folder `images` into `out`, with the settings of the
+/// fixture's specs (conv1 and conv2, k = 3, batch 1, on the CPU).
+fn one_pass_over(model: &Path, images: &Path, out: &Path) {
+    let paths = [model, images, out].map(|p| p.display().to_string());
+    let (ok, _, stderr) = run_worker(&[
+        "probe",
+        "--checkpoint",
+        &paths[0],
+        "--images",
+        &paths[1],
+        "--out",
+        &paths[2],
+        "--layers",
+        "conv1,conv2",
+        "--k",
+        "3",
+        "--batch",
+        "1",
+        "--device",
+        "cpu",
+    ]);
+    assert!(ok, "{stderr}");
+}
+
 fn read(path: &Path) -> Vec<u8> {
     std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -107,25 +131,7 @@ fn a_sharded_local_probe_pass_writes_what_one_pass_over_the_folder_writes() {
     );
 
     let one_pass = fx.dir.path().join("one-pass");
-    let paths = [&fx.model, &fx.images, &one_pass].map(|p| p.display().to_string());
-    let (ok, _, stderr) = run_worker(&[
-        "probe",
-        "--checkpoint",
-        &paths[0],
-        "--images",
-        &paths[1],
-        "--out",
-        &paths[2],
-        "--layers",
-        "conv1,conv2",
-        "--k",
-        "3",
-        "--batch",
-        "1",
-        "--device",
-        "cpu",
-    ]);
-    assert!(ok, "{stderr}");
+    one_pass_over(&fx.model, &fx.images, &one_pass);
     let sharded = out.join("probed/probe/seed");
     for file in [
         "conv1.examples.json",
@@ -305,25 +311,7 @@ fn two_models_read_each_shard_once_and_write_what_each_models_own_pass_writes() 
 
     // the other model's examples and means are what its own pass over the folder writes
     let own = fx.dir.path().join("own");
-    let paths = [&other, &fx.images, &own].map(|p| p.display().to_string());
-    let (ok, _, stderr) = run_worker(&[
-        "probe",
-        "--checkpoint",
-        &paths[0],
-        "--images",
-        &paths[1],
-        "--out",
-        &paths[2],
-        "--layers",
-        "conv1,conv2",
-        "--k",
-        "3",
-        "--batch",
-        "1",
-        "--device",
-        "cpu",
-    ]);
-    assert!(ok, "{stderr}");
+    one_pass_over(&other, &fx.images, &own);
     for file in ["conv2.examples.json", "conv2.means.safetensors"] {
         let shared = read(&out.join("pair/probe/other").join(file));
         assert!(shared == read(&own.join(file)), "{file} differs");
